@@ -1,0 +1,91 @@
+"""What can be explained: the manifest's models and whether each checkpoint is usable.
+
+Also the explicit demo mode: torchvision's ImageNet-pretrained backbones (1000 classes,
+eight of them fungi), used only when the user asks for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from mushcam.manifest import ClassInfo, InputSpec, Manifest, ModelEntry
+from mushcam.models import (
+    BACKBONES,
+    DEFAULT_LAYERS,
+    PretrainedWeightsUnavailable,
+    imagenet_weights,
+    imagenet_weights_path,
+    load_imagenet_model,
+    load_model,
+)
+
+# ImageNet's fungus classes (indices 991-998), highlighted in demo mode.
+IMAGENET_FUNGI: tuple[str, ...] = (
+    "coral fungus", "agaric", "gyromitra", "stinkhorn", "earthstar", "hen-of-the-woods", "bolete", "ear",
+)
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """One backbone's checkpoint: ``found`` (file present), ``missing``, or ``not listed``."""
+
+    backbone: str
+    status: str
+    layer: str
+    path: Path | None = None
+    reason: str = ""
+
+
+def checkpoint_statuses(manifest: Manifest) -> list[ModelStatus]:
+    """Cheap file check for every backbone (no loading): what a home page lists first."""
+    statuses = []
+    for backbone in BACKBONES:
+        entry = manifest.models.get(backbone)
+        if entry is None:
+            statuses.append(ModelStatus(backbone, "not listed", DEFAULT_LAYERS[backbone], None, "not in the manifest"))
+            continue
+        path = manifest.checkpoint_path(backbone)
+        if path.is_file():
+            statuses.append(ModelStatus(backbone, "found", entry.layer, path))
+        else:
+            statuses.append(ModelStatus(backbone, "missing", entry.layer, path, f"no file at {path}"))
+    return statuses
+
+
+def imagenet_manifest() -> Manifest:
+    """Demo mode's manifest: ImageNet's 1000 categories (toxicity unknown), centre-crop input."""
+    categories = imagenet_weights("resnet50").meta["categories"]
+    return Manifest(
+        classes=tuple(ClassInfo(name, "unknown") for name in categories),
+        input=InputSpec(size=224, resize="center_crop"),
+        models={b: ModelEntry(b, str(imagenet_weights_path(b)), DEFAULT_LAYERS[b]) for b in BACKBONES},
+        root=Path("/"),
+    )
+
+
+def demo_weights_available(backbone: str) -> bool:
+    """Whether the ImageNet weights are already in the torch cache (no download needed)."""
+    return imagenet_weights_path(backbone).is_file()
+
+
+def load_catalog_model(manifest: Manifest, backbone: str, demo: bool = False) -> nn.Module:
+    """Load a backbone for ``manifest`` (demo: ImageNet weights, downloading if allowed)."""
+    if demo:
+        return load_imagenet_model(backbone, download=True)
+    if backbone not in manifest.models:
+        raise ValueError(f"{backbone} is not in the manifest")
+    return load_model(backbone, manifest.checkpoint_path(backbone), num_classes=manifest.num_classes)
+
+
+__all__ = [
+    "IMAGENET_FUNGI",
+    "ModelStatus",
+    "PretrainedWeightsUnavailable",
+    "checkpoint_statuses",
+    "demo_weights_available",
+    "imagenet_manifest",
+    "load_catalog_model",
+]

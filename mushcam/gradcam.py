@@ -1,0 +1,207 @@
+"""The Grad-CAM engine.
+
+For a target class c and the activation A (K x h x w) of a chosen layer::
+
+    alpha_k = mean_ij  d y_c / d A_k[i, j]          (global-average-pooled gradient)
+    cam     = ReLU( sum_k alpha_k * A_k )            (h x w, raw: not normalised)
+
+How it stays cheap and leaves no trace:
+
+- The forward pass runs under ``torch.no_grad()``: the trunk before the target layer builds
+  no autograd graph. A forward hook turns the layer's output into a fresh leaf tensor and
+  switches gradient recording on (grad mode is thread-local) for the rest of the forward,
+  so the graph covers only layer -> logits, and ``torch.autograd.grad`` differentiates the
+  head alone. Parameters are never touched: no ``.grad`` is written, ``requires_grad`` is
+  unchanged.
+- Hooks are registered per call and removed in ``finally``; they ignore forwards from
+  other threads (a Streamlit server shares one model between sessions).
+- The model runs in eval mode (what is deployed); a model in training mode is switched for
+  the call and restored afterwards, module by module, on every path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mushcam.models import get_layer
+
+
+class GradCAMError(RuntimeError):
+    """Grad-CAM cannot be computed for this model, layer or class (the message says why)."""
+
+
+@dataclass(frozen=True)
+class GradCAMResult:
+    """Raw Grad-CAM maps and the model's outputs for one batch.
+
+    ``cams``: float32 N x h x w at the (first) layer's own resolution, ReLU'd, not
+    normalised, not upsampled. ``cams_by_layer``: the same for every requested layer.
+    ``logits``: N x C. ``class_idx``: the explained class of each image (N,).
+    """
+
+    cams: torch.Tensor
+    logits: torch.Tensor
+    class_idx: torch.Tensor
+    cams_by_layer: dict[str, torch.Tensor]
+
+    @property
+    def probabilities(self) -> torch.Tensor:
+        """Softmax of the logits, N x C."""
+        return torch.softmax(self.logits.float(), dim=1)
+
+    @property
+    def predicted(self) -> torch.Tensor:
+        """The arg-max class of each image, (N,)."""
+        return self.logits.argmax(dim=1)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every module in eval mode for the block; restore each module's flag afterwards."""
+    modes = [(module, module.training) for module in model.modules()]
+    changed = any(training for _, training in modes)
+    if changed:
+        model.eval()
+    try:
+        yield model
+    finally:
+        if changed:
+            for module, training in modes:
+                module.training = training
+
+
+class _LayerRecorder:
+    """Forward hooks that capture target activations and open the autograd graph there.
+
+    The first hooked output reached (it does not require grad, since the trunk runs under
+    no_grad) becomes a leaf with ``requires_grad``; recording is switched on from there.
+    Later hooked outputs are already in the graph and are recorded as they are. Each hook
+    returns a clone so that in-place operations downstream cannot corrupt what was saved.
+    """
+
+    def __init__(self, modules: dict[str, nn.Module]) -> None:
+        self.modules = modules
+        self.activations: dict[str, torch.Tensor] = {}
+        self.thread = threading.get_ident()
+        self.handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def __enter__(self) -> _LayerRecorder:
+        try:
+            for name, module in self.modules.items():
+                self.handles.append(module.register_forward_hook(self._hook(name)))
+        except BaseException:
+            self._remove()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._remove()  # never swallows: returns None
+
+    def _remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+    def _hook(self, name: str):  # noqa: ANN202 - torch hook signature
+        def hook(module: nn.Module, inputs: object, output: object) -> object:
+            if threading.get_ident() != self.thread:
+                return None  # another session's forward pass on a shared model
+            if not isinstance(output, torch.Tensor):
+                raise GradCAMError(
+                    f"layer {name!r} returns {type(output).__name__}, not a tensor; choose a "
+                    "convolutional layer or block"
+                )
+            if output.dim() != 4:
+                raise GradCAMError(
+                    f"layer {name!r} gives a {output.dim()}-D output {tuple(output.shape)}; Grad-CAM "
+                    "needs a 4-D feature map (N x K x h x w): choose a convolutional layer"
+                )
+            if output.requires_grad:
+                activation = output
+            else:
+                activation = output.detach().requires_grad_(True)
+                torch.set_grad_enabled(True)
+            self.activations[name] = activation
+            return activation.clone()
+
+        return hook
+
+
+def _class_indices(class_idx: int | Sequence[int] | torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
+    n, num_classes = logits.shape
+    if class_idx is None:
+        chosen = logits.argmax(dim=1)
+    elif isinstance(class_idx, (int,)) and not isinstance(class_idx, bool):
+        chosen = torch.full((n,), int(class_idx), dtype=torch.long)
+    else:
+        chosen = torch.as_tensor(class_idx, dtype=torch.long).flatten()
+        if chosen.numel() != n:
+            raise GradCAMError(f"class_idx has {chosen.numel()} entries for a batch of {n} images")
+    chosen = chosen.to(device=logits.device, dtype=torch.long)
+    bad = [int(c) for c in chosen if not 0 <= int(c) < num_classes]
+    if bad:
+        raise GradCAMError(f"class index {bad[0]} is out of range: the model has {num_classes} classes")
+    return chosen
+
+
+def grad_cam(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    layer: str | Sequence[str],
+    class_idx: int | Sequence[int] | torch.Tensor | None = None,
+) -> GradCAMResult:
+    """Grad-CAM of ``model`` for a batch ``inputs`` (N x 3 x H x W) at ``layer``.
+
+    ``layer`` is a dotted module path (``"layer4"``) or several. ``class_idx`` is None (each
+    image's predicted class), one int for all images, or one per image.
+    """
+    layers = [layer] if isinstance(layer, str) else list(layer)
+    if not layers:
+        raise GradCAMError("no layer given")
+    if inputs.dim() == 3:
+        inputs = inputs.unsqueeze(0)
+    if inputs.dim() != 4:
+        raise GradCAMError(f"inputs must be N x C x H x W; got shape {tuple(inputs.shape)}")
+    modules = {name: get_layer(model, name) for name in layers}
+    parameter = next(model.parameters(), None)
+    if parameter is not None:
+        inputs = inputs.to(device=parameter.device, dtype=parameter.dtype)
+    inputs = inputs.detach()
+
+    with eval_mode(model), _LayerRecorder(modules) as recorder, torch.no_grad():
+        logits = model(inputs)
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+            raise GradCAMError("the model must return logits of shape N x C")
+        missing = [name for name in layers if name not in recorder.activations]
+        if missing:
+            raise GradCAMError(
+                f"layer {missing[0]!r} was never reached in the forward pass, so it cannot "
+                "explain the output; choose a layer the input passes through"
+            )
+        chosen = _class_indices(class_idx, logits)
+        if not logits.requires_grad:
+            raise GradCAMError(f"no gradient flows from the output back to layer {layers[0]!r}")
+        score = logits.gather(1, chosen.view(-1, 1)).sum()
+        activations = [recorder.activations[name] for name in layers]
+        with torch.enable_grad():
+            gradients = torch.autograd.grad(score, activations, allow_unused=True)
+
+    cams_by_layer: dict[str, torch.Tensor] = {}
+    for name, activation, gradient in zip(layers, activations, gradients, strict=True):
+        if gradient is None:
+            raise GradCAMError(f"no gradient flows from the output back to layer {name!r}")
+        weights = gradient.mean(dim=(2, 3), keepdim=True)
+        cam = torch.relu((weights * activation.detach()).sum(dim=1))
+        cams_by_layer[name] = cam.float()
+    return GradCAMResult(
+        cams=cams_by_layer[layers[0]],
+        logits=logits.detach(),
+        class_idx=chosen.detach(),
+        cams_by_layer=cams_by_layer,
+    )

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "mushrooms"
+
+
+@pytest.fixture
+def real_data() -> Path:
+    """The shared real-photo set; tests that need it skip, with the reason, where it is absent."""
+    if not (SHARED_DATA / "test").is_dir():
+        pytest.skip(f"real photos not found at {SHARED_DATA} (they live in ../shared, outside the repository)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def checkpoint_dir(tmp_path: Path) -> Path:
+    """A checkpoint folder with random-weight checkpoints for all three backbones (64 px input)."""
+    from factories import write_manifest
+
+    write_manifest(tmp_path / "ckpt")
+    return tmp_path / "ckpt"

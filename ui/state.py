@@ -1,0 +1,188 @@
+"""Streamlit glue shared by the pages: sidebar settings, cached models and explanations.
+
+This is the only place besides the pages that imports Streamlit. ``mushcam`` stays free
+of it. Caches: ``st.cache_resource`` for models (one copy per checkpoint file version),
+``st.cache_data`` for explanations keyed by (model identity, image hash, layer, class).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import streamlit as st
+import torch
+from PIL import Image
+
+from mushcam import catalog
+from mushcam.data import ImageLoadError, decode_image, image_sha256, read_bytes
+from mushcam.explain import Explanation, explain_image
+from mushcam.manifest import Manifest, ManifestError, default_checkpoint_dir, load_manifest
+from mushcam.models import DISPLAY_NAMES
+
+DEMO_KEY = "demo_mode"
+FOLDER_KEY = "checkpoint_folder"
+SAMPLES_ENV = "MUSHCAM_SAMPLES"
+MAX_DISPLAY_SIDE = 1024  # images are shown and rendered at most this large: fast sliders
+
+
+@dataclass(frozen=True)
+class AppContext:
+    """What every page needs: the manifest (or why there is none) and the usable models."""
+
+    folder: Path
+    manifest: Manifest | None
+    manifest_error: str
+    demo: bool
+    statuses: list[catalog.ModelStatus] = field(default_factory=list)
+
+    @property
+    def available(self) -> list[str]:
+        """Backbones that can be used now (checkpoint file present, or demo mode)."""
+        if self.demo:
+            return [s.backbone for s in self.statuses]
+        return [s.backbone for s in self.statuses if s.status == "found"]
+
+    @property
+    def model_key(self) -> str:
+        return "demo" if self.demo else str(self.folder)
+
+
+def display_name(backbone: str) -> str:
+    return DISPLAY_NAMES.get(backbone, backbone)
+
+
+def sidebar() -> AppContext:
+    """Sidebar controls shared by all pages; returns the current context."""
+    default_folder = str(default_checkpoint_dir())
+    st.session_state.setdefault(FOLDER_KEY, default_folder)
+    st.session_state.setdefault(DEMO_KEY, False)
+    with st.sidebar:
+        st.text_input(
+            "Checkpoint folder",
+            key=FOLDER_KEY,
+            help="Folder with manifest.json and the weights (default: $MUSHCAM_CHECKPOINTS or checkpoints/)",
+        )
+        st.toggle(
+            "Demo mode (ImageNet weights)",
+            key=DEMO_KEY,
+            help="torchvision's ImageNet-pretrained backbones instead of your checkpoints; "
+            "ImageNet has 1000 classes, eight of them fungi. No toxicity information.",
+        )
+    return context(st.session_state[FOLDER_KEY], st.session_state[DEMO_KEY])
+
+
+def context(folder: str, demo: bool) -> AppContext:
+    path = Path(folder).expanduser()
+    if demo:
+        manifest = catalog.imagenet_manifest()
+        statuses = [
+            catalog.ModelStatus(s.backbone, "found" if catalog.demo_weights_available(s.backbone) else "download",
+                                s.layer, s.path, "" if catalog.demo_weights_available(s.backbone) else "fetched on first use")
+            for s in catalog.checkpoint_statuses(manifest)
+        ]
+        return AppContext(path, manifest, "", True, statuses)
+    try:
+        manifest = load_manifest(path)
+    except ManifestError as exc:
+        return AppContext(path, None, str(exc), False, [])
+    return AppContext(path, manifest, "", False, catalog.checkpoint_statuses(manifest))
+
+
+def demo_banner(ctx: AppContext) -> None:
+    """Every page says so when it shows demo-mode (ImageNet) models."""
+    if ctx.demo:
+        st.warning(
+            "**Demo mode**: ImageNet-pretrained backbones (1000 everyday classes, eight fungi), "
+            "not mushroom-genus checkpoints. No toxicity information.",
+            icon="🧪",
+        )
+
+
+def file_version(path: Path) -> str:
+    """Changes whenever the file is replaced: (mtime_ns, size); keys the model cache."""
+    stat = path.stat()
+    return f"{stat.st_mtime_ns}-{stat.st_size}"
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=6)
+def cached_model(_manifest: Manifest, backbone: str, identity: str, demo: bool) -> torch.nn.Module:
+    """The model for ``backbone``; one copy per :func:`model_identity`."""
+    return catalog.load_catalog_model(_manifest, backbone, demo=demo)
+
+
+def model_identity(ctx: AppContext, backbone: str) -> str:
+    """A string that changes when the model would: folder, backbone, file version, classes."""
+    assert ctx.manifest is not None
+    version = "imagenet" if ctx.demo else file_version(ctx.manifest.checkpoint_path(backbone))
+    return f"{ctx.model_key}|{backbone}|{version}|{ctx.manifest.num_classes}"
+
+
+def get_model(ctx: AppContext, backbone: str) -> torch.nn.Module:
+    """Load (once) and return a backbone's model; raises with a plain reason on failure."""
+    assert ctx.manifest is not None
+    identity = model_identity(ctx, backbone)
+    return cached_model(ctx.manifest, backbone, identity, ctx.demo)
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    name: str
+    image: Image.Image  # RGB, at most MAX_DISPLAY_SIDE on its longer side
+    sha256: str
+    original_size: tuple[int, int]
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _decode(data: bytes, name: str) -> tuple[Image.Image, str, tuple[int, int]]:
+    from mushcam.render import fit_within
+
+    image = decode_image(data)
+    return fit_within(image, MAX_DISPLAY_SIDE), image_sha256(data), image.size
+
+
+def load_uploaded(name: str, data: bytes) -> LoadedImage:
+    """Decode an upload or a sample file; raises :class:`ImageLoadError` with a clear reason."""
+    read_bytes(data)  # size and emptiness checks with the same messages as files
+    image, digest, size = _decode(data, name)
+    return LoadedImage(name, image, digest, size)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def cached_explanation(
+    _model: torch.nn.Module,
+    _image: Image.Image,
+    _manifest: Manifest,
+    model_key: str,
+    image_sha: str,
+    layer: str,
+    class_idx: int | None,
+) -> Explanation:
+    """Prediction + raw map, computed once per (model, image, layer, class)."""
+    return explain_image(_model, _image, _manifest.input, layer, class_idx)
+
+
+def sample_folder() -> Path | None:
+    """A folder of sample photos (``$MUSHCAM_SAMPLES``, e.g. a test split), if configured."""
+    configured = os.environ.get(SAMPLES_ENV, "").strip()
+    if configured and Path(configured).expanduser().is_dir():
+        return Path(configured).expanduser()
+    return None
+
+
+__all__ = [
+    "AppContext",
+    "ImageLoadError",
+    "LoadedImage",
+    "cached_explanation",
+    "cached_model",
+    "context",
+    "demo_banner",
+    "display_name",
+    "get_model",
+    "model_identity",
+    "load_uploaded",
+    "sample_folder",
+    "sidebar",
+]
