@@ -81,11 +81,19 @@ def get_layer(model: nn.Module, path: str) -> nn.Module:
     modules = dict(model.named_modules())
     if path in modules and path != "":
         return modules[path]
-    valid = [name for name in modules if name]
-    near = [name for name in valid if name.count(".") <= 1]
+    # List the children of the deepest part of the path that does exist.
+    parts = path.split(".")
+    parent = ""
+    for depth in range(len(parts) - 1, 0, -1):
+        if ".".join(parts[:depth]) in modules:
+            parent = ".".join(parts[:depth])
+            break
+    children = [name for name, _ in modules[parent].named_children()]
+    valid = [f"{parent}.{child}" if parent else child for child in children]
+    where = f"under {parent!r}" if parent else "at the top level"
     raise ValueError(
-        f"no module named {path!r} in {type(model).__name__}; valid names include: "
-        f"{', '.join(near)} (and {len(valid) - len(near)} deeper ones, e.g. {valid[-1]!r})"
+        f"no module named {path!r} in {type(model).__name__}; valid names {where}: "
+        f"{', '.join(valid)} (deeper modules are named with dots, e.g. 'layer4.2.conv3')"
     )
 
 
