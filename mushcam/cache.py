@@ -1,0 +1,367 @@
+"""On-disk cache of raw Grad-CAM maps, shared by the batch pipeline and the app.
+
+A map depends on the weights, the image, the preprocessing, the layer and the explained
+class, so its key is the SHA-256 of all of them (:func:`cam_key`). The same key computed by
+``python -m mushcam gradcam`` and by a page finds the same file: a map made by the pipeline
+shows up in the browser without a model call, and the other way round.
+
+Storage (one small ``.npz`` per entry, zip-deflated, under ``root/<key[:2]>/<key>.npz``)::
+
+    cam    float16  h x w   the map divided by its own maximum: values in [0, 1]
+    scale  float32  ()      that maximum (0 for an all-zero map)
+    probabilities float32 (C,)  optional: the model's softmax for the image
+    class_idx int64 ()      optional: the explained class (-1: not recorded)
+
+Storing ``cam / max`` keeps float16's relative precision (2**-11) at any magnitude: the
+raw maps of randomly initialised networks peak near 1e-15, far below float16's smallest
+number (6e-8), and a plain float16 cast would turn them into zeros. What comes back is
+``cam16 * scale``: within ``2**-11 * max`` of the original. :func:`roundtrip` gives that
+stored form without touching the disk, so a freshly computed map and a cached one render
+to identical bytes.
+
+Writes are atomic (a temp file in the same folder, then ``os.replace``), so a reader sees
+the old entry, the new one or none, never half a file; several processes (pipeline shards,
+app sessions) can share one folder. A corrupt or truncated entry (bad zip, bad CRC, wrong
+arrays) is a miss: it is deleted and the caller recomputes. The folder is capped at
+``max_bytes`` (sum of entry file sizes); when a write passes the cap, the least recently
+used entries (by mtime, which a hit refreshes with ``os.utime``) are deleted down to 90 %
+of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import time
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from mushcam.manifest import InputSpec
+
+KEY_VERSION = "mushcam-cam-v1"  # bump when the map's meaning or the file layout changes
+SUFFIX = ".npz"
+TMP_SUFFIX = ".tmp"
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+LOW_WATER = 0.9  # eviction frees down to this fraction of the cap (amortises the scan)
+STALE_TMP_SECONDS = 3600.0  # temp files of writers that died are removed after this
+
+
+def default_cache_dir() -> Path:
+    """``$MUSHCAM_CACHE`` if set, else ``$XDG_CACHE_HOME/mushcam/cams`` (``~/.cache/...``).
+
+    One folder for the app and the command line, so that both see the same maps.
+    """
+    configured = os.environ.get("MUSHCAM_CACHE", "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "mushcam" / "cams"
+
+
+def spec_token(spec: InputSpec) -> str:
+    """The preprocessing that a map depends on, as a stable string."""
+    mean = ",".join(repr(float(v)) for v in spec.mean)
+    std = ",".join(repr(float(v)) for v in spec.std)
+    return f"{int(spec.size)}/{spec.resize}/{mean}/{std}"
+
+
+def cam_key(
+    checkpoint_sha256: str,
+    image_sha256: str,
+    layer: str,
+    class_idx: int | None,
+    spec: InputSpec,
+) -> str:
+    """The cache key (64 hex digits) of one map.
+
+    ``class_idx`` None means "the class the model predicts": an alias entry that lets a
+    caller who does not know the prediction yet find the map without running the model
+    (the entry records which class it is).
+    """
+    target = "predicted" if class_idx is None else str(int(class_idx))
+    material = "|".join((KEY_VERSION, checkpoint_sha256, image_sha256, layer, target, spec_token(spec)))
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+def quantize(cam: torch.Tensor | np.ndarray) -> tuple[np.ndarray, float]:
+    """``(cam / max as float16, max as float32)``; an all-zero map gives zeros and 0."""
+    values = np.asarray(torch.as_tensor(cam).detach().cpu().float().numpy(), dtype=np.float32)
+    if values.ndim != 2:
+        raise ValueError(f"expected one h x w map, got shape {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError("the map has non-finite values (NaN or inf)")
+    if (values < 0).any():
+        raise ValueError("a Grad-CAM map is ReLU'd: it cannot have negative values")
+    scale = np.float32(values.max()) if values.size else np.float32(0.0)
+    if scale > 0:
+        normalised = (values / scale).astype(np.float16)
+    else:
+        normalised = np.zeros(values.shape, dtype=np.float16)
+    return normalised, float(scale)
+
+
+def dequantize(normalised: np.ndarray, scale: float) -> torch.Tensor:
+    """The float32 map back from :func:`quantize`'s parts."""
+    return torch.from_numpy(normalised.astype(np.float32) * np.float32(scale))
+
+
+def roundtrip(cam: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """The map exactly as the cache stores and returns it (float32)."""
+    return dequantize(*quantize(cam))
+
+
+@dataclass(frozen=True)
+class CachedCam:
+    """One cache entry: the map, and (when recorded) the probabilities and explained class."""
+
+    cam: torch.Tensor  # float32 h x w
+    probabilities: torch.Tensor | None  # float32 (C,)
+    class_idx: int | None
+
+
+class CamCache:
+    """A folder of compressed raw maps with a byte cap and least-recently-used eviction.
+
+    ``get(key)`` returns the float32 map or None (a miss: absent, unreadable or corrupt);
+    ``put(key, cam, probabilities=None, class_idx=None)`` stores one. Counters ``hits``,
+    ``misses`` and ``corrupt`` describe this instance's use.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        if int(max_bytes) < 1:
+            raise ValueError(f"the cache size cap must be positive; got {max_bytes} bytes")
+        self.root = Path(root).expanduser()
+        self.max_bytes = int(max_bytes)
+        self.hits = 0
+        self.misses = 0
+        self.corrupt = 0
+        self._bytes: int | None = None  # running estimate of the folder's size (scan on first put)
+
+    def path(self, key: str) -> Path:
+        """Where an entry lives: ``root/<key[:2]>/<key>.npz``."""
+        if len(key) < 8 or not all(c in "0123456789abcdef" for c in key):
+            raise ValueError(f"not a cache key (use cam_key()): {key!r}")
+        return self.root / key[:2] / f"{key}{SUFFIX}"
+
+    def contains(self, key: str) -> bool:
+        """Whether an entry file exists (cheap; it may still turn out corrupt on ``get``)."""
+        return self.path(key).is_file()
+
+    def get(self, key: str) -> torch.Tensor | None:
+        """The map stored under ``key``, or None."""
+        entry = self.get_entry(key)
+        return None if entry is None else entry.cam
+
+    def get_entry(self, key: str) -> CachedCam | None:
+        """The whole entry under ``key``, or None; a hit refreshes its LRU time."""
+        path = self.path(key)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            self.misses += 1
+            return None
+        except OSError:
+            self.misses += 1
+            return None
+        entry = _decode_entry(data)
+        if entry is None:
+            self.corrupt += 1
+            self.misses += 1
+            _unlink_quietly(path)
+            return None
+        try:
+            os.utime(path)
+        except OSError:
+            pass  # evicted by another process a moment ago: the data read is still good
+        self.hits += 1
+        return entry
+
+    def put(
+        self,
+        key: str,
+        cam: torch.Tensor | np.ndarray,
+        probabilities: torch.Tensor | np.ndarray | None = None,
+        class_idx: int | None = None,
+    ) -> int:
+        """Store a map (atomically); returns the entry's size in bytes.
+
+        Raises ValueError for a map that is not h x w, finite and non-negative.
+        """
+        normalised, scale = quantize(cam)
+        arrays: dict[str, np.ndarray] = {"cam": normalised, "scale": np.asarray(scale, dtype=np.float32)}
+        if probabilities is not None:
+            probs = torch.as_tensor(probabilities).detach().cpu().float().numpy().reshape(-1)
+            arrays["probabilities"] = probs.astype(np.float32)
+        arrays["class_idx"] = np.asarray(-1 if class_idx is None else int(class_idx), dtype=np.int64)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        payload = buffer.getvalue()
+
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{key}.{uuid.uuid4().hex}{TMP_SUFFIX}"
+        try:
+            with open(tmp, "xb") as handle:
+                handle.write(payload)
+            previous = _size_or_zero(path)
+            os.replace(tmp, path)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        if self._bytes is None:
+            self._bytes = self.total_bytes()
+        else:
+            self._bytes += len(payload) - previous
+        if self._bytes > self.max_bytes:
+            self.evict()
+        return len(payload)
+
+    def entries(self) -> list[tuple[Path, int, float]]:
+        """Every entry as (path, size in bytes, mtime); removes stale temp files on the way."""
+        found = []
+        if not self.root.is_dir():
+            return found
+        now = time.time()
+        for shard in os.scandir(self.root):
+            if not shard.is_dir(follow_symlinks=False) or len(shard.name) != 2:
+                continue
+            for item in os.scandir(shard.path):
+                try:
+                    stat = item.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if item.name.endswith(TMP_SUFFIX):
+                    if now - stat.st_mtime > STALE_TMP_SECONDS:
+                        _unlink_quietly(Path(item.path))
+                    continue
+                if item.name.endswith(SUFFIX) and item.is_file(follow_symlinks=False):
+                    found.append((Path(item.path), stat.st_size, stat.st_mtime))
+        return found
+
+    def total_bytes(self) -> int:
+        """Sum of the entries' file sizes."""
+        return sum(size for _, size, _ in self.entries())
+
+    def evict(self) -> int:
+        """Delete least recently used entries until the folder is under 90 % of the cap.
+
+        Returns the number of entries deleted. Safe while other processes use the folder.
+        """
+        found = sorted(self.entries(), key=lambda item: item[2])
+        total = sum(size for _, size, _ in found)
+        target = int(self.max_bytes * LOW_WATER)
+        removed = 0
+        for path, size, _ in found:
+            if total <= target:
+                break
+            _unlink_quietly(path)
+            total -= size
+            removed += 1
+        self._bytes = total
+        return removed
+
+
+def _decode_entry(data: bytes) -> CachedCam | None:
+    """Parse an entry file; None for anything that is not a well-formed entry."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            normalised = np.asarray(archive["cam"])
+            scale = np.asarray(archive["scale"])
+            probabilities = np.asarray(archive["probabilities"]) if "probabilities" in archive.files else None
+            class_idx = np.asarray(archive["class_idx"]) if "class_idx" in archive.files else None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError):
+        return None
+    except Exception:  # noqa: BLE001 - zlib and numpy raise many types on damaged data
+        return None
+    if normalised.dtype != np.float16 or normalised.ndim != 2 or scale.shape != () or scale.dtype != np.float32:
+        return None
+    scale_value = float(scale)
+    if not np.isfinite(scale_value) or scale_value < 0:
+        return None
+    if not np.isfinite(normalised).all() or (normalised < 0).any() or (normalised > 1).any():
+        return None
+    probs = None
+    if probabilities is not None:
+        if probabilities.dtype != np.float32 or probabilities.ndim != 1 or not np.isfinite(probabilities).all():
+            return None
+        probs = torch.from_numpy(probabilities.copy())
+    index: int | None = None
+    if class_idx is not None:
+        if class_idx.shape != () or class_idx.dtype != np.int64:
+            return None
+        index = int(class_idx) if int(class_idx) >= 0 else None
+        if index is not None and probs is not None and index >= probs.numel():
+            return None
+    return CachedCam(dequantize(normalised, scale_value), probs, index)
+
+
+def _size_or_zero(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
+
+def cached_explanation(
+    cache: CamCache,
+    model: nn.Module,
+    image: Image.Image,
+    spec: InputSpec,
+    layer: str,
+    class_idx: int | None,
+    checkpoint_sha256: str,
+    image_sha256: str,
+):  # noqa: ANN201 - returns mushcam.explain.Explanation
+    """:func:`mushcam.explain.explain_image` through the cache: the app's entry point.
+
+    A hit costs no model call. A miss computes, then stores the map under its class and,
+    when it is the predicted class, under the "predicted" alias too. The returned map is
+    always the stored form (:func:`roundtrip`), so the first view and later ones match.
+    """
+    from mushcam.explain import Explanation, explain_image
+
+    key = cam_key(checkpoint_sha256, image_sha256, layer, class_idx, spec)
+    entry = cache.get_entry(key)
+    if entry is not None and entry.probabilities is not None and entry.class_idx is not None:
+        return Explanation(entry.cam, entry.probabilities, entry.class_idx, layer)
+    fresh = explain_image(model, image, spec, layer, class_idx)
+    is_predicted = class_idx is None or fresh.class_idx == fresh.predicted_idx
+    store_explanation(cache, fresh.cam, fresh.probabilities, fresh.class_idx, is_predicted,
+                      checkpoint_sha256, image_sha256, layer, spec)
+    return Explanation(roundtrip(fresh.cam), fresh.probabilities, fresh.class_idx, layer)
+
+
+def store_explanation(
+    cache: CamCache,
+    cam: torch.Tensor,
+    probabilities: torch.Tensor,
+    class_idx: int,
+    is_predicted: bool,
+    checkpoint_sha256: str,
+    image_sha256: str,
+    layer: str,
+    spec: InputSpec,
+) -> None:
+    """Put one computed map under its class key, and under the "predicted" alias when
+    ``class_idx`` is the model's prediction (the caller says so: with near-tied logits, the
+    argmax of rounded probabilities can differ from the model's own)."""
+    keys = [cam_key(checkpoint_sha256, image_sha256, layer, class_idx, spec)]
+    if is_predicted:
+        keys.append(cam_key(checkpoint_sha256, image_sha256, layer, None, spec))
+    for key in keys:
+        cache.put(key, cam, probabilities, class_idx)
