@@ -1,0 +1,385 @@
+"""The results store: one SQLite file holding every test-set prediction of every model.
+
+Tables::
+
+    runs(run_id, backbone, checkpoint_path, checkpoint_sha256, layer, data_root,
+         manifest_json, started_at, finished_at, versions_json, batch_size, seconds, n_images)
+    predictions(run_id, image_path, image_sha256, true_idx, true_class, pred_idx, pred_class,
+                confidence, probabilities)      -- probabilities: float32 little-endian blob
+    skipped(run_id, path, reason)               -- files and class folders left out, and why
+
+A run is one model (backbone + checkpoint hash) on one data root. Saving a run replaces
+the run with the same backbone, checkpoint hash and data root in a single transaction: a
+reader sees the old run or the new one, never a mixture, and a failure (or an interrupt)
+before the commit leaves the old run intact. ``image_path`` is relative to ``data_root``.
+
+Errors (missing file, not an SQLite file, another program's database, a store locked by
+another writer) raise :class:`StoreError` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mushcam.models import BACKBONES
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x4D434D31  # "MCM1": marks the file as a MushCAM results store
+DEFAULT_TIMEOUT = 10.0  # seconds to wait for another writer before calling the store locked
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    backbone TEXT NOT NULL,
+    checkpoint_path TEXT NOT NULL,
+    checkpoint_sha256 TEXT NOT NULL,
+    layer TEXT NOT NULL,
+    data_root TEXT NOT NULL,
+    manifest_json TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT NOT NULL,
+    versions_json TEXT NOT NULL,
+    batch_size INTEGER NOT NULL,
+    seconds REAL NOT NULL,
+    n_images INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_key ON runs (backbone, checkpoint_sha256, data_root);
+CREATE TABLE IF NOT EXISTS predictions (
+    run_id INTEGER NOT NULL,
+    image_path TEXT NOT NULL,
+    image_sha256 TEXT NOT NULL,
+    true_idx INTEGER NOT NULL,
+    true_class TEXT NOT NULL,
+    pred_idx INTEGER NOT NULL,
+    pred_class TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    probabilities BLOB NOT NULL,
+    PRIMARY KEY (run_id, image_path)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS skipped (
+    run_id INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS skipped_run ON skipped (run_id);
+"""
+
+
+class StoreError(ValueError):
+    """The results store cannot be read or written (the message says why)."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One model's evaluation on one data root (``run_id`` is None before it is saved)."""
+
+    backbone: str
+    checkpoint_path: str
+    checkpoint_sha256: str
+    layer: str
+    data_root: str  # absolute
+    manifest: dict[str, Any]  # the manifest as used: classes with toxicity, input spec
+    started_at: str  # ISO 8601, UTC
+    finished_at: str
+    versions: dict[str, str]
+    batch_size: int
+    seconds: float  # wall time of decoding + inference
+    n_images: int
+    run_id: int | None = None
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c["name"] for c in self.manifest["classes"]]
+
+    @property
+    def toxicities(self) -> list[str]:
+        return [c.get("toxicity", "unknown") for c in self.manifest["classes"]]
+
+    @property
+    def images_per_second(self) -> float:
+        return self.n_images / self.seconds if self.seconds > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Column arrays of one run's rows, in image-path order."""
+
+    image_paths: tuple[str, ...]
+    image_sha256: tuple[str, ...]
+    true_idx: np.ndarray  # int64 (N,)
+    pred_idx: np.ndarray  # int64 (N,)
+    confidence: np.ndarray  # float64 (N,)
+    probabilities: np.ndarray  # float32 (N, C)
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file or class folder that was not evaluated, with the reason."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class StoreContents:
+    """Everything in a store, read at once (what the Errors page caches)."""
+
+    runs: tuple[RunRecord, ...]
+    predictions: dict[int, Predictions] = field(default_factory=dict)
+    skipped: dict[int, tuple[Skipped, ...]] = field(default_factory=dict)
+
+    def run(self, run_id: int) -> RunRecord:
+        for record in self.runs:
+            if record.run_id == run_id:
+                return record
+        raise KeyError(f"no run {run_id} in the store")
+
+
+def _describe(exc: sqlite3.Error, path: Path) -> str:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return (
+            f"the results store {path} is locked by another program (is another evaluate "
+            f"writing to it?); try again when it has finished"
+        )
+    if "not a database" in text or "malformed" in text or "encrypted" in text:
+        return f"{path} is not a readable SQLite results store ({text}); delete it or choose another file"
+    if "readonly" in text or "read-only" in text:
+        return f"cannot write to the results store {path}: the file or its folder is read-only"
+    if "unable to open" in text:
+        return f"cannot open the results store {path} ({text})"
+    return f"results store {path}: {text}"
+
+
+@contextlib.contextmanager
+def _connect(path: str | os.PathLike[str], write: bool, timeout: float) -> Iterator[sqlite3.Connection]:
+    """A connection in autocommit mode (we open transactions ourselves); errors become StoreError."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise StoreError(f"{path} is a folder; the results store is a file such as results.sqlite")
+    if not write and not path.is_file():
+        raise StoreError(
+            f"no results store at {path}; create one with: python -m mushcam evaluate --data ROOT --out {path}"
+        )
+    if write and not path.parent.is_dir():
+        raise StoreError(f"cannot create {path}: the folder {path.parent} does not exist")
+    uri = path.resolve().as_uri() + ("?mode=rwc" if write else "?mode=ro")
+    connection = None
+    try:
+        connection = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
+        yield connection
+    except sqlite3.Error as exc:
+        raise StoreError(_describe(exc, path)) from None
+    finally:
+        if connection is not None:
+            connection.close()
+
+
+def _check_identity(connection: sqlite3.Connection, path: Path, empty_ok: bool) -> bool:
+    """True when the file is a MushCAM store; False when empty (and ``empty_ok``); else StoreError."""
+    application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if application_id == APPLICATION_ID and "runs" in tables:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{path} was written by a newer MushCAM (store version {version}; this one reads {SCHEMA_VERSION})"
+            )
+        return True
+    if not tables and application_id == 0 and empty_ok:
+        return False
+    raise StoreError(f"{path} is an SQLite file but not a MushCAM results store; choose another file")
+
+
+def _blob(probabilities: np.ndarray) -> bytes:
+    return np.ascontiguousarray(probabilities, dtype="<f4").tobytes()
+
+
+def save_run(
+    path: str | os.PathLike[str],
+    run: RunRecord,
+    predictions: Predictions,
+    skipped: Sequence[Skipped] = (),
+    timeout: float = DEFAULT_TIMEOUT,
+) -> int:
+    """Write ``run`` and its rows, replacing the same model's run on the same data, atomically.
+
+    Returns the new run's id. The store file is created if needed.
+    """
+    names = run.class_names
+    n = len(predictions)
+    if predictions.probabilities.shape != (n, len(names)):
+        raise ValueError(
+            f"probabilities have shape {predictions.probabilities.shape}; expected ({n}, {len(names)})"
+        )
+    path = Path(path).expanduser()
+    rows = [
+        (
+            predictions.image_paths[i],
+            predictions.image_sha256[i],
+            int(predictions.true_idx[i]),
+            names[int(predictions.true_idx[i])],
+            int(predictions.pred_idx[i]),
+            names[int(predictions.pred_idx[i])],
+            float(predictions.confidence[i]),
+            _blob(predictions.probabilities[i]),
+        )
+        for i in range(n)
+    ]
+    with _connect(path, write=True, timeout=timeout) as connection:
+        connection.execute("BEGIN IMMEDIATE")  # takes the write lock now: fails fast if locked
+        try:
+            if not _check_identity(connection, path, empty_ok=True):
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
+                connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            old = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT run_id FROM runs WHERE backbone = ? AND checkpoint_sha256 = ? AND data_root = ?",
+                    (run.backbone, run.checkpoint_sha256, run.data_root),
+                )
+            ]
+            cursor = connection.execute(
+                "INSERT INTO runs (backbone, checkpoint_path, checkpoint_sha256, layer, data_root, manifest_json,"
+                " started_at, finished_at, versions_json, batch_size, seconds, n_images)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run.backbone, run.checkpoint_path, run.checkpoint_sha256, run.layer, run.data_root,
+                    json.dumps(run.manifest), run.started_at, run.finished_at, json.dumps(run.versions),
+                    int(run.batch_size), float(run.seconds), int(run.n_images),
+                ),
+            )
+            run_id = int(cursor.lastrowid)
+            connection.executemany(
+                "INSERT INTO predictions (run_id, image_path, image_sha256, true_idx, true_class, pred_idx,"
+                " pred_class, confidence, probabilities) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, *row) for row in rows],
+            )
+            connection.executemany(
+                "INSERT INTO skipped (run_id, path, reason) VALUES (?, ?, ?)",
+                [(run_id, s.path, s.reason) for s in skipped],
+            )
+            for old_id in old:
+                for table in ("predictions", "skipped", "runs"):
+                    connection.execute(f"DELETE FROM {table} WHERE run_id = ?", (old_id,))
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            raise
+    return run_id
+
+
+def _run_from_row(row: sqlite3.Row | tuple) -> RunRecord:
+    (run_id, backbone, checkpoint_path, checkpoint_sha256, layer, data_root, manifest_json,
+     started_at, finished_at, versions_json, batch_size, seconds, n_images) = row
+    return RunRecord(
+        backbone=backbone, checkpoint_path=checkpoint_path, checkpoint_sha256=checkpoint_sha256,
+        layer=layer, data_root=data_root, manifest=json.loads(manifest_json), started_at=started_at,
+        finished_at=finished_at, versions=json.loads(versions_json), batch_size=int(batch_size),
+        seconds=float(seconds), n_images=int(n_images), run_id=int(run_id),
+    )
+
+
+_RUN_COLUMNS = (
+    "run_id, backbone, checkpoint_path, checkpoint_sha256, layer, data_root, manifest_json,"
+    " started_at, finished_at, versions_json, batch_size, seconds, n_images"
+)
+
+
+def _read_runs(connection: sqlite3.Connection) -> tuple[RunRecord, ...]:
+    rows = connection.execute(f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY run_id").fetchall()
+    runs = [_run_from_row(row) for row in rows]
+    order = {name: i for i, name in enumerate(BACKBONES)}
+    return tuple(sorted(runs, key=lambda r: (r.data_root, order.get(r.backbone, len(order)), r.run_id)))
+
+
+def _read_predictions(connection: sqlite3.Connection, run: RunRecord) -> Predictions:
+    rows = connection.execute(
+        "SELECT image_path, image_sha256, true_idx, pred_idx, confidence, probabilities"
+        " FROM predictions WHERE run_id = ? ORDER BY image_path",
+        (run.run_id,),
+    ).fetchall()
+    num_classes = len(run.class_names)
+    if rows:
+        paths, hashes, true_idx, pred_idx, confidence, blobs = zip(*rows, strict=True)
+    else:
+        paths, hashes, true_idx, pred_idx, confidence, blobs = (), (), (), (), (), ()
+    joined = b"".join(blobs)
+    if len(joined) != 4 * num_classes * len(rows):
+        raise StoreError(f"run {run.run_id}: probability vectors do not have {num_classes} entries each")
+    return Predictions(
+        image_paths=tuple(paths),
+        image_sha256=tuple(hashes),
+        true_idx=np.asarray(true_idx, dtype=np.int64),
+        pred_idx=np.asarray(pred_idx, dtype=np.int64),
+        confidence=np.asarray(confidence, dtype=np.float64),
+        probabilities=np.frombuffer(joined, dtype="<f4").reshape(len(rows), num_classes).astype(np.float32),
+    )
+
+
+def _read_skipped(connection: sqlite3.Connection, run_id: int) -> tuple[Skipped, ...]:
+    rows = connection.execute("SELECT path, reason FROM skipped WHERE run_id = ? ORDER BY rowid", (run_id,))
+    return tuple(Skipped(path, reason) for path, reason in rows)
+
+
+@contextlib.contextmanager
+def _reading(path: str | os.PathLike[str], timeout: float) -> Iterator[sqlite3.Connection]:
+    """A read-only connection inside one read transaction (a consistent snapshot)."""
+    path = Path(path).expanduser()
+    with _connect(path, write=False, timeout=timeout) as connection:
+        connection.execute("BEGIN")
+        try:
+            _check_identity(connection, path, empty_ok=False)
+            yield connection
+        finally:
+            if connection.in_transaction:
+                connection.execute("COMMIT")
+
+
+def load_runs(path: str | os.PathLike[str], timeout: float = DEFAULT_TIMEOUT) -> tuple[RunRecord, ...]:
+    """Every run in the store, ordered by data root, backbone (registry order) and age."""
+    with _reading(path, timeout) as connection:
+        return _read_runs(connection)
+
+
+def load_predictions(path: str | os.PathLike[str], run_id: int, timeout: float = DEFAULT_TIMEOUT) -> Predictions:
+    """One run's rows as column arrays."""
+    with _reading(path, timeout) as connection:
+        runs = {r.run_id: r for r in _read_runs(connection)}
+        if run_id not in runs:
+            raise StoreError(f"no run {run_id} in {path}")
+        return _read_predictions(connection, runs[run_id])
+
+
+def load_skipped(path: str | os.PathLike[str], run_id: int, timeout: float = DEFAULT_TIMEOUT) -> tuple[Skipped, ...]:
+    """The files and folders one run left out, with reasons."""
+    with _reading(path, timeout) as connection:
+        return _read_skipped(connection, run_id)
+
+
+def load_store(path: str | os.PathLike[str], timeout: float = DEFAULT_TIMEOUT) -> StoreContents:
+    """All runs, their rows and their skipped files, from one consistent snapshot."""
+    with _reading(path, timeout) as connection:
+        runs = _read_runs(connection)
+        return StoreContents(
+            runs=runs,
+            predictions={r.run_id: _read_predictions(connection, r) for r in runs},
+            skipped={r.run_id: _read_skipped(connection, r.run_id) for r in runs},
+        )
