@@ -164,7 +164,7 @@ def _describe(exc: sqlite3.Error, path: Path) -> str:
 
 
 @contextlib.contextmanager
-def _connect(path: str | os.PathLike[str], write: bool, timeout: float) -> Iterator[sqlite3.Connection]:
+def _connect(path: str | os.PathLike[str], write: bool, timeout: float | None) -> Iterator[sqlite3.Connection]:
     """A connection in autocommit mode (we open transactions ourselves); errors become StoreError."""
     path = Path(path).expanduser()
     if path.is_dir():
@@ -175,6 +175,7 @@ def _connect(path: str | os.PathLike[str], write: bool, timeout: float) -> Itera
         )
     if write and not path.parent.is_dir():
         raise StoreError(f"cannot create {path}: the folder {path.parent} does not exist")
+    timeout = DEFAULT_TIMEOUT if timeout is None else timeout
     uri = path.resolve().as_uri() + ("?mode=rwc" if write else "?mode=ro")
     connection = None
     try:
@@ -212,7 +213,7 @@ def save_run(
     run: RunRecord,
     predictions: Predictions,
     skipped: Sequence[Skipped] = (),
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = None,
 ) -> int:
     """Write ``run`` and its rows, replacing the same model's run on the same data, atomically.
 
@@ -340,7 +341,7 @@ def _read_skipped(connection: sqlite3.Connection, run_id: int) -> tuple[Skipped,
 
 
 @contextlib.contextmanager
-def _reading(path: str | os.PathLike[str], timeout: float) -> Iterator[sqlite3.Connection]:
+def _reading(path: str | os.PathLike[str], timeout: float | None) -> Iterator[sqlite3.Connection]:
     """A read-only connection inside one read transaction (a consistent snapshot)."""
     path = Path(path).expanduser()
     with _connect(path, write=False, timeout=timeout) as connection:
@@ -353,13 +354,13 @@ def _reading(path: str | os.PathLike[str], timeout: float) -> Iterator[sqlite3.C
                 connection.execute("COMMIT")
 
 
-def load_runs(path: str | os.PathLike[str], timeout: float = DEFAULT_TIMEOUT) -> tuple[RunRecord, ...]:
+def load_runs(path: str | os.PathLike[str], timeout: float | None = None) -> tuple[RunRecord, ...]:
     """Every run in the store, ordered by data root, backbone (registry order) and age."""
     with _reading(path, timeout) as connection:
         return _read_runs(connection)
 
 
-def load_predictions(path: str | os.PathLike[str], run_id: int, timeout: float = DEFAULT_TIMEOUT) -> Predictions:
+def load_predictions(path: str | os.PathLike[str], run_id: int, timeout: float | None = None) -> Predictions:
     """One run's rows as column arrays."""
     with _reading(path, timeout) as connection:
         runs = {r.run_id: r for r in _read_runs(connection)}
@@ -368,13 +369,13 @@ def load_predictions(path: str | os.PathLike[str], run_id: int, timeout: float =
         return _read_predictions(connection, runs[run_id])
 
 
-def load_skipped(path: str | os.PathLike[str], run_id: int, timeout: float = DEFAULT_TIMEOUT) -> tuple[Skipped, ...]:
+def load_skipped(path: str | os.PathLike[str], run_id: int, timeout: float | None = None) -> tuple[Skipped, ...]:
     """The files and folders one run left out, with reasons."""
     with _reading(path, timeout) as connection:
         return _read_skipped(connection, run_id)
 
 
-def load_store(path: str | os.PathLike[str], timeout: float = DEFAULT_TIMEOUT) -> StoreContents:
+def load_store(path: str | os.PathLike[str], timeout: float | None = None) -> StoreContents:
     """All runs, their rows and their skipped files, from one consistent snapshot."""
     with _reading(path, timeout) as connection:
         runs = _read_runs(connection)
