@@ -35,17 +35,19 @@ def read_bytes(source: ImageSource, max_bytes: int = MAX_BYTES) -> bytes:
         if not path.is_file():
             raise ImageLoadError(f"no such file: {path}")
         if path.stat().st_size > max_bytes:
-            raise ImageLoadError(
-                f"{path.name} is {path.stat().st_size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB"
-            )
+            raise ImageLoadError(f"{path.name} is {_size(path.stat().st_size)}; the limit is {_size(max_bytes)}")
         data = path.read_bytes()
     else:
         data = source.read(max_bytes + 1)
     if len(data) == 0:
         raise ImageLoadError("the file is empty")
     if len(data) > max_bytes:
-        raise ImageLoadError(f"the file is larger than {max_bytes / 1e6:.0f} MB")
+        raise ImageLoadError(f"the file is larger than the limit of {_size(max_bytes)}")
     return data
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 100_000 else f"{n_bytes:,} bytes"
 
 
 def image_sha256(data: bytes) -> str:
