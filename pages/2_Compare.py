@@ -1,0 +1,173 @@
+"""Compare page: the backbones side by side on several images, with agreement and focus numbers."""
+
+import streamlit as st
+
+st.set_page_config(page_title="Compare · MushCAM", page_icon="🍄", layout="wide")
+
+from ui import state  # noqa: E402  (set_page_config must come first)
+
+ctx = state.sidebar()
+state.demo_banner(ctx)
+
+import datetime as dt  # noqa: E402
+
+from mushcam import compare  # noqa: E402
+from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP, to_png  # noqa: E402
+from ui import compare_support as support  # noqa: E402
+
+NORMALISATION_LABELS = {
+    "per_image": "Per image (each map to its own maximum)",
+    "shared": "Shared across the row (the row's largest map)",
+}
+NORMALISATION_HELP = (
+    "Per image: every map is stretched to its own maximum, so every map uses the full colour "
+    "range, even a weak, diffuse one. Shared: every map of a row is divided by the row's largest "
+    "raw maximum, so a weak map stays faint next to a strong one. Caution: raw Grad-CAM values of "
+    "different networks are not on a common scale a priori (they depend on each network's "
+    "activations and head), so a shared scale compares magnitudes that may not be comparable. "
+    "The agreement and focus numbers do not depend on this choice: they are scale-free."
+)
+
+st.title("Compare backbones")
+st.caption(
+    "Where does each backbone look, image by image, and how much do they agree? One row per image, "
+    "one column per backbone; numbers instead of impressions."
+)
+
+if ctx.manifest is None:
+    st.error(f"No usable manifest: {ctx.manifest_error}")
+    st.info("Put manifest.json and the weights in the checkpoint folder (sidebar); see checkpoints/README.md.")
+    st.stop()
+if not ctx.available:
+    st.warning("No checkpoint file found for any backbone in this manifest: " + "; ".join(
+        f"{state.display_name(s.backbone)}: {s.reason}" for s in ctx.statuses))
+    st.stop()
+manifest = ctx.manifest
+
+# --- controls -------------------------------------------------------------------------
+sample_default = state.sample_folder()
+st.session_state.setdefault("compare_source", "folder" if sample_default else "upload")
+st.session_state.setdefault("compare_folder", str(sample_default or ""))
+source = st.radio(
+    "Images", ["folder", "upload"], key="compare_source", horizontal=True,
+    format_func={"folder": "Sample from a test folder", "upload": "Upload images"}.get,
+)
+if source == "folder":
+    c1, c2, c3, c4 = st.columns([4, 1, 1, 2])
+    folder = c1.text_input("Test folder (root/<Class>/images)", key="compare_folder",
+                           help="Defaults to $MUSHCAM_SAMPLES. Each sub-folder is a class.")
+    n = int(c2.number_input("Images", min_value=1, max_value=40, value=compare.DEFAULT_SAMPLE_SIZE, key="compare_n"))
+    seed = int(c3.number_input("Seed", min_value=0, value=0, step=1, key="compare_seed"))
+    mix = c4.toggle("Mix correct and wrong predictions", value=True, key="compare_mix",
+                    help="Predict candidates first (with the same cached maps) so that about half of the sample "
+                    "are images some backbone gets wrong and half are images every backbone gets right.")
+    uploads = []
+else:
+    uploads = st.file_uploader("Photos", type=["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"],
+                               accept_multiple_files=True, key="compare_uploads") or []
+
+backbones = st.multiselect("Backbones", ctx.available, default=ctx.available, key="compare_backbones",
+                           format_func=state.display_name)
+d1, d2, d3, d4 = st.columns([3, 1.4, 1.2, 1.6])
+normalisation = d1.radio("Normalisation", compare.NORMALISATIONS, key="compare_norm", horizontal=True,
+                         format_func=NORMALISATION_LABELS.get, help=NORMALISATION_HELP)
+heatmap_only = d2.toggle("Heatmap alone", value=False, key="compare_heatmap_only")
+colormap = d3.selectbox("Colormap", COLORMAPS, index=COLORMAPS.index(DEFAULT_COLORMAP), key="compare_colormap")
+alpha = d4.slider("Overlay opacity", 0.0, 1.0, DEFAULT_ALPHA, 0.05, key="compare_alpha", disabled=heatmap_only)
+view = "heatmap" if heatmap_only else "overlay"
+
+if not backbones:
+    st.info("Choose at least one backbone.")
+    st.stop()
+
+# --- compute --------------------------------------------------------------------------
+models, failures = support.load_models(ctx, backbones)
+for backbone, reason in failures.items():
+    st.error(f"{state.display_name(backbone)} cannot be loaded: {reason}")
+backbones = [b for b in backbones if b in models]
+if not backbones:
+    st.stop()
+explain = support.explainer(ctx, models)
+progress = support.Progress()
+if source == "folder":
+    images, problems = support.images_from_folder(ctx, folder, n, seed, explain if mix else None, backbones, progress)
+else:
+    images, problems = support.images_from_uploads(uploads)
+for problem in problems:
+    st.warning(problem)
+if not images:
+    progress.clear()
+    st.info("Upload one or more photos, or sample them from a test folder." if source == "upload"
+            else "No images to compare yet.")
+    st.stop()
+comparison = compare.compute_comparison(images, backbones, manifest, explain, progress=progress.maps)
+progress.clear()
+
+# --- the grid -------------------------------------------------------------------------
+MARKS = {
+    "dangerous": ":red-background[**⚠ Poisonous called edible**]",
+    True: ":green[✓ correct]",
+    False: ":red[**✗ wrong**]",
+    None: ":gray[true class unknown]",
+}
+widths = [1] * (1 + len(backbones))
+header = st.columns(widths)
+header[0].markdown("**Image**")
+for column, backbone in zip(header[1:], backbones, strict=True):
+    column.markdown(f"**{state.display_name(backbone)}**")
+for index, row in enumerate(comparison.rows):
+    with st.container(border=True, key=f"compare_row_{index}"):
+        columns = st.columns(widths)
+        thumb = compare.fit_to(row.image.image, support.DISPLAY_SIDE)
+        scale = row.scale(normalisation)
+        columns[0].image(thumb, width="stretch")
+        truth = (f"true: **{row.image.label}** ({row.true_toxicity or 'not in manifest'})"
+                 if row.image.label is not None else "true class unknown")
+        columns[0].markdown(f"`{row.image.name}`  \n{truth}")
+        for column, backbone in zip(columns[1:], backbones, strict=True):
+            cell = row.cells[backbone]
+            column.image(compare.cell_picture(thumb, cell.explanation, manifest.input, scale, view, alpha, colormap),
+                         width="stretch")
+            mark = MARKS["dangerous"] if cell.dangerous else MARKS[cell.correct]
+            column.markdown(
+                f"**{cell.predicted}** {cell.confidence:.1%}  \n{mark}  \n"
+                f":gray[half-mass area {compare.fmt(cell.focus.half_mass_area, 3, True)} · "
+                f"entropy {compare.fmt(cell.focus.entropy, 3)}]"
+            )
+        if row.agreement:
+            st.caption("Agreement: " + " · ".join(
+                f"{state.display_name(p.first)} vs {state.display_name(p.second)}: "
+                f"IoU {compare.fmt(p.iou)}, Spearman {compare.fmt(p.spearman)}" for p in row.agreement))
+
+# --- numbers --------------------------------------------------------------------------
+st.subheader("Numbers")
+top = round(comparison.fraction * 100)
+st.caption(
+    f"Focus: **half-mass area** = the share of the image that holds half of the map's mass (smaller = more "
+    f"concentrated); **entropy** = H(p)/log n of the map as a distribution (0 = one point, 1 = uniform). "
+    f"Agreement: **IoU** of the two maps' top-{top}% regions, **Spearman** rank correlation of the maps, on a "
+    f"common grid. Means leave undefined values (all-zero or flat maps) out."
+)
+st.markdown("**Per backbone**")
+st.dataframe([{**r, "backbone": state.display_name(str(r["backbone"]))} for r in compare.backbone_summary(comparison)],
+             hide_index=True, key="compare_backbone_summary")
+if len(backbones) > 1:
+    st.markdown("**Per pair of backbones**")
+    st.dataframe(compare.pair_summary(comparison), hide_index=True, key="compare_pair_summary")
+with st.expander("Per image"):
+    st.dataframe(compare.image_table(comparison), hide_index=True, key="compare_image_table")
+
+# --- export ---------------------------------------------------------------------------
+now = dt.datetime.now()
+e1, e2, e3 = st.columns(3)
+e1.download_button(
+    "Download grid (PNG, with numbers)",
+    data=lambda: to_png(compare.render_comparison(comparison, manifest, normalisation, view, alpha, colormap,
+                                                  created=f"{now:%Y-%m-%d %H:%M:%S}")),
+    file_name=compare.export_name(now), mime="image/png", on_click="ignore", key="compare_png",
+)
+e2.download_button("Download numbers (CSV)", data=compare.to_csv(compare.image_table(comparison)),
+                   file_name=compare.export_name(now, ".csv"), mime="text/csv", on_click="ignore", key="compare_csv")
+e3.download_button("Download summary (CSV)", data=compare.to_csv(compare.summary_long(comparison)),
+                   file_name=compare.export_name(now, "_summary.csv"), mime="text/csv", on_click="ignore",
+                   key="compare_summary_csv")

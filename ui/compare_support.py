@@ -1,0 +1,157 @@
+"""Streamlit glue for the Compare page: models loaded once, maps cached, images, progress.
+
+Everything here is thin: the sampling, the measures and the export live in
+:mod:`mushcam.compare`; this module only connects them to Streamlit's caches
+(``ui.state.get_model``: one model per checkpoint version; ``ui.state.cached_explanation``:
+one map per (model, image, layer, class)) and to the page's progress bar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import streamlit as st
+
+from mushcam import compare
+from mushcam.data import LabelledImage, scan_image_folder
+from mushcam.explain import Explanation
+from ui import state
+
+DISPLAY_SIDE = 320  # grid pictures on the page
+
+
+def load_models(ctx: state.AppContext, backbones: Sequence[str]) -> tuple[dict[str, object], dict[str, str]]:
+    """Each backbone's model (loaded once per checkpoint version), and why any failed."""
+    models: dict[str, object] = {}
+    failures: dict[str, str] = {}
+    for backbone in backbones:
+        try:
+            models[backbone] = state.get_model(ctx, backbone)
+        except (ValueError, OSError, RuntimeError) as exc:
+            failures[backbone] = str(exc)
+    return models, failures
+
+
+def explainer(ctx: state.AppContext, models: dict[str, object]) -> compare.ExplainFn:
+    """explain(backbone, image): the predicted class's map, computed once per (model, image)."""
+    assert ctx.manifest is not None
+    manifest = ctx.manifest
+    keys = {b: state.model_identity(ctx, b) for b in models}
+
+    def explain(backbone: str, image: compare.CompareImage) -> Explanation:
+        return state.cached_explanation(
+            models[backbone], image.image, manifest, keys[backbone], image.sha256,
+            manifest.models[backbone].layer, None,
+        )
+
+    return explain
+
+
+def to_compare_image(name: str, data: bytes, label: str | None) -> compare.CompareImage:
+    """Decode (cached by content) the way the Explain page does, fitted within 1024 px."""
+    loaded = state.load_uploaded(name, data)
+    return compare.CompareImage(loaded.name, loaded.image, loaded.sha256, label)
+
+
+def images_from_uploads(files: Sequence[object]) -> tuple[list[compare.CompareImage], list[str]]:
+    """The uploads that decode, and a message for each that does not."""
+    images, problems = [], []
+    seen: set[str] = set()
+    for upload in files:
+        name = getattr(upload, "name", "upload")
+        try:
+            image = to_compare_image(name, upload.getvalue(), None)  # type: ignore[attr-defined]
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+            continue
+        if image.sha256 not in seen:  # the same photo twice would be the same row twice
+            seen.add(image.sha256)
+            images.append(image)
+    return images, problems
+
+
+class Progress:
+    """A progress bar the library reports to: ``progress(done, total, what)``."""
+
+    def __init__(self) -> None:
+        self.bar = st.progress(0.0, text="Preparing…")
+
+    def maps(self, done: int, total: int, what: str) -> None:
+        fraction = done / total if total else 1.0
+        self.bar.progress(min(1.0, fraction), text=f"Computing Grad-CAM maps {done}/{total}: {what}")
+
+    def checking(self, done: int, budget: int) -> None:
+        self.bar.progress(min(1.0, done / max(budget, 1)),
+                          text=f"Choosing the sample: checking predictions ({done} images so far)")
+
+    def clear(self) -> None:
+        self.bar.empty()
+
+
+def images_from_folder(
+    ctx: state.AppContext,
+    folder: str,
+    n: int,
+    seed: int,
+    explain: compare.ExplainFn | None,
+    backbones: Sequence[str],
+    progress: Progress,
+) -> tuple[list[compare.CompareImage], list[str]]:
+    """A seeded, balanced sample of ``folder/<Class>/*``; with ``explain``, mixing right and wrong."""
+    assert ctx.manifest is not None
+    root = Path(folder.strip()).expanduser()
+    if not folder.strip():
+        return [], ["Enter a test folder (root/<Class>/images), or set $MUSHCAM_SAMPLES."]
+    try:
+        items = scan_image_folder(root)
+    except (FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+        return [], [str(exc)]
+    if not items:
+        return [], [f"No images found in {root}: expected {root}/<Class>/<image>."]
+    problems: list[str] = []
+    loaded: dict[str, compare.CompareImage] = {}
+
+    def load(item: LabelledImage) -> compare.CompareImage:
+        if item.relpath not in loaded:
+            loaded[item.relpath] = to_compare_image(item.relpath, item.path.read_bytes(), item.label)
+        return loaded[item.relpath]
+
+    outcome = None
+    if explain is not None:
+        check = compare.outcome_with(explain, backbones, ctx.manifest, load)
+        budget = 3 * min(n, len(items))
+        counter = [0]
+
+        def outcome(item: LabelledImage) -> bool | None:  # type: ignore[misc]
+            counter[0] += 1
+            progress.checking(counter[0], budget)
+            try:
+                return check(item)
+            except ValueError:
+                return None  # unreadable: reported below when chosen
+
+    chosen = compare.select_sample(items, ctx.manifest, n, seed, outcome)
+    images = []
+    for item in chosen:
+        try:
+            images.append(load(item))
+        except (ValueError, OSError) as exc:
+            problems.append(f"{item.relpath}: {exc}")
+    unlisted = sorted({i.label for i in items if compare.manifest_class(ctx.manifest, i.label) is None})
+    if unlisted:
+        problems.append(
+            "Folder classes not in the manifest (their correctness is unknown): " + ", ".join(unlisted)
+        )
+    return images, problems
+
+
+__all__ = [
+    "DISPLAY_SIDE",
+    "Progress",
+    "explainer",
+    "images_from_folder",
+    "images_from_uploads",
+    "load_models",
+    "to_compare_image",
+]
