@@ -1,0 +1,264 @@
+"""The Errors page under Streamlit's AppTest, on a results store whose contents the test wrote.
+
+The store holds two runs over a 12-image ImageFolder (4 classes x 3). EfficientNet-B0's rows
+are chosen by hand so that every filter has a known answer:
+
+    row  image          true       pred       conf  kind
+    0    Amanita/0      Amanita    Amanita    0.90  correct
+    1    Amanita/1      Amanita    Boletus    0.95  poisonous -> edible
+    2    Amanita/2      Amanita    Suillus    0.60  poisonous -> edible
+    3    Boletus/0      Boletus    Boletus    0.40  correct, low confidence
+    4    Boletus/1      Boletus    Amanita    0.70  edible -> poisonous
+    5    Boletus/2      Boletus    Boletus    0.85  correct
+    6    Gyromitra/0    Gyromitra  Gyromitra  0.30  correct, low confidence
+    7    Gyromitra/1    Gyromitra  Suillus    0.55  poisonous -> edible
+    8    Gyromitra/2    Gyromitra  Amanita    0.45  wrong (poisonous -> poisonous), low confidence
+    9    Suillus/0      Suillus    Suillus    0.99  correct
+    10   Suillus/1      Suillus    Suillus    0.80  correct
+    11   Suillus/2      Suillus    Gyromitra  0.65  edible -> poisonous
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from factories import CLASSES, write_image_folder, write_manifest
+from streamlit.testing.v1 import AppTest
+
+from mushcam import store
+from mushcam.data import image_sha256
+from mushcam.manifest import load_manifest
+from mushcam.models import DEFAULT_LAYERS, file_sha256
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "3_Errors.py")
+NAMES = [n for n, _ in CLASSES]
+TRUE = [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+PRED = [0, 1, 3, 1, 0, 1, 2, 3, 0, 3, 3, 2]
+CONF = [0.90, 0.95, 0.60, 0.40, 0.70, 0.85, 0.30, 0.55, 0.45, 0.99, 0.80, 0.65]
+PATHS = [f"{NAMES[t]}/img_{k}.png" for t in range(4) for k in range(3)]
+
+
+def rows_for(data: Path, pred: list[int], conf: list[float], paths: list[str] = PATHS) -> store.Predictions:
+    probabilities = np.zeros((len(pred), 4), dtype=np.float32)
+    for i, (p, c) in enumerate(zip(pred, conf, strict=True)):
+        probabilities[i] = (1 - c) / 3
+        probabilities[i, p] = c
+    return store.Predictions(
+        image_paths=tuple(paths),
+        image_sha256=tuple(image_sha256((data / p).read_bytes()) if (data / p).is_file() else "0" * 64 for p in paths),
+        true_idx=np.asarray(TRUE[: len(pred)]), pred_idx=np.asarray(pred),
+        confidence=probabilities.max(1).astype(np.float64), probabilities=probabilities,
+    )
+
+
+def run_record(backbone: str, ckpt: Path, data: Path, n: int, sha: str | None = None) -> store.RunRecord:
+    manifest = load_manifest(ckpt)
+    return store.RunRecord(
+        backbone=backbone, checkpoint_path=str(ckpt / f"{backbone}.pt"),
+        checkpoint_sha256=sha or file_sha256(ckpt / f"{backbone}.pt"), layer=DEFAULT_LAYERS[backbone],
+        data_root=str(data.resolve()), manifest=manifest.to_dict(), started_at="2026-11-26T00:00:00+00:00",
+        finished_at="2026-11-26T00:00:05+00:00", versions={}, batch_size=16, seconds=1.0, n_images=n,
+    )
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("errors_page")
+    ckpt = base / "ckpt"
+    write_manifest(ckpt, backbones=("mobilenet_v3_large", "efficientnet_b0"))
+    data = write_image_folder(base / "data", NAMES, per_class=3, size=(80, 60))
+    out = base / "results.sqlite"
+    store.save_run(out, run_record("efficientnet_b0", ckpt, data, 12), rows_for(data, PRED, CONF))
+    other_pred = list(TRUE)
+    other_pred[1] = 2  # MobileNet calls Amanita/img_1 Gyromitra (wrong, but not dangerous)
+    store.save_run(out, run_record("mobilenet_v3_large", ckpt, data, 12), rows_for(data, other_pred, [0.8] * 12))
+    return {"base": base, "ckpt": ckpt, "data": data, "out": out}
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches() -> None:
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def open_page(monkeypatch: pytest.MonkeyPatch, ckpt: Path, results: Path) -> AppTest:
+    monkeypatch.setenv("MUSHCAM_CHECKPOINTS", str(ckpt))
+    monkeypatch.setenv("MUSHCAM_RESULTS", str(results))
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def matching(at: AppTest) -> int:
+    texts = [m.value for m in at.markdown if "matching rows" in m.value]
+    assert len(texts) == 1, texts
+    return int(re.search(r"\*\*(\d+) matching rows\*\*", texts[0]).group(1))
+
+
+def pictures(at: AppTest) -> list[tuple[str, str]]:
+    """(caption, url) of every st.image on the page."""
+    return [(img.caption, img.url) for element in at.get("image") for img in element.proto.imgs]
+
+
+def listed(at: AppTest) -> list[str]:
+    return list(at.dataframe(key="err_table").value["image"])
+
+
+def test_opens_on_errors_sorted_confident_first(monkeypatch: pytest.MonkeyPatch, written: dict[str, Path]) -> None:
+    at = open_page(monkeypatch, written["ckpt"], written["out"])
+    assert at.selectbox(key="err_run").format_func(at.selectbox(key="err_run").value) == "EfficientNet-B0"  # registry order
+    assert matching(at) == 6
+    assert listed(at) == ["Amanita/img_1.png", "Boletus/img_1.png", "Suillus/img_2.png", "Amanita/img_2.png",
+                          "Gyromitra/img_1.png", "Gyromitra/img_2.png"]
+    # dangerous counts of every model, on top
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["EfficientNet-B0: poisonous → edible"] == "3 / 6"
+    assert metrics["MobileNetV3-Large: poisonous → edible"] == "0 / 6"
+    assert at.subheader[0].value == "Poisonous predicted as edible"
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [("dangerous", 3), ("benign", 2), ("other", 1), ("low_confidence", 3), ("all", 12), ("errors", 6)],
+)
+def test_error_kind_filter(monkeypatch: pytest.MonkeyPatch, written: dict[str, Path], kind: str, expected: int) -> None:
+    at = open_page(monkeypatch, written["ckpt"], written["out"])
+    at.selectbox(key="err_kind").select(kind).run()
+    assert not at.exception
+    assert matching(at) == expected and len(listed(at)) == expected
+
+
+def test_confidence_true_and_predicted_class_filters(monkeypatch: pytest.MonkeyPatch, written: dict[str, Path]) -> None:
+    at = open_page(monkeypatch, written["ckpt"], written["out"])
+    at.slider(key="err_conf").set_value((0.5, 1.0)).run()
+    assert matching(at) == 5 and "Gyromitra/img_2.png" not in listed(at)  # 0.45 is out
+    at.slider(key="err_conf").set_value((0.0, 1.0)).run()
+    at.selectbox(key="err_true").select("Amanita").run()
+    assert matching(at) == 2 and set(listed(at)) == {"Amanita/img_1.png", "Amanita/img_2.png"}
+    at.selectbox(key="err_true").select("(any)").run()
+    at.selectbox(key="err_pred").select("Suillus").run()
+    assert matching(at) == 2 and set(listed(at)) == {"Amanita/img_2.png", "Gyromitra/img_1.png"}
+    at.selectbox(key="err_kind").select("all").run()
+    assert matching(at) == 4  # + the two Suillus images predicted right
+
+
+def test_sorting_and_paging(monkeypatch: pytest.MonkeyPatch, written: dict[str, Path]) -> None:
+    at = open_page(monkeypatch, written["ckpt"], written["out"])
+    at.selectbox(key="err_order").select("least_confident_first").run()
+    assert listed(at)[0] == "Gyromitra/img_2.png" and listed(at)[-1] == "Amanita/img_1.png"
+    at.selectbox(key="err_kind").select("all").run()
+    at.selectbox(key="err_page_size").select(10).run()
+    assert matching(at) == 12 and len(listed(at)) == 10
+    assert listed(at)[0] == "Gyromitra/img_0.png"  # 0.30, the least confident of all
+    at.number_input(key="err_page").set_value(2).run()
+    assert listed(at) == ["Amanita/img_1.png", "Suillus/img_0.png"]  # 0.95, 0.99
+    assert matching(at) == 12  # the count does not depend on the page
+    at.selectbox(key="err_kind").select("dangerous").run()  # a filter change goes back to page 1
+    assert at.number_input(key="err_page").value == 1 and len(listed(at)) == 3
+
+
+def test_confusion_cell_filters_the_list(monkeypatch: pytest.MonkeyPatch, written: dict[str, Path]) -> None:
+    at = open_page(monkeypatch, written["ckpt"], written["out"])
+    charts = at.get("plotly_chart")
+    figure = json.loads(charts[0].proto.spec)
+    assert figure["data"][0]["type"] == "heatmap"
+    assert figure["data"][0]["z"][0] == [1, 1, 0, 1]  # Amanita row: 1 right, 1 -> Boletus, 1 -> Suillus
+    cell = at.selectbox(key="err_cell")
+    assert cell.options[1].startswith("Amanita → Boletus")  # errors first
+    cell.select("Gyromitra → Suillus").run()
+    assert matching(at) == 1 and listed(at) == ["Gyromitra/img_1.png"]
+    assert at.selectbox(key="err_true").value == "Gyromitra" and at.selectbox(key="err_pred").value == "Suillus"
+    at.selectbox(key="err_cell").select("Suillus → Suillus").run()  # a diagonal cell lists the right ones
+    assert matching(at) == 2
+    at.selectbox(key="err_cell").select(None).run()
+    assert matching(at) == 12 and at.selectbox(key="err_true").value == "(any)"
+
+
+def test_model_filter_and_other_backbone_one_click(monkeypatch: pytest.MonkeyPatch, written: dict[str, Path]) -> None:
+    at = open_page(monkeypatch, written["ckpt"], written["out"])
+    # the first error, Amanita/img_1 (EfficientNet: Boletus 95%), explained: original + two maps
+    assert at.selectbox(key="err_pick").format_func(at.selectbox(key="err_pick").value).startswith("Amanita/img_1.png")
+    captions = [caption for caption, _ in pictures(at)]
+    assert len(captions) == 3 and captions[0].startswith("Original")
+    assert captions[1].startswith("Why Boletus? (95.0%)") and captions[2].startswith("Where is Amanita? (1.7%)")
+    seen = next(d.value for d in at.dataframe if "verdict" in d.value.columns)  # how each model saw it
+    assert list(seen["model"]) == ["EfficientNet-B0", "MobileNetV3-Large"]
+    assert list(seen["predicted"]) == ["Boletus", "Gyromitra"]
+    assert list(seen["verdict"]) == ["poisonous → edible", "wrong"]
+    at.radio(key="err_view").set_value(at.radio(key="err_view").options[1]).run()  # one click
+    assert not at.exception
+    captions = [caption for caption, _ in pictures(at)]
+    assert captions[1].startswith("Why Gyromitra? (80.0%)")
+    assert any("MobileNetV3-Large, layer `features.16`" in c.value for c in at.caption)
+    # the model filter itself
+    at.selectbox(key="err_run").select(at.selectbox(key="err_run").options[1]).run()
+    assert matching(at) == 1 and listed(at) == ["Amanita/img_1.png"]
+    assert at.radio(key="err_view").value == at.selectbox(key="err_run").value
+
+
+def test_alpha_colormap_and_scale_controls(monkeypatch: pytest.MonkeyPatch, written: dict[str, Path]) -> None:
+    at = open_page(monkeypatch, written["ckpt"], written["out"])
+    assert at.slider(key="err_alpha").value == pytest.approx(0.45)
+    assert at.selectbox(key="err_colormap").value == "jet"
+    before = pictures(at)[1][1]
+    at.slider(key="err_alpha").set_value(0.9).run()
+    at.selectbox(key="err_colormap").select("viridis").run()
+    at.toggle(key="err_shared").set_value(False).run()
+    assert not at.exception
+    assert pictures(at)[1][1] != before
+    assert any("each map scaled to its own maximum" in c.value for c in at.caption)
+
+
+def test_low_confidence_right_prediction_shows_one_map(monkeypatch: pytest.MonkeyPatch, written: dict[str, Path]) -> None:
+    at = open_page(monkeypatch, written["ckpt"], written["out"])
+    at.selectbox(key="err_kind").select("low_confidence").run()
+    assert matching(at) == 3
+    at.selectbox(key="err_pick").select(PATHS.index("Gyromitra/img_0.png")).run()  # right, at 30%
+    assert len(pictures(at)) == 2 and pictures(at)[1][0].startswith("Why Gyromitra? (30.0%)")
+    assert any("This prediction is right" in c.value for c in at.caption)
+
+
+def test_changed_checkpoint_warns_and_outside_path_is_refused(monkeypatch: pytest.MonkeyPatch,
+                                                               written: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "r.sqlite"
+    data, ckpt = written["data"], written["ckpt"]
+    (data.parent / "secret.png").write_bytes((data / "Amanita" / "img_0.png").read_bytes())
+    paths = ["../secret.png", *PATHS[1:]]
+    record = run_record("efficientnet_b0", ckpt, data, 12, sha="f" * 64)
+    store.save_run(out, record, rows_for(data, PRED, CONF, paths))
+    at = open_page(monkeypatch, ckpt, out)
+    assert any("has changed since this run was evaluated" in w.value for w in at.warning)
+    at.selectbox(key="err_kind").select("all").run()
+    at.selectbox(key="err_order").select("path").run()
+    assert listed(at)[0] == "../secret.png"
+    at.selectbox(key="err_pick").select(0).run()
+    assert any("refused path outside the data folder" in e.value for e in at.error)
+    assert not pictures(at)
+
+
+def test_wrong_checkpoint_folder_is_explained(monkeypatch: pytest.MonkeyPatch, written: dict[str, Path],
+                                              tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    write_manifest(other, backbones=("efficientnet_b0",), classes=[("A", "edible"), ("B", "poisonous")],
+                   write_weights=True)
+    at = open_page(monkeypatch, other, written["out"])
+    assert any("classes differ from the classes of this run" in e.value for e in at.error)
+    assert matching(at) == 6  # browsing still works without Grad-CAM
+
+
+def test_missing_and_corrupt_stores(monkeypatch: pytest.MonkeyPatch, written: dict[str, Path], tmp_path: Path) -> None:
+    at = open_page(monkeypatch, written["ckpt"], tmp_path / "absent.sqlite")
+    assert any("no results store at" in i.value and "mushcam evaluate" in i.value for i in at.info)
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"garbage" * 500)
+    at.text_input(key="err_store").input(str(bad)).run()
+    assert not at.exception
+    assert any("not a readable SQLite results store" in e.value for e in at.error)
+    assert not at.dataframe

@@ -1,0 +1,176 @@
+"""Streamlit glue for the Errors page: where the results store is, cached reads, figures.
+
+The store's contents, each run's table and metrics are cached with ``st.cache_resource``
+(shared, never copied: they are treated as read-only) under the store file's version
+(mtime + size), so re-running ``evaluate`` is picked up on the next interaction. Images
+are decoded at full resolution for Grad-CAM, exactly as ``evaluate`` decoded them, and
+shown from a copy at most 1024 px wide.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from PIL import Image
+
+from mushcam.data import decode_image, image_sha256, read_bytes, resolve_inside
+from mushcam.errors import RunTable, run_table
+from mushcam.evaluate import run_label, run_metrics
+from mushcam.metrics import ModelMetrics
+from mushcam.models import file_sha256
+from mushcam.render import fit_within
+from mushcam.store import RunRecord, StoreContents, StoreError, load_store
+from ui import state
+
+RESULTS_ENV = "MUSHCAM_RESULTS"
+STORE_KEY = "err_store"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TOXICITY_COLOURS = {"poisonous": "#d62728", "edible": "#2ca02c", "mixed": "#ff7f0e", "inedible": "#8c564b",
+                    "unknown": "#7f7f7f"}
+
+
+def default_store_path() -> str:
+    """``$MUSHCAM_RESULTS`` if set, else ``runs/results.sqlite`` in the project."""
+    configured = os.environ.get(RESULTS_ENV, "").strip()
+    return configured or str(PROJECT_ROOT / "runs" / "results.sqlite")
+
+
+def store_path_input() -> Path:
+    """The sidebar's results-store field (defaults to :func:`default_store_path`)."""
+    st.session_state.setdefault(STORE_KEY, default_store_path())
+    with st.sidebar:
+        st.text_input(
+            "Results store",
+            key=STORE_KEY,
+            help=f"SQLite file written by `python -m mushcam evaluate ... --out FILE` (default: ${RESULTS_ENV} "
+            "or runs/results.sqlite)",
+        )
+    return Path(st.session_state[STORE_KEY].strip()).expanduser()
+
+
+def store_version(path: Path) -> str:
+    """Changes whenever the store file is rewritten; raises StoreError when it is missing."""
+    if path.is_dir():
+        raise StoreError(f"{path} is a folder; the results store is a file such as results.sqlite")
+    if not path.is_file():
+        raise StoreError(
+            f"no results store at {path}; create one with: python -m mushcam evaluate --data ROOT --out {path}"
+        )
+    return state.file_version(path)
+
+
+@st.cache_resource(show_spinner="Reading the results store…", max_entries=4)
+def _contents(path: str, version: str) -> StoreContents:
+    return load_store(path)
+
+
+def load_contents(path: Path) -> tuple[StoreContents, str]:
+    """The whole store (cached per file version) and that version."""
+    version = store_version(path)
+    return _contents(str(path), version), version
+
+
+@st.cache_resource(max_entries=32)
+def table_for(path: str, version: str, run_id: int) -> RunTable:
+    """One run's rows with their error kinds (computed once per store version)."""
+    contents = _contents(path, version)
+    return run_table(contents.run(run_id), contents.predictions[run_id])
+
+
+@st.cache_resource(max_entries=32)
+def metrics_for(path: str, version: str, run_id: int) -> ModelMetrics:
+    return run_metrics(_contents(path, version), run_id)
+
+
+def label(run: RunRecord, contents: StoreContents) -> str:
+    return run_label(run, contents.runs)
+
+
+@st.cache_data(show_spinner="Hashing the checkpoint…", max_entries=16)
+def checkpoint_sha(path: str, version: str) -> str:
+    return file_sha256(path)
+
+
+@dataclass(frozen=True)
+class ErrorImage:
+    full: Image.Image  # as evaluate decoded it: what the model saw (before preprocessing)
+    display: Image.Image  # at most state.MAX_DISPLAY_SIDE on its longer side
+    sha256: str
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _decode(path: str, version: str) -> ErrorImage:
+    data = read_bytes(path)
+    image = decode_image(data)
+    return ErrorImage(image, fit_within(image, state.MAX_DISPLAY_SIDE), image_sha256(data))
+
+
+def load_error_image(data_root: str, relpath: str) -> ErrorImage:
+    """The stored image, refusing any path that resolves outside the run's data root."""
+    path = resolve_inside(data_root, relpath)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path} (has the data folder {data_root} moved?)")
+    return _decode(str(path), state.file_version(path))
+
+
+def confusion_figure(metrics: ModelMetrics, selected: tuple[int, int] | None) -> go.Figure:
+    """Confusion matrix heat map (rows: true, columns: predicted); dangerous cells outlined red.
+
+    An invisible marker sits on every cell so that a click selects it (Plotly heat maps
+    themselves do not report point selections).
+    """
+    names = list(metrics.class_names)
+    n = len(names)
+    z = metrics.confusion
+    counts = z.tolist()  # plain lists: readable in the figure JSON
+    figure = go.Figure(go.Heatmap(
+        z=counts, x=names, y=names, colorscale="Blues", showscale=False, text=counts, texttemplate="%{text}",
+        hovertemplate="true %{y}<br>predicted %{x}<br>%{z} images<extra></extra>",
+    ))
+    ii, jj = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    figure.add_trace(go.Scatter(
+        x=[names[j] for j in jj.ravel()], y=[names[i] for i in ii.ravel()], mode="markers",
+        marker={"size": max(12, 360 // max(n, 1)), "symbol": "square", "opacity": 0.01, "color": "black"},
+        customdata=np.stack([ii.ravel(), jj.ravel(), z.ravel()], axis=1).tolist(),
+        hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata[2]} images — click to list them<extra></extra>",
+        showlegend=False,
+    ))
+    poisonous = [t == "poisonous" for t in metrics.toxicities]
+    edible = [t == "edible" for t in metrics.toxicities]
+    for i in range(n):
+        for j in range(n):
+            if poisonous[i] and edible[j] and z[i, j] > 0:
+                figure.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5,
+                                 line={"color": "#d62728", "width": 3})
+    if selected is not None:
+        i, j = selected
+        figure.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5,
+                         line={"color": "black", "width": 4, "dash": "dot"})
+    figure.update_layout(
+        xaxis={"title": "predicted class", "side": "top", "type": "category"},
+        yaxis={"title": "true class", "autorange": "reversed", "type": "category"},
+        height=120 + 42 * n, margin={"l": 10, "r": 10, "t": 60, "b": 10}, clickmode="event+select",
+        dragmode=False,
+    )
+    return figure
+
+
+def top_k_figure(names: list[str], toxicities: list[str], probabilities: np.ndarray, true_idx: int,
+                 k: int = 5) -> go.Figure:
+    """Horizontal bars of the ``k`` most probable classes, coloured by toxicity; the true class marked."""
+    order = np.argsort(-probabilities, kind="stable")[:k]
+    labels = [names[i] + ("  ← true" if i == true_idx else "") for i in order]
+    figure = go.Figure(go.Bar(
+        x=[float(probabilities[i]) for i in order], y=labels, orientation="h",
+        marker_color=[TOXICITY_COLOURS.get(toxicities[i], "#7f7f7f") for i in order],
+        text=[f"{float(probabilities[i]):.1%} · {toxicities[i]}" for i in order], textposition="auto",
+        hovertemplate="%{y}: %{x:.2%}<extra></extra>",
+    ))
+    figure.update_layout(xaxis={"range": [0, 1], "tickformat": ".0%"}, yaxis={"autorange": "reversed"},
+                         height=60 + 34 * len(order), margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    return figure
