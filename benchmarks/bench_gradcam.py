@@ -1,0 +1,191 @@
+"""Cost of one Grad-CAM call against one plain forward pass, ours and the peers'.
+
+    .venv/bin/python benchmarks/bench_gradcam.py [--repeats 30] [--size 224] [--threads 2]
+
+For each backbone (random weights: cost does not depend on their values), batch 1, the
+variants run interleaved in a rotating order (A B C D E, B C D E A, ...) so that a
+contended moment on a shared host hits them alike; we report medians and the ratio to the
+plain forward pass (inference mode). A calibration probe (ten 512x512 matmuls) is timed
+before and after so that a noisy run can be recognised.
+
+Memory: each (backbone, variant) runs in a fresh subprocess that builds the model and runs
+one inference forward (so the weights and the forward's buffers are already resident),
+resets the peak through /proc/self/clear_refs, makes one call, and reports VmHWM after the
+call minus VmRSS before it: the extra memory the method needs beyond a forward pass.
+(Repeated calls in one process would show ~0: the allocator reuses freed memory.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
+
+from mushcam.gradcam import grad_cam  # noqa: E402
+from mushcam.models import BACKBONES, DEFAULT_LAYERS, build_model, get_layer  # noqa: E402
+
+
+def probe_ms() -> float:
+    a = torch.randn(512, 512, generator=torch.Generator().manual_seed(0))
+    start = time.perf_counter()
+    for _ in range(10):
+        a @ a
+    return (time.perf_counter() - start) * 1000
+
+
+def status_kb(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def variants(model: torch.nn.Module, backbone: str, x: torch.Tensor, target: int) -> dict[str, Callable[[], object]]:
+    from captum.attr import LayerGradCam
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    from torchcam.methods import GradCAM as TorchCamGradCAM
+
+    layer_name = DEFAULT_LAYERS[backbone]
+    layer = get_layer(model, layer_name)
+    pgc = GradCAM(model=model, target_layers=[layer])  # registers hooks for good: used alone below
+    captum = LayerGradCam(model, layer)
+
+    def forward() -> object:
+        with torch.inference_mode():
+            return model(x)
+
+    def ours() -> object:
+        return grad_cam(model, x, layer_name, target).cams
+
+    def pytorch_grad_cam() -> object:
+        return pgc(input_tensor=x, targets=[ClassifierOutputTarget(target)])
+
+    def captum_call() -> object:
+        return captum.attribute(x, target=target, relu_attributions=True)
+
+    def torchcam_call() -> object:
+        extractor = TorchCamGradCAM(model, target_layer=layer_name)
+        try:
+            return extractor(target, model(x))
+        finally:
+            extractor.remove_hooks()
+
+    calls = {"forward": forward, "mushcam": ours, "grad-cam": pytorch_grad_cam, "captum": captum_call, "torchcam": torchcam_call}
+    # pytorch-grad-cam keeps its hooks on the layer between calls; they would tax everyone else.
+    pgc.activations_and_grads.release()
+
+    def pgc_with_hooks() -> object:
+        from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
+
+        pgc.activations_and_grads = ActivationsAndGradients(model, [layer], None, False)
+        try:
+            return pytorch_grad_cam()
+        finally:
+            pgc.activations_and_grads.release()
+            model.zero_grad(set_to_none=True)
+
+    calls["grad-cam"] = pgc_with_hooks
+    return calls
+
+
+def measure(backbone: str, size: int, repeats: int) -> dict[str, dict[str, float]]:
+    torch.manual_seed(0)
+    model = build_model(backbone, 9).eval()
+    x = torch.randn(1, 3, size, size)
+    calls = variants(model, backbone, x, target=3)
+    names = list(calls)
+    for name in names:  # warm-up
+        for _ in range(3):
+            calls[name]()
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(repeats):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for name in order:
+            start = time.perf_counter()
+            calls[name]()
+            times[name].append((time.perf_counter() - start) * 1000)
+    base = statistics.median(times["forward"])
+    return {
+        name: {
+            "ms": statistics.median(times[name]),
+            "ratio": statistics.median(times[name]) / base,
+            "peak_growth_mb": peak_growth_mb(backbone, size, name),
+        }
+        for name in names
+    }
+
+
+def peak_growth_mb(backbone: str, size: int, variant: str) -> float:
+    """Run one call of ``variant`` in a fresh process; its peak RSS growth in MB."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, __file__, "--memory-child", backbone, variant, "--size", str(size)],
+        capture_output=True, text=True, check=True,
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def memory_child(backbone: str, variant: str, size: int) -> None:
+    torch.manual_seed(0)
+    model = build_model(backbone, 9).eval()
+    x = torch.randn(1, 3, size, size)
+    calls = variants(model, backbone, x, target=3)
+    calls["forward"]()
+    gc.collect()
+    if not reset_peak():
+        print("nan")
+        return
+    before = status_kb("VmRSS")
+    calls[variant]()
+    print((status_kb("VmHWM") - before) / 1024)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--memory-child", nargs=2, metavar=("BACKBONE", "VARIANT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.memory_child:
+        memory_child(*args.memory_child, args.size)
+        return
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"calibration probe before: {probe_ms():.1f} ms")
+    rows = []
+    for backbone in BACKBONES:
+        results = measure(backbone, args.size, args.repeats)
+        for name, r in results.items():
+            rows.append((backbone, name, r["ms"], r["ratio"], r["peak_growth_mb"]))
+    print(f"calibration probe after:  {probe_ms():.1f} ms")
+    print(f"\n{args.size}x{args.size}, batch 1, median of {args.repeats} interleaved runs")
+    print("| backbone | method | median ms | x forward | extra peak RSS over a forward (MB) |")
+    print("|---|---|---:|---:|---:|")
+    for backbone, name, ms, ratio, growth in rows:
+        print(f"| {backbone} | {name} | {ms:.1f} | {ratio:.2f} | {growth:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
