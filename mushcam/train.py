@@ -695,6 +695,11 @@ def _summary_line(result: TrainResult) -> str:
     return line + f"; {result.seconds / 60:.1f} min -> {result.checkpoint}"
 
 
+def _json_metrics(metrics: SplitMetrics) -> dict[str, float | int | None]:
+    """Metrics for JSON: an undefined rate (NaN, no poisonous image) becomes null."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(metrics).items()}
+
+
 def _write_summary(
     out: Path, result: TrainResult, config: TrainConfig, data: TrainingData, toxicities: Sequence[str]
 ) -> None:
@@ -706,8 +711,8 @@ def _write_summary(
         "stopped_early": result.stopped_early,
         "interrupted": result.interrupted,
         "seconds": round(result.seconds, 1),
-        "val": asdict(result.val),
-        "test": asdict(result.test) if result.test else None,
+        "val": _json_metrics(result.val),
+        "test": _json_metrics(result.test) if result.test else None,
         "classes": [{"name": c, "toxicity": t, "train_images": n} for c, t, n in zip(data.classes, toxicities, data.counts, strict=True)],
         "config": {**asdict(config), "learning_rate": config.learning_rate},
     }
@@ -755,7 +760,15 @@ def run_train(args: argparse.Namespace) -> int:
     threads = args.threads if args.threads is not None else len(os.sched_getaffinity(0))
     if threads < 1:
         raise ValueError(f"--threads must be at least 1; got {threads}")
+    previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
+    try:
+        return _run_train(args)
+    finally:
+        torch.set_num_threads(previous_threads)  # a caller in the same process keeps its setting
+
+
+def _run_train(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.manifest) if args.manifest else None
     config = TrainConfig(
         epochs=args.epochs,
