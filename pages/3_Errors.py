@@ -304,7 +304,7 @@ def explain_view() -> None:
         labels.append(f"Where is {view_names[view_true]}? ({float(probabilities[view_true]):.1%})")
         captions.append(f"Grad-CAM for the true class {view_names[view_true]}")
     else:
-        st.caption("This prediction is right (listed for its low confidence): one map.")
+        st.caption("This prediction is right: one map.")
     columns = st.columns(3)
     for column, panel, title, caption in zip(columns, panels, labels, captions):
         column.image(panel, caption=f"{title} · {caption}", width="stretch")

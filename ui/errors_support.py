@@ -152,8 +152,10 @@ def confusion_figure(metrics: ModelMetrics, selected: tuple[int, int] | None) ->
         figure.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5,
                          line={"color": "black", "width": 4, "dash": "dot"})
     figure.update_layout(
-        xaxis={"title": "predicted class", "side": "top", "type": "category"},
-        yaxis={"title": "true class", "autorange": "reversed", "type": "category"},
+        xaxis={"title": "predicted class", "side": "top", "type": "category", "range": [-0.5, n - 0.5],
+               "showgrid": False, "zeroline": False, "fixedrange": True},
+        yaxis={"title": "true class", "type": "category", "range": [n - 0.5, -0.5], "showgrid": False,
+               "zeroline": False, "fixedrange": True},
         height=120 + 42 * n, margin={"l": 10, "r": 10, "t": 60, "b": 10}, clickmode="event+select",
         dragmode=False,
     )

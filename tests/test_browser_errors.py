@@ -1,0 +1,101 @@
+"""The Errors page in a real browser: a live `streamlit run app.py` and Debian's Chromium."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from browser_support import browser_page, exception_texts, running_app, screenshot, wait_idle
+from factories import write_image_folder, write_manifest
+from test_errors_page import CONF, NAMES, PRED, TRUE, rows_for, run_record
+
+from mushcam import store
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+expect = pytest.importorskip("playwright.sync_api").expect
+
+
+def count_shown(page: object) -> int:
+    text = page.get_by_text(re.compile(r"\d+ matching rows")).first.inner_text()
+    return int(re.search(r"(\d+) matching rows", text).group(1))
+
+
+def choose(page: object, label: str, option: str) -> None:
+    """Pick ``option`` (a regex) in the selectbox labelled ``label``; retries if the list did not open."""
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label)
+    box.scroll_into_view_if_needed()
+    wanted = page.get_by_role("option", name=re.compile(option))
+    for _ in range(5):
+        box.click()
+        try:
+            wanted.wait_for(state="visible", timeout=5_000)
+        except Exception:  # noqa: BLE001 - the list did not open (a rerun redrew it): try again
+            page.keyboard.press("Escape")
+            continue
+        wanted.click()
+        return
+    raise AssertionError(f"could not open the {label!r} selectbox")
+
+
+def settle_on(page: object, pattern: str) -> None:
+    """Wait for the rerun after an interaction to finish and show ``pattern`` (a regex)."""
+    expect(page.get_by_text(re.compile(pattern)).first).to_be_visible(timeout=60_000)
+    wait_idle(page, ready='[data-testid="stImage"] img')
+
+
+def test_errors_page_in_chromium(tmp_path: Path) -> None:
+    ckpt = tmp_path / "ckpt"
+    write_manifest(ckpt, backbones=("mobilenet_v3_large", "efficientnet_b0"))
+    data = write_image_folder(tmp_path / "data", NAMES, per_class=3, size=(160, 120))
+    out = tmp_path / "results.sqlite"
+    store.save_run(out, run_record("efficientnet_b0", ckpt, data, 12), rows_for(data, PRED, CONF))
+    other = list(TRUE)
+    other[1] = 2
+    store.save_run(out, run_record("mobilenet_v3_large", ckpt, data, 12), rows_for(data, other, [0.8] * 12))
+
+    env = {"MUSHCAM_CHECKPOINTS": str(ckpt), "MUSHCAM_RESULTS": str(out)}
+    with running_app(env=env) as url, browser_page() as page:
+        page.goto(f"{url}/Errors")
+        wait_idle(page, ready='[data-testid="stImage"] img')
+        assert exception_texts(page) == []
+        assert page.get_by_text("EfficientNet-B0: poisonous → edible").count() == 1
+        assert count_shown(page) == 6
+        metric_values = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
+        assert metric_values == ["3 / 6", "0 / 6"]
+        screenshot(page, "errors_top")
+
+        # the explanation: original + predicted-class map + true-class map, really decoded by the browser
+        images = page.locator('[data-testid="stImage"] img')
+        assert images.count() == 3
+        images.nth(2).scroll_into_view_if_needed()
+        wait_idle(page, ready='[data-testid="stImage"] img')
+        widths = [images.nth(i).evaluate("img => img.naturalWidth") for i in range(3)]
+        assert all(w >= 100 for w in widths), widths
+        assert page.get_by_text(re.compile(r"Why Boletus\? \(95\.0%\)")).count() == 1
+        screenshot(page, "errors_explained")
+
+        # a filter: error kind -> poisonous -> edible
+        choose(page, "Error kind", "Poisonous → edible")
+        settle_on(page, r"^3 matching rows")
+        assert count_shown(page) == 3
+        assert exception_texts(page) == []
+
+        # a click on the confusion matrix cell Gyromitra -> Suillus lists exactly that pair
+        chart = page.locator('[data-testid="stPlotlyChart"]').first
+        chart.scroll_into_view_if_needed()
+        cells = chart.locator(".scatterlayer .point")
+        assert cells.count() == 16
+        cells.nth(2 * 4 + 3).click(force=True)
+        settle_on(page, r"^1 matching rows")
+        assert count_shown(page) == 1
+        true_box = page.locator('[data-testid="stSelectbox"]').filter(has_text="True class").locator("input")
+        assert true_box.input_value() == "Gyromitra"
+        screenshot(page, "errors_matrix_cell")
+
+        # one click: the same image as MobileNetV3 saw it
+        page.locator('[data-testid="stRadio"]').get_by_text("MobileNetV3-Large").click()
+        settle_on(page, r"MobileNetV3-Large, layer")
+        assert page.get_by_text(re.compile(r"Why Gyromitra\? \(80\.0%\)")).count() == 1
+        assert exception_texts(page) == []
+        screenshot(page, "errors_other_backbone")
