@@ -76,7 +76,7 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     except Image.DecompressionBombError:
         raise ImageLoadError("the image is too large to decode safely") from None
     except Exception as exc:  # noqa: BLE001 - malformed headers raise many types
-        raise ImageLoadError(f"cannot read the image: {exc}") from None
+        raise ImageLoadError(f"the image data is truncated or corrupt ({exc})") from None
     width, height = image.size
     if width * height > max_pixels:
         raise ImageLoadError(

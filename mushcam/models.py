@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -118,11 +119,13 @@ def read_state_dict(checkpoint_path: str | os.PathLike[str]) -> dict[str, torch.
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"refused {path.name}: it holds Python objects, not only tensors, and loading it "
-            f"could run code. Save the weights with torch.save(model.state_dict(), ...). "
-            f"({str(exc).splitlines()[0]})"
-        ) from None
+        found = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
+        if found:
+            raise CheckpointError(
+                f"refused {path.name}: it holds Python objects ({found.group(1)}), not only tensors, "
+                "and loading it could run code. Save the weights with torch.save(model.state_dict(), ...)."
+            ) from None
+        raise CheckpointError(f"cannot read checkpoint {path.name}: not a PyTorch weights file, or corrupt") from None
     except Exception as exc:  # noqa: BLE001 - corrupt zip, truncated file, not a checkpoint
         raise CheckpointError(f"cannot read checkpoint {path.name}: {exc}") from None
     return _unwrap_state_dict(raw, path.name)

@@ -27,3 +27,11 @@ def checkpoint_dir(tmp_path: Path) -> Path:
 
     write_manifest(tmp_path / "ckpt")
     return tmp_path / "ckpt"
+
+
+@pytest.fixture(autouse=True)
+def private_cam_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own on-disk CAM cache: nothing is read from or left in ~/.cache."""
+    folder = tmp_path_factory.mktemp("cam-cache")
+    monkeypatch.setenv("MUSHCAM_CACHE", str(folder))
+    return folder

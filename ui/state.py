@@ -2,7 +2,8 @@
 
 This is the only place besides the pages that imports Streamlit. ``mushcam`` stays free
 of it. Caches: ``st.cache_resource`` for models (one copy per checkpoint file version),
-``st.cache_data`` for explanations keyed by (model identity, image hash, layer, class).
+``st.cache_data`` for explanations keyed by (model identity, image hash, layer, class), on
+top of the on-disk CAM cache that the batch pipeline fills too.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ import streamlit as st
 import torch
 from PIL import Image
 
+from mushcam import cache as cam_cache
 from mushcam import catalog
+from mushcam.cache import CamCache, default_cache_dir
 from mushcam.data import ImageLoadError, decode_image, image_sha256, read_bytes
-from mushcam.explain import Explanation, explain_image
+from mushcam.explain import Explanation
 from mushcam.manifest import Manifest, ManifestError, default_checkpoint_dir, load_manifest
-from mushcam.models import DISPLAY_NAMES
+from mushcam.models import DISPLAY_NAMES, file_sha256
+from mushcam.render import fit_within
 
 DEMO_KEY = "demo_mode"
 FOLDER_KEY = "checkpoint_folder"
@@ -113,40 +117,50 @@ def cached_model(_manifest: Manifest, backbone: str, identity: str, demo: bool) 
 
 
 def model_identity(ctx: AppContext, backbone: str) -> str:
-    """A string that changes when the model would: folder, backbone, file version, classes."""
+    """``'<checkpoint file>::<file version>::<class count>'``: changes whenever the model would.
+
+    It keys the model cache and the explanation caches; its first part also tells
+    :func:`cached_explanation` which file to hash for the shared on-disk CAM cache.
+    """
     assert ctx.manifest is not None
-    version = "imagenet" if ctx.demo else file_version(ctx.manifest.checkpoint_path(backbone))
-    return f"{ctx.model_key}|{backbone}|{version}|{ctx.manifest.num_classes}"
+    path = ctx.manifest.checkpoint_path(backbone)
+    version = file_version(path) if path.is_file() else "absent"
+    return f"{path}::{version}::{ctx.manifest.num_classes}"
 
 
 def get_model(ctx: AppContext, backbone: str) -> torch.nn.Module:
     """Load (once) and return a backbone's model; raises with a plain reason on failure."""
     assert ctx.manifest is not None
-    identity = model_identity(ctx, backbone)
-    return cached_model(ctx.manifest, backbone, identity, ctx.demo)
+    return cached_model(ctx.manifest, backbone, model_identity(ctx, backbone), ctx.demo)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def checkpoint_sha256(identity: str) -> str:
+    """SHA-256 of the checkpoint file named in a :func:`model_identity` (hashed once per version)."""
+    return file_sha256(identity.split("::", 1)[0])
 
 
 @dataclass(frozen=True)
 class LoadedImage:
+    """An uploaded or sample photo: full resolution for the model, a smaller copy for display."""
+
     name: str
-    image: Image.Image  # RGB, at most MAX_DISPLAY_SIDE on its longer side
-    sha256: str
-    original_size: tuple[int, int]
+    image: Image.Image  # RGB at full resolution: what the model and the caches see
+    display: Image.Image  # at most MAX_DISPLAY_SIDE on its longer side: what pages draw
+    sha256: str  # of the file's bytes
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _decode(data: bytes, name: str) -> tuple[Image.Image, str, tuple[int, int]]:
-    from mushcam.render import fit_within
-
+@st.cache_data(show_spinner=False, max_entries=32)
+def _decode(data: bytes) -> tuple[Image.Image, Image.Image, str]:
     image = decode_image(data)
-    return fit_within(image, MAX_DISPLAY_SIDE), image_sha256(data), image.size
+    return image, fit_within(image, MAX_DISPLAY_SIDE), image_sha256(data)
 
 
 def load_uploaded(name: str, data: bytes) -> LoadedImage:
     """Decode an upload or a sample file; raises :class:`ImageLoadError` with a clear reason."""
     read_bytes(data)  # size and emptiness checks with the same messages as files
-    image, digest, size = _decode(data, name)
-    return LoadedImage(name, image, digest, size)
+    image, display, digest = _decode(data)
+    return LoadedImage(name, image, display, digest)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -159,8 +173,16 @@ def cached_explanation(
     layer: str,
     class_idx: int | None,
 ) -> Explanation:
-    """Prediction + raw map, computed once per (model, image, layer, class)."""
-    return explain_image(_model, _image, _manifest.input, layer, class_idx)
+    """Prediction + raw map, computed once per (model, image, layer, class).
+
+    Two levels: this in-memory cache, then the on-disk CAM cache shared with
+    ``python -m mushcam gradcam`` ($MUSHCAM_CACHE), so a map the pipeline made needs no
+    model call here. ``model_key`` is :func:`model_identity`.
+    """
+    cache = CamCache(default_cache_dir())
+    return cam_cache.cached_explanation(
+        cache, _model, _image, _manifest.input, layer, class_idx, checkpoint_sha256(model_key), image_sha
+    )
 
 
 def sample_folder() -> Path | None:
@@ -177,6 +199,7 @@ __all__ = [
     "LoadedImage",
     "cached_explanation",
     "cached_model",
+    "checkpoint_sha256",
     "context",
     "demo_banner",
     "display_name",

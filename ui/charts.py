@@ -1,0 +1,55 @@
+"""Plotly figures shared by the pages (no Streamlit here: the pages display them)."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+TOXICITY_COLOURS: dict[str, str] = {
+    "poisonous": "#c0392b",
+    "mixed": "#e67e22",
+    "inedible": "#8e7f6f",
+    "edible": "#2e8b57",
+    "unknown": "#7f8c8d",
+}
+
+
+def toxicity_badge(toxicity: str) -> str:
+    """A short coloured Markdown label, e.g. ':red[poisonous]'."""
+    colour = {"poisonous": "red", "mixed": "orange", "edible": "green", "inedible": "gray"}.get(toxicity, "gray")
+    return f":{colour}[{toxicity}]"
+
+
+def top_k_bar(rows: list[tuple[str, float]], toxicities: list[str], highlight: str | None = None) -> go.Figure:
+    """Horizontal bars of the top-k probabilities, highest on top, coloured by toxicity.
+
+    Poisonous classes are also marked in the label ("☠ Amanita"), so the mark survives
+    colour blindness and greyscale printing. ``highlight`` outlines the explained class.
+    """
+    names = [f"☠ {name}" if tox == "poisonous" else name for (name, _), tox in zip(rows, toxicities, strict=True)]
+    values = [p for _, p in rows]
+    figure = go.Figure(
+        go.Bar(
+            x=values[::-1],
+            y=names[::-1],
+            orientation="h",
+            marker={
+                "color": [TOXICITY_COLOURS.get(t, "#7f8c8d") for t in toxicities][::-1],
+                "line": {
+                    "color": ["#111" if name == highlight else "rgba(0,0,0,0)" for name, _ in rows][::-1],
+                    "width": 2,
+                },
+            },
+            text=[f"{p:.1%}" for p in values[::-1]],
+            textposition="outside",
+            customdata=toxicities[::-1],
+            hovertemplate="%{y}: %{x:.2%} (%{customdata})<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        height=60 + 34 * len(rows),
+        margin={"l": 10, "r": 40, "t": 10, "b": 30},
+        xaxis={"range": [0, 1.15], "tickformat": ".0%", "title": None},
+        yaxis={"title": None},
+        showlegend=False,
+    )
+    return figure

@@ -1,0 +1,91 @@
+"""Explain-page helpers: where the photo comes from, labels for the widgets (Streamlit glue)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from mushcam.data import scan_image_folder
+from mushcam.explain import Explanation
+from mushcam.manifest import Manifest
+from ui import state
+
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"]
+UPLOAD, SAMPLE = "Upload a photo", "Sample folder"
+
+
+@dataclass(frozen=True)
+class Photo:
+    name: str
+    data: bytes
+    true_label: str | None = None  # known for sample-folder photos (their class folder)
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def sample_files(folder: str) -> list[tuple[str, str]]:
+    """(relative path, class folder) of every image in a sample folder (``root/<Class>/*``)."""
+    return [(item.relpath, item.label) for item in scan_image_folder(folder)]
+
+
+def choose_photo() -> Photo | None:
+    """Upload widget, or a pick from the sample folder when one is configured."""
+    folder = state.sample_folder()
+    source = UPLOAD
+    if folder is not None:
+        source = st.radio("Photo source", [UPLOAD, SAMPLE], horizontal=True, key="source")
+    if source == UPLOAD:
+        uploaded = st.file_uploader(
+            "Photo of a mushroom (jpg, png, webp, bmp, tiff)", type=UPLOAD_TYPES, key="upload"
+        )
+        if uploaded is None:
+            st.info("Upload a photo to see what the model predicts and where it looks.", icon="📷")
+            return None
+        return Photo(uploaded.name, uploaded.getvalue())
+    files = sample_files(str(folder))
+    if not files:
+        st.warning(f"The sample folder {folder} holds no images in `<Class>/` sub-folders.")
+        return None
+    relpath = st.selectbox(
+        f"Sample photo ({len(files)} in {folder})", [f for f, _ in files], key="sample",
+    )
+    label = dict(files)[relpath]
+    path = Path(folder) / relpath
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        st.error(f"Cannot read {relpath}: {exc}")
+        return None
+    return Photo(path.name, data, label)
+
+
+def target_label(class_idx: int | None, prediction: Explanation, manifest: Manifest) -> str:
+    """Option text: 'Predicted: Amanita (91.2%)' or 'Boletus (3.1%) ☠'."""
+    names = manifest.class_names
+    if class_idx is None:
+        index = prediction.predicted_idx
+        return f"Predicted: {names[index]} ({prediction.confidence:.1%})"
+    mark = " ☠" if manifest.toxicity(class_idx) == "poisonous" else ""
+    return f"{names[class_idx]} ({float(prediction.probabilities[class_idx]):.1%}){mark}"
+
+
+def truth_line(true_label: str, predicted: str, manifest: Manifest) -> str:
+    """'True class: X · correct' or '... wrong' (with the dangerous case named)."""
+    if true_label == predicted:
+        return f"True class: **{true_label}** · :green[correct]"
+    dangerous = (
+        true_label in manifest.class_names
+        and manifest.toxicity(true_label) == "poisonous"
+        and manifest.toxicity(predicted) == "edible"
+    )
+    kind = ":red[**poisonous called edible**]" if dangerous else ":orange[wrong]"
+    return f"True class: **{true_label}** · {kind}"
+
+
+def download_name(image_name: str, backbone: str, class_name: str) -> str:
+    """A file name that says what the figure is, safe on every file system."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(image_name).stem)[:60] or "image"
+    label = re.sub(r"[^A-Za-z0-9._-]+", "_", class_name)[:40]
+    return f"gradcam_{stem}_{backbone}_{label}.png"
