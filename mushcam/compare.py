@@ -466,7 +466,7 @@ def short_name(backbone: str) -> str:
 def verdict(cell: Cell) -> tuple[str, tuple[int, int, int]]:
     """The mark of a cell: text and colour (dangerous errors first)."""
     if cell.dangerous:
-        return "WRONG: POISONOUS CALLED EDIBLE", _DARK_RED
+        return "WRONG: poisonous called edible", _DARK_RED
     if cell.correct is True:
         return "correct", _GREEN
     if cell.correct is False:

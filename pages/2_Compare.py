@@ -58,7 +58,7 @@ if source == "folder":
                            help="Defaults to $MUSHCAM_SAMPLES. Each sub-folder is a class.")
     n = int(c2.number_input("Images", min_value=1, max_value=40, value=compare.DEFAULT_SAMPLE_SIZE, key="compare_n"))
     seed = int(c3.number_input("Seed", min_value=0, value=0, step=1, key="compare_seed"))
-    mix = c4.toggle("Mix correct and wrong predictions", value=True, key="compare_mix",
+    mix = c4.toggle("Mix right and wrong", value=True, key="compare_mix",
                     help="Predict candidates first (with the same cached maps) so that about half of the sample "
                     "are images some backbone gets wrong and half are images every backbone gets right.")
     uploads = []
@@ -148,12 +148,19 @@ st.caption(
     f"Agreement: **IoU** of the two maps' top-{top}% regions, **Spearman** rank correlation of the maps, on a "
     f"common grid. Means leave undefined values (all-zero or flat maps) out."
 )
+NUMBER = st.column_config.NumberColumn(format="%.3f")
+PERCENT = st.column_config.NumberColumn(format="percent")
 st.markdown("**Per backbone**")
-st.dataframe([{**r, "backbone": state.display_name(str(r["backbone"]))} for r in compare.backbone_summary(comparison)],
-             hide_index=True, key="compare_backbone_summary")
+by_backbone = [{**r, "backbone": state.display_name(str(r["backbone"]))} for r in compare.backbone_summary(comparison)]
+st.dataframe(by_backbone, hide_index=True, key="compare_backbone_summary",
+             column_config={k: (PERCENT if k == "accuracy" or "area" in k else NUMBER)
+                            for k, v in by_backbone[0].items() if isinstance(v, float)})
 if len(backbones) > 1:
     st.markdown("**Per pair of backbones**")
-    st.dataframe(compare.pair_summary(comparison), hide_index=True, key="compare_pair_summary")
+    by_pair = [{**r, "pair": " vs ".join(state.display_name(b) for b in str(r["pair"]).split(" vs "))}
+               for r in compare.pair_summary(comparison)]
+    st.dataframe(by_pair, hide_index=True, key="compare_pair_summary",
+                 column_config={k: NUMBER for k, v in by_pair[0].items() if isinstance(v, float)})
 with st.expander("Per image"):
     st.dataframe(compare.image_table(comparison), hide_index=True, key="compare_image_table")
 

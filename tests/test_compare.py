@@ -140,7 +140,7 @@ def test_cells_judge_predictions_and_flag_poisonous_called_edible() -> None:
     assert (r50.correct, r50.dangerous) == (True, False)
     assert (eff.predicted, eff.correct, eff.dangerous) == ("Boletus", False, True)
     assert (mob.predicted, mob.correct, mob.dangerous) == ("Gyromitra", False, False)  # poisonous for poisonous
-    assert compare.verdict(eff)[0] == "WRONG: POISONOUS CALLED EDIBLE"
+    assert compare.verdict(eff)[0] == "WRONG: poisonous called edible"
     assert all(c.correct is None and not c.dangerous for c in second.cells.values())
     assert r50.confidence == pytest.approx(0.7)
 

@@ -108,7 +108,7 @@ def test_grid_shows_every_image_with_known_marks_and_numbers(app_env: Path) -> N
     assert by_backbone.loc["EfficientNet-B0", "poisonous_called_edible"] == 0
     assert by_backbone.loc["MobileNetV3-Large", "accuracy"] == pytest.approx(2 / 8)
     pairs = at.dataframe[1].value
-    assert list(pairs["pair"]) == ["efficientnet_b0 vs mobilenet_v3_large"]
+    assert list(pairs["pair"]) == ["EfficientNet-B0 vs MobileNetV3-Large"]
     per_image = at.dataframe[2].value
     assert len(per_image) == 8
     assert per_image["mobilenet_v3_large_confidence"].min() > 0.99
