@@ -149,7 +149,7 @@ left, right = st.columns([3, 2])
 with right:
     st.markdown(f"**Confusion matrix** · {support.label(run, contents)}")
     selected_cell = (flt.true_idx, flt.pred_idx) if flt.true_idx is not None and flt.pred_idx is not None else None
-    st.plotly_chart(support.confusion_figure(metrics, selected_cell), key="err_matrix", on_select=on_matrix_click,
+    st.plotly_chart(support.cached_confusion_figure(path_key, version, run_id, selected_cell), key="err_matrix", on_select=on_matrix_click,
                     selection_mode="points", config={"displayModeBar": False})
     cells = errors.confusion_cells(metrics.confusion, names)
     cell_options = [None] + [f"{names[i]} \u2192 {names[j]}" for i, j, _ in cells]
@@ -172,7 +172,8 @@ with left:
                f"–{(page.number - 1) * page_size + len(page.rows)}")
     shown = [int(i) for i in page.rows]
     st.session_state["err_page_rows"] = shown
-    st.dataframe(errors.display_rows(table, shown, (page.number - 1) * page_size + 1), hide_index=True,
+    st.dataframe(support.table_data(errors.display_rows(table, shown, (page.number - 1) * page_size + 1)),
+                 hide_index=True,
                  key="err_table", on_select=on_table_select, selection_mode="single-row",
                  column_config={"confidence": st.column_config.ProgressColumn("confidence", min_value=0.0,
                                                                               max_value=1.0, format="%.3f")})
@@ -180,7 +181,8 @@ with left:
 skipped = contents.skipped.get(run_id, ())
 if skipped:
     with st.expander(f"{len(skipped)} files were not evaluated"):
-        st.dataframe({"file": [s.path for s in skipped], "reason": [s.reason for s in skipped]}, hide_index=True)
+        st.dataframe(support.table_data({"file": [s.path for s in skipped], "reason": [s.reason for s in skipped]}),
+                     hide_index=True)
 
 if not shown:
     st.info("No prediction matches these filters.")
@@ -221,7 +223,7 @@ for other, index in views:
         "p(true class)": round(float(other_rows.probabilities[index, int(other_rows.true_idx[index])]), 4),
         "verdict": errors.row_kind_name(other_table, index),
     })
-st.dataframe(seen, hide_index=True, key="err_seen")
+st.dataframe(support.table_data(seen), hide_index=True)
 view_id = st.radio("Grad-CAM from", view_ids, key="err_view", horizontal=True,
                    format_func=lambda r: support.label(runs[r], contents),
                    help="The same image as each evaluated backbone saw it.")
