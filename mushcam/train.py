@@ -538,18 +538,19 @@ def train_backbone(
                 )
                 val = evaluate_tensors(model, data.val_inputs, data.val_labels, weights, toxicities, device)
                 improved = math.isfinite(val.loss) and val.loss < best_loss
-                if improved:
-                    with _shielded_from_ctrl_c():
+                seconds = time.perf_counter() - epoch_start
+                # checkpoint, manifest, bookkeeping and log row: all or nothing under Ctrl-C
+                with _shielded_from_ctrl_c():
+                    if improved:
                         _save_state(model, checkpoint)
                         entries[backbone] = ModelEntry(backbone, checkpoint.name, DEFAULT_LAYERS[backbone])
                         _write_manifest(out_dir, classes, data.spec, entries)
-                    best_loss, best_epoch, best_val = val.loss, epoch, val
-                seconds = time.perf_counter() - epoch_start
-                writer.writerow([
-                    epoch, f"{train_loss:.5f}", f"{train_acc:.5f}", f"{val.loss:.5f}", f"{val.accuracy:.5f}",
-                    f"{val.dangerous_error_rate:.5f}", f"{lr:.3g}", f"{seconds:.1f}", int(improved),
-                ])
-                handle.flush()
+                        best_loss, best_epoch, best_val = val.loss, epoch, val
+                    writer.writerow([
+                        epoch, f"{train_loss:.5f}", f"{train_acc:.5f}", f"{val.loss:.5f}", f"{val.accuracy:.5f}",
+                        f"{val.dangerous_error_rate:.5f}", f"{lr:.3g}", f"{seconds:.1f}", int(improved),
+                    ])
+                    handle.flush()
                 report(
                     f"{backbone} epoch {epoch}/{config.epochs}: train loss {train_loss:.3f} acc {train_acc:.1%} | "
                     f"val loss {val.loss:.3f} acc {val.accuracy:.1%} dangerous {_pct(val.dangerous_error_rate)} | "

@@ -6,6 +6,9 @@ import csv
 import dataclasses
 import json
 import math
+import os
+import signal
+import time
 import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
@@ -323,6 +326,18 @@ def test_ctrl_c_keeps_the_best_checkpoint_and_a_matching_manifest(
         assert [row["epoch"] for row in csv.DictReader(handle)] == ["1"]
     assert json.loads((out / "mobilenet_v3_large.train.json").read_text())["interrupted"] is True
     assert not list(out.glob("*.tmp"))
+
+
+def test_ctrl_c_during_a_save_is_deferred_until_it_is_complete() -> None:
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with train._shielded_from_ctrl_c():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the signal is delivered here, while "saving"
+            steps.append("saved")
+            steps.append("manifest written")
+    assert steps == ["saved", "manifest written"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
 
 def test_ctrl_c_before_the_first_epoch_writes_no_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
