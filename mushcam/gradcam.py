@@ -57,8 +57,18 @@ class GradCAMResult:
 
     @property
     def predicted(self) -> torch.Tensor:
-        """The arg-max class of each image, (N,)."""
-        return self.logits.argmax(dim=1)
+        """The predicted class of each image, (N,): see :func:`predicted_classes`."""
+        return predicted_classes(self.logits)
+
+
+def predicted_classes(logits: torch.Tensor) -> torch.Tensor:
+    """Arg-max of the float32 softmax, (N,).
+
+    Taken on the probabilities, not the logits, so that the class called "predicted" is the
+    one with the highest probability shown to the user even when near-equal logits round to
+    equal probabilities (as with untrained networks).
+    """
+    return torch.softmax(logits.detach().float(), dim=1).argmax(dim=1)
 
 
 @contextlib.contextmanager
@@ -136,7 +146,7 @@ class _LayerRecorder:
 def _class_indices(class_idx: int | Sequence[int] | torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
     n, num_classes = logits.shape
     if class_idx is None:
-        chosen = logits.argmax(dim=1)
+        chosen = predicted_classes(logits)
     elif isinstance(class_idx, (int,)) and not isinstance(class_idx, bool):
         chosen = torch.full((n,), int(class_idx), dtype=torch.long)
     else:

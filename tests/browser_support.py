@@ -114,11 +114,15 @@ def browser_page(width: int = 1400, height: int = 1000) -> Iterator[object]:
 def wait_idle(page: object, timeout: float = 120.0, settle: float = 0.8, ready: str = '[data-testid="stHeading"]') -> None:
     """Wait until the page shows ``ready`` and the script run has finished and settled.
 
-    Streamlit shows ``stStatusWidget`` ('Running…') while a script runs, and skeletons
-    before the first elements arrive; both must be gone for ``settle`` seconds.
+    Streamlit shows ``stStatusWidget`` ('Running…') while a script runs, skeletons before
+    the first elements arrive, and marks elements of the previous run ``data-stale``; all
+    must be gone for ``settle`` seconds.
     """
-    page.wait_for_selector(ready, timeout=timeout * 1000)
-    busy = '[data-testid="stStatusWidget"], [data-testid="stSkeleton"], [data-testid="stSpinner"]'
+    page.wait_for_selector(ready, state="attached", timeout=timeout * 1000)
+    busy = (
+        '[data-testid="stStatusWidget"], [data-testid="stSkeleton"], [data-testid="stSpinner"], '
+        '[data-stale="true"]'
+    )
     deadline = time.monotonic() + timeout
     quiet_since = None
     while time.monotonic() < deadline:
