@@ -56,9 +56,9 @@ def explain_image(
 
 
 def top_k(probabilities: torch.Tensor, class_names: list[str], k: int = 5) -> list[tuple[str, float]]:
-    """The ``k`` most probable classes as (name, probability), highest first."""
-    values, indices = torch.topk(probabilities, min(k, probabilities.numel()))
-    return [(class_names[int(i)], float(v)) for v, i in zip(values, indices, strict=True)]
+    """The ``k`` most probable classes as (name, probability), highest first; ties keep class order."""
+    values, indices = torch.sort(probabilities, descending=True, stable=True)
+    return [(class_names[int(i)], float(v)) for v, i in zip(values[:k], indices[:k], strict=True)]
 
 
 def heat_for_image(explanation: Explanation, image: Image.Image, spec: InputSpec, scale: float | None = None) -> np.ndarray:
