@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import time
 import uuid
@@ -45,6 +46,7 @@ from PIL import Image
 from torch import nn
 
 from mushcam.manifest import InputSpec
+from mushcam.models import file_sha256
 
 KEY_VERSION = "mushcam-cam-v1"  # bump when the map's meaning or the file layout changes
 SUFFIX = ".npz"
@@ -52,6 +54,7 @@ TMP_SUFFIX = ".tmp"
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 LOW_WATER = 0.9  # eviction frees down to this fraction of the cap (amortises the scan)
 STALE_TMP_SECONDS = 3600.0  # temp files of writers that died are removed after this
+DIGESTS_NAME = "checkpoints.json"  # memo of checkpoint hashes, beside the entries
 
 
 def default_cache_dir() -> Path:
@@ -150,6 +153,37 @@ class CamCache:
         if len(key) < 8 or not all(c in "0123456789abcdef" for c in key):
             raise ValueError(f"not a cache key (use cam_key()): {key!r}")
         return self.root / key[:2] / f"{key}{SUFFIX}"
+
+    def checkpoint_sha256(self, path: str | os.PathLike[str]) -> str:
+        """SHA-256 of a checkpoint file, memoised in ``root/checkpoints.json``.
+
+        Hashing 100 MB costs a few tenths of a second, on every run and every app start;
+        the memo is keyed by the file's resolved path, size, inode and mtime in nanoseconds
+        (as ``git`` and ``make`` trust them), so a replaced or rewritten file is hashed again.
+        """
+        resolved = Path(path).resolve()
+        stat = resolved.stat()
+        stamp = [stat.st_size, stat.st_ino, stat.st_mtime_ns]
+        memo_path = self.root / DIGESTS_NAME
+        try:
+            memo = json.loads(memo_path.read_text(encoding="utf-8"))
+            if not isinstance(memo, dict):
+                memo = {}
+        except (OSError, UnicodeDecodeError, ValueError):
+            memo = {}
+        known = memo.get(str(resolved))
+        if isinstance(known, dict) and known.get("stamp") == stamp and isinstance(known.get("sha256"), str):
+            return known["sha256"]
+        digest = file_sha256(resolved)
+        memo[str(resolved)] = {"stamp": stamp, "sha256": digest}
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = self.root / f".{DIGESTS_NAME}.{uuid.uuid4().hex}{TMP_SUFFIX}"
+            tmp.write_text(json.dumps(memo, indent=1), encoding="utf-8")
+            os.replace(tmp, memo_path)
+        except OSError:
+            pass  # a read-only cache only loses the memo
+        return digest
 
     def contains(self, key: str) -> bool:
         """Whether an entry file exists (cheap; it may still turn out corrupt on ``get``)."""

@@ -200,3 +200,27 @@ def test_cached_explanation_calls_the_model_once(tmp_path: Path) -> None:
     assert torch.equal(first.cam, roundtrip(first.cam))  # the fresh result is already the stored form
     cached_explanation(store, model, image, *args, (first.class_idx + 1) % 4, CKPT, IMG)
     assert len(calls) == 2  # another class is another map
+
+
+def test_checkpoint_hash_is_memoised_until_the_file_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mushcam.models import file_sha256
+
+    weights = tmp_path / "model.pt"
+    weights.write_bytes(b"weights v1" * 1000)
+    store = CamCache(tmp_path / "cache")
+    calls = []
+
+    def counting(path: object) -> str:
+        calls.append(path)
+        return file_sha256(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cache_module, "file_sha256", counting)
+    first = store.checkpoint_sha256(weights)
+    assert first == file_sha256(weights) and len(calls) == 1
+    assert CamCache(tmp_path / "cache").checkpoint_sha256(weights) == first and len(calls) == 1  # another process
+    weights.write_bytes(b"weights v2" * 1000)  # same size, new content and mtime
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1_000_000))
+    second = store.checkpoint_sha256(weights)
+    assert second == file_sha256(weights) != first and len(calls) == 2
+    (tmp_path / "cache" / "checkpoints.json").write_text("{not json")  # a damaged memo is only a miss
+    assert store.checkpoint_sha256(weights) == second and len(calls) == 3
