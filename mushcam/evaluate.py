@@ -446,6 +446,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
                         help=f"models to evaluate ({', '.join(BACKBONES)}; default: every manifest model with a checkpoint)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
     parser.add_argument("--out", required=True, help="results store to create or update, e.g. results.sqlite")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for inference (default: torch's choice; 1 is fastest on a busy shared host)")
     parser.set_defaults(handler=run_evaluate)
 
     report = subparsers.add_parser("report", help="print accuracy, per-class scores, confusion matrix and toxicity-aware error rates")
@@ -458,6 +460,10 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from mushcam.cli import resolve_manifest
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1; got {args.threads}")
+        torch.set_num_threads(args.threads)
     manifest = resolve_manifest(args.manifest)
     evaluate_models(args.data, manifest, args.out, args.backbones, args.batch_size)
     return 0

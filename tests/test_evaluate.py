@@ -158,6 +158,7 @@ def test_user_errors_are_one_line(evaluated: dict[str, Path], tmp_path: Path, ca
     cases = [
         (["--data", str(tmp_path / "nowhere")], "data folder not found"),
         (["--data", str(evaluated["data"]), "--batch-size", "0"], "--batch-size must be between 1 and"),
+        (["--data", str(evaluated["data"]), "--threads", "0"], "--threads must be at least 1"),
         (["--data", str(evaluated["data"]), "--backbones", "resnet50"], "lists no checkpoint for resnet50"),
         (["--data", str(tmp_path)], "no images of the manifest's classes"),
     ]
