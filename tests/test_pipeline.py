@@ -14,9 +14,11 @@ from PIL import Image
 
 from factories import CLASSES, write_image_folder, write_manifest
 from mushcam import pipeline
-from mushcam.cache import CamCache
+from mushcam.cache import CamCache, cam_key
 from mushcam.cli import main
+from mushcam.data import image_sha256
 from mushcam.manifest import load_manifest
+from mushcam.models import file_sha256
 from mushcam.pipeline import (
     PipelineConfig,
     collect_images,
@@ -183,12 +185,15 @@ def test_corrupt_cache_entry_is_recomputed(checkpoint_dir: Path, data: Path, tmp
     items = collect_images([data])
     run_pipeline(config, items)
     before = tree(tmp_path / "out")
-    victims = sorted((tmp_path / "cache").rglob("*.npz"))[:2]
+    sha = file_sha256(checkpoint_dir / "mobilenet_v3_large.pt")
+    layer = config.manifest.models["mobilenet_v3_large"].layer
+    victims = [config.cache.path(cam_key(sha, image_sha256(item.path.read_bytes()), layer, None, config.manifest.input))
+               for item in items[1:3]]  # the entries this run reads ("predicted" class)
     for victim in victims:
-        victim.write_bytes(victim.read_bytes()[:50])
+        victim.write_bytes(victim.read_bytes()[:50])  # truncated
     (report,) = run_pipeline(config, items)
-    assert 1 <= report.computed <= 2 and report.computed + report.cached == 6
-    assert config.cache.corrupt == len(victims)
+    assert (report.computed, report.cached, report.skipped) == (2, 4, 4)
+    assert config.cache.corrupt == 2 and all(victim.is_file() for victim in victims)  # rewritten
     assert tree(tmp_path / "out") == before
 
 
