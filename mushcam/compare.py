@@ -28,17 +28,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFont
+from torch import nn
 
 from mushcam.agreement import TOP_FRACTION, Focus, PairAgreement, focus, pairwise_agreement, summarise
+from mushcam.cache import CamCache
 from mushcam.data import IMAGE_EXTENSIONS, LabelledImage, crop_box, decode_image, image_sha256, read_bytes
 from mushcam.explain import Explanation
-from mushcam.manifest import Manifest
+from mushcam.manifest import InputSpec, Manifest
 from mushcam.models import DISPLAY_NAMES
 from mushcam.render import DEFAULT_ALPHA, DEFAULT_COLORMAP, cam_scale, colorize, fit_within, overlay, to_png, upsample_cam
 
 DEFAULT_SAMPLE_SIZE = 12
-MAX_SIDE = 1024  # images are explained and shown at most this large (as on the Explain page)
+DISPLAY_MAX_SIDE = 1024  # the display copy of an image (the model sees the full resolution)
 MEASURE_SIDE = 224  # the common grid on which maps of different backbones are compared
 PANEL_SIDE = 224  # one picture in the exported grid
 NORMALISATIONS: tuple[str, ...] = ("per_image", "shared")
@@ -55,18 +58,27 @@ OutcomeFn = Callable[[LabelledImage], "bool | None"]
 
 @dataclass(frozen=True)
 class CompareImage:
-    """One image of the comparison: RGB at most ``MAX_SIDE``, its file hash, its label if known."""
+    """One image of the comparison: full-resolution RGB (what the model sees, as on the Explain
+    page and in the batch pipeline), its file hash, its label if known, and optionally a
+    smaller copy to draw from (``display``; pictures are drawn from it when given)."""
 
     name: str
     image: Image.Image
-    sha256: str
+    sha256: str  # of the file's bytes: the image's identity in every cache
     label: str | None = None  # the true class as given (a folder name); None = unknown
+    display: Image.Image | None = None
+
+    @property
+    def preview(self) -> Image.Image:
+        """The image to draw pictures from: the display copy when there is one."""
+        return self.display if self.display is not None else self.image
 
 
 def load_compare_image(source: str | Path | bytes, name: str, label: str | None = None) -> CompareImage:
-    """Read and decode an image safely (see :func:`mushcam.data.load_image`), fitted within MAX_SIDE."""
+    """Read and decode an image safely (see :func:`mushcam.data.load_image`), with a display copy."""
     data = read_bytes(source)
-    return CompareImage(name, fit_within(decode_image(data), MAX_SIDE), image_sha256(data), label)
+    image = decode_image(data)
+    return CompareImage(name, image, image_sha256(data), label, fit_within(image, DISPLAY_MAX_SIDE))
 
 
 def manifest_class(manifest: Manifest, label: str | None) -> str | None:
@@ -232,13 +244,13 @@ class Comparison:
     fraction: float = TOP_FRACTION
 
 
-def measure_map(cam: object, image_size: tuple[int, int], spec: object, side: int = MEASURE_SIDE) -> np.ndarray:
+def measure_map(cam: torch.Tensor, image_size: tuple[int, int], spec: InputSpec, side: int = MEASURE_SIDE) -> np.ndarray:
     """A raw map upsampled onto the common comparison grid: the seen region, fitted within ``side``."""
-    left, top, right, bottom = crop_box(image_size, spec)  # type: ignore[arg-type]
+    left, top, right, bottom = crop_box(image_size, spec)
     width, height = right - left, bottom - top
     ratio = min(1.0, side / max(width, height))
     size = (max(1, round(width * ratio)), max(1, round(height * ratio)))
-    return upsample_cam(cam, size)  # type: ignore[arg-type]
+    return upsample_cam(cam, size)
 
 
 def make_cell(backbone: str, explanation: Explanation, manifest: Manifest, true_class: str | None,
@@ -295,12 +307,12 @@ def compute_comparison(
     return Comparison(tuple(backbones), tuple(rows), fraction)
 
 
-def cell_picture(image: Image.Image, explanation: Explanation, spec: object, scale: float | None,
+def cell_picture(image: Image.Image, explanation: Explanation, spec: InputSpec, scale: float | None,
                  view: str = "overlay", alpha: float = DEFAULT_ALPHA, colormap: str = DEFAULT_COLORMAP) -> np.ndarray:
     """The overlay (or the heatmap alone) of one map on ``image`` (any display size), RGB uint8."""
     if view not in GRID_VIEWS:
         raise ValueError(f"view must be one of {', '.join(GRID_VIEWS)}; got {view!r}")
-    heat = upsample_cam(explanation.cam, image.size, crop_box(image.size, spec), scale)  # type: ignore[arg-type]
+    heat = upsample_cam(explanation.cam, image.size, crop_box(image.size, spec), scale)
     return colorize(heat, colormap) if view == "heatmap" else overlay(image, heat, alpha, colormap)
 
 
@@ -452,9 +464,9 @@ def _fit_text(draw: ImageDraw.ImageDraw, text: str, width: int, font: object) ->
     return "..." + text
 
 
-def fmt(value: float, digits: int = 2, percent: bool = False) -> str:
-    """A number for display; 'n/a' for an undefined (NaN) value."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+def fmt(value: object, digits: int = 2, percent: bool = False) -> str:
+    """A number for display; 'n/a' for an undefined (NaN) or missing value."""
+    if not isinstance(value, (int, float)) or math.isnan(value):
         return "n/a"
     return f"{value:.{max(0, digits - 2)}%}" if percent else f"{value:.{digits}f}"
 
@@ -478,16 +490,16 @@ def summary_lines(comparison: Comparison) -> list[str]:
     """The summaries as plain text lines (for the picture and the command line)."""
     lines = [f"Per backbone, over {len(comparison.rows)} images (focus means: all / correct / wrong):"]
     for record in backbone_summary(comparison):
-        known = int(record["correct"]) + int(record["wrong"])  # type: ignore[arg-type]
+        known = int(str(record["correct"])) + int(str(record["wrong"]))
         accuracy = f"{record['correct']}/{known} correct" if known else "true classes unknown"
         lines.append(
             f"  {DISPLAY_NAMES.get(str(record['backbone']), record['backbone'])}: {accuracy}; "
             f"poisonous called edible {record['poisonous_called_edible']}; "
-            f"half-mass area {fmt(record['half_mass_area_mean'], 3, True)} / "  # type: ignore[arg-type]
-            f"{fmt(record['half_mass_area_mean_correct'], 3, True)} / "  # type: ignore[arg-type]
-            f"{fmt(record['half_mass_area_mean_wrong'], 3, True)}; "  # type: ignore[arg-type]
-            f"entropy {fmt(record['entropy_mean'], 3)} / {fmt(record['entropy_mean_correct'], 3)} / "  # type: ignore[arg-type]
-            f"{fmt(record['entropy_mean_wrong'], 3)}"  # type: ignore[arg-type]
+            f"half-mass area {fmt(record['half_mass_area_mean'], 3, True)} / "
+            f"{fmt(record['half_mass_area_mean_correct'], 3, True)} / "
+            f"{fmt(record['half_mass_area_mean_wrong'], 3, True)}; "
+            f"entropy {fmt(record['entropy_mean'], 3)} / {fmt(record['entropy_mean_correct'], 3)} / "
+            f"{fmt(record['entropy_mean_wrong'], 3)}"
         )
     pairs = pair_summary(comparison)
     if pairs:
@@ -497,8 +509,8 @@ def summary_lines(comparison: Comparison) -> list[str]:
             first, second = str(record["pair"]).split(" vs ")
             lines.append(
                 f"  {DISPLAY_NAMES.get(first, first)} vs {DISPLAY_NAMES.get(second, second)}: "
-                f"top-{top}% IoU {fmt(record[f'iou_top{top}_mean'], 3)} [{fmt(record[f'iou_top{top}_median'], 3)}], "  # type: ignore[arg-type]
-                f"Spearman {fmt(record['spearman_mean'], 3)} [{fmt(record['spearman_median'], 3)}], "  # type: ignore[arg-type]
+                f"top-{top}% IoU {fmt(record[f'iou_top{top}_mean'], 3)} [{fmt(record[f'iou_top{top}_median'], 3)}], "
+                f"Spearman {fmt(record['spearman_mean'], 3)} [{fmt(record['spearman_median'], 3)}], "
                 f"n={record['images_defined']}"
             )
     return lines
@@ -560,7 +572,7 @@ def render_comparison(
     y = header_h
 
     for row in comparison.rows:
-        thumb = fit_to(row.image.image, panel - 12)
+        thumb = fit_to(row.image.preview, panel - 12)
         scale = row.scale(normalisation)
         x = pad
         pictures = [np.asarray(thumb.convert("RGB"), dtype=np.uint8)] + [
@@ -688,6 +700,9 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--colormap", default=DEFAULT_COLORMAP, help="jet (default), viridis, hot, inferno, ...")
     parser.add_argument("--no-outcome-mix", action="store_true",
                         help="sample by class only, without predicting candidates to mix correct and wrong ones")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="keep maps in memory only (default: the on-disk map cache shared with the app, "
+                        "$MUSHCAM_CACHE or ~/.cache/mushcam/cams)")
     parser.set_defaults(handler=run_compare)
 
 
@@ -718,27 +733,46 @@ def usable_backbones(manifest: Manifest, requested: Sequence[str] | None) -> lis
 
 
 class Memo:
-    """In-process cache for the command line: each model loaded once, on first use, and each
-    explanation computed once per (backbone, image hash)."""
+    """The command line's cache: each model loaded once, on first need, and each explanation
+    computed once per (backbone, image). With a :class:`mushcam.cache.CamCache` the maps go
+    through the on-disk cache that the app and ``python -m mushcam gradcam`` share (so a map
+    made there costs no model call here, and the numbers match the page's exactly); without
+    one they are kept in memory only."""
 
-    def __init__(self, manifest: Manifest, load: Callable[[str], object]) -> None:
+    def __init__(self, manifest: Manifest, load: Callable[[str], nn.Module], cache: CamCache | None = None) -> None:
         self.manifest = manifest
         self.load = load
-        self.models: dict[str, object] = {}
+        self.cache = cache
+        self.models: dict[str, nn.Module] = {}
+        self.digests: dict[str, str] = {}
         self.store: dict[tuple[str, str], Explanation] = {}
 
-    def __call__(self, backbone: str, image: CompareImage) -> Explanation:
-        from mushcam.explain import explain_image
+    def model(self, backbone: str) -> nn.Module:
+        if backbone not in self.models:
+            self.models[backbone] = self.load(backbone)
+        return self.models[backbone]
 
+    def __call__(self, backbone: str, image: CompareImage) -> Explanation:
         key = (backbone, image.sha256)
         if key not in self.store:
-            if backbone not in self.models:
-                self.models[backbone] = self.load(backbone)
-            self.store[key] = explain_image(
-                self.models[backbone], image.image, self.manifest.input,  # type: ignore[arg-type]
-                self.manifest.models[backbone].layer,
-            )
+            self.store[key] = self._explain(backbone, image)
         return self.store[key]
+
+    def _explain(self, backbone: str, image: CompareImage) -> Explanation:
+        from mushcam import cache as cam_cache
+        from mushcam.explain import explain_image
+
+        spec, layer = self.manifest.input, self.manifest.models[backbone].layer
+        if self.cache is None:
+            return explain_image(self.model(backbone), image.image, spec, layer)
+        if backbone not in self.digests:
+            self.digests[backbone] = self.cache.checkpoint_sha256(self.manifest.checkpoint_path(backbone))
+        digest = self.digests[backbone]
+        entry = self.cache.get_entry(cam_cache.cam_key(digest, image.sha256, layer, None, spec))
+        if entry is not None and entry.probabilities is not None and entry.class_idx is not None:
+            return Explanation(entry.cam, entry.probabilities, entry.class_idx, layer)  # no model needed
+        return cam_cache.cached_explanation(self.cache, self.model(backbone), image.image, spec, layer, None,
+                                            digest, image.sha256)
 
 
 def outcome_with(explain: ExplainFn, backbones: Sequence[str], manifest: Manifest,
@@ -815,7 +849,10 @@ def run_compare(args: argparse.Namespace) -> int:
         raise UsageError(f"--colormap must be one of {', '.join(COLORMAPS)}; got {args.colormap!r}")
     manifest = resolve_manifest(args.manifest)
     backbones = usable_backbones(manifest, args.backbones)
-    memo = Memo(manifest, lambda backbone: load_catalog_model(manifest, backbone))
+    from mushcam.cache import default_cache_dir
+
+    cache = None if args.no_cache else CamCache(default_cache_dir())
+    memo = Memo(manifest, lambda backbone: load_catalog_model(manifest, backbone), cache)
     outcome_for = None if args.no_outcome_mix else (lambda load: outcome_with(memo, backbones, manifest, load))
     images = gather_images(args.inputs, manifest, args.n, args.seed, outcome_for)
 

@@ -118,7 +118,7 @@ for column, backbone in zip(header[1:], backbones, strict=True):
 for index, row in enumerate(comparison.rows):
     with st.container(border=True, key=f"compare_row_{index}"):
         columns = st.columns(widths)
-        thumb = compare.fit_to(row.image.image, support.DISPLAY_SIDE)
+        thumb = compare.fit_to(row.image.preview, support.DISPLAY_SIDE)
         scale = row.scale(normalisation)
         columns[0].image(thumb, width="stretch")
         truth = (f"true: **{row.image.label}** ({row.true_toxicity or 'not in manifest'})"

@@ -46,7 +46,8 @@ def env(tmp_path: Path) -> dict[str, str]:
         write_biased_checkpoint(ckpt / f"{backbone}.pt", backbone)
     samples = write_image_folder(tmp_path / "samples", NAMES, per_class=2, size=(160, 120))
     # One intra-op thread: on the shared 2-core host two spinning threads were far slower.
-    return {"MUSHCAM_CHECKPOINTS": str(ckpt), "MUSHCAM_SAMPLES": str(samples), "OMP_NUM_THREADS": "1"}
+    return {"MUSHCAM_CHECKPOINTS": str(ckpt), "MUSHCAM_SAMPLES": str(samples), "OMP_NUM_THREADS": "1",
+            "MUSHCAM_CACHE": str(tmp_path / "cams")}
 
 
 def test_compare_page_in_chromium(env: dict[str, str], tmp_path: Path) -> None:

@@ -244,8 +244,9 @@ def _png(image: Image.Image) -> bytes:
 # --- command line -----------------------------------------------------------------------
 
 @pytest.fixture
-def small_setup(tmp_path: Path) -> tuple[Path, Path]:
-    """Two cheap backbones at 64 px, and a 4-class test folder of 3 images each."""
+def small_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """Two cheap backbones at 64 px, a 4-class test folder of 3 images each, a fresh map cache."""
+    monkeypatch.setenv("MUSHCAM_CACHE", str(tmp_path / "cams"))
     ckpt = tmp_path / "ckpt"
     write_manifest(ckpt, backbones=("efficientnet_b0", "mobilenet_v3_large"))
     folder = write_image_folder(tmp_path / "test", [name for name, _ in CLASSES], per_class=3)
@@ -267,6 +268,34 @@ def test_cli_samples_a_folder_and_writes_the_export(small_setup: tuple[Path, Pat
     printed = capsys.readouterr()
     assert "EfficientNet-B0 vs MobileNetV3-Large: top-20% IoU" in printed.out
     assert "[8/8]" in printed.err
+
+
+def test_cli_second_run_reads_the_shared_map_cache(small_setup: tuple[Path, Path], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import mushcam.catalog
+
+    ckpt, folder = small_setup
+    loads: list[str] = []
+    real_load = mushcam.catalog.load_catalog_model
+    monkeypatch.setattr(mushcam.catalog, "load_catalog_model",
+                        lambda manifest, backbone, demo=False: loads.append(backbone) or real_load(manifest, backbone))
+    tables = []
+    for run, extra in enumerate(([], [], ["--no-cache"])):
+        out = tmp_path / f"out{run}"
+        assert main(["compare", str(folder), "--manifest", str(ckpt), "--n", "3", "--out", str(out), *extra]) == 0
+        tables.append(list(csv.DictReader(io.StringIO(next(out.glob("*[0-9].csv")).read_text()))))
+        if run == 0:
+            assert sorted(loads) == ["efficientnet_b0", "mobilenet_v3_large"]
+            assert any((tmp_path / "cams").rglob("*.npz"))
+        if run == 1:
+            assert len(loads) == 2  # every map (and prediction) came from the disk cache: no model loaded
+    assert tables[1] == tables[0]
+    # In memory only, the maps are not rounded to the cache's float16 form: same sample and
+    # predictions, measures equal to within that rounding.
+    assert [r["image"] for r in tables[2]] == [r["image"] for r in tables[0]]
+    for fresh, cached in zip(tables[2], tables[0], strict=True):
+        assert fresh["mobilenet_v3_large_predicted"] == cached["mobilenet_v3_large_predicted"]
+        assert float(fresh["mobilenet_v3_large_entropy"]) == pytest.approx(float(cached["mobilenet_v3_large_entropy"]), abs=1e-3)
 
 
 def test_cli_explicit_files_take_their_folder_as_true_class(small_setup: tuple[Path, Path], tmp_path: Path) -> None:

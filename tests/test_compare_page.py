@@ -55,6 +55,7 @@ def app_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     samples = write_image_folder(tmp_path / "samples", NAMES, per_class=2)
     monkeypatch.setenv("MUSHCAM_CHECKPOINTS", str(ckpt))
     monkeypatch.setenv("MUSHCAM_SAMPLES", str(samples))
+    monkeypatch.setenv("MUSHCAM_CACHE", str(tmp_path / "cams"))  # no maps from earlier runs
     st.cache_data.clear()
     st.cache_resource.clear()
     yield ckpt
@@ -179,6 +180,7 @@ def test_folder_problems_and_upload_mode_are_explained(app_env: Path, tmp_path: 
 def test_without_a_manifest_the_page_says_what_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MUSHCAM_CHECKPOINTS", str(tmp_path / "nothing"))
     monkeypatch.delenv("MUSHCAM_SAMPLES", raising=False)
+    monkeypatch.setenv("MUSHCAM_CACHE", str(tmp_path / "cams"))
     at = run_page()
     assert at.error and "manifest not found" in at.error[0].value
     assert not at.get("image")

@@ -19,6 +19,7 @@ from mushcam.explain import Explanation
 from ui import state
 
 DISPLAY_SIDE = 320  # grid pictures on the page
+SAMPLE_KEY = "compare_sample_memo"  # session state: (sampling parameters, chosen relpaths)
 
 
 def load_models(ctx: state.AppContext, backbones: Sequence[str]) -> tuple[dict[str, object], dict[str, str]]:
@@ -49,9 +50,10 @@ def explainer(ctx: state.AppContext, models: dict[str, object]) -> compare.Expla
 
 
 def to_compare_image(name: str, data: bytes, label: str | None) -> compare.CompareImage:
-    """Decode (cached by content) the way the Explain page does, fitted within 1024 px."""
+    """Decode (cached by content) the way the Explain page does: full resolution for the
+    model and the caches, a copy of at most 1024 px to draw from."""
     loaded = state.load_uploaded(name, data)
-    return compare.CompareImage(loaded.name, loaded.image, loaded.sha256, label)
+    return compare.CompareImage(loaded.name, loaded.image, loaded.sha256, label, loaded.display)
 
 
 def images_from_uploads(files: Sequence[object]) -> tuple[list[compare.CompareImage], list[str]]:
@@ -117,21 +119,31 @@ def images_from_folder(
             loaded[item.relpath] = to_compare_image(item.relpath, item.path.read_bytes(), item.label)
         return loaded[item.relpath]
 
-    outcome = None
-    if explain is not None:
-        check = compare.outcome_with(explain, backbones, ctx.manifest, load)
-        budget = 3 * min(n, len(items))
-        counter = [0]
+    # The sample is deterministic: remember it for this browser session, so that a rerun (a
+    # slider moved) neither re-checks candidates nor re-reads the files it did not choose.
+    identities = tuple(state.model_identity(ctx, b) for b in backbones) if explain is not None else ()
+    signature = (str(root.resolve()), tuple(i.relpath for i in items), n, seed, identities)
+    remembered = st.session_state.get(SAMPLE_KEY)
+    if remembered is not None and remembered[0] == signature:
+        by_path = {i.relpath: i for i in items}
+        chosen = [by_path[relpath] for relpath in remembered[1]]
+    else:
+        outcome = None
+        if explain is not None:
+            check = compare.outcome_with(explain, backbones, ctx.manifest, load)
+            budget = 3 * min(n, len(items))
+            counter = [0]
 
-        def outcome(item: LabelledImage) -> bool | None:  # type: ignore[misc]
-            counter[0] += 1
-            progress.checking(counter[0], budget)
-            try:
-                return check(item)
-            except ValueError:
-                return None  # unreadable: reported below when chosen
+            def outcome(item: LabelledImage) -> bool | None:  # type: ignore[misc]
+                counter[0] += 1
+                progress.checking(counter[0], budget)
+                try:
+                    return check(item)
+                except ValueError:
+                    return None  # unreadable: reported below when chosen
 
-    chosen = compare.select_sample(items, ctx.manifest, n, seed, outcome)
+        chosen = compare.select_sample(items, ctx.manifest, n, seed, outcome)
+        st.session_state[SAMPLE_KEY] = (signature, [i.relpath for i in chosen])
     images = []
     for item in chosen:
         try:
