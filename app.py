@@ -42,7 +42,9 @@ def home_page() -> None:
         metrics = home.test_metrics()
         if metrics:
             st.subheader("Test-set metrics")
-            st.caption(f"From the results store {metrics['path']} (`python -m mushcam evaluate`).")
+            st.caption(f"From the results store `{metrics['path']}` (`python -m mushcam evaluate`); details on **Errors**.")
+            if metrics["error"]:
+                st.error(metrics["error"])
             st.dataframe(metrics["rows"], hide_index=True, width="stretch")
 
     with right:

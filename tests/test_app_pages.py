@@ -67,6 +67,30 @@ def test_home_lists_loaded_models_classes_and_the_safety_note(checkpoint_dir: Pa
     assert at.success and "3 of 3 backbones ready" in at.success[0].value
 
 
+def test_home_shows_test_metrics_from_the_results_store(checkpoint_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from mushcam.evaluate import evaluate_models
+    from mushcam.manifest import load_manifest
+    from mushcam.metrics import compute_metrics
+    from mushcam.store import load_store
+
+    data = write_image_folder(tmp_path / "test", [name for name, _ in CLASSES], per_class=2)
+    store = tmp_path / "results.sqlite"
+    manifest = load_manifest(checkpoint_dir)
+    evaluate_models(data, manifest, store, backbones=["mobilenet_v3_large"], log=lambda line: None)
+    monkeypatch.setenv("MUSHCAM_RESULTS", str(store))
+    run = load_store(store).runs[0]
+    predictions = load_store(store).predictions[run.run_id]
+    expected = compute_metrics(predictions.true_idx, predictions.pred_idx, manifest.class_names,
+                               [c.toxicity for c in manifest.classes])
+
+    at = home(checkpoint_dir)
+    assert not at.exception
+    table = at.dataframe[1].value
+    assert list(table["Test images"]) == [8]
+    assert list(table["Accuracy"]) == [f"{expected.accuracy:.1%}"]
+    assert table["Poisonous → edible"][0].startswith(f"{expected.dangerous_count} / 4 ")
+
+
 def test_home_names_missing_and_broken_checkpoints(checkpoint_dir: Path):
     (checkpoint_dir / "resnet50.pt").unlink()
     (checkpoint_dir / "efficientnet_b0.pt").write_bytes(b"not a checkpoint")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from mushcam.catalog import IMAGENET_FUNGI, PretrainedWeightsUnavailable
-from ui import state
+from mushcam.metrics import format_rate
+from mushcam.store import StoreError
+from ui import errors_support, state
 
 __all__ = ["IMAGENET_FUNGI", "SAFETY_NOTE", "enable_demo", "model_table", "setup_help", "test_metrics"]
 
@@ -69,5 +72,25 @@ def model_table(ctx: state.AppContext) -> list[dict[str, str]]:
 
 
 def test_metrics() -> dict[str, object] | None:
-    """Accuracy and dangerous-error rate per model from the results store, if there is one."""
-    return None
+    """Accuracy and toxicity-aware error rates per evaluated model, from the results store
+    the Errors page reads (its sidebar path, else ``$MUSHCAM_RESULTS`` / runs/results.sqlite).
+    None where there is no store yet; a broken store is reported, never raised."""
+    path = Path(st.session_state.get(errors_support.STORE_KEY) or errors_support.default_store_path()).expanduser()
+    if not path.is_file():
+        return None
+    try:
+        contents, version = errors_support.load_contents(path)
+    except StoreError as exc:
+        return {"path": path, "rows": [], "error": str(exc)}
+    rows = []
+    for run in contents.runs:
+        m = errors_support.metrics_for(str(path), version, run.run_id)
+        rows.append({
+            "Model": errors_support.label(run, contents),
+            "Test images": m.n_images,
+            "Accuracy": f"{m.accuracy:.1%}",
+            "Macro F1": "n/a" if np.isnan(m.macro_f1) else f"{m.macro_f1:.3f}",
+            "Poisonous → edible": format_rate(m.dangerous_count, m.dangerous_rate, m.poisonous_images),
+            "Edible → poisonous": format_rate(m.benign_count, m.benign_rate, m.edible_images),
+        })
+    return {"path": path, "rows": rows, "error": ""}
