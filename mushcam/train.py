@@ -396,6 +396,7 @@ class TrainConfig:
     lr: float | None = None  # None: 1e-3 from scratch, 3e-4 from ImageNet weights
     weight_decay: float = 0.05
     patience: int = 5
+    bn_momentum: float = 0.1  # see set_batchnorm_momentum
     augment: AugmentConfig = AugmentConfig()
 
     @property
@@ -448,6 +449,20 @@ def initial_model(backbone: str, num_classes: int, pretrained: bool) -> nn.Modul
     if set(missing) != head or unexpected:
         raise RuntimeError(f"ImageNet weights do not fit {backbone}: missing {missing}, unexpected {unexpected}")
     return model
+
+
+def set_batchnorm_momentum(model: nn.Module, momentum: float) -> int:
+    """Set every BatchNorm layer's running-statistics momentum; returns how many were set.
+
+    running = (1 - m) * running + m * batch. torchvision's MobileNetV3 uses m = 0.01, tuned for
+    ImageNet's thousands of steps per epoch; with a few dozen steps per epoch the running
+    statistics then lag far behind the weights, and the eval-mode model (what is validated
+    and deployed) predicts a single class. Not part of the state dict: loading is unaffected.
+    """
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for layer in layers:
+        layer.momentum = momentum
+    return len(layers)
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
@@ -513,6 +528,7 @@ def train_backbone(
     torch.manual_seed(config.seed)  # weight init and dropout
     generator = torch.Generator().manual_seed(config.seed)  # shuffling and augmentation
     model = initial_model(backbone, len(data.classes), config.pretrained).to(device)
+    set_batchnorm_momentum(model, config.bn_momentum)
     weights = class_weights(data.counts, toxicities, config.poisonous_weight, config.inverse_frequency)
     criterion = nn.CrossEntropyLoss(weight=weights.to(device))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -682,6 +698,8 @@ def _check_config(config: TrainConfig) -> None:
         raise ValueError(f"--poisonous-weight must be positive; got {config.poisonous_weight}")
     if not config.learning_rate > 0:
         raise ValueError(f"--lr must be positive; got {config.learning_rate}")
+    if not 0 < config.bn_momentum <= 1:
+        raise ValueError(f"the BatchNorm momentum must be in (0, 1]; got {config.bn_momentum}")
     if config.patience < 1:
         raise ValueError(f"--patience must be at least 1; got {config.patience}")
 
@@ -743,15 +761,15 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=int, default=30, metavar="N", help="at most N epochs (default 30)")
     parser.add_argument("--image-size", type=int, default=224, metavar="S", help="network input side in pixels (default 224)")
     parser.add_argument("--batch-size", type=int, default=32, metavar="B", help="default 32")
-    parser.add_argument("--poisonous-weight", type=float, default=4.0, help="loss weight factor of poisonous classes (default 4)")
+    parser.add_argument("--poisonous-weight", type=float, default=4.0, metavar="W", help="loss weight factor of poisonous classes (default 4)")
     parser.add_argument("--inverse-frequency", action="store_true", help="also weight each class by N / (C * n_c)")
     parser.add_argument("--pretrained", action="store_true", help="start from torchvision's ImageNet weights")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--seed", type=int, default=0, help="same seed, same data, same machine: same weights")
-    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-3; 3e-4 with --pretrained)")
-    parser.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay (default 0.05)")
-    parser.add_argument("--patience", type=int, default=5, help="stop after this many epochs without a better val loss")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: the CPUs available)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="same seed, same data, same machine: same weights")
+    parser.add_argument("--lr", type=float, default=None, metavar="LR", help="peak learning rate (default 1e-3; 3e-4 with --pretrained)")
+    parser.add_argument("--weight-decay", type=float, default=0.05, metavar="WD", help="AdamW weight decay (default 0.05)")
+    parser.add_argument("--patience", type=int, default=5, metavar="N", help="stop after this many epochs without a better val loss")
+    parser.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch (default: the CPUs available; 1 is faster on a busy shared host)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created); its manifest.json is merged")
     parser.set_defaults(handler=run_train)
 

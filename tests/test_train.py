@@ -456,6 +456,24 @@ def test_cuda_without_a_gpu_is_refused() -> None:
     assert train.resolve_device("cpu").type == "cpu"
 
 
+def test_training_uses_batchnorm_momentum_0_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MobileNetV3 ships with momentum 0.01: with few steps per epoch its running statistics lag
+    and the eval-mode model predicts one class (seen on the shared photos). Training sets 0.1."""
+    assert {m.momentum for m in build_model("mobilenet_v3_large", 4).modules()
+            if isinstance(m, torch.nn.BatchNorm2d)} == {0.01}
+    seen = []
+
+    def record(model, *args, **kwargs):
+        seen.extend(m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        return 0.0, 0.0
+
+    monkeypatch.setattr(train, "_train_epoch", record)
+    root = make_dataset(tmp_path / "data", per_class=1)
+    config = train.TrainConfig(epochs=1, image_size=SIZE, batch_size=4, device="cpu")
+    train.train(root, ["mobilenet_v3_large"], tmp_path / "out", config, report=lambda line: None)
+    assert len(seen) > 40 and set(seen) == {0.1}
+
+
 def test_scratch_model_matches_the_registry() -> None:
     torch.manual_seed(0)
     a = train.initial_model("resnet50", 3, pretrained=False)
