@@ -60,7 +60,7 @@ VIEW_NAMES: tuple[str, ...] = ("original", "heatmap", "overlay", "combined")
 DEFAULT_VIEWS: tuple[str, ...] = ("overlay", "heatmap", "combined")
 DEFAULT_MAX_SIDE = 1024  # views are rendered at most this large (as in the app)
 DEFAULT_PNG_LEVEL = 1  # zlib level: PNG encoding is the costliest step after the model (see README)
-MAX_QUEUE = 256  # images waiting for a batch to fill (bounds memory on mostly-cached runs)
+MAX_QUEUE = 256  # done images (no pixels held) waiting for a batch to fill: bounds a mostly-cached run
 PROGRESS_SECONDS = 10.0
 RUN_FORMAT = 1
 CSV_FIELDS = ("image", "true_class", "predicted", "confidence", "explained_class", "explained_probability", "cam_max")
@@ -393,15 +393,15 @@ class _ModelPass:
                 writer = csv.writer(handle, lineterminator="\n")
                 writer.writerow(CSV_FIELDS)
                 queue: list[_Pending] = []
-                to_compute = 0
+                decoded = 0  # images held in memory: at most one batch, whether to compute or only to draw
                 for done, item in enumerate(self.items, start=1):
                     pending = self._prepare(item)
                     if pending is not None:
                         queue.append(pending)
-                        to_compute += pending.entry is None
-                    if to_compute >= self.config.batch_size or len(queue) >= MAX_QUEUE:
+                        decoded += pending.image is not None
+                    if decoded >= self.config.batch_size or len(queue) >= MAX_QUEUE:
                         self._flush(queue, writer)
-                        queue, to_compute = [], 0
+                        queue, decoded = [], 0
                     if time.monotonic() - last_progress >= PROGRESS_SECONDS:
                         self.progress(f"{self.backbone}: {done}/{len(self.items)} images")
                         last_progress = time.monotonic()

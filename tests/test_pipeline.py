@@ -105,8 +105,8 @@ def test_command_writes_views_maps_and_predictions(checkpoint_dir: Path, data: P
     assert not list(out.rglob("*.tmp"))
 
 
-def test_rerun_is_served_from_the_cache_without_loading_a_model(checkpoint_dir: Path, data: Path,
-                                                                 tmp_path: Path) -> None:
+def test_rerun_is_served_from_the_cache_without_loading_a_model(checkpoint_dir: Path, data: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     config = make_config(checkpoint_dir, tmp_path / "out", tmp_path / "cache")
     items = collect_images([data])
     first = run_pipeline(config, items)
@@ -115,9 +115,20 @@ def test_rerun_is_served_from_the_cache_without_loading_a_model(checkpoint_dir: 
     for report in second:
         assert (report.computed, report.cached, report.skipped, report.model_loaded) == (0, 6, 6, False)
     assert tree(tmp_path / "out") == before
-    # a fresh output folder with a warm cache: files are rendered again, still no model call
+    # a fresh output folder with a warm cache: files are rendered again, still no model call,
+    # and no more decoded images are held at once than one batch
     fresh = make_config(checkpoint_dir, tmp_path / "out2", tmp_path / "cache")
+    held: list[int] = []
+    real_flush = pipeline._ModelPass._flush
+
+    def counting_flush(self: pipeline._ModelPass, queue: list, writer: object) -> None:
+        held.append(sum(p.image is not None for p in queue))
+        real_flush(self, queue, writer)
+
+    monkeypatch.setattr(pipeline._ModelPass, "_flush", counting_flush)
     third = run_pipeline(fresh, items)
+    monkeypatch.undo()
+    assert max(held) == fresh.batch_size == 2
     assert all((r.computed, r.cached, r.skipped, r.model_loaded) == (0, 6, 0, False) for r in third)
     assert tree(tmp_path / "out2") == before
     assert all(r.computed == 6 for r in first)
