@@ -419,7 +419,7 @@ def format_report(contents: StoreContents, markdown: bool = False, summary_only:
         parts.append(_table(["class", "toxicity", "images", "predicted", "precision", "recall", "F1"], class_rows,
                             markdown, [False, False, True, True, True, True, True]))
         names = list(m.class_names)
-        short = [n[:10] for n in names]
+        short = names if markdown else [n[:12] for n in names]
         matrix_rows = [[names[i]] + [str(int(v)) for v in m.confusion[i]] for i in range(len(names))]
         parts.append("\nconfusion matrix (rows: true class, columns: predicted class)")
         parts.append(_table(["true \\ predicted", *short], matrix_rows, markdown, [False] + [True] * len(names)))

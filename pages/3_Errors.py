@@ -175,7 +175,8 @@ with left:
     st.dataframe(support.table_data(errors.display_rows(table, shown, (page.number - 1) * page_size + 1)),
                  hide_index=True,
                  key="err_table", on_select=on_table_select, selection_mode="single-row",
-                 column_config={"confidence": st.column_config.ProgressColumn("confidence", min_value=0.0,
+                 column_config={"image": st.column_config.TextColumn("image", width="medium"),
+                                "confidence": st.column_config.ProgressColumn("confidence", min_value=0.0,
                                                                               max_value=1.0, format="%.3f")})
 
 skipped = contents.skipped.get(run_id, ())
