@@ -54,7 +54,7 @@ def model_table(ctx: state.AppContext) -> list[dict[str, str]]:
         row = {
             "Backbone": state.display_name(status.backbone),
             "Status": status.status,
-            "Checkpoint": str(status.path) if status.path else "",
+            "Checkpoint": status.path.name if status.path else "",
             "Grad-CAM layer": status.layer,
             "Note": status.reason,
         }
