@@ -6,7 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One intra-op thread: on a shared 2-core host, two spinning OpenMP threads made small
+# forward passes 10-15x slower whenever another process (a streamlit server, a neighbour)
+# took a core; single-threaded tests are immune and lose little on tiny inputs.
+torch.set_num_threads(1)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "mushrooms"
