@@ -261,7 +261,7 @@ def explain_view() -> None:
         return
     if not ctx.demo:
         current = ctx.manifest.checkpoint_path(backbone)
-        now_sha = support.checkpoint_sha(str(current), state.file_version(current))
+        now_sha = state.checkpoint_sha256(state.model_identity(ctx, backbone))
         if now_sha != view_run.checkpoint_sha256:
             st.warning(f"The checkpoint {current.name} has changed since this run was evaluated (stored "
                        f"{view_run.checkpoint_sha256[:12]}, now {now_sha[:12]}): the maps come from the current file "
@@ -283,10 +283,9 @@ def explain_view() -> None:
         return
     layer = ctx.manifest.models[backbone].layer
     identity = state.model_identity(ctx, backbone)
-    key = picture.sha256 + "|full"  # explained at full resolution, as evaluate predicted it
     with st.spinner("Grad-CAM…"):
-        predicted = state.cached_explanation(model, picture.full, ctx.manifest, identity, key, layer, view_pred)
-        truth = state.cached_explanation(model, picture.full, ctx.manifest, identity, key, layer, view_true)
+        predicted = state.cached_explanation(model, picture.image, ctx.manifest, identity, picture.sha256, layer, view_pred)
+        truth = state.cached_explanation(model, picture.image, ctx.manifest, identity, picture.sha256, layer, view_true)
     live = float(predicted.probabilities[view_pred])
     if abs(live - float(probabilities[view_pred])) > 1e-3:
         st.warning(f"The current model gives {view_names[view_pred]} {live:.1%}; the store says "

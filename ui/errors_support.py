@@ -10,21 +10,17 @@ shown from a copy at most 1024 px wide.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 import pyarrow as pa
 import streamlit as st
-from PIL import Image
 
-from mushcam.data import decode_image, image_sha256, read_bytes, resolve_inside
+from mushcam.data import read_bytes, resolve_inside
 from mushcam.errors import RunTable, run_table
 from mushcam.evaluate import run_label, run_metrics
 from mushcam.metrics import ModelMetrics
-from mushcam.models import file_sha256
-from mushcam.render import fit_within
 from mushcam.store import RunRecord, StoreContents, StoreError, load_store
 from ui import state
 
@@ -99,31 +95,12 @@ def label(run: RunRecord, contents: StoreContents) -> str:
     return run_label(run, contents.runs)
 
 
-@st.cache_data(show_spinner="Hashing the checkpoint…", max_entries=16)
-def checkpoint_sha(path: str, version: str) -> str:
-    return file_sha256(path)
-
-
-@dataclass(frozen=True)
-class ErrorImage:
-    full: Image.Image  # as evaluate decoded it: what the model saw (before preprocessing)
-    display: Image.Image  # at most state.MAX_DISPLAY_SIDE on its longer side
-    sha256: str
-
-
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _decode(path: str, version: str) -> ErrorImage:
-    data = read_bytes(path)
-    image = decode_image(data)
-    return ErrorImage(image, fit_within(image, state.MAX_DISPLAY_SIDE), image_sha256(data))
-
-
-def load_error_image(data_root: str, relpath: str) -> ErrorImage:
-    """The stored image, refusing any path that resolves outside the run's data root."""
+def load_error_image(data_root: str, relpath: str) -> state.LoadedImage:
+    """The stored image (full resolution + display copy), refusing paths outside the data root."""
     path = resolve_inside(data_root, relpath)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path} (has the data folder {data_root} moved?)")
-    return _decode(str(path), state.file_version(path))
+    return state.load_uploaded(path.name, read_bytes(path))
 
 
 def confusion_figure(metrics: ModelMetrics, selected: tuple[int, int] | None) -> go.Figure:
