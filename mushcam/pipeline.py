@@ -635,7 +635,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
                         help=f"longest side of the written views in pixels (default {DEFAULT_MAX_SIDE})")
     parser.add_argument("--png-level", type=int, default=DEFAULT_PNG_LEVEL,
                         help=f"PNG zlib compression 0-9 (default {DEFAULT_PNG_LEVEL}: fast; 6 gives files ~8%% smaller "
-                        "for ~2x the encoding time)")
+                        "for ~2.7x the encoding time, see benchmarks/bench_pipeline.py)")
     parser.add_argument("--summary", metavar="FILE", help="also write the run's summary as JSON to FILE")
     parser.add_argument("--out", required=True, help="output folder (created)")
     parser.set_defaults(handler=run_gradcam)
