@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +19,6 @@ from mushcam.models import build_model
 SPEC = InputSpec(size=64)
 CKPT = "c" * 64
 IMG = "a" * 64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: two threads contending on this shared host made forwards ~18x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def random_map(seed: int = 0, scale: float = 1.0, shape: tuple[int, int] = (7, 7)) -> torch.Tensor:

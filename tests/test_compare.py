@@ -6,7 +6,6 @@ import csv
 import datetime as dt
 import io
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,16 +22,6 @@ from mushcam.render import colormap_lut
 
 CLASSES = [("Amanita", "poisonous"), ("Boletus", "edible"), ("Gyromitra", "poisonous"), ("Suillus", "edible")]
 MANIFEST = manifest_from_dict({"classes": [{"name": n, "toxicity": t} for n, t in CLASSES], "input": {"size": 64}})
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread while these tests run: on this shared 2-core host, two spinning
-    OpenMP threads made a 64-px forward pass up to 100x slower when a core was taken away."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def fake_items(per_class: dict[str, int]) -> list[LabelledImage]:

@@ -26,16 +26,6 @@ NAMES = [name for name, _ in CLASSES]
 TOXICITY = dict(CLASSES)
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread while these tests run: on this shared 2-core host, two spinning
-    OpenMP threads made a 64-px forward pass up to 100x slower when a core was taken away."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def write_biased_checkpoint(path: Path, backbone: str) -> None:
     """Random weights, but the head's bias makes one class win whatever the image."""
     torch.manual_seed(0)

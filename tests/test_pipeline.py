@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,16 +29,6 @@ from mushcam.pipeline import (
 
 FAST = ("mobilenet_v3_large", "efficientnet_b0")  # the two cheap backbones; ResNet-50 runs once below
 NAMES = [name for name, _ in CLASSES]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: on this shared 2-core host, two threads that wait on each other
-    made a 64-px forward pass 18x slower (measured); the results are the same."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
