@@ -58,6 +58,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from anywhere
 
+from common import probe_ms  # noqa: E402  (benchmarks/common.py)
+
 from mushcam import compare  # noqa: E402
 from mushcam.catalog import load_catalog_model  # noqa: E402
 from mushcam.data import scan_image_folder  # noqa: E402
@@ -67,14 +69,6 @@ from mushcam.render import to_png  # noqa: E402
 
 CLASSES = [("Amanita", "poisonous"), ("Boletus", "edible"), ("Gyromitra", "poisonous"), ("Suillus", "edible")]
 DISPLAY_SIDE = 320
-
-
-def probe_ms() -> float:
-    a = torch.randn(512, 512, generator=torch.Generator().manual_seed(0))
-    start = time.perf_counter()
-    for _ in range(10):
-        a = (a @ a).clamp_(-1, 1)
-    return (time.perf_counter() - start) * 1000
 
 
 def vm_hwm_mb() -> float:

@@ -47,20 +47,14 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from anywhere
+
+from common import probe_ms  # noqa: E402  (benchmarks/common.py)
 sys.path.insert(0, str(ROOT / "tests"))
 
 from mushcam import errors, store  # noqa: E402
 from mushcam.data import image_sha256  # noqa: E402
 from mushcam.manifest import THESIS_CLASSES  # noqa: E402
 from mushcam.models import BACKBONES, DISPLAY_NAMES, build_model, file_sha256  # noqa: E402
-
-
-def probe_ms() -> float:
-    a = torch.randn(512, 512, generator=torch.Generator().manual_seed(0))
-    start = time.perf_counter()
-    for _ in range(10):
-        a @ a
-    return (time.perf_counter() - start) * 1000
 
 
 def rotating(variants: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:

@@ -30,33 +30,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
 
+from common import probe_ms  # noqa: E402  (benchmarks/common.py)
+
 from mushcam.gradcam import grad_cam  # noqa: E402
+from mushcam.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss  # noqa: E402
 from mushcam.models import BACKBONES, DEFAULT_LAYERS, build_model, get_layer  # noqa: E402
-
-
-def probe_ms() -> float:
-    a = torch.randn(512, 512, generator=torch.Generator().manual_seed(0))
-    start = time.perf_counter()
-    for _ in range(10):
-        a @ a
-    return (time.perf_counter() - start) * 1000
-
-
-def status_kb(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
-def reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def variants(model: torch.nn.Module, backbone: str, x: torch.Tensor, target: int) -> dict[str, Callable[[], object]]:
@@ -153,12 +131,12 @@ def memory_child(backbone: str, variant: str, size: int) -> None:
     calls = variants(model, backbone, x, target=3)
     calls["forward"]()
     gc.collect()
-    if not reset_peak():
+    if not reset_peak_rss():
         print("nan")
         return
-    before = status_kb("VmRSS")
+    before = current_rss_bytes()
     calls[variant]()
-    print((status_kb("VmHWM") - before) / 1024)
+    print((peak_rss_bytes() - before) / 2**20)
 
 
 def main() -> None:

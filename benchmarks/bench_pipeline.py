@@ -45,6 +45,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import probe_ms  # benchmarks/common.py (this script's folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mushrooms" / "test"
 BACKBONES = ("resnet50", "efficientnet_b0", "mobilenet_v3_large")
@@ -74,6 +76,7 @@ def worker_reference(manifest_dir: Path, backbone: str, image: Path) -> dict[str
     import torch
 
     sys.path.insert(0, str(ROOT))
+
     from mushcam.data import load_image, preprocess
     from mushcam.manifest import load_manifest
     from mushcam.models import load_model
@@ -138,17 +141,6 @@ def worker_naive(manifest_dir: Path, files: list[Path], data_root: Path, out: Pa
 
 
 # ----------------------------------------------------------------------------- orchestration
-
-
-def probe_ms() -> float:
-    """Calibration: ten 512x512 float32 matmuls (in this, the parent, process)."""
-    import torch
-
-    a = torch.randn(512, 512, generator=torch.Generator().manual_seed(0))
-    start = time.perf_counter()
-    for _ in range(10):
-        a @ a
-    return (time.perf_counter() - start) * 1000
 
 
 def run_process(command: list[str], env: dict[str, str]) -> tuple[float, str]:

@@ -23,15 +23,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
 
+from common import probe_ms  # noqa: E402  (benchmarks/common.py)
+
 from mushcam.render import blend, colorize, combine_panels, render_views, upsample_cam  # noqa: E402
-
-
-def probe_ms() -> float:
-    a = torch.randn(512, 512, generator=torch.Generator().manual_seed(0))
-    start = time.perf_counter()
-    for _ in range(10):
-        a @ a
-    return (time.perf_counter() - start) * 1000
 
 
 def main() -> None:

@@ -48,13 +48,36 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mushcam.cache import DEFAULT_MAX_BYTES, CachedCam, CamCache, cam_key, default_cache_dir, roundtrip, store_explanation
-from mushcam.data import IMAGE_EXTENSIONS, ImageLoadError, decode_image, image_sha256, preprocess, read_bytes, scan_image_folder
+from mushcam.cache import (
+    DEFAULT_MAX_BYTES,
+    CachedCam,
+    CamCache,
+    cam_key,
+    default_cache_dir,
+    roundtrip,
+    store_explanation,
+)
+from mushcam.data import (
+    IMAGE_EXTENSIONS,
+    ImageLoadError,
+    decode_image,
+    image_sha256,
+    preprocess,
+    read_bytes,
+    scan_image_folder,
+)
 from mushcam.explain import Explanation, render_explanation
 from mushcam.gradcam import grad_cam
 from mushcam.manifest import Manifest, default_checkpoint_dir, load_manifest
+from mushcam.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 from mushcam.models import BACKBONES, DISPLAY_NAMES, load_model
-from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP, fit_within, to_png
+from mushcam.render import (
+    COLORMAPS,
+    DEFAULT_ALPHA,
+    DEFAULT_COLORMAP,
+    fit_within,
+    to_png,
+)
 
 VIEW_NAMES: tuple[str, ...] = ("original", "heatmap", "overlay", "combined")
 DEFAULT_VIEWS: tuple[str, ...] = ("overlay", "heatmap", "combined")
@@ -144,37 +167,6 @@ def select_shard(items: Sequence[ImageItem], shard: tuple[int, int] | None) -> l
 
 
 # ----------------------------------------------------------------------------- memory
-
-
-def _proc_status_kb(field_name: str) -> int | None:
-    try:
-        text = Path("/proc/self/status").read_text()
-    except OSError:
-        return None
-    match = re.search(rf"^{field_name}:\s+(\d+)\s+kB", text, re.MULTILINE)
-    return int(match.group(1)) if match else None
-
-
-def peak_rss_bytes() -> int | None:
-    """This process's resident-memory high-water mark (VmHWM), or None off Linux."""
-    kb = _proc_status_kb("VmHWM")
-    return None if kb is None else kb * 1024
-
-
-def current_rss_bytes() -> int | None:
-    """This process's resident memory now (VmRSS), or None off Linux."""
-    kb = _proc_status_kb("VmRSS")
-    return None if kb is None else kb * 1024
-
-
-def reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux ``clear_refs`` 5) so a peak per model can be read."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def release_memory(device: torch.device) -> None:
