@@ -79,9 +79,12 @@ def build_model(backbone: str, num_classes: int) -> nn.Module:
 
 def get_layer(model: nn.Module, path: str) -> nn.Module:
     """The sub-module at a dotted path (``layer4``, ``features.7``); a wrong path lists valid ones."""
+    if path:
+        try:
+            return model.get_submodule(path)  # walks the path only: cheap on every Grad-CAM call
+        except AttributeError:
+            pass
     modules = dict(model.named_modules())
-    if path in modules and path != "":
-        return modules[path]
     # List the children of the deepest part of the path that does exist.
     parts = path.split(".")
     parent = ""
