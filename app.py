@@ -1,5 +1,5 @@
-"""MushCAM entry point: the navigation, and the home page (what is loaded, the classes with
-their toxicity, test metrics, the safety note)."""
+"""MushCAM home page: what is loaded, the classes with their toxicity, test metrics, and the
+safety note."""
 
 import streamlit as st
 
@@ -8,65 +8,52 @@ st.set_page_config(page_title="MushCAM", page_icon="🍄", layout="wide")
 from ui import home, state  # noqa: E402  (set_page_config must come first)
 from ui.charts import toxicity_badge  # noqa: E402
 
+ctx = state.sidebar()
+st.title("MushCAM")
+st.caption("See why a mushroom-genus classifier decided what it decided: Grad-CAM for ResNet-50, EfficientNet-B0 and MobileNetV3-Large.")
+state.demo_banner(ctx)
+st.info(home.SAFETY_NOTE, icon="⚠️")
 
-def home_page() -> None:
-    ctx = state.sidebar()
-    st.title("MushCAM")
-    st.caption("See why a mushroom-genus classifier decided what it decided: Grad-CAM for ResNet-50, EfficientNet-B0 and MobileNetV3-Large.")
-    state.demo_banner(ctx)
-    st.info(home.SAFETY_NOTE, icon="⚠️")
+if ctx.manifest is None:
+    st.error(f"**No usable manifest.** {ctx.manifest_error}")
+    st.markdown(home.setup_help(ctx.folder))
+    st.stop()
 
-    if ctx.manifest is None:
-        st.error(f"**No usable manifest.** {ctx.manifest_error}")
+models = home.model_table(ctx)
+usable = [row for row in models if row["Status"] == "loaded"]
+left, right = st.columns([3, 2], gap="large")
+with left:
+    st.subheader("Models")
+    st.dataframe(models, hide_index=True, width="stretch")
+    if not usable:
+        st.warning("No model can be used yet.", icon="🧩")
         st.markdown(home.setup_help(ctx.folder))
-        return
-
-    models = home.model_table(ctx)
-    usable = [row for row in models if row["Status"] == "loaded"]
-    left, right = st.columns([3, 2], gap="large")
-    with left:
-        st.subheader("Models")
-        st.dataframe(models, hide_index=True, width="stretch")
-        if not usable:
-            st.warning("No model can be used yet.", icon="🧩")
-            st.markdown(home.setup_help(ctx.folder))
-            if not ctx.demo:
-                st.button("Try demo mode (ImageNet weights)", key="enable_demo", on_click=home.enable_demo)
-        else:
-            st.success(
-                f"{len(usable)} of {len(models)} backbones ready. Open **Explain** to upload a photo, **Compare** to "
-                "line the backbones up, **Errors** to review test-set mistakes.",
-                icon="✅",
-            )
-            st.page_link("pages/1_Explain.py", label="Explain a photo", icon="🔎")
-        metrics = home.test_metrics()
-        if metrics:
-            st.subheader("Test-set metrics")
-            st.caption(f"From the results store `{metrics['path']}` (`python -m mushcam evaluate`); details on **Errors**.")
-            if metrics["error"]:
-                st.error(metrics["error"])
-            st.dataframe(metrics["rows"], hide_index=True, width="stretch")
-
-    with right:
-        st.subheader(f"Classes ({ctx.manifest.num_classes})")
-        if ctx.demo:
-            st.markdown("ImageNet's 1000 classes; its fungi: " + ", ".join(home.IMAGENET_FUNGI) + ".")
-        else:
-            st.markdown("  \n".join(f"{i}. **{c.name}** {toxicity_badge(c.toxicity)}" for i, c in enumerate(ctx.manifest.classes)))
-        spec = ctx.manifest.input
-        st.subheader("Input")
-        st.markdown(
-            f"{spec.size} x {spec.size} px, resize mode `{spec.resize}`, mean {list(spec.mean)}, std {list(spec.std)}  \n"
-            f"Manifest: `{'torchvision ImageNet weights' if ctx.demo else ctx.folder / 'manifest.json'}`"
+        if not ctx.demo:
+            st.button("Try demo mode (ImageNet weights)", key="enable_demo", on_click=home.enable_demo)
+    else:
+        st.success(
+            f"{len(usable)} of {len(models)} backbones ready. Open **Explain** to upload a photo, **Compare** to "
+            "line the backbones up, **Errors** to review test-set mistakes.",
+            icon="✅",
         )
+        st.page_link("pages/1_Explain.py", label="Explain a photo", icon="🔎")
+    metrics = home.test_metrics()
+    if metrics:
+        st.subheader("Test-set metrics")
+        st.caption(f"From the results store `{metrics['path']}` (`python -m mushcam evaluate`); details on **Errors**.")
+        if metrics["error"]:
+            st.error(metrics["error"])
+        st.dataframe(metrics["rows"], hide_index=True, width="stretch")
 
-
-navigation = st.navigation(
-    [
-        st.Page(home_page, title="Home", icon="🍄", default=True),
-        st.Page("pages/1_Explain.py", title="Explain", icon="🔎", url_path="Explain"),
-        st.Page("pages/2_Compare.py", title="Compare", icon="⚖️", url_path="Compare"),
-        st.Page("pages/3_Errors.py", title="Errors", icon="☠️", url_path="Errors"),
-    ]
-)
-navigation.run()
+with right:
+    st.subheader(f"Classes ({ctx.manifest.num_classes})")
+    if ctx.demo:
+        st.markdown("ImageNet's 1000 classes; its fungi: " + ", ".join(home.IMAGENET_FUNGI) + ".")
+    else:
+        st.markdown("  \n".join(f"{i}. **{c.name}** {toxicity_badge(c.toxicity)}" for i, c in enumerate(ctx.manifest.classes)))
+    spec = ctx.manifest.input
+    st.subheader("Input")
+    st.markdown(
+        f"{spec.size} x {spec.size} px, resize mode `{spec.resize}`, mean {list(spec.mean)}, std {list(spec.std)}  \n"
+        f"Manifest: `{'torchvision ImageNet weights' if ctx.demo else ctx.folder / 'manifest.json'}`"
+    )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 import torch
 from PIL import Image
 
@@ -29,6 +30,12 @@ DEMO_KEY = "demo_mode"
 FOLDER_KEY = "checkpoint_folder"
 SAMPLES_ENV = "MUSHCAM_SAMPLES"
 MAX_DISPLAY_SIDE = 1024  # images are shown and rendered at most this large: fast sliders
+NAVIGATION = (
+    ("app.py", "Home", "🍄"),
+    ("pages/1_Explain.py", "Explain", "🔎"),
+    ("pages/2_Compare.py", "Compare", "⚖️"),
+    ("pages/3_Errors.py", "Errors", "☠️"),
+)
 
 
 @dataclass(frozen=True)
@@ -63,18 +70,44 @@ def sidebar() -> AppContext:
     st.session_state.setdefault(FOLDER_KEY, default_folder)
     st.session_state.setdefault(DEMO_KEY, False)
     with st.sidebar:
-        st.text_input(
+        navigation()
+        persistent_widget(st.text_input, FOLDER_KEY,
             "Checkpoint folder",
-            key=FOLDER_KEY,
             help="Folder with manifest.json and the weights (default: $MUSHCAM_CHECKPOINTS or checkpoints/)",
         )
-        st.toggle(
+        persistent_widget(st.toggle, DEMO_KEY,
             "Demo mode (ImageNet weights)",
-            key=DEMO_KEY,
             help="torchvision's ImageNet-pretrained backbones instead of your checkpoints; "
             "ImageNet has 1000 classes, eight of them fungi. No toxicity information.",
         )
     return context(st.session_state[FOLDER_KEY], st.session_state[DEMO_KEY])
+
+
+def persistent_widget(widget, key: str, label: str, **kwargs) -> None:  # noqa: ANN001 - a Streamlit widget function
+    """A sidebar widget whose value survives page changes.
+
+    Streamlit forgets a widget's state when the user opens another page, so the value lives
+    under ``key`` and the widget under ``key + '_widget'``, seeded from it on every page and
+    copied back on change.
+    """
+    widget_key = f"{key}_widget"
+    if widget_key not in st.session_state or st.session_state[widget_key] != st.session_state[key]:
+        st.session_state[widget_key] = st.session_state[key]
+
+    def remember() -> None:
+        st.session_state[key] = st.session_state[widget_key]
+
+    widget(label, key=widget_key, on_change=remember, **kwargs)
+
+
+def navigation() -> None:
+    """Links to the four pages (Streamlit's own list would call the home page 'app')."""
+    for target, label, icon in NAVIGATION:
+        try:
+            st.page_link(target, label=label, icon=icon)
+        except StreamlitAPIException:
+            pass  # a page run on its own (as AppTest does) has no sibling pages to link to
+    st.divider()
 
 
 def context(folder: str, demo: bool) -> AppContext:
