@@ -12,13 +12,15 @@ state.demo_banner(ctx)
 import datetime as dt  # noqa: E402
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from mushcam import errors  # noqa: E402
-from mushcam.explain import heat_for_image  # noqa: E402
+from mushcam.explain import heat_for_image, top_k  # noqa: E402
 from mushcam.metrics import format_rate  # noqa: E402
 from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP, cam_scale, combine_panels, overlay, to_png  # noqa: E402
 from mushcam.store import StoreError  # noqa: E402
 from ui import errors_support as support  # noqa: E402
+from ui.charts import top_k_bar  # noqa: E402
 
 ANY = "(any)"
 PAGE_SIZES = (10, 25, 50, 100)
@@ -322,5 +324,8 @@ def explain_view() -> None:
 
 explain_view()
 st.markdown("**Top-5 probabilities** (as stored)")
-st.plotly_chart(support.top_k_figure(view_names, view_run.toxicities, probabilities, view_true),
-                key="err_topk", config={"displayModeBar": False})
+top_rows = top_k(torch.from_numpy(np.asarray(probabilities, dtype=np.float32)), view_names, 5)
+st.plotly_chart(
+    top_k_bar(top_rows, [view_run.toxicities[view_names.index(n)] for n, _ in top_rows], true_name=view_names[view_true]),
+    key="err_topk", config={"displayModeBar": False},
+)

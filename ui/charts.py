@@ -19,13 +19,22 @@ def toxicity_badge(toxicity: str) -> str:
     return f":{colour}[{toxicity}]"
 
 
-def top_k_bar(rows: list[tuple[str, float]], toxicities: list[str], highlight: str | None = None) -> go.Figure:
+def top_k_bar(
+    rows: list[tuple[str, float]],
+    toxicities: list[str],
+    highlight: str | None = None,
+    true_name: str | None = None,
+) -> go.Figure:
     """Horizontal bars of the top-k probabilities, highest on top, coloured by toxicity.
 
     Poisonous classes are also marked in the label ("☠ Amanita"), so the mark survives
-    colour blindness and greyscale printing. ``highlight`` outlines the explained class.
+    colour blindness and greyscale printing. ``highlight`` outlines the explained class;
+    ``true_name`` (where the true class is known) is labelled "← true".
     """
-    names = [f"☠ {name}" if tox == "poisonous" else name for (name, _), tox in zip(rows, toxicities, strict=True)]
+    names = [
+        ("☠ " if tox == "poisonous" else "") + name + ("  ← true" if name == true_name else "")
+        for (name, _), tox in zip(rows, toxicities, strict=True)
+    ]
     values = [p for _, p in rows]
     figure = go.Figure(
         go.Bar(

@@ -27,8 +27,6 @@ from ui import state
 RESULTS_ENV = "MUSHCAM_RESULTS"
 STORE_KEY = "err_store"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-TOXICITY_COLOURS = {"poisonous": "#d62728", "edible": "#2ca02c", "mixed": "#ff7f0e", "inedible": "#8c564b",
-                    "unknown": "#7f7f7f"}
 
 
 def default_store_path() -> str:
@@ -151,19 +149,3 @@ def confusion_figure(metrics: ModelMetrics, selected: tuple[int, int] | None) ->
 def cached_confusion_figure(path: str, version: str, run_id: int, selected: tuple[int, int] | None) -> go.Figure:
     """:func:`confusion_figure` of a stored run, built once per (store version, run, selected cell)."""
     return confusion_figure(metrics_for(path, version, run_id), selected)
-
-
-def top_k_figure(names: list[str], toxicities: list[str], probabilities: np.ndarray, true_idx: int,
-                 k: int = 5) -> go.Figure:
-    """Horizontal bars of the ``k`` most probable classes, coloured by toxicity; the true class marked."""
-    order = np.argsort(-probabilities, kind="stable")[:k]
-    labels = [names[i] + ("  ← true" if i == true_idx else "") for i in order]
-    bars = {
-        "type": "bar", "orientation": "h", "x": [float(probabilities[i]) for i in order], "y": labels,
-        "marker": {"color": [TOXICITY_COLOURS.get(toxicities[i], "#7f7f7f") for i in order]},
-        "text": [f"{float(probabilities[i]):.1%} · {toxicities[i]}" for i in order], "textposition": "auto",
-        "hovertemplate": "%{y}: %{x:.2%}<extra></extra>",
-    }
-    layout = {"xaxis": {"range": [0, 1], "tickformat": ".0%"}, "yaxis": {"autorange": "reversed"},
-              "height": 60 + 34 * len(order), "margin": {"l": 10, "r": 10, "t": 10, "b": 10}}
-    return go.Figure(data=[bars], layout=layout)
