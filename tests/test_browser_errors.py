@@ -7,10 +7,8 @@ from pathlib import Path
 
 import pytest
 from browser_support import browser_page, exception_texts, running_app, screenshot, wait_idle
-from factories import write_image_folder, write_manifest
-from test_errors_page import CONF, NAMES, PRED, TRUE, rows_for, run_record
+from test_errors_page import write_errors_setup
 
-from mushcam import store
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -45,14 +43,8 @@ def settle_on(page: object, pattern: str) -> None:
 
 
 def test_errors_page_in_chromium(tmp_path: Path) -> None:
-    ckpt = tmp_path / "ckpt"
-    write_manifest(ckpt, backbones=("mobilenet_v3_large", "efficientnet_b0"))
-    data = write_image_folder(tmp_path / "data", NAMES, per_class=3, size=(160, 120))
-    out = tmp_path / "results.sqlite"
-    store.save_run(out, run_record("efficientnet_b0", ckpt, data, 12), rows_for(data, PRED, CONF))
-    other = list(TRUE)
-    other[1] = 2
-    store.save_run(out, run_record("mobilenet_v3_large", ckpt, data, 12), rows_for(data, other, [0.8] * 12))
+    setup = write_errors_setup(tmp_path, size=(160, 120))
+    ckpt, out = setup["ckpt"], setup["out"]
 
     env = {"MUSHCAM_CHECKPOINTS": str(ckpt), "MUSHCAM_RESULTS": str(out)}
     with running_app(env=env) as url, browser_page() as page:

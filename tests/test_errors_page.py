@@ -66,18 +66,22 @@ def run_record(backbone: str, ckpt: Path, data: Path, n: int, sha: str | None = 
     )
 
 
-@pytest.fixture(scope="module")
-def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    base = tmp_path_factory.mktemp("errors_page")
+def write_errors_setup(base: Path, size: tuple[int, int] = (80, 60)) -> dict[str, Path]:
+    """Checkpoints, a 12-image test folder and a store with one run per backbone whose rows are known."""
     ckpt = base / "ckpt"
     write_manifest(ckpt, backbones=("mobilenet_v3_large", "efficientnet_b0"))
-    data = write_image_folder(base / "data", NAMES, per_class=3, size=(80, 60))
+    data = write_image_folder(base / "data", NAMES, per_class=3, size=size)
     out = base / "results.sqlite"
     store.save_run(out, run_record("efficientnet_b0", ckpt, data, 12), rows_for(data, PRED, CONF))
     other_pred = list(TRUE)
     other_pred[1] = 2  # MobileNet calls Amanita/img_1 Gyromitra (wrong, but not dangerous)
     store.save_run(out, run_record("mobilenet_v3_large", ckpt, data, 12), rows_for(data, other_pred, [0.8] * 12))
     return {"base": base, "ckpt": ckpt, "data": data, "out": out}
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_errors_setup(tmp_path_factory.mktemp("errors_page"))
 
 
 @pytest.fixture(autouse=True)
