@@ -55,10 +55,6 @@ class AppContext:
             return [s.backbone for s in self.statuses]
         return [s.backbone for s in self.statuses if s.status == "found"]
 
-    @property
-    def model_key(self) -> str:
-        return "demo" if self.demo else str(self.folder)
-
 
 def display_name(backbone: str) -> str:
     return DISPLAY_NAMES.get(backbone, backbone)
