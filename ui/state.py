@@ -1,7 +1,7 @@
 """Streamlit glue shared by the pages: sidebar settings, cached models and explanations.
 
-This is the only place besides the pages that imports Streamlit. ``mushcam`` stays free
-of it. Caches: ``st.cache_resource`` for models (one copy per checkpoint file version),
+The Streamlit glue lives in ``ui/`` (this module, plus one helper per page); ``mushcam``
+stays free of it. Caches: ``st.cache_resource`` for models (one copy per checkpoint file version),
 ``st.cache_data`` for explanations keyed by (model identity, image hash, layer, class), on
 top of the on-disk CAM cache that the batch pipeline fills too.
 """
@@ -23,7 +23,7 @@ from mushcam.cache import CamCache, default_cache_dir
 from mushcam.data import ImageLoadError, decode_image, image_sha256, read_bytes
 from mushcam.explain import Explanation
 from mushcam.manifest import Manifest, ManifestError, default_checkpoint_dir, load_manifest
-from mushcam.models import DISPLAY_NAMES, file_sha256
+from mushcam.models import DISPLAY_NAMES
 from mushcam.render import fit_within
 
 DEMO_KEY = "demo_mode"
@@ -165,8 +165,12 @@ def get_model(ctx: AppContext, backbone: str) -> torch.nn.Module:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def checkpoint_sha256(identity: str) -> str:
-    """SHA-256 of the checkpoint file named in a :func:`model_identity` (hashed once per version)."""
-    return file_sha256(identity.split("::", 1)[0])
+    """SHA-256 of the checkpoint file named in a :func:`model_identity`.
+
+    Memoised in the on-disk CAM cache too (``CamCache.checkpoint_sha256``), shared with the
+    command line, so a restarted app does not hash a 100 MB file again.
+    """
+    return CamCache(default_cache_dir()).checkpoint_sha256(identity.split("::", 1)[0])
 
 
 @dataclass(frozen=True)
