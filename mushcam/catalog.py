@@ -71,17 +71,50 @@ def demo_weights_available(backbone: str) -> bool:
     return imagenet_weights_path(backbone).is_file()
 
 
-def load_catalog_model(manifest: Manifest, backbone: str, demo: bool = False) -> nn.Module:
-    """Load a backbone for ``manifest`` (demo: ImageNet weights, downloading if allowed)."""
+@dataclass(frozen=True)
+class LoadedModel:
+    """A named manifest model, loaded, and how it was understood (shown on the Home page).
+
+    ``model``: eval mode, float32, CPU. ``arch``: the architecture it was built as.
+    ``layer``: the Grad-CAM layer as a path that ``grad_cam(model, x, layer)`` accepts;
+    ``layer_note``: where it came from ("from the manifest", "chosen automatically: ...").
+    ``head``: the head as rebuilt (``Dropout → Linear(2048→512) → ReLU → Linear(512→9)``).
+    ``recognised``: how the checkpoint was read. ``runs_code``: the user's file when the
+    entry builds the model from their own code, else ``None``.
+    """
+
+    name: str
+    model: nn.Module
+    arch: str
+    layer: str
+    layer_note: str = "from the manifest"
+    head: str = ""
+    recognised: str = ""
+    runs_code: str | None = None
+
+
+def load_catalog_entry(manifest: Manifest, name: str, demo: bool = False) -> LoadedModel:
+    """Load the manifest's model ``name`` with everything the app shows about it."""
     if demo:
-        return load_imagenet_model(backbone, download=True)
-    if backbone not in manifest.models:
-        raise ValueError(f"{backbone} is not in the manifest")
-    return load_model(backbone, manifest.checkpoint_path(backbone), num_classes=manifest.num_classes)
+        model = load_imagenet_model(name, download=True)
+        return LoadedModel(name, model, name, DEFAULT_LAYERS[name], recognised="torchvision ImageNet weights")
+    if name not in manifest.models:
+        raise ValueError(f"{name} is not in the manifest")
+    entry = manifest.models[name]
+    model = load_model(entry.arch, manifest.checkpoint_path(name), num_classes=manifest.num_classes)
+    layer = entry.layer or DEFAULT_LAYERS[entry.arch]
+    return LoadedModel(name, model, entry.arch, layer, recognised="stock torchvision state dict")
+
+
+def load_catalog_model(manifest: Manifest, name: str, demo: bool = False) -> nn.Module:
+    """The manifest's model ``name``, ready for ``grad_cam(model, x, manifest.models[name].layer)``."""
+    return load_catalog_entry(manifest, name, demo).model
 
 
 __all__ = [
     "IMAGENET_FUNGI",
+    "LoadedModel",
+    "load_catalog_entry",
     "ModelStatus",
     "PretrainedWeightsUnavailable",
     "checkpoint_statuses",

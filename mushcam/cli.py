@@ -8,6 +8,8 @@ registered by their own modules through an ``add_cli(subparsers)`` function. A u
 
 from __future__ import annotations
 
+from mushcam.exceptions import MushcamError
+
 import argparse
 import importlib
 import json
@@ -25,7 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
-class UsageError(ValueError):
+class UsageError(MushcamError):
     """A command-line argument is wrong (the message says which)."""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mushcam.exceptions import MushcamError
+
 import hashlib
 import io
 import os
@@ -22,7 +24,7 @@ MAX_PIXELS = 64_000_000  # 64 MP: refuses decompression bombs before decoding
 ImageSource = str | os.PathLike[str] | bytes | BinaryIO
 
 
-class ImageLoadError(ValueError):
+class ImageLoadError(MushcamError):
     """The input is not an image we can safely decode (the message says why)."""
 
 

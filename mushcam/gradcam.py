@@ -21,6 +21,8 @@ How it stays cheap and leaves no trace:
 
 from __future__ import annotations
 
+from mushcam.exceptions import MushcamError
+
 import contextlib
 import threading
 from collections.abc import Iterator, Sequence
@@ -32,7 +34,7 @@ from torch import nn
 from mushcam.models import get_layer
 
 
-class GradCAMError(RuntimeError):
+class GradCAMError(MushcamError):
     """Grad-CAM cannot be computed for this model, layer or class (the message says why)."""
 
 

@@ -13,6 +13,8 @@ names the field. Example::
 
 from __future__ import annotations
 
+from mushcam.exceptions import MushcamError
+
 import json
 import os
 from dataclasses import dataclass, field
@@ -42,7 +44,7 @@ THESIS_CLASSES: tuple[tuple[str, str], ...] = (
 MANIFEST_NAME = "manifest.json"
 
 
-class ManifestError(ValueError):
+class ManifestError(MushcamError):
     """The manifest is missing, not JSON, or a field is wrong (the message names it)."""
 
 
@@ -62,11 +64,48 @@ class InputSpec:
     std: tuple[float, float, float] = IMAGENET_STD
 
 
+HEAD_ACTIVATIONS: tuple[str, ...] = ("relu", "gelu", "silu", "hardswish", "none")
+
+
 @dataclass(frozen=True)
 class ModelEntry:
-    backbone: str
+    """One named model of the manifest.
+
+    ``name``: the user's key in ``models`` (everything downstream is keyed by it).
+    ``arch``: a torchvision classification model name (``resnet50``), ``timm:NAME``, or a
+    preset; defaults to the name, so older manifests keyed by backbone keep working.
+    ``layer``: the Grad-CAM layer as a dotted path (the source model's or the
+    architecture's own); ``None`` = found automatically. ``label``: display name.
+    ``head_activation``: the activation between hidden Linear layers of a custom head
+    (parameter-free modules cannot be read from a state dict). ``code`` /
+    ``kwargs``: ``"file.py:ClassName"`` beside the manifest and its keyword arguments, to
+    build the model from the user's own code (run only when an entry names it).
+    """
+
+    name: str
     checkpoint: str
-    layer: str
+    layer: str | None = None
+    arch: str = ""
+    label: str = ""
+    head_activation: str = "relu"
+    code: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if not self.arch:
+            object.__setattr__(self, "arch", self.name)
+
+    @property
+    def backbone(self) -> str:
+        """The architecture (the field's old name, kept for older callers)."""
+        return self.arch
+
+    @property
+    def display_name(self) -> str:
+        """``label`` if given, else the preset's display name, else the user's name."""
+        from mushcam.models import DISPLAY_NAMES
+
+        return self.label or (DISPLAY_NAMES.get(self.name) if self.name == self.arch else None) or self.name
 
 
 @dataclass(frozen=True)
@@ -118,11 +157,26 @@ class Manifest:
                 "mean": list(self.input.mean),
                 "std": list(self.input.std),
             },
-            "models": {
-                name: {"checkpoint": m.checkpoint, "layer": m.layer}
-                for name, m in self.models.items()
-            },
+            "models": {name: _entry_dict(m) for name, m in self.models.items()},
         }
+
+
+def _entry_dict(entry: ModelEntry) -> dict[str, Any]:
+    """A model entry as manifest JSON: only the fields that differ from their defaults."""
+    out: dict[str, Any] = {"checkpoint": entry.checkpoint}
+    if entry.arch != entry.name:
+        out["arch"] = entry.arch
+    if entry.layer is not None:
+        out["layer"] = entry.layer
+    if entry.label:
+        out["label"] = entry.label
+    if entry.head_activation != "relu":
+        out["head_activation"] = entry.head_activation
+    if entry.code:
+        out["code"] = entry.code
+    if entry.kwargs:
+        out["kwargs"] = dict(entry.kwargs)
+    return out
 
 
 def default_manifest(root: str | os.PathLike[str] = ".") -> Manifest:
@@ -193,28 +247,57 @@ def manifest_from_dict(
 
     raw_models = data.get("models", {})
     if not isinstance(raw_models, dict):
-        raise fail("models", "must be an object keyed by backbone name")
+        raise fail("models", "must be an object keyed by model name")
     models = {}
-    for backbone, entry in raw_models.items():
-        if backbone not in BACKBONES:
-            raise fail(f"models.{backbone}", f"is not a known backbone ({', '.join(BACKBONES)})")
-        if isinstance(entry, str):
-            entry = {"checkpoint": entry}
-        if not isinstance(entry, dict):
-            raise fail(f"models.{backbone}", "must be an object with 'checkpoint' (and 'layer')")
-        checkpoint = entry.get("checkpoint")
-        if not isinstance(checkpoint, str) or not checkpoint.strip():
-            raise fail(f"models.{backbone}.checkpoint", "must be a file name")
-        layer = entry.get("layer", DEFAULT_LAYERS[backbone])
-        if not isinstance(layer, str) or not layer.strip():
-            raise fail(f"models.{backbone}.layer", "must be a dotted module path such as 'layer4'")
-        models[backbone] = ModelEntry(backbone, checkpoint.strip(), layer.strip())
+    for name, entry in raw_models.items():
+        if not isinstance(name, str) or not name.strip():
+            raise fail("models", "has an empty model name")
+        models[name] = _model_entry(name, entry, fail)
 
     return Manifest(
         classes=tuple(classes),
         input=InputSpec(size=size, resize=resize, mean=mean, std=std),
         models=models,
         root=Path(root),
+    )
+
+
+def _model_entry(name: str, entry: Any, fail: Any) -> ModelEntry:
+    """One ``models`` entry: a checkpoint file name, or an object with the fields below."""
+    where = f"models.{name}"
+    if isinstance(entry, str):
+        entry = {"checkpoint": entry}
+    if not isinstance(entry, dict):
+        raise fail(where, "must be an object with 'checkpoint' (and optionally 'arch', 'layer', 'label')")
+    known = {"arch", "checkpoint", "layer", "label", "head_activation", "code", "kwargs"}
+    unknown = sorted(str(k) for k in entry if k not in known)
+    if unknown:
+        raise fail(f"{where}.{unknown[0]}", f"is not a model field (fields: {', '.join(sorted(known))})")
+    checkpoint = entry.get("checkpoint")
+    if not isinstance(checkpoint, str) or not checkpoint.strip():
+        raise fail(f"{where}.checkpoint", "must be a file name")
+    arch = entry.get("arch", name)
+    if not isinstance(arch, str) or not arch.strip():
+        raise fail(f"{where}.arch", "must be a model architecture name such as 'resnet50' or 'timm:resnet18'")
+    arch = arch.strip()
+    layer = entry.get("layer", DEFAULT_LAYERS.get(arch))
+    if layer is not None and (not isinstance(layer, str) or not layer.strip()):
+        raise fail(f"{where}.layer", "must be a dotted module path such as 'layer4' (or left out: found automatically)")
+    label = entry.get("label", "")
+    if not isinstance(label, str):
+        raise fail(f"{where}.label", "must be a string")
+    activation = entry.get("head_activation", "relu")
+    if activation not in HEAD_ACTIVATIONS:
+        raise fail(f"{where}.head_activation", f"must be one of {', '.join(HEAD_ACTIVATIONS)}; got {activation!r}")
+    code = entry.get("code")
+    if code is not None and (not isinstance(code, str) or code.count(":") != 1 or not all(code.split(":"))):
+        raise fail(f"{where}.code", f"must be 'file.py:ClassName' (a file beside the manifest); got {code!r}")
+    kwargs = entry.get("kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise fail(f"{where}.kwargs", "must be an object of keyword arguments")
+    return ModelEntry(
+        name=name, checkpoint=checkpoint.strip(), layer=layer.strip() if layer else None, arch=arch,
+        label=label.strip(), head_activation=activation, code=code, kwargs=dict(kwargs),
     )
 
 

@@ -8,6 +8,8 @@ people actually save while refusing anything that is not plain tensors
 
 from __future__ import annotations
 
+from mushcam.exceptions import MushcamError
+
 import hashlib
 import os
 import pickle
@@ -56,11 +58,11 @@ _IMAGENET_WEIGHTS = {
 _KEY_PREFIXES = ("module.", "model.", "backbone.")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MushcamError):
     """A checkpoint could not be read or does not fit the backbone."""
 
 
-class PretrainedWeightsUnavailable(RuntimeError):
+class PretrainedWeightsUnavailable(MushcamError):
     """torchvision's ImageNet weights are neither cached nor downloadable here."""
 
 

@@ -19,6 +19,8 @@ another writer) raise :class:`StoreError` with a one-line reason.
 
 from __future__ import annotations
 
+from mushcam.exceptions import MushcamError
+
 import contextlib
 import json
 import os
@@ -74,7 +76,7 @@ CREATE INDEX IF NOT EXISTS skipped_run ON skipped (run_id);
 """
 
 
-class StoreError(ValueError):
+class StoreError(MushcamError):
     """The results store cannot be read or written (the message says why)."""
 
 
