@@ -1,7 +1,9 @@
 """On-disk cache of raw Grad-CAM maps, shared by the batch pipeline and the app.
 
-A map depends on the weights, the image, the preprocessing, the layer and the explained
-class, so its key is the SHA-256 of all of them (:func:`cam_key`). The same key computed by
+A map depends on the weights, the image, the preprocessing, the layer, the explained
+class and the CAM method (:mod:`mushcam.methods`), so its key is the SHA-256 of all of them
+(:func:`cam_key`). Grad-CAM's key material is the same as before methods existed, so maps
+cached by earlier versions stay valid; every other method appends its name. The same key computed by
 ``python -m mushcam gradcam`` and by a page finds the same file: a map made by the pipeline
 shows up in the browser without a model call, and the other way round.
 
@@ -82,15 +84,20 @@ def cam_key(
     layer: str,
     class_idx: int | None,
     spec: InputSpec,
+    method: str = "gradcam",
 ) -> str:
     """The cache key (64 hex digits) of one map.
 
     ``class_idx`` None means "the class the model predicts": an alias entry that lets a
     caller who does not know the prediction yet find the map without running the model
-    (the entry records which class it is).
+    (the entry records which class it is). ``method`` is a :data:`mushcam.methods.METHODS`
+    name; "gradcam" keeps the key of the maps cached before there were other methods.
     """
     target = "predicted" if class_idx is None else str(int(class_idx))
-    material = "|".join((KEY_VERSION, checkpoint_sha256, image_sha256, layer, target, spec_token(spec)))
+    parts = [KEY_VERSION, checkpoint_sha256, image_sha256, layer, target, spec_token(spec)]
+    if method != "gradcam":
+        parts.append(f"method={method}")
+    material = "|".join(parts)
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
@@ -102,7 +109,7 @@ def quantize(cam: torch.Tensor | np.ndarray) -> tuple[np.ndarray, float]:
     if not np.isfinite(values).all():
         raise ValueError("the map has non-finite values (NaN or inf)")
     if (values < 0).any():
-        raise ValueError("a Grad-CAM map is ReLU'd: it cannot have negative values")
+        raise ValueError("a CAM map is ReLU'd: it cannot have negative values")
     scale = np.float32(values.max()) if values.size else np.float32(0.0)
     if scale > 0:
         normalised = (values / scale).astype(np.float16)
@@ -360,6 +367,7 @@ def cached_explanation(
     class_idx: int | None,
     checkpoint_sha256: str,
     image_sha256: str,
+    method: str = "gradcam",
 ):  # noqa: ANN201 - returns mushcam.explain.Explanation
     """:func:`mushcam.explain.explain_image` through the cache: the app's entry point.
 
@@ -369,15 +377,15 @@ def cached_explanation(
     """
     from mushcam.explain import Explanation, explain_image
 
-    key = cam_key(checkpoint_sha256, image_sha256, layer, class_idx, spec)
+    key = cam_key(checkpoint_sha256, image_sha256, layer, class_idx, spec, method)
     entry = cache.get_entry(key)
     if entry is not None and entry.probabilities is not None and entry.class_idx is not None:
-        return Explanation(entry.cam, entry.probabilities, entry.class_idx, layer)
-    fresh = explain_image(model, image, spec, layer, class_idx)
+        return Explanation(entry.cam, entry.probabilities, entry.class_idx, layer, method)
+    fresh = explain_image(model, image, spec, layer, class_idx, method)
     is_predicted = class_idx is None or fresh.class_idx == fresh.predicted_idx
     store_explanation(cache, fresh.cam, fresh.probabilities, fresh.class_idx, is_predicted,
-                      checkpoint_sha256, image_sha256, layer, spec)
-    return Explanation(roundtrip(fresh.cam), fresh.probabilities, fresh.class_idx, layer)
+                      checkpoint_sha256, image_sha256, layer, spec, method)
+    return Explanation(roundtrip(fresh.cam), fresh.probabilities, fresh.class_idx, layer, method)
 
 
 def store_explanation(
@@ -390,12 +398,13 @@ def store_explanation(
     image_sha256: str,
     layer: str,
     spec: InputSpec,
+    method: str = "gradcam",
 ) -> None:
     """Put one computed map under its class key, and under the "predicted" alias when
     ``class_idx`` is the model's prediction (the caller says so: with near-tied logits, the
     argmax of rounded probabilities can differ from the model's own)."""
-    keys = [cam_key(checkpoint_sha256, image_sha256, layer, class_idx, spec)]
+    keys = [cam_key(checkpoint_sha256, image_sha256, layer, class_idx, spec, method)]
     if is_predicted:
-        keys.append(cam_key(checkpoint_sha256, image_sha256, layer, None, spec))
+        keys.append(cam_key(checkpoint_sha256, image_sha256, layer, None, spec, method))
     for key in keys:
         cache.put(key, cam, probabilities, class_idx)

@@ -49,6 +49,9 @@ def add_explain(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--manifest", help="manifest.json or its folder (default: checkpoints/)")
     parser.add_argument("--layer", help="target layer as a dotted path (default: the manifest's or the backbone's)")
     parser.add_argument("--target", help="class name or index to explain (default: the predicted class)")
+    parser.add_argument("--method", default="gradcam",
+                        help="CAM method: gradcam (default), gradcampp, xgradcam, hirescam, layercam, eigencam, "
+                        "ablationcam or scorecam")
     parser.add_argument("--alpha", type=float, default=None, help="heat map opacity 0..1 (default 0.45)")
     parser.add_argument("--colormap", default=None, help="jet, viridis, hot, inferno, magma, plasma, turbo, gray")
     parser.add_argument("--top-k", type=int, default=5, help="classes listed in prediction.json")
@@ -64,6 +67,9 @@ def run_explain(args: argparse.Namespace) -> int:
     from mushcam.models import BACKBONES, DEFAULT_LAYERS, DISPLAY_NAMES, load_model
     from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP, to_png
 
+    from mushcam.methods import check_method
+
+    check_method(args.method)
     if args.backbone not in BACKBONES:
         raise UsageError(f"--backbone must be one of {', '.join(BACKBONES)}; got {args.backbone!r}")
     alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha
@@ -89,7 +95,7 @@ def run_explain(args: argparse.Namespace) -> int:
         class_idx = int(args.target) if args.target.isdigit() else manifest.class_index(args.target)
         if not 0 <= class_idx < manifest.num_classes:
             raise UsageError(f"--target {class_idx} is out of range: there are {manifest.num_classes} classes")
-    explanation = explain_image(model, image, manifest.input, layer, class_idx)
+    explanation = explain_image(model, image, manifest.input, layer, class_idx, args.method)
     views = render_explanation(image, explanation, manifest, DISPLAY_NAMES[args.backbone], alpha, colormap)
 
     out = Path(args.out)
@@ -103,6 +109,7 @@ def run_explain(args: argparse.Namespace) -> int:
         "backbone": args.backbone,
         "checkpoint": str(checkpoint.resolve()),
         "layer": layer,
+        "method": args.method,
         "predicted": names[explanation.predicted_idx],
         "confidence": explanation.confidence,
         "explained_class": names[explanation.class_idx],

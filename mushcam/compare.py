@@ -37,6 +37,7 @@ from mushcam.cache import CamCache
 from mushcam.data import IMAGE_EXTENSIONS, LabelledImage, crop_box, decode_image, image_sha256, read_bytes
 from mushcam.explain import Explanation
 from mushcam.manifest import InputSpec, Manifest
+from mushcam.methods import DEFAULT_METHOD, METHOD_LABELS, METHODS
 from mushcam.models import DISPLAY_NAMES
 from mushcam.render import DEFAULT_ALPHA, DEFAULT_COLORMAP, cam_scale, colorize, fit_within, overlay, to_png, upsample_cam
 
@@ -237,6 +238,29 @@ class Row:
         return max((cell.cam_max for cell in self.cells.values()), default=0.0)
 
 
+def column_key(backbone: str, method: str = DEFAULT_METHOD) -> str:
+    """One column of the grid: a model, or a model and a CAM method (models x methods).
+
+    Grad-CAM columns are keyed by the model's name alone, as before methods existed.
+    """
+    return backbone if method == DEFAULT_METHOD else f"{backbone}/{method}"
+
+
+def split_column(key: str) -> tuple[str, str]:
+    """``(model, method)`` of a :func:`column_key`."""
+    model, _, method = key.rpartition("/")
+    if model and method in METHODS:
+        return model, method
+    return key, DEFAULT_METHOD
+
+
+def column_label(key: str) -> str:
+    """A column's display name: "ResNet-50", or "ResNet-50 · Score-CAM"."""
+    model, method = split_column(key)
+    name = DISPLAY_NAMES.get(model, model)
+    return name if method == DEFAULT_METHOD else f"{name} · {METHOD_LABELS[method]}"
+
+
 @dataclass(frozen=True)
 class Comparison:
     backbones: tuple[str, ...]
@@ -275,25 +299,38 @@ def compute_comparison(
     fraction: float = TOP_FRACTION,
     measure_side: int = MEASURE_SIDE,
     progress: ProgressFn | None = None,
+    methods: Sequence[str] = (DEFAULT_METHOD,),
 ) -> Comparison:
-    """Every backbone's map of every image (one ``explain`` call each), with focus and agreement."""
+    """Every backbone's map of every image (one ``explain`` call each), with focus and agreement.
+
+    With several ``methods`` the columns are models x methods (:func:`column_key`), and
+    ``explain`` is called as ``explain(backbone, image, method)`` for methods other than
+    Grad-CAM (Grad-CAM keeps the two-argument call).
+    """
     if not backbones:
         raise ValueError("choose at least one backbone")
+    if not methods:
+        raise ValueError("choose at least one CAM method")
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise ValueError(f"unknown CAM method {bad[0]!r}; choose from {', '.join(METHODS)}")
+    columns = [column_key(b, m) for b in backbones for m in dict.fromkeys(methods)]
     if not images:
         raise ValueError("no images to compare")
-    total = len(images) * len(backbones)
+    total = len(images) * len(columns)
     done = 0
     rows = []
     for image in images:
         true_class = manifest_class(manifest, image.label)
         cells: dict[str, Cell] = {}
         maps: dict[str, np.ndarray] = {}
-        for backbone in backbones:
+        for column in columns:
             if progress is not None:
-                progress(done, total, f"{DISPLAY_NAMES.get(backbone, backbone)} on {image.name}")
-            explanation = explain(backbone, image)
-            maps[backbone] = measure_map(explanation.cam, image.image.size, manifest.input, measure_side)
-            cells[backbone] = make_cell(backbone, explanation, manifest, true_class, maps[backbone])
+                progress(done, total, f"{column_label(column)} on {image.name}")
+            backbone, method = split_column(column)
+            explanation = explain(backbone, image) if method == DEFAULT_METHOD else explain(backbone, image, method)
+            maps[column] = measure_map(explanation.cam, image.image.size, manifest.input, measure_side)
+            cells[column] = make_cell(column, explanation, manifest, true_class, maps[column])
             done += 1
         rows.append(Row(
             image=image,
@@ -304,7 +341,7 @@ def compute_comparison(
         ))
     if progress is not None:
         progress(total, total, "done")
-    return Comparison(tuple(backbones), tuple(rows), fraction)
+    return Comparison(tuple(columns), tuple(rows), fraction)
 
 
 def cell_picture(image: Image.Image, explanation: Explanation, spec: InputSpec, scale: float | None,
@@ -472,7 +509,10 @@ def fmt(value: object, digits: int = 2, percent: bool = False) -> str:
 
 
 def short_name(backbone: str) -> str:
-    return SHORT_NAMES.get(backbone, backbone)
+    """A column's short name: the model's, with the method's after it when not Grad-CAM."""
+    model, method = split_column(backbone)
+    short = SHORT_NAMES.get(model, model)
+    return short if method == DEFAULT_METHOD else f"{short}/{METHOD_LABELS[method]}"
 
 
 def verdict(cell: Cell) -> tuple[str, tuple[int, int, int]]:
@@ -493,7 +533,7 @@ def summary_lines(comparison: Comparison) -> list[str]:
         known = int(str(record["correct"])) + int(str(record["wrong"]))
         accuracy = f"{record['correct']}/{known} correct" if known else "true classes unknown"
         lines.append(
-            f"  {DISPLAY_NAMES.get(str(record['backbone']), record['backbone'])}: {accuracy}; "
+            f"  {column_label(str(record['backbone']))}: {accuracy}; "
             f"poisonous called edible {record['poisonous_called_edible']}; "
             f"half-mass area {fmt(record['half_mass_area_mean'], 3, True)} / "
             f"{fmt(record['half_mass_area_mean_correct'], 3, True)} / "
@@ -508,7 +548,7 @@ def summary_lines(comparison: Comparison) -> list[str]:
         for record in pairs:
             first, second = str(record["pair"]).split(" vs ")
             lines.append(
-                f"  {DISPLAY_NAMES.get(first, first)} vs {DISPLAY_NAMES.get(second, second)}: "
+                f"  {column_label(first)} vs {column_label(second)}: "
                 f"top-{top}% IoU {fmt(record[f'iou_top{top}_mean'], 3)} [{fmt(record[f'iou_top{top}_median'], 3)}], "
                 f"Spearman {fmt(record['spearman_mean'], 3)} [{fmt(record['spearman_median'], 3)}], "
                 f"n={record['images_defined']}"
@@ -538,14 +578,16 @@ def render_comparison(
     scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     top = round(comparison.fraction * 100)
     header = [
-        f"Grad-CAM comparison: {len(comparison.rows)} images x {len(comparison.backbones)} backbones"
+        (f"Grad-CAM comparison: {len(comparison.rows)} images x {len(comparison.backbones)} backbones"
+         if all(split_column(b)[1] == DEFAULT_METHOD for b in comparison.backbones)
+         else f"CAM comparison: {len(comparison.rows)} images x {len(comparison.backbones)} columns (models x methods)")
         + (f"  ({created})" if created else ""),
         f"{'Overlay' if view == 'overlay' else 'Heatmap'}; maps normalised "
         f"{'per image (each to its own maximum)' if normalisation == 'per_image' else 'shared across each row (the row largest raw maximum)'}. "
         f"Focus: half-mass area (share of the image holding half the map, smaller = focused), "
         f"entropy H/log n (0 = one point, 1 = uniform).",
         f"Agreement: IoU of the top-{top}% regions and Spearman rank correlation of the maps. "
-        + ", ".join(f"{short_name(b)} = {DISPLAY_NAMES.get(b, b)}" for b in comparison.backbones),
+        + ", ".join(f"{short_name(b)} = {column_label(b)}" for b in comparison.backbones),
     ]
     footer = summary_lines(comparison)
     grid_w = pad + columns * (panel + pad) + (agree_w + pad if agree_w else 0)
@@ -566,7 +608,7 @@ def render_comparison(
         draw.text((pad, y), _ascii(text), fill=_MUTED, font=font)
         y += line
     y += pad
-    titles = ["Image"] + [DISPLAY_NAMES.get(b, b) for b in comparison.backbones] + (["Agreement"] if agree_w else [])
+    titles = ["Image"] + [column_label(b) for b in comparison.backbones] + (["Agreement"] if agree_w else [])
     for i, title in enumerate(titles):
         draw.text((pad + i * (panel + pad), y), title, fill=_TEXT, font=font)
     y = header_h
@@ -689,6 +731,9 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
         "or one test folder <folder>/<Class>/* to sample from (or a folder of images)",
     )
     parser.add_argument("--backbones", nargs="+", help="backbones to compare (default: every one with a checkpoint)")
+    parser.add_argument("--method", nargs="+", choices=METHODS, default=[DEFAULT_METHOD], metavar="METHOD",
+                        help="CAM method(s): several make the columns models x methods; "
+                        f"{', '.join(METHODS)} (default {DEFAULT_METHOD})")
     parser.add_argument("--n", type=int, default=DEFAULT_SAMPLE_SIZE, help="images sampled from a folder (default 12)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--out", required=True, help="output folder (created)")
@@ -752,27 +797,27 @@ class Memo:
             self.models[backbone] = self.load(backbone)
         return self.models[backbone]
 
-    def __call__(self, backbone: str, image: CompareImage) -> Explanation:
-        key = (backbone, image.sha256)
+    def __call__(self, backbone: str, image: CompareImage, method: str = DEFAULT_METHOD) -> Explanation:
+        key = (backbone, image.sha256, method)
         if key not in self.store:
-            self.store[key] = self._explain(backbone, image)
+            self.store[key] = self._explain(backbone, image, method)
         return self.store[key]
 
-    def _explain(self, backbone: str, image: CompareImage) -> Explanation:
+    def _explain(self, backbone: str, image: CompareImage, method: str = DEFAULT_METHOD) -> Explanation:
         from mushcam import cache as cam_cache
         from mushcam.explain import explain_image
 
         spec, layer = self.manifest.input, self.manifest.models[backbone].layer
         if self.cache is None:
-            return explain_image(self.model(backbone), image.image, spec, layer)
+            return explain_image(self.model(backbone), image.image, spec, layer, None, method)
         if backbone not in self.digests:
             self.digests[backbone] = self.cache.checkpoint_sha256(self.manifest.checkpoint_path(backbone))
         digest = self.digests[backbone]
-        entry = self.cache.get_entry(cam_cache.cam_key(digest, image.sha256, layer, None, spec))
+        entry = self.cache.get_entry(cam_cache.cam_key(digest, image.sha256, layer, None, spec, method))
         if entry is not None and entry.probabilities is not None and entry.class_idx is not None:
-            return Explanation(entry.cam, entry.probabilities, entry.class_idx, layer)  # no model needed
+            return Explanation(entry.cam, entry.probabilities, entry.class_idx, layer, method)  # no model needed
         return cam_cache.cached_explanation(self.cache, self.model(backbone), image.image, spec, layer, None,
-                                            digest, image.sha256)
+                                            digest, image.sha256, method)
 
 
 def outcome_with(explain: ExplainFn, backbones: Sequence[str], manifest: Manifest,
@@ -860,7 +905,7 @@ def run_compare(args: argparse.Namespace) -> int:
         if done < total:
             print(f"[{done + 1}/{total}] {what}", file=sys.stderr)
 
-    comparison = compute_comparison(images, backbones, manifest, memo, progress=progress)
+    comparison = compute_comparison(images, backbones, manifest, memo, progress=progress, methods=args.method)
     paths = write_export(comparison, manifest, args.out, args.normalise, args.view, args.alpha, args.colormap)
     unlisted = sorted({img.label for img in images if img.label is not None and manifest_class(manifest, img.label) is None})
     if unlisted:

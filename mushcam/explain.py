@@ -1,4 +1,4 @@
-"""One image, one model: prediction plus raw Grad-CAM, and how to draw it.
+"""One image, one model: prediction plus a raw CAM (Grad-CAM or another method), and how to draw it.
 
 The pages and the command line call this; it ties data (preprocessing), the engine and
 rendering together without any user-interface code.
@@ -14,19 +14,24 @@ from PIL import Image
 from torch import nn
 
 from mushcam.data import crop_box, preprocess
-from mushcam.gradcam import grad_cam
+from mushcam.methods import DEFAULT_METHOD, METHOD_LABELS
+from mushcam.methods import cam as compute_cam
 from mushcam.manifest import InputSpec, Manifest
 from mushcam.render import DEFAULT_ALPHA, DEFAULT_COLORMAP, Views, render_views, upsample_cam
 
 
 @dataclass(frozen=True)
 class Explanation:
-    """The raw map (h x w, float32, CPU) for ``class_idx`` and the full probability vector."""
+    """The raw map (h x w, float32, CPU) for ``class_idx`` and the full probability vector.
+
+    ``method``: the :data:`mushcam.methods.METHODS` name that made the map.
+    """
 
     cam: torch.Tensor
     probabilities: torch.Tensor
     class_idx: int
     layer: str
+    method: str = DEFAULT_METHOD
 
     @property
     def predicted_idx(self) -> int:
@@ -44,14 +49,16 @@ def explain_image(
     spec: InputSpec,
     layer: str,
     class_idx: int | None = None,
+    method: str = DEFAULT_METHOD,
 ) -> Explanation:
-    """Predict ``image`` and compute the Grad-CAM of ``class_idx`` (None: the predicted class)."""
-    result = grad_cam(model, preprocess(image, spec).unsqueeze(0), layer, class_idx)
+    """Predict ``image`` and compute the ``method`` map of ``class_idx`` (None: the predicted class)."""
+    result = compute_cam(model, preprocess(image, spec).unsqueeze(0), layer, class_idx, method=method)
     return Explanation(
         cam=result.cams[0].cpu(),
         probabilities=result.probabilities[0].cpu(),
         class_idx=int(result.class_idx[0]),
         layer=layer,
+        method=method,
     )
 
 
@@ -72,6 +79,8 @@ def explanation_title(explanation: Explanation, manifest: Manifest, model_name: 
     target = names[explanation.class_idx]
     predicted = names[explanation.predicted_idx]
     target_p = float(explanation.probabilities[explanation.class_idx])
+    if explanation.method != DEFAULT_METHOD:
+        model_name = f"{model_name} · {METHOD_LABELS[explanation.method]}"
     title = f"{model_name}: predicted {predicted} ({explanation.confidence:.1%})"
     if explanation.class_idx != explanation.predicted_idx:
         title += f"; map for {target} ({target_p:.1%})"

@@ -67,7 +67,8 @@ from mushcam.data import (
     scan_image_folder,
 )
 from mushcam.explain import Explanation, render_explanation
-from mushcam.gradcam import grad_cam
+from mushcam.methods import DEFAULT_METHOD, METHOD_LABELS, METHODS
+from mushcam.methods import cam as compute_cam
 from mushcam.manifest import Manifest, default_checkpoint_dir, load_manifest
 from mushcam.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 from mushcam.models import BACKBONES, DISPLAY_NAMES, load_model
@@ -219,6 +220,7 @@ class PipelineConfig:
     max_side: int = DEFAULT_MAX_SIDE
     png_level: int = DEFAULT_PNG_LEVEL
     shard: tuple[int, int] | None = None
+    method: str = DEFAULT_METHOD  # a mushcam.methods.METHODS name
 
 
 @dataclass
@@ -297,6 +299,8 @@ def _run_settings(config: PipelineConfig, backbone: str, checkpoint_sha: str, la
         "colormap": config.colormap,
         "max_side": config.max_side,
         "png_level": config.png_level,
+        # Grad-CAM runs keep the settings (and folders) of runs made before other methods existed.
+        **({} if config.method == DEFAULT_METHOD else {"method": config.method}),
     }
 
 
@@ -359,7 +363,8 @@ class _ModelPass:
         self.manifest = config.manifest
         self.layer = self.manifest.models[backbone].layer
         self.checkpoint = self.manifest.checkpoint_path(backbone)
-        self.out_dir = config.out / backbone
+        # Grad-CAM keeps the folder layout of earlier runs; another method gets its own folder.
+        self.out_dir = config.out / (backbone if config.method == DEFAULT_METHOD else f"{backbone}-{config.method}")
         self.model: torch.nn.Module | None = None
         self.report = ModelReport(backbone)
         self.checkpoint_sha = ""
@@ -423,7 +428,7 @@ class _ModelPass:
             return None
         image_sha = image_sha256(data)
         target = _class_target(config, item)
-        key = cam_key(self.checkpoint_sha, image_sha, self.layer, target, self.manifest.input)
+        key = cam_key(self.checkpoint_sha, image_sha, self.layer, target, self.manifest.input, config.method)
         entry = None if config.force else config.cache.get_entry(key)
         if entry is not None and (entry.probabilities is None or entry.class_idx is None
                                   or entry.probabilities.numel() != self.manifest.num_classes):
@@ -452,7 +457,7 @@ class _ModelPass:
             model = self._model()
             inputs = torch.stack([p.tensor for p in missing])
             targets = None if self.config.target == "predicted" else [p.target for p in missing]
-            result = grad_cam(model, inputs, self.layer, targets)
+            result = compute_cam(model, inputs, self.layer, targets, method=self.config.method)
             cams = result.cams.detach().cpu()
             probabilities = result.probabilities.detach().cpu()
             classes = result.class_idx.detach().cpu()
@@ -488,7 +493,7 @@ class _ModelPass:
         report.images += 1
         if pending.render:
             assert pending.image is not None
-            explanation = Explanation(stored, probabilities, class_idx, self.layer)
+            explanation = Explanation(stored, probabilities, class_idx, self.layer, self.config.method)
             self._write_files(item, pending.image, explanation)
         names = self.manifest.class_names
         predicted = int(probabilities.argmax())
@@ -506,7 +511,7 @@ class _ModelPass:
                image_sha: str) -> None:
         try:
             store_explanation(self.config.cache, cam, probabilities, class_idx, is_predicted, self.checkpoint_sha, image_sha,
-                              self.layer, self.manifest.input)
+                              self.layer, self.manifest.input, self.config.method)
         except OSError as exc:  # a full or read-only cache must not stop the job; the files are still written
             if not self.cache_warned:
                 self.progress(f"warning: cannot write the cache at {self.config.cache.root} ({exc}); "
@@ -572,9 +577,10 @@ def _mb(value: int | None) -> str:
     return "n/a" if value is None else f"{value / 2**20:.0f} MB"
 
 
-def format_summary(reports: Sequence[ModelReport], total_seconds: float, device: torch.device) -> str:
+def format_summary(reports: Sequence[ModelReport], total_seconds: float, device: torch.device,
+                   method: str = DEFAULT_METHOD) -> str:
     """The table printed at the end of a run."""
-    lines = [f"Grad-CAM on {device}: {total_seconds:.1f} s in all"]
+    lines = [f"{METHOD_LABELS[method]} on {device}: {total_seconds:.1f} s in all"]
     header = f"{'model':<20} {'images':>6} {'computed':>8} {'cached':>6} {'seconds':>8} {'img/s':>7} {'peak RSS':>9} {'above start':>11}"
     if device.type == "cuda":
         header += f" {'CUDA max alloc':>14}"
@@ -611,6 +617,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--target", default="predicted",
                         help="class to explain: predicted (default), true (the class folder), or a class name/index")
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default 1: least memory)")
+    parser.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
+                        help="CAM method (default gradcam); another method writes to OUT/<model>-<method>/")
     parser.add_argument("--views", default=",".join(DEFAULT_VIEWS),
                         help=f"PNG views to write, comma-separated, from {', '.join(VIEW_NAMES)} "
                         f"(default {','.join(DEFAULT_VIEWS)}); the raw map is always written")
@@ -687,6 +695,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         max_side=int(args.max_side),
         png_level=int(args.png_level),
         shard=parse_shard(args.shard),
+        method=args.method,
     )
 
 
@@ -703,7 +712,7 @@ def run_gradcam(args: argparse.Namespace) -> int:
     reports = run_pipeline(config, items, progress=lambda message: print(message, file=sys.stderr, flush=True))
     total = time.perf_counter() - started
     peaks = [p for p in [startup_peak, *(r.peak_rss_bytes for r in reports)] if p is not None]
-    print(format_summary(reports, total, config.device))
+    print(format_summary(reports, total, config.device, config.method))
     if args.summary:
         summary = {
             "device": str(config.device),
