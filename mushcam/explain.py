@@ -14,6 +14,7 @@ from PIL import Image
 from torch import nn
 
 from mushcam.data import crop_box, preprocess
+from mushcam.gradcam import grad_cam
 from mushcam.methods import DEFAULT_METHOD, METHOD_LABELS
 from mushcam.methods import cam as compute_cam
 from mushcam.manifest import InputSpec, Manifest
@@ -52,7 +53,11 @@ def explain_image(
     method: str = DEFAULT_METHOD,
 ) -> Explanation:
     """Predict ``image`` and compute the ``method`` map of ``class_idx`` (None: the predicted class)."""
-    result = compute_cam(model, preprocess(image, spec).unsqueeze(0), layer, class_idx, method=method)
+    inputs = preprocess(image, spec).unsqueeze(0)
+    if method == DEFAULT_METHOD:
+        result = grad_cam(model, inputs, layer, class_idx)  # what compute_cam would call, by its own name
+    else:
+        result = compute_cam(model, inputs, layer, class_idx, method=method)
     return Explanation(
         cam=result.cams[0].cpu(),
         probabilities=result.probabilities[0].cpu(),

@@ -5,6 +5,7 @@ import streamlit as st
 st.set_page_config(page_title="Explain · MushCAM", page_icon="🍄", layout="wide")
 
 from mushcam.explain import explanation_title, render_explanation, top_k  # noqa: E402
+from mushcam.methods import METHOD_LABELS, METHODS  # noqa: E402
 from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP, to_png  # noqa: E402
 from ui import explain_support as support  # noqa: E402
 from ui import state  # noqa: E402
@@ -33,6 +34,9 @@ except state.ImageLoadError as exc:
 # --- model and target ---------------------------------------------------------------------
 controls = st.columns([2, 3, 2, 2])
 backbone = controls[0].selectbox("Backbone", ctx.available, format_func=state.display_name, key="backbone")
+method = controls[0].selectbox("CAM method", METHODS, format_func=METHOD_LABELS.get, key="method",
+                               help="How the map is made (docs/methods.md). Ablation-CAM and Score-CAM run "
+                               "the model once per channel of the layer: seconds to minutes on a CPU.")
 try:
     model = state.get_model(ctx, backbone)
 except Exception as exc:  # noqa: BLE001 - any load failure is shown, never a traceback
@@ -41,7 +45,7 @@ except Exception as exc:  # noqa: BLE001 - any load failure is shown, never a tr
 layer = manifest.models[backbone].layer
 identity = state.model_identity(ctx, backbone)
 with st.spinner("Running the model…"):
-    prediction = state.cached_explanation(model, loaded.image, manifest, identity, loaded.sha256, layer, None)
+    prediction = state.cached_explanation(model, loaded.image, manifest, identity, loaded.sha256, layer, None, method)
 names = manifest.class_names
 target = controls[1].selectbox(
     "Explain class",
@@ -56,8 +60,9 @@ colormap = controls[3].selectbox("Colormap", COLORMAPS, index=COLORMAPS.index(DE
 if target is None or target == prediction.class_idx:
     explanation = prediction
 else:
-    with st.spinner(f"Grad-CAM for {names[target]}…"):
-        explanation = state.cached_explanation(model, loaded.image, manifest, identity, loaded.sha256, layer, target)
+    with st.spinner(f"{METHOD_LABELS[method]} for {names[target]}…"):
+        explanation = state.cached_explanation(model, loaded.image, manifest, identity, loaded.sha256, layer, target,
+                                               method)
 
 # --- prediction -----------------------------------------------------------------------------
 left, right = st.columns([2, 3], gap="large")

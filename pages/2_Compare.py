@@ -12,6 +12,7 @@ state.demo_banner(ctx)
 import datetime as dt  # noqa: E402
 
 from mushcam import compare  # noqa: E402
+from mushcam.methods import DEFAULT_METHOD, METHOD_LABELS, METHODS  # noqa: E402
 from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP, to_png  # noqa: E402
 from ui import compare_support as support  # noqa: E402
 
@@ -68,6 +69,8 @@ else:
 
 backbones = st.multiselect("Backbones", ctx.available, default=ctx.available, key="compare_backbones",
                            format_func=state.display_name)
+methods = st.multiselect("CAM methods", METHODS, default=[DEFAULT_METHOD], key="compare_methods",
+                         format_func=METHOD_LABELS.get, help="Several methods make the columns models x methods.")
 d1, d2, d3, d4 = st.columns([3, 1.4, 1.2, 1.6])
 normalisation = d1.radio("Normalisation", compare.NORMALISATIONS, key="compare_norm", horizontal=True,
                          format_func=NORMALISATION_LABELS.get, help=NORMALISATION_HELP)
@@ -76,8 +79,8 @@ colormap = d3.selectbox("Colormap", COLORMAPS, index=COLORMAPS.index(DEFAULT_COL
 alpha = d4.slider("Overlay opacity", 0.0, 1.0, DEFAULT_ALPHA, 0.05, key="compare_alpha", disabled=heatmap_only)
 view = "heatmap" if heatmap_only else "overlay"
 
-if not backbones:
-    st.info("Choose at least one backbone.")
+if not backbones or not methods:
+    st.info("Choose at least one backbone and one CAM method.")
     st.stop()
 
 # --- compute --------------------------------------------------------------------------
@@ -100,7 +103,8 @@ if not images:
     st.info("Upload one or more photos, or sample them from a test folder." if source == "upload"
             else "No images to compare yet.")
     st.stop()
-comparison = compare.compute_comparison(images, backbones, manifest, explain, progress=progress.maps)
+comparison = compare.compute_comparison(images, backbones, manifest, explain, progress=progress.maps, methods=methods)
+grid = comparison.backbones  # the columns: models x methods
 progress.clear()
 
 # --- the grid -------------------------------------------------------------------------
@@ -110,11 +114,11 @@ MARKS = {
     False: ":red[**✗ wrong**]",
     None: ":gray[true class unknown]",
 }
-widths = [1] * (1 + len(backbones))
+widths = [1] * (1 + len(grid))
 header = st.columns(widths)
 header[0].markdown("**Image**")
-for column, backbone in zip(header[1:], backbones, strict=True):
-    column.markdown(f"**{state.display_name(backbone)}**")
+for column, backbone in zip(header[1:], grid, strict=True):
+    column.markdown(f"**{support.column_title(backbone)}**")
 for index, row in enumerate(comparison.rows):
     with st.container(border=True, key=f"compare_row_{index}"):
         columns = st.columns(widths)
@@ -124,7 +128,7 @@ for index, row in enumerate(comparison.rows):
         truth = (f"true: **{row.image.label}** ({row.true_toxicity or 'not in manifest'})"
                  if row.image.label is not None else "true class unknown")
         columns[0].markdown(f"`{row.image.name}`  \n{truth}")
-        for column, backbone in zip(columns[1:], backbones, strict=True):
+        for column, backbone in zip(columns[1:], grid, strict=True):
             cell = row.cells[backbone]
             column.image(compare.cell_picture(thumb, cell.explanation, manifest.input, scale, view, alpha, colormap),
                          width="stretch")
@@ -136,7 +140,7 @@ for index, row in enumerate(comparison.rows):
             )
         if row.agreement:
             st.caption("Agreement: " + " · ".join(
-                f"{state.display_name(p.first)} vs {state.display_name(p.second)}: "
+                f"{support.column_title(p.first)} vs {support.column_title(p.second)}: "
                 f"IoU {compare.fmt(p.iou)}, Spearman {compare.fmt(p.spearman)}" for p in row.agreement))
 
 # --- numbers --------------------------------------------------------------------------
@@ -151,13 +155,13 @@ st.caption(
 NUMBER = st.column_config.NumberColumn(format="%.3f")
 PERCENT = st.column_config.NumberColumn(format="percent")
 st.markdown("**Per backbone**")
-by_backbone = [{**r, "backbone": state.display_name(str(r["backbone"]))} for r in compare.backbone_summary(comparison)]
+by_backbone = [{**r, "backbone": support.column_title(str(r["backbone"]))} for r in compare.backbone_summary(comparison)]
 st.dataframe(by_backbone, hide_index=True, key="compare_backbone_summary",
              column_config={k: (PERCENT if k == "accuracy" or "area" in k else NUMBER)
                             for k, v in by_backbone[0].items() if isinstance(v, float)})
-if len(backbones) > 1:
+if len(grid) > 1:
     st.markdown("**Per pair of backbones**")
-    by_pair = [{**r, "pair": " vs ".join(state.display_name(b) for b in str(r["pair"]).split(" vs "))}
+    by_pair = [{**r, "pair": " vs ".join(support.column_title(b) for b in str(r["pair"]).split(" vs "))}
                for r in compare.pair_summary(comparison)]
     st.dataframe(by_pair, hide_index=True, key="compare_pair_summary",
                  column_config={k: NUMBER for k, v in by_pair[0].items() if isinstance(v, float)})

@@ -238,6 +238,9 @@ view_true = int(view_rows.true_idx[view_index])
 probabilities = view_rows.probabilities[view_index]
 
 c1, c2, c3 = st.columns([2, 2, 3])
+from mushcam.methods import METHOD_LABELS, METHODS  # noqa: E402  (the CAM method selector)
+
+cam_method = c1.selectbox("CAM method", METHODS, format_func=METHOD_LABELS.get, key="err_method")
 alpha = c1.slider("Overlay opacity", 0.0, 1.0, DEFAULT_ALPHA, 0.05, key="err_alpha")
 colormap = c2.selectbox("Colormap", COLORMAPS, index=COLORMAPS.index(DEFAULT_COLORMAP), key="err_colormap")
 shared = c3.toggle("Same intensity scale for both maps", value=True, key="err_shared",
@@ -286,8 +289,10 @@ def explain_view() -> None:
     layer = ctx.manifest.models[backbone].layer
     identity = state.model_identity(ctx, backbone)
     with st.spinner("Grad-CAM…"):
-        predicted = state.cached_explanation(model, picture.image, ctx.manifest, identity, picture.sha256, layer, view_pred)
-        truth = state.cached_explanation(model, picture.image, ctx.manifest, identity, picture.sha256, layer, view_true)
+        predicted = state.cached_explanation(model, picture.image, ctx.manifest, identity, picture.sha256, layer, view_pred,
+                                             cam_method)
+        truth = state.cached_explanation(model, picture.image, ctx.manifest, identity, picture.sha256, layer, view_true,
+                                         cam_method)
     live = float(predicted.probabilities[view_pred])
     if abs(live - float(probabilities[view_pred])) > 1e-3:
         st.warning(f"The current model gives {view_names[view_pred]} {live:.1%}; the store says "

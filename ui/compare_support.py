@@ -35,18 +35,27 @@ def load_models(ctx: state.AppContext, backbones: Sequence[str]) -> tuple[dict[s
 
 
 def explainer(ctx: state.AppContext, models: dict[str, object]) -> compare.ExplainFn:
-    """explain(backbone, image): the predicted class's map, computed once per (model, image)."""
+    """explain(backbone, image, method): the predicted class's map, once per (model, image, method)."""
     assert ctx.manifest is not None
     manifest = ctx.manifest
     keys = {b: state.model_identity(ctx, b) for b in models}
 
-    def explain(backbone: str, image: compare.CompareImage) -> Explanation:
+    def explain(backbone: str, image: compare.CompareImage, method: str = "gradcam") -> Explanation:
         return state.cached_explanation(
             models[backbone], image.image, manifest, keys[backbone], image.sha256,
-            manifest.models[backbone].layer, None,
+            manifest.models[backbone].layer, None, method,
         )
 
     return explain
+
+
+def column_title(key: str) -> str:
+    """A grid column's title: the model's display name, and the CAM method unless Grad-CAM."""
+    from mushcam.methods import METHOD_LABELS
+
+    model, method = compare.split_column(key)
+    name = state.display_name(model)
+    return name if method == "gradcam" else f"{name} · {METHOD_LABELS[method]}"
 
 
 def to_compare_image(name: str, data: bytes, label: str | None) -> compare.CompareImage:

@@ -205,8 +205,9 @@ def cached_explanation(
     image_sha: str,
     layer: str,
     class_idx: int | None,
+    method: str = "gradcam",
 ) -> Explanation:
-    """Prediction + raw map, computed once per (model, image, layer, class).
+    """Prediction + raw map, computed once per (model, image, layer, class, CAM method).
 
     Two levels: this in-memory cache, then the on-disk CAM cache shared with
     ``python -m mushcam gradcam`` ($MUSHCAM_CACHE), so a map the pipeline made needs no
@@ -214,7 +215,7 @@ def cached_explanation(
     """
     cache = CamCache(default_cache_dir())
     return cam_cache.cached_explanation(
-        cache, _model, _image, _manifest.input, layer, class_idx, checkpoint_sha256(model_key), image_sha
+        cache, _model, _image, _manifest.input, layer, class_idx, checkpoint_sha256(model_key), image_sha, method
     )
 
 
