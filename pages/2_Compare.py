@@ -79,8 +79,11 @@ colormap = d3.selectbox("Colormap", COLORMAPS, index=COLORMAPS.index(DEFAULT_COL
 alpha = d4.slider("Overlay opacity", 0.0, 1.0, DEFAULT_ALPHA, 0.05, key="compare_alpha", disabled=heatmap_only)
 view = "heatmap" if heatmap_only else "overlay"
 
-if not backbones or not methods:
-    st.info("Choose at least one backbone and one CAM method.")
+if not backbones:
+    st.info("Choose at least one backbone.")
+    st.stop()
+if not methods:
+    st.info("Choose at least one CAM method.")
     st.stop()
 
 # --- compute --------------------------------------------------------------------------
