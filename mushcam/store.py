@@ -356,6 +356,31 @@ def _reading(path: str | os.PathLike[str], timeout: float | None) -> Iterator[sq
                 connection.execute("COMMIT")
 
 
+@contextlib.contextmanager
+def transaction(path: str | os.PathLike[str], write: bool = False,
+                timeout: float | None = None) -> Iterator[sqlite3.Connection]:
+    """One transaction on an existing MushCAM store, for tables other modules keep there.
+
+    ``write=True`` takes the write lock at once (``BEGIN IMMEDIATE``, waiting up to
+    ``timeout`` s for another writer), commits on success and rolls back on any error;
+    ``write=False`` is a read-only snapshot. The file must already be a MushCAM store.
+    """
+    path = Path(path).expanduser()
+    if write and not path.is_file():
+        raise StoreError(f"no results store at {path}; create one with: python -m mushcam evaluate --data ROOT --out {path}")
+    with _connect(path, write=write, timeout=timeout) as connection:
+        connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            _check_identity(connection, path, empty_ok=False)
+            yield connection
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            raise
+
+
 def load_runs(path: str | os.PathLike[str], timeout: float | None = None) -> tuple[RunRecord, ...]:
     """Every run in the store, ordered by data root, backbone (registry order) and age."""
     with _reading(path, timeout) as connection:
