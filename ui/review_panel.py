@@ -148,7 +148,7 @@ def navigation(matching: np.ndarray, shown: list[int], row_title) -> int:  # noq
         st.session_state["err_pick"] = shown[0]
     rows = matching.tolist()
     position = rows.index(st.session_state["err_pick"])
-    n1, n2, n3 = st.columns([1, 8, 1], vertical_alignment="bottom")
+    n1, n2, n3 = st.columns([1.6, 7, 1.6], vertical_alignment="bottom")
     n1.button("◀ Previous", key="rv_prev", on_click=_step, args=(-1,), disabled=position == 0, width="stretch")
     pick = n2.selectbox(f"Explain ({position + 1} of {len(rows)})", shown, key="err_pick", format_func=row_title)
     n3.button("Next ▶", key="rv_next", on_click=_step, args=(1,), disabled=position == len(rows) - 1, width="stretch")
@@ -224,9 +224,8 @@ def panel(path: str, run: RunRecord, table: RunTable, pick: int, reviewer: str, 
                    pred_class=names[int(rows.pred_idx[pick])])
     keys = [c.key for c in causes]
     with st.form("rv_form", border=False):
-        columns = st.columns(2)
-        for n, cause in enumerate(causes):
-            columns[n % 2].checkbox(cause.label, key=f"rv_c_{cause.key}")
+        for cause in causes:
+            st.checkbox(cause.label, key=f"rv_c_{cause.key}")
         st.selectbox("Suggested label (if the label is doubtful)", ["", *names], key="rv_suggest",
                      format_func=lambda v: v or "(none)")
         st.text_area("Note", key="rv_note", height=80, max_chars=review_store.MAX_NOTE)
