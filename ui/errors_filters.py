@@ -8,6 +8,7 @@ table becomes the explained one (``err_pick``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,11 +105,12 @@ class Listed:
 
 
 def list_and_matrix(path: str, version: str, contents: StoreContents, run: RunRecord, table: RunTable,
-                    flt: ErrorFilter, matching: np.ndarray, extra_columns: dict[str, list[str]]) -> Listed:
+                    flt: ErrorFilter, matching: np.ndarray,
+                    extra_columns: Callable[[list[int]], dict[str, list[str]]]) -> Listed:
     """The page of matching rows (left) and the clickable confusion matrix (right).
 
-    ``extra_columns``: more columns for the listed rows, by row index order of ``table``
-    (the review status and near-duplicate marks).
+    ``extra_columns``: more columns for the listed rows (the review status and near-duplicate
+    marks), asked for the shown row indices only.
     """
     names = run.class_names
     metrics = support.metrics_for(path, version, run.run_id)
@@ -141,8 +143,7 @@ def list_and_matrix(path: str, version: str, contents: StoreContents, run: RunRe
         shown = [int(i) for i in page.rows]
         st.session_state["err_page_rows"] = shown
         data = errors.display_rows(table, shown, first)
-        for column, values in extra_columns.items():
-            data[column] = [values[i] for i in shown]
+        data.update(extra_columns(shown))
         st.dataframe(support.table_data(data), hide_index=True, key="err_table", on_select=on_table_select,
                      selection_mode="single-row",
                      column_config={"image": st.column_config.TextColumn("image", width="medium"),

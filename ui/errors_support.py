@@ -93,7 +93,21 @@ def store_version(path: Path) -> str:
         raise StoreError(
             f"no results store at {path}; create one with: python -m mushcam evaluate --data ROOT --out {path}"
         )
-    return state.file_version(path)
+    return f"{state.file_version(path)}-{_change_counter(path)}"
+
+
+def _change_counter(path: Path) -> int:
+    """SQLite's file change counter (header bytes 24-27): bumped by every committed write.
+
+    Reviews are written into the store many times a minute; the counter tells two writes
+    apart even where the file system's clock is coarse and the size stays the same.
+    """
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(28)
+    except OSError:
+        return -1
+    return int.from_bytes(header[24:28], "big") if len(header) == 28 else -1
 
 
 @st.cache_resource(show_spinner="Reading the results store…", max_entries=4)

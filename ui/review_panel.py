@@ -10,7 +10,7 @@ Callbacks catch the library's errors and keep the message for the next run (``rv
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import streamlit as st
@@ -104,19 +104,20 @@ def progress(run: RunRecord, table: RunTable, index: ReviewIndex, reviewer: str)
     st.progress(done / len(wrong) if wrong else 1.0, text=text + (f" (you: {mine})" if reviewer else ""))
 
 
-def list_columns(run: RunRecord, table: RunTable, index: ReviewIndex,
-                 duplicates: dict[str, tuple[NearDuplicate, ...]], labels_: dict[str, str]) -> dict[str, list[str]]:
-    """Extra list columns: who reviewed each row and why; a near-duplicate in another split."""
-    reviewed, twins = [], []
-    for i in range(len(table)):
-        found = index.of(key_of(run, table, i))
-        reviewed.append("; ".join(f"{r.reviewer}: {', '.join(labels_.get(c, c) for c in r.causes) or 'note'}"
-                                  for r in found))
-        marks = [m for m in duplicates.get(table.rows.image_sha256[i], ()) if m.other_split != m.split]
-        twins.append(", ".join(sorted({m.other_split for m in marks})))
-    columns = {"review": reviewed}
-    if duplicates:
-        columns["near-duplicate in"] = twins
+def list_columns(run: RunRecord, table: RunTable, index: ReviewIndex, duplicates: dict[str, tuple[NearDuplicate, ...]],
+                 labels_: dict[str, str]) -> Callable[[list[int]], dict[str, list[str]]]:
+    """Extra list columns for the shown rows: who reviewed each and why; a near-duplicate in another split."""
+
+    def columns(shown: list[int]) -> dict[str, list[str]]:
+        reviewed, twins = [], []
+        for i in shown:
+            found = index.of(key_of(run, table, i))
+            reviewed.append("; ".join(f"{r.reviewer}: {', '.join(labels_.get(c, c) for c in r.causes) or 'note'}"
+                                      for r in found))
+            marks = [m for m in duplicates.get(table.rows.image_sha256[i], ()) if m.other_split != m.split]
+            twins.append(", ".join(sorted({m.other_split for m in marks})))
+        return {"review": reviewed, **({"near-duplicate in": twins} if duplicates else {})}
+
     return columns
 
 
