@@ -53,7 +53,9 @@ def test_tag_edit_delete(results: Path) -> None:
     assert rs.load_reviews(results) == ()  # a store without the table has no reviews
     first = rs.save_review(results, review(key, " Ana ", "look_alike", note="cap colour"))
     assert first.reviewer == "Ana" and first.causes == ("look_alike",)
-    edited = rs.save_review(results, review(key, "Ana", "look_alike", "poor_quality", note="blurred too"))
+    edited = rs.save_review(results, review(key, "Ana", "look_alike", "poor_quality", note="blurred too",
+                                            suggested="Boletus"))
+    assert edited.suggested_label == ""  # a suggested label goes only with 'label doubtful'
     stored = rs.load_reviews(results)
     assert len(stored) == 1 and stored[0].causes == ("look_alike", "poor_quality") and stored[0].note == "blurred too"
     assert stored[0].created_at == first.created_at and edited.updated_at >= first.updated_at

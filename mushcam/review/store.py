@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from mushcam.exceptions import MushcamError
-from mushcam.review.causes import Cause, new_cause
+from mushcam.review.causes import LABEL_DOUBTFUL, Cause, new_cause
 from mushcam.store import StoreError, transaction
 
 MAX_NOTE = 4000
@@ -161,10 +161,12 @@ def clean_reviewer(name: str) -> str:
 def save_review(path: str | os.PathLike[str], review: Review, timeout: float | None = None) -> Review:
     """Create or replace ``review.reviewer``'s review of ``review.key``; returns it as stored.
 
-    A review needs at least one cause or a note. ``created_at`` of an earlier version is kept.
+    A review needs at least one cause or a note. A suggested label is kept only with the
+    cause "label doubtful". ``created_at`` of an earlier version is kept.
     """
     reviewer = clean_reviewer(review.reviewer)
     causes = tuple(dict.fromkeys(c for c in review.causes if c))
+    suggested = review.suggested_label.strip() if LABEL_DOUBTFUL in causes else ""
     note = review.note.strip()
     if not causes and not note:
         raise MushcamError("choose at least one cause or write a note")
@@ -183,9 +185,9 @@ def save_review(path: str | os.PathLike[str], review: Review, timeout: float | N
             " suggested_label, image_path, true_class, pred_class, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (k.image_sha256, k.model, k.checkpoint_sha256, reviewer, json.dumps(list(causes)), note,
-             review.suggested_label.strip(), review.image_path, review.true_class, review.pred_class, created, now),
+             suggested, review.image_path, review.true_class, review.pred_class, created, now),
         )
-    return Review(k, reviewer, causes, note, review.suggested_label.strip(), review.image_path, review.true_class,
+    return Review(k, reviewer, causes, note, suggested, review.image_path, review.true_class,
                   review.pred_class, created, now)
 
 
