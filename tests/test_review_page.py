@@ -126,3 +126,22 @@ def test_two_reviewers_other_models_custom_cause_and_marks(monkeypatch: pytest.M
     assert any("Near-duplicate in train" in w.value for w in at.warning)
     assert list(at.dataframe(key="err_table").value["near-duplicate in"]) == ["train"]
     assert re.search(r"labels to fix \(CSV, 1\)", " ".join(b.label for b in at.get("download_button")))
+
+
+def test_two_sessions_tag_the_same_error(monkeypatch: pytest.MonkeyPatch, written: dict[str, Path]) -> None:
+    """Two browser sessions (two AppTests) tag the same error in turn: both reviews kept, each page shows both."""
+    ana = open_page(monkeypatch, written["ckpt"], written["out"])
+    ben = open_page(monkeypatch, written["ckpt"], written["out"])
+    ana.text_input(key="reviewer_widget").input("Ana").run()
+    ben.text_input(key="reviewer_widget").input("Ben").run()
+    for checkbox in ana.checkbox:  # Ana ticks before Ben saves; she saves after him
+        if checkbox.key == "rv_c_look_alike":
+            checkbox.check()
+    tag(ben, "wrong_region", note="background")
+    ana.button(key="rv_save").click().run()
+    assert {(r.reviewer, r.causes) for r in rs.load_reviews(written["out"])} == {
+        ("Ana", ("look_alike",)), ("Ben", ("wrong_region",))}
+    ben.run()
+    for at in (ana, ben):
+        text = " ".join(m.value for m in at.markdown)
+        assert "Reviews of this error** (2)" in text
