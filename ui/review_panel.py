@@ -96,12 +96,15 @@ def progress(run: RunRecord, table: RunTable, index: ReviewIndex, reviewer: str)
     message = st.session_state.pop("rv_message", None)
     if message:
         getattr(st, message[0])(message[1])
-    wrong = np.flatnonzero(table.kinds != CORRECT).tolist()
-    found = [index.of(key_of(run, table, i)) for i in wrong]
-    done = sum(1 for f in found if f)
-    mine = sum(1 for f in found if any(r.reviewer == reviewer for r in f))
+    name, sha = model_name(run), run.checkpoint_sha256
+    by_anyone = {k.image_sha256 for k in index.by_key if k.model == name and k.checkpoint_sha256 == sha}
+    by_me = {r.key.image_sha256 for r in index.reviews
+             if r.reviewer == reviewer and r.key.model == name and r.key.checkpoint_sha256 == sha}
+    wrong = np.asarray(table.rows.image_sha256, dtype=object)[table.kinds != CORRECT]
+    done = int(np.isin(wrong, list(by_anyone)).sum()) if by_anyone else 0
+    mine = int(np.isin(wrong, list(by_me)).sum()) if by_me else 0
     text = f"**{done} of {len(wrong)} errors reviewed**"
-    st.progress(done / len(wrong) if wrong else 1.0, text=text + (f" (you: {mine})" if reviewer else ""))
+    st.progress(done / len(wrong) if len(wrong) else 1.0, text=text + (f" (you: {mine})" if reviewer else ""))
 
 
 def list_columns(run: RunRecord, table: RunTable, index: ReviewIndex, duplicates: dict[str, tuple[NearDuplicate, ...]],
