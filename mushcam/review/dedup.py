@@ -5,7 +5,7 @@ training split inflates test accuracy and hides errors. Each photo gets a 64-bit
 perceptual hash (pHash) of its whole frame and of :data:`CROPS` sub-frames (the centre and
 the four corners at 80 % and 65 % of each side)::
 
-    grey 32x32 -> C = D X D^T (2-D DCT-II) -> the 8x8 lowest frequencies without C[0,0]
+    grey 32x32 (area average) -> C = D X D^T (2-D DCT-II) -> the 8x8 lowest frequencies without C[0,0]
                -> bit = coefficient > their median
 
 Two photos are near-duplicates when the Hamming distance between one's whole-frame hash
@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -59,14 +60,18 @@ _DCT = _dct_matrix(HASH_SIDE)
 _WEIGHTS = (1 << np.arange(64, dtype=np.uint64)).astype(np.uint64)
 
 
+def _bits(low: np.ndarray) -> np.ndarray:
+    """uint64 hashes of (N, 64) low-frequency blocks: bit = coefficient > the block's median (DC excluded, set 0)."""
+    bits = low > np.median(low[:, 1:], axis=1, keepdims=True)
+    bits[:, 0] = False  # the mean brightness says little about the scene
+    return (bits.astype(np.uint64) * _WEIGHTS).sum(axis=1, dtype=np.uint64)
+
+
 def phash(grey: np.ndarray) -> int:
-    """64-bit DCT hash of a 2-D grey array (any size; squashed to 32x32 first)."""
-    small = np.asarray(Image.fromarray(np.asarray(grey, dtype=np.float32), "F").resize(
-        (HASH_SIDE, HASH_SIDE), Image.Resampling.BOX), dtype=np.float64)
-    low = (_DCT @ small @ _DCT.T)[:8, :8].ravel()
-    bits = low > np.median(low[1:])
-    bits[0] = False  # the mean brightness says little about the scene
-    return int((bits.astype(np.uint64) * _WEIGHTS).sum())
+    """64-bit DCT hash of a 2-D grey array (any size; area-averaged to 32x32 first)."""
+    small = cv2.resize(np.asarray(grey, dtype=np.float32), (HASH_SIDE, HASH_SIDE), interpolation=cv2.INTER_AREA)
+    low = (_DCT @ small.astype(np.float64) @ _DCT.T)[:8, :8].reshape(1, 64)
+    return int(_bits(low)[0])
 
 
 def thumbnail(path: str | os.PathLike[str], side: int = 160) -> np.ndarray:
@@ -85,15 +90,15 @@ def fingerprint(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """uint64 pHash and 12x12 RGB thumbnail of the whole frame and of every sub-frame in :data:`CROPS`."""
     height, width = rgb.shape[:2]
     grey = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    hashes = np.empty(len(CROPS), dtype=np.uint64)
+    smalls = np.empty((len(CROPS), HASH_SIDE, HASH_SIDE), dtype=np.float64)
     colours = np.empty((len(CROPS), COLOUR_SIDE, COLOUR_SIDE, 3), dtype=np.float32)
     for n, (scale, ax, ay) in enumerate(CROPS):
         w, h = max(2, round(width * scale)), max(2, round(height * scale))
         x0, y0 = round((width - w) * ax), round((height - h) * ay)
-        hashes[n] = np.uint64(phash(grey[y0:y0 + h, x0:x0 + w]))
-        crop = Image.fromarray(np.ascontiguousarray(rgb[y0:y0 + h, x0:x0 + w]).astype(np.uint8), "RGB")
-        colours[n] = np.asarray(crop.resize((COLOUR_SIDE, COLOUR_SIDE), Image.Resampling.BOX), dtype=np.float32)
-    return hashes, colours
+        smalls[n] = cv2.resize(grey[y0:y0 + h, x0:x0 + w], (HASH_SIDE, HASH_SIDE), interpolation=cv2.INTER_AREA)
+        colours[n] = cv2.resize(rgb[y0:y0 + h, x0:x0 + w], (COLOUR_SIDE, COLOUR_SIDE), interpolation=cv2.INTER_AREA)
+    low = (_DCT @ smalls @ _DCT.T)[:, :8, :8].reshape(len(CROPS), 64)  # one batched 2-D DCT
+    return _bits(low), colours
 
 
 def colour_diff(a: np.ndarray, b: np.ndarray) -> float:
