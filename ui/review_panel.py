@@ -10,6 +10,7 @@ Callbacks catch the library's errors and keep the message for the next run (``rv
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -39,8 +40,8 @@ STATUS_LABELS = {
 
 
 def reviewer_input() -> str:
-    """The reviewer's name, set once in the sidebar (kept across pages)."""
-    st.session_state.setdefault(REVIEWER_KEY, "")
+    """The reviewer's name, set once in the sidebar (kept across pages; default ``$MUSHCAM_REVIEWER``)."""
+    st.session_state.setdefault(REVIEWER_KEY, os.environ.get("MUSHCAM_REVIEWER", "").strip())
     with st.sidebar:
         state.persistent_widget(st.text_input, REVIEWER_KEY, "Reviewer name",
                                 help="Your reviews on the Errors page are saved under this name.")
