@@ -120,162 +120,189 @@ def build_report(contents: StoreContents, reviews: ReviewIndex, causes: Sequence
                  figures: FigureMaker | None = None, title: str = "Error analysis",
                  duplicates: dict[str, tuple[NearDuplicate, ...]] | None = None) -> Report:
     """The whole report as blocks plus the figures it uses (made once each)."""
-    report = Report()
-    blocks = report.blocks
-    labels = labels_of(causes)
-    keys = [c.key for c in causes]
-    runs = contents.runs
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    reviewers = sorted({r.reviewer for r in reviews.reviews})
-    blocks.append(Block("h1", title))
-    blocks.append(Block("p", f"Written {now} from {len(runs)} evaluated model run{'s' if len(runs) != 1 else ''} and "
-                             f"{len(reviews.reviews)} review{'s' if len(reviews.reviews) != 1 else ''} by "
-                             f"{', '.join(reviewers) if reviewers else 'nobody yet'}. An error has a cause when at "
-                             "least one reviewer tagged it; shares are over the model's reviewed errors and can add "
-                             "up to more than 100 % (an error may have several causes)."))
+    builder = _Builder(contents, reviews, causes, figures, duplicates or {})
+    builder.introduction(title)
+    builder.models()
+    builder.causes()
+    builder.agreement()
+    builder.dangerous()
+    builder.examples()
+    builder.labels_and_duplicates()
+    return builder.report
 
-    errors_by_run: dict[int, list[_Error]] = {}
-    for run in runs:
-        rows = contents.predictions[run.run_id]
-        kinds = error_kinds(rows.true_idx, rows.pred_idx, run.toxicities)
-        errors_by_run[run.run_id] = [
-            _Error(run, rows, i, ReviewKey(rows.image_sha256[i], model_name(run), run.checkpoint_sha256))
-            for i in np.flatnonzero(rows.true_idx != rows.pred_idx).tolist()
-        ]
-        m = run_metrics(contents, run.run_id)
-        errs = errors_by_run[run.run_id]
-        counts = {k: sum(1 for e in errs if any(k in r.causes for r in reviews.of(e.key))) for k in keys}
-        report.summaries.append(ModelSummary(
-            run_label(run, runs), m.n_images, m.accuracy, len(errs), int((kinds == DANGEROUS).sum()),
-            m.poisonous_images, m.benign_count, sum(1 for e in errs if reviews.of(e.key)), counts))
 
-    blocks.append(Block("h2", "Models"))
-    blocks.append(Block("table", header=("model", "images", "accuracy", "errors", "poisonous → edible",
-                                         "edible → poisonous", "reviewed errors"),
-                        rows=tuple((s.label, str(s.n_images), _pct(s.accuracy), str(s.errors),
-                                    f"{s.dangerous} of {s.poisonous_images}", str(s.benign),
-                                    f"{s.reviewed} of {s.errors}") for s in report.summaries)))
+class _Builder:
+    """Adds the report's sections one by one; knows each run's errors and their reviews."""
 
-    blocks.append(Block("h2", "Causes per model"))
-    used = [k for k in keys if any(s.cause_counts[k] for s in report.summaries)]
-    if not used:
-        blocks.append(Block("p", "No error has been tagged with a cause yet."))
-    else:
-        rows_ = []
-        for k in used:
-            cells = [labels[k]]
-            for s in report.summaries:
+    def __init__(self, contents: StoreContents, reviews: ReviewIndex, causes: Sequence[Cause],
+                 figures: FigureMaker | None, duplicates: dict[str, tuple[NearDuplicate, ...]]) -> None:
+        self.report = Report()
+        self.blocks = self.report.blocks
+        self.contents, self.reviews, self.figures, self.duplicates = contents, reviews, figures, duplicates
+        self.runs = contents.runs
+        self.labels = labels_of(causes)
+        self.keys = [c.key for c in causes]
+        self.errors: dict[int, list[_Error]] = {}
+        self.kinds: dict[int, np.ndarray] = {}
+        for run in self.runs:
+            rows = contents.predictions[run.run_id]
+            self.kinds[run.run_id] = error_kinds(rows.true_idx, rows.pred_idx, run.toxicities)
+            self.errors[run.run_id] = [
+                _Error(run, rows, i, ReviewKey(rows.image_sha256[i], model_name(run), run.checkpoint_sha256))
+                for i in np.flatnonzero(rows.true_idx != rows.pred_idx).tolist()
+            ]
+        for run in self.runs:
+            m = run_metrics(contents, run.run_id)
+            errs = self.errors[run.run_id]
+            self.report.summaries.append(ModelSummary(
+                run_label(run, self.runs), m.n_images, m.accuracy, len(errs),
+                int((self.kinds[run.run_id] == DANGEROUS).sum()), m.poisonous_images, m.benign_count,
+                sum(1 for e in errs if reviews.of(e.key)), {k: self.count(errs, k) for k in self.keys}))
+        self.used = [k for k in self.keys if any(s.cause_counts[k] for s in self.report.summaries)]
+
+    def count(self, errs: Sequence[_Error], cause: str) -> int:
+        """Errors that at least one reviewer tagged with ``cause``."""
+        return sum(1 for e in errs if any(cause in r.causes for r in self.reviews.of(e.key)))
+
+    def introduction(self, title: str) -> None:
+        n_runs, n_reviews = len(self.runs), len(self.reviews.reviews)
+        reviewers = sorted({r.reviewer for r in self.reviews.reviews})
+        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        self.blocks.append(Block("h1", title))
+        self.blocks.append(Block("p", f"Written {now} from {n_runs} evaluated model run{'s' if n_runs != 1 else ''} and "
+                                      f"{n_reviews} review{'s' if n_reviews != 1 else ''} by "
+                                      f"{', '.join(reviewers) if reviewers else 'nobody yet'}. An error has a cause when "
+                                      "at least one reviewer tagged it; shares are over the model's reviewed errors and "
+                                      "can add up to more than 100 % (an error may have several causes)."))
+
+    def models(self) -> None:
+        self.blocks.append(Block("h2", "Models"))
+        self.blocks.append(Block("table", header=("model", "images", "accuracy", "errors", "poisonous → edible",
+                                                  "edible → poisonous", "reviewed errors"),
+                                 rows=tuple((s.label, str(s.n_images), _pct(s.accuracy), str(s.errors),
+                                             f"{s.dangerous} of {s.poisonous_images}", str(s.benign),
+                                             f"{s.reviewed} of {s.errors}") for s in self.report.summaries)))
+
+    def causes(self) -> None:
+        self.blocks.append(Block("h2", "Causes per model"))
+        if not self.used:
+            self.blocks.append(Block("p", "No error has been tagged with a cause yet."))
+            return
+        rows = []
+        for k in self.used:
+            cells = [self.labels[k]]
+            for s in self.report.summaries:
                 share = s.cause_counts[k] / s.reviewed if s.reviewed else math.nan
                 cells.append(f"{s.cause_counts[k]} ({_pct(share)})")
-            rows_.append(tuple(cells))
-        blocks.append(Block("table", header=("cause", *(s.label for s in report.summaries)), rows=tuple(rows_)))
-
-        blocks.append(Block("h2", "Causes per class pair"))
+            rows.append(tuple(cells))
+        self.blocks.append(Block("table", header=("cause", *(s.label for s in self.report.summaries)), rows=tuple(rows)))
+        self.blocks.append(Block("h2", "Causes per class pair"))
         pair_rows = []
-        for run in runs:
+        for run in self.runs:
+            names = run.class_names
             groups: dict[tuple[str, str], list[_Error]] = {}
-            for e in errors_by_run[run.run_id]:
-                if reviews.of(e.key):
-                    names = run.class_names
+            for e in self.errors[run.run_id]:
+                if self.reviews.of(e.key):
                     pair = (names[int(e.rows.true_idx[e.index])], names[int(e.rows.pred_idx[e.index])])
                     groups.setdefault(pair, []).append(e)
             for (t, p), errs in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-                cells = [run_label(run, runs), f"{t} → {p}", str(len(errs))]
-                for k in used:
-                    n = sum(1 for e in errs if any(k in r.causes for r in reviews.of(e.key)))
-                    cells.append(f"{n} ({n / len(errs):.0%})" if n else "")
-                pair_rows.append(tuple(cells))
-        blocks.append(Block("table", header=("model", "true → predicted", "reviewed", *(labels[k] for k in used)),
-                            rows=tuple(pair_rows)))
+                counts = [self.count(errs, k) for k in self.used]
+                pair_rows.append((run_label(run, self.runs), f"{t} → {p}", str(len(errs)),
+                                  *(f"{n} ({n / len(errs):.0%})" if n else "" for n in counts)))
+        self.blocks.append(Block("table", header=("model", "true → predicted", "reviewed",
+                                                  *(self.labels[k] for k in self.used)), rows=tuple(pair_rows)))
 
-    blocks.append(Block("h2", "Agreement between reviewers"))
-    pairs = pairwise_kappa(reviews.reviews, keys)
-    if not pairs:
-        blocks.append(Block("p", "No error was reviewed by two reviewers yet."))
-    else:
-        blocks.append(Block("p", "Cohen's kappa per cause on the errors both reviewed: 1 = full agreement, "
-                                 "0 = chance level; n/a = both gave the same answer for every error."))
-        shown = [k for k in keys if any(k in r.causes for r in reviews.reviews)] or keys
-        blocks.append(Block("table", header=("reviewers", "errors in common", *(labels[k] for k in shown)),
-                            rows=tuple((f"{p.reviewer_a} / {p.reviewer_b}", str(p.n_items),
-                                        *(_kappa(p.kappa[k]) for k in shown)) for p in pairs)))
+    def agreement(self) -> None:
+        self.blocks.append(Block("h2", "Agreement between reviewers"))
+        pairs = pairwise_kappa(self.reviews.reviews, self.keys)
+        if not pairs:
+            self.blocks.append(Block("p", "No error was reviewed by two reviewers yet."))
+            return
+        self.blocks.append(Block("p", "Cohen's kappa per cause on the errors both reviewed: 1 = full agreement, "
+                                      "0 = chance level; n/a = both gave the same answer for every error."))
+        shown = [k for k in self.keys if any(k in r.causes for r in self.reviews.reviews)] or self.keys
+        self.blocks.append(Block("table", header=("reviewers", "errors in common", *(self.labels[k] for k in shown)),
+                                 rows=tuple((f"{p.reviewer_a} / {p.reviewer_b}", str(p.n_items),
+                                             *(_kappa(p.kappa[k]) for k in shown)) for p in pairs)))
 
-    def figure_block(error: _Error) -> list[Block]:
-        name = f"{model_name(error.run)}_{error.key.image_sha256[:16]}"
-        if figures is None:
+    def figure(self, error: _Error) -> list[Block]:
+        """The error's figure (made on first use, then shared), or why there is none."""
+        if self.figures is None:
             return []
-        if name not in report.figures:
-            png, why = figures(error.run, error.rows, error.index)
+        name = f"{model_name(error.run)}_{error.key.image_sha256[:16]}"
+        if name not in self.report.figures:
+            png, why = self.figures(error.run, error.rows, error.index)
             if png is None:
                 return [Block("p", f"(no figure: {why})")]
-            report.figures[name] = png
+            self.report.figures[name] = png
         return [Block("figure", f"{error.path}: original, predicted-class and true-class Grad-CAM", figure=name)]
 
-    def notes_block(error: _Error) -> Block:
-        found = reviews.of(error.key)
+    def notes(self, error: _Error) -> Block:
+        found = self.reviews.of(error.key)
         if not found:
             return Block("p", "Not reviewed yet.")
-        return Block("notes", rows=tuple((_review_line(r, labels),) for r in found))
+        return Block("notes", rows=tuple((_review_line(r, self.labels),) for r in found))
 
-    def near_duplicate_note(error: _Error) -> list[Block]:
-        marks = (duplicates or {}).get(error.key.image_sha256, ())
-        twins = [m for m in marks if m.other_split != m.split]
+    def near_duplicates(self, error: _Error) -> list[Block]:
+        twins = [m for m in self.duplicates.get(error.key.image_sha256, ()) if m.other_split != m.split]
         if not twins:
             return []
         return [Block("p", "Near-duplicate of " + ", ".join(f"{m.other_path} ({m.distance} bits)" for m in twins[:3]))]
 
-    blocks.append(Block("h2", "Poisonous predicted as edible"))
-    any_dangerous = False
-    for run in runs:
-        kinds = error_kinds(contents.predictions[run.run_id].true_idx, contents.predictions[run.run_id].pred_idx,
-                            run.toxicities)
-        for error in errors_by_run[run.run_id]:
-            if kinds[error.index] != DANGEROUS:
-                continue
-            any_dangerous = True
-            blocks.append(Block("h3", f"{run_label(run, runs)} · {error.path} · {error.describe()}"))
-            blocks.extend(figure_block(error))
-            blocks.extend(near_duplicate_note(error))
-            blocks.append(notes_block(error))
-    if not any_dangerous:
-        blocks.append(Block("p", "None: no model called a poisonous genus edible."))
-
-    blocks.append(Block("h2", "Examples per cause"))
-    for k in used:
-        examples, seen_images = [], set()
-        for run in runs:
-            for error in errors_by_run[run.run_id]:
-                if error.key.image_sha256 in seen_images:
+    def dangerous(self) -> None:
+        self.blocks.append(Block("h2", "Poisonous predicted as edible"))
+        found = False
+        for run in self.runs:
+            for error in self.errors[run.run_id]:
+                if self.kinds[run.run_id][error.index] != DANGEROUS:
                     continue
-                if any(k in r.causes for r in reviews.of(error.key)):
-                    examples.append(error)
-                    seen_images.add(error.key.image_sha256)
-        total = len(examples)
-        blocks.append(Block("h3", f"{labels[k]} ({total} error{'s' if total != 1 else ''}; "
-                                  f"{min(total, EXAMPLES_PER_CAUSE)} shown)"))
-        for error in examples[:EXAMPLES_PER_CAUSE]:
-            blocks.append(Block("p", f"**{run_label(error.run, runs)}** · {error.path} · {error.describe()}"))
-            blocks.extend(figure_block(error))
-            blocks.append(notes_block(error))
+                found = True
+                self.blocks.append(Block("h3", f"{run_label(run, self.runs)} · {error.path} · {error.describe()}"))
+                self.blocks.extend(self.figure(error))
+                self.blocks.extend(self.near_duplicates(error))
+                self.blocks.append(self.notes(error))
+        if not found:
+            self.blocks.append(Block("p", "None: no model called a poisonous genus edible."))
 
-    fixes = label_fixes(reviews.reviews)
-    blocks.append(Block("h2", "Labels to check"))
-    if fixes:
-        blocks.append(Block("table", header=("path", "current label", "suggested label", "note", "reviewer"),
-                            rows=tuple((f.path, f.current_label, f.suggested_label, f.note, f.reviewer) for f in fixes)))
-    else:
-        blocks.append(Block("p", "No error is tagged label doubtful."))
-    if duplicates:
-        dup_rows = []
-        for run in runs:
-            errs = errors_by_run[run.run_id]
+    def examples(self) -> None:
+        """Up to :data:`EXAMPLES_PER_CAUSE` errors per cause, each photo once."""
+        self.blocks.append(Block("h2", "Examples per cause"))
+        for k in self.used:
+            examples, seen = [], set()
+            for run in self.runs:
+                for error in self.errors[run.run_id]:
+                    if error.key.image_sha256 not in seen and any(k in r.causes for r in self.reviews.of(error.key)):
+                        examples.append(error)
+                        seen.add(error.key.image_sha256)
+            total = len(examples)
+            self.blocks.append(Block("h3", f"{self.labels[k]} ({total} error{'s' if total != 1 else ''}; "
+                                           f"{min(total, EXAMPLES_PER_CAUSE)} shown)"))
+            for error in examples[:EXAMPLES_PER_CAUSE]:
+                self.blocks.append(Block("p", f"**{run_label(error.run, self.runs)}** · {error.path} · "
+                                              f"{error.describe()}"))
+                self.blocks.extend(self.figure(error))
+                self.blocks.append(self.notes(error))
+
+    def labels_and_duplicates(self) -> None:
+        fixes = label_fixes(self.reviews.reviews)
+        self.blocks.append(Block("h2", "Labels to check"))
+        if fixes:
+            self.blocks.append(Block("table", header=("path", "current label", "suggested label", "note", "reviewer"),
+                                     rows=tuple((f.path, f.current_label, f.suggested_label, f.note, f.reviewer)
+                                                for f in fixes)))
+        else:
+            self.blocks.append(Block("p", "No error is tagged label doubtful."))
+        if not self.duplicates:
+            return
+        rows = []
+        for run in self.runs:
+            errs = self.errors[run.run_id]
             n = sum(1 for e in errs if any(m.other_split == "train" and m.split != "train"
-                                           for m in duplicates.get(e.key.image_sha256, ())))
-            dup_rows.append((run_label(run, runs), str(len(errs)), str(n)))
-        blocks.append(Block("h2", "Near-duplicates of training photos"))
-        blocks.append(Block("table", header=("model", "errors", "errors on a photo with a near-duplicate in train"),
-                            rows=tuple(dup_rows)))
-    return report
+                                           for m in self.duplicates.get(e.key.image_sha256, ())))
+            rows.append((run_label(run, self.runs), str(len(errs)), str(n)))
+        self.blocks.append(Block("h2", "Near-duplicates of training photos"))
+        self.blocks.append(Block("table", header=("model", "errors", "errors on a photo with a near-duplicate in train"),
+                                 rows=tuple(rows)))
 
 
 # ------------------------------------------------------------------------------ rendering
