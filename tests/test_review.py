@@ -109,6 +109,31 @@ def test_two_concurrent_writers_lose_nothing(results: Path) -> None:
     assert len(store.load_store(results).runs) == 2  # the runs are untouched
 
 
+def test_reviews_written_while_evaluate_replaces_a_run(results: Path, setup: dict[str, Path]) -> None:
+    """An `evaluate` re-saving the same checkpoint's run while a reviewer tags: both writes land."""
+    record = run_record("efficientnet_b0", setup["ckpt"], setup["data"], 12)
+    rows = rows_for(setup["data"], PRED, CONF)
+
+    def evaluate() -> None:
+        for _ in range(5):
+            store.save_run(results, record, rows)
+
+    worker = threading.Thread(target=evaluate)
+    worker.start()
+    _writer(str(results), "Ana", 15)
+    worker.join(60)
+    assert len(rs.load_reviews(results)) == 15
+    assert [r.backbone for r in store.load_store(results).runs] == ["efficientnet_b0", "mobilenet_v3_large"]
+
+
+def test_malformed_review_rows_give_one_clear_error(results: Path) -> None:
+    rs.save_review(results, rs.Review(rs.ReviewKey("0" * 64, "m", "c"), "Ana", ("other",), image_path="A/x.png"))
+    with sqlite3.connect(results) as connection:
+        connection.execute("UPDATE reviews SET causes_json = '{not json'")
+    with pytest.raises(store.StoreError, match="a stored review of A/x.png has malformed causes"):
+        rs.load_reviews(results)
+
+
 def test_kappa_hand_computed() -> None:
     # 10 errors; A tags items 0-5, B tags 0-2 and 6: agree on 0-2 (yes) and 7-9 (no) -> p_o = 0.6
     a = [i < 6 for i in range(10)]

@@ -145,3 +145,17 @@ def test_two_sessions_tag_the_same_error(monkeypatch: pytest.MonkeyPatch, writte
     for at in (ana, ben):
         text = " ".join(m.value for m in at.markdown)
         assert "Reviews of this error** (2)" in text
+
+
+def test_malformed_reviews_are_one_message(monkeypatch: pytest.MonkeyPatch, written: dict[str, Path]) -> None:
+    import sqlite3
+
+    rs.save_review(written["out"], rs.Review(rs.ReviewKey("0" * 64, "m", "c"), "Ana", ("other",), image_path="A/x.png"))
+    with sqlite3.connect(written["out"]) as connection:
+        connection.execute("UPDATE reviews SET causes_json = '[1, 2'")
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "pages" / "3_Errors.py"), default_timeout=60)
+    monkeypatch.setenv("MUSHCAM_CHECKPOINTS", str(written["ckpt"]))
+    monkeypatch.setenv("MUSHCAM_RESULTS", str(written["out"]))
+    at.run()
+    assert not at.exception
+    assert any("malformed causes" in e.value for e in at.error)
