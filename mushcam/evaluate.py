@@ -29,12 +29,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from mushcam.data import IMAGE_EXTENSIONS, ImageLoadError, decode_image, image_sha256, preprocess, read_bytes, scan_image_folder
+from mushcam.data import (
+    IMAGE_EXTENSIONS,
+    ImageLoadError,
+    decode_image,
+    image_sha256,
+    preprocess,
+    printable,
+    read_bytes,
+    scan_images,
+)
+from mushcam.finite import naming_model, require_finite
 from mushcam.gradcam import eval_mode
 from mushcam.manifest import InputSpec, Manifest
 from mushcam.metrics import ModelMetrics, compute_metrics, format_rate
 from mushcam.models import BACKBONES, DISPLAY_NAMES, file_sha256, load_model
-from mushcam.store import Predictions, RunRecord, Skipped, StoreContents, load_store, save_run
+from mushcam.store import Predictions, RunRecord, Skipped, StoreContents, check_writable, load_store, save_run
 
 MAX_BATCH_SIZE = 1024
 
@@ -69,8 +79,10 @@ def scan_test_set(root: str | Path, manifest: Manifest) -> TestSet:
     images: list[TestImage] = []
     skipped: list[Skipped] = []
     for path in sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
-        skipped.append(Skipped(path.name, "not inside a class folder (expected ROOT/<Class>/<image>)"))
-    for item in scan_image_folder(root):
+        skipped.append(Skipped(printable(path.name), "not inside a class folder (expected ROOT/<Class>/<image>)"))
+    scan = scan_images(root)
+    skipped.extend(Skipped(path, reason) for path, reason in scan.skipped)
+    for item in scan.images:
         try:
             true_idx = manifest.class_index(item.label)
         except KeyError:
@@ -160,6 +172,7 @@ def predict_images(
                 true_idx.append(item.true_idx)
             if tensors:
                 logits = model(torch.stack(tensors).to(device))
+                require_finite(logits, "logits")  # fails at the first batch, not at the store's constraints
                 chunks.append(torch.softmax(logits.float(), dim=1).cpu())
             done += len(batch)
             if progress is not None:
@@ -265,6 +278,7 @@ def evaluate_models(
         raise IsADirectoryError(f"--out {out} is a folder; give a file such as {out / 'results.sqlite'}")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"the folder for --out does not exist: {out.parent}")
+    check_writable(out)  # a locked, read-only or foreign store is refused before any model runs
 
     test_set = scan_test_set(data_root, manifest)
     for reason, items in _group_by_reason(test_set.skipped).items():
@@ -291,7 +305,8 @@ def evaluate_models(
         model = load_model(backbone, checkpoint, num_classes=manifest.num_classes)
         bar = Progress(f"{backbone}", len(images), progress_stream)
         try:
-            output = predict_images(model, images, manifest.input, batch_size, bar.update)
+            with naming_model(backbone):
+                output = predict_images(model, images, manifest.input, batch_size, bar.update)
         except KeyboardInterrupt:
             log(f"\ninterrupted while evaluating {backbone}: nothing written for it; earlier results are intact")
             raise

@@ -21,6 +21,7 @@ How it stays cheap and leaves no trace:
 
 from __future__ import annotations
 
+from mushcam.finite import require_finite
 from mushcam.exceptions import MushcamError
 
 import contextlib
@@ -196,6 +197,7 @@ def grad_cam(
         logits = model(inputs)
         if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
             raise GradCAMError("the model must return logits of shape N x C")
+        require_finite(logits, "logits")
         missing = [name for name in layers if name not in recorder.activations]
         if missing:
             raise GradCAMError(
@@ -216,6 +218,7 @@ def grad_cam(
             raise GradCAMError(f"no gradient flows from the output back to layer {name!r}")
         weights = gradient.mean(dim=(2, 3), keepdim=True)
         cam = torch.relu((weights * activation.detach()).sum(dim=1))
+        require_finite(cam, f"Grad-CAM maps at layer {name!r}")
         cams_by_layer[name] = cam.float()
     return GradCAMResult(
         cams=cams_by_layer[layers[0]],
