@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mushcam.exceptions import MushcamError
 from mushcam.data import (
     IMAGE_EXTENSIONS,
     ImageLoadError,
@@ -146,7 +147,7 @@ def predict_images(
     uploads, and preprocessed to ``spec``; ``probabilities = softmax(model(x))``.
     """
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
-        raise ValueError(f"batch size must be between 1 and {MAX_BATCH_SIZE}; got {batch_size}")
+        raise MushcamError(f"batch size must be between 1 and {MAX_BATCH_SIZE}; got {batch_size}")
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     paths: list[str] = []
@@ -256,12 +257,12 @@ def evaluate_models(
     any model runs. Each model's run is committed as soon as that model has finished.
     """
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
-        raise ValueError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}; got {batch_size}")
+        raise MushcamError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}; got {batch_size}")
     if backbones:
         chosen = list(dict.fromkeys(backbones))
         for backbone in chosen:
             if backbone not in manifest.models:
-                raise ValueError(f"the manifest lists no checkpoint for {backbone}")
+                raise MushcamError(f"the manifest lists no checkpoint for {backbone}")
             if not manifest.checkpoint_path(backbone).is_file():
                 raise FileNotFoundError(f"checkpoint for {backbone} not found: {manifest.checkpoint_path(backbone)}")
     else:
@@ -284,7 +285,7 @@ def evaluate_models(
     for reason, items in _group_by_reason(test_set.skipped).items():
         log(f"skipped {len(items)} file{'s' if len(items) != 1 else ''} ({_examples(items)}): {reason}")
     if not test_set.images:
-        raise ValueError(
+        raise MushcamError(
             f"no images of the manifest's classes under {test_set.root} (expected ROOT/<Class>/<image>, "
             f"classes: {', '.join(manifest.class_names)})"
         )
@@ -335,7 +336,7 @@ def evaluate_models(
             n_images=len(predictions),
         )
         if len(predictions) == 0:
-            raise ValueError(f"no image under {test_set.root} could be read")
+            raise MushcamError(f"no image under {test_set.root} could be read")
         run_id = save_run(out, run, predictions, skipped)
         metrics = compute_metrics(predictions.true_idx, predictions.pred_idx, manifest.class_names,
                                   [c.toxicity for c in manifest.classes])
@@ -477,7 +478,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         if args.threads < 1:
-            raise ValueError(f"--threads must be at least 1; got {args.threads}")
+            raise MushcamError(f"--threads must be at least 1; got {args.threads}")
         torch.set_num_threads(args.threads)
     manifest = resolve_manifest(args.manifest)
     evaluate_models(args.data, manifest, args.out, args.backbones, args.batch_size)

@@ -187,7 +187,12 @@ def grad_cam(
         inputs = inputs.unsqueeze(0)
     if inputs.dim() != 4:
         raise GradCAMError(f"inputs must be N x C x H x W; got shape {tuple(inputs.shape)}")
-    modules = {name: get_layer(model, name) for name in layers}
+    try:
+        modules = {name: get_layer(model, name) for name in layers}
+    except MushcamError:
+        raise
+    except ValueError as exc:  # an unknown layer name: the user's input
+        raise GradCAMError(str(exc)) from None
     parameter = next(model.parameters(), None)
     if parameter is not None:
         inputs = inputs.to(device=parameter.device, dtype=parameter.dtype)
