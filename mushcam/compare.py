@@ -779,7 +779,7 @@ class Memo:
             self.digests[backbone] = self.cache.checkpoint_sha256(self.manifest.checkpoint_path(backbone))
         digest = self.digests[backbone]
         entry = self.cache.get_entry(cam_cache.cam_key(digest, image.sha256, layer, None, spec))
-        if entry is not None and entry.probabilities is not None and entry.class_idx is not None:
+        if cam_cache.entry_fits(entry, spec, self.manifest.num_classes):
             return Explanation(entry.cam, entry.probabilities, entry.class_idx, layer)  # no model needed
         return cam_cache.cached_explanation(self.cache, self.model(backbone), image.image, spec, layer, None,
                                             digest, image.sha256)

@@ -55,6 +55,7 @@ from mushcam.cache import (
     CamCache,
     cam_key,
     default_cache_dir,
+    entry_fits,
     roundtrip,
     store_explanation,
 )
@@ -441,8 +442,7 @@ class _ModelPass:
         target = _class_target(config, item)
         key = cam_key(self.checkpoint_sha, image_sha, self.layer, target, self.manifest.input)
         entry = None if config.force else config.cache.get_entry(key)
-        if entry is not None and (entry.probabilities is None or entry.class_idx is None
-                                  or entry.probabilities.numel() != self.manifest.num_classes):
+        if entry is not None and not entry_fits(entry, self.manifest.input, self.manifest.num_classes):
             entry = None  # recorded without what the CSV needs: recompute
         pending = _Pending(item, image_sha, target, entry)
         if entry is not None:

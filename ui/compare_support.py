@@ -16,6 +16,7 @@ import streamlit as st
 from mushcam import compare
 from mushcam.data import LabelledImage, scan_image_folder
 from mushcam.explain import Explanation
+from mushcam.finite import naming_model
 from ui import state
 
 DISPLAY_SIDE = 320  # grid pictures on the page
@@ -41,10 +42,11 @@ def explainer(ctx: state.AppContext, models: dict[str, object]) -> compare.Expla
     keys = {b: state.model_identity(ctx, b) for b in models}
 
     def explain(backbone: str, image: compare.CompareImage) -> Explanation:
-        return state.cached_explanation(
-            models[backbone], image.image, manifest, keys[backbone], image.sha256,
-            manifest.models[backbone].layer, None,
-        )
+        with naming_model(state.display_name(backbone)):
+            return state.cached_explanation(
+                models[backbone], image.image, manifest, keys[backbone], image.sha256,
+                manifest.models[backbone].layer, None,
+            )
 
     return explain
 
