@@ -60,7 +60,7 @@ def add_explain(subparsers: argparse._SubParsersAction) -> None:
 def run_explain(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from mushcam.data import load_image
+    from mushcam.data import load_image, printable
     from mushcam.explain import explain_image, render_explanation, top_k
     from mushcam.models import BACKBONES, DEFAULT_LAYERS, DISPLAY_NAMES, load_model
     from mushcam.files import write_bytes_atomic, write_json_atomic
@@ -100,9 +100,9 @@ def run_explain(args: argparse.Namespace) -> int:
     write_bytes_atomic(out / "cam.npy", buffer.getvalue())
     names = manifest.class_names
     prediction = {
-        "image": str(Path(args.image).resolve()),
+        "image": printable(Path(args.image).resolve()),
         "backbone": args.backbone,
-        "checkpoint": str(checkpoint.resolve()),
+        "checkpoint": printable(checkpoint.resolve()),
         "layer": layer,
         "predicted": names[explanation.predicted_idx],
         "confidence": explanation.confidence,

@@ -332,7 +332,7 @@ def _check_finite_run(run: RunRecord, predictions: Predictions) -> None:
             text.encode("utf-8")
         except UnicodeEncodeError:
             shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-            raise StoreError(f"{shown!r} is not valid UTF-8 text and cannot be stored; rename it") from None
+            raise StoreError(f"the name {shown} is not valid UTF-8 text and cannot be stored; rename it") from None
 
 
 def check_writable(path: str | os.PathLike[str], timeout: float | None = None) -> None:
