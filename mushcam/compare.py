@@ -44,6 +44,7 @@ from mushcam.models import DISPLAY_NAMES
 from mushcam.render import DEFAULT_ALPHA, DEFAULT_COLORMAP, cam_scale, colorize, fit_within, overlay, to_png, upsample_cam
 
 DEFAULT_SAMPLE_SIZE = 12
+MAX_GRID_IMAGES = 100  # rows of one exported grid: the figure is for people (100 rows ~ 30,000 px tall)
 DISPLAY_MAX_SIDE = 1024  # the display copy of an image (the model sees the full resolution)
 MEASURE_SIDE = 224  # the common grid on which maps of different backbones are compared
 PANEL_SIDE = 224  # one picture in the exported grid
@@ -854,8 +855,9 @@ def run_compare(args: argparse.Namespace) -> int:
     from mushcam.cli import UsageError, resolve_manifest
     from mushcam.render import COLORMAPS
 
-    if args.n < 1:
-        raise UsageError(f"--n must be at least 1; got {args.n}")
+    if not 1 <= args.n <= MAX_GRID_IMAGES:
+        raise UsageError(f"--n must be between 1 and {MAX_GRID_IMAGES} (one grid is for people to read); got {args.n}; "
+                         "for more images use python -m mushcam gradcam")
     if not 0.0 <= args.alpha <= 1.0:
         raise UsageError(f"--alpha must be between 0 and 1; got {args.alpha}")
     if args.colormap not in COLORMAPS:
@@ -867,6 +869,9 @@ def run_compare(args: argparse.Namespace) -> int:
     cache = None if args.no_cache else CamCache(default_cache_dir())
     memo = Memo(manifest, lambda backbone: load_catalog_model(manifest, backbone), cache)
     outcome_for = None if args.no_outcome_mix else (lambda load: outcome_with(memo, backbones, manifest, load))
+    if len(args.inputs) > MAX_GRID_IMAGES:
+        raise UsageError(f"{len(args.inputs)} images given; one grid holds at most {MAX_GRID_IMAGES} "
+                         "(for more images use python -m mushcam gradcam)")
     images = gather_images(args.inputs, manifest, args.n, args.seed, outcome_for)
 
     def progress(done: int, total: int, what: str) -> None:
