@@ -75,6 +75,8 @@ def run_explain(args: argparse.Namespace) -> int:
     colormap = args.colormap or DEFAULT_COLORMAP
     if colormap not in COLORMAPS:
         raise UsageError(f"--colormap must be one of {', '.join(COLORMAPS)}; got {colormap!r}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out} is a file; give a folder (it is created)")
     manifest = resolve_manifest(args.manifest)
     entry = manifest.models.get(args.backbone)
     if args.checkpoint:

@@ -858,6 +858,10 @@ def run_compare(args: argparse.Namespace) -> int:
     if not 1 <= args.n <= MAX_GRID_IMAGES:
         raise UsageError(f"--n must be between 1 and {MAX_GRID_IMAGES} (one grid is for people to read); got {args.n}; "
                          "for more images use python -m mushcam gradcam")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be 0 or more; got {args.seed}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out} is a file; give a folder (it is created)")
     if not 0.0 <= args.alpha <= 1.0:
         raise UsageError(f"--alpha must be between 0 and 1; got {args.alpha}")
     if args.colormap not in COLORMAPS:

@@ -89,6 +89,7 @@ from mushcam.render import (
 VIEW_NAMES: tuple[str, ...] = ("original", "heatmap", "overlay", "combined")
 DEFAULT_VIEWS: tuple[str, ...] = ("overlay", "heatmap", "combined")
 DEFAULT_MAX_SIDE = 1024  # views are rendered at most this large (as in the app)
+MAX_MAX_SIDE = 8192  # the largest --max-side: a combined figure is then at most ~25,000 px wide
 DEFAULT_PNG_LEVEL = 1  # zlib level: PNG encoding is the costliest step after the model (see README)
 MAX_QUEUE = 256  # done images (no pixels held) waiting for a batch to fill: bounds a mostly-cached run
 PROGRESS_SECONDS = 10.0
@@ -532,7 +533,7 @@ class _ModelPass:
 
     def _write_files(self, item: ImageItem, image: Image.Image, explanation: Explanation) -> None:
         views = render_explanation(image, explanation, self.manifest, DISPLAY_NAMES[self.backbone],
-                                   self.config.alpha, self.config.colormap)
+                                   self.config.alpha, self.config.colormap, max_side=self.config.max_side)
         pixels = {name.lower(): array for name, array in views.as_dict().items()}
         paths = output_paths(self.out_dir, item.relpath, self.config.views)
         for view in self.config.views:
@@ -682,8 +683,10 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         raise UsageError(f"--alpha must be between 0 and 1; got {args.alpha}")
     if args.colormap not in COLORMAPS:
         raise UsageError(f"--colormap must be one of {', '.join(COLORMAPS)}; got {args.colormap!r}")
-    if args.max_side < 16:
-        raise UsageError(f"--max-side must be at least 16 pixels; got {args.max_side}")
+    if not 16 <= args.max_side <= MAX_MAX_SIDE:
+        raise UsageError(f"--max-side must be between 16 and {MAX_MAX_SIDE} pixels (views are for people); got {args.max_side}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out} is a file; give a folder (it is created)")
     if not 0 <= args.png_level <= 9:
         raise UsageError(f"--png-level must be between 0 and 9; got {args.png_level}")
     if not (math.isfinite(args.cache_max_mb) and args.cache_max_mb > 0):
