@@ -133,6 +133,8 @@ PAGE_CASES = [
     PageCase("Explain", "sample-class-links-to-root", _sample_root_link, "warning", r"Everything.*links to /", True),
     PageCase("Compare", "nan-weights", _nan_weights, "error", r"MobileNetV3-Large.*(non-finite|not finite)"),
     PageCase("Compare", "layer-not-a-feature-map", _layer("classifier"), "error", r"needs a 4-D feature map"),
+    PageCase("Compare", "non-utf8-sample-name", _bad_sample_name, "warning", r"caf\\xe9\.png.*not valid UTF-8", True),
+    PageCase("Compare", "sample-class-links-to-root", _sample_root_link, "warning", r"Everything.*links to /", True),
     PageCase("Compare", "cache-cannot-be-written", _cache_is_a_file, "warning", r"cannot be written.*kept in memory", True),
     PageCase("Home", "store-bad-manifest-json",
              lambda env: env.store_sql("UPDATE runs SET manifest_json = '[1, 2'"), "error", r"manifest_json column is not a JSON object"),
