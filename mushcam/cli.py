@@ -33,10 +33,26 @@ class UsageError(MushcamError):
 
 
 def resolve_manifest(manifest_arg: str | None):  # noqa: ANN201 - returns mushcam.manifest.Manifest
-    """The manifest named on the command line, or the default checkpoint folder's one."""
-    from mushcam.manifest import load_manifest, default_checkpoint_dir
+    """The manifest named on the command line, or the default checkpoint folder's one.
 
-    return load_manifest(manifest_arg if manifest_arg else default_checkpoint_dir())
+    A manifest that Python's json cannot even hold (nesting deep enough for RecursionError,
+    an integer of more than 4,300 digits) is a user error here too, not a traceback.
+    """
+    from mushcam.manifest import ManifestError, default_checkpoint_dir, load_manifest
+
+    where = manifest_arg if manifest_arg else default_checkpoint_dir()
+    try:
+        return load_manifest(where)
+    except MushcamError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        if isinstance(exc, RecursionError):
+            reason = "it is nested too deeply to be a manifest"
+        elif "digits" in str(exc):
+            reason = "it holds a number with more than 4,300 digits"
+        else:
+            reason = str(exc)
+        raise ManifestError(f"the manifest in {where} cannot be read: {reason}") from None
 
 
 def add_explain(subparsers: argparse._SubParsersAction) -> None:

@@ -70,12 +70,12 @@ from mushcam.data import (
     read_bytes,
     scan_images,
 )
-from mushcam.cli import UsageError
+from mushcam.cli import UsageError, resolve_manifest
 from mushcam.files import write_bytes_atomic, write_json_atomic
 from mushcam.finite import naming_model
 from mushcam.explain import Explanation, render_explanation
 from mushcam.gradcam import grad_cam
-from mushcam.manifest import Manifest, default_checkpoint_dir, load_manifest
+from mushcam.manifest import Manifest
 from mushcam.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 from mushcam.models import BACKBONES, DISPLAY_NAMES, load_model
 from mushcam.render import (
@@ -653,7 +653,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     """Validate the command line (errors name the option) and build the run's configuration."""
-    manifest = load_manifest(args.manifest if args.manifest else default_checkpoint_dir())
+    manifest = resolve_manifest(args.manifest)
     backbones = _split_list(args.backbones) or [b for b in BACKBONES if b in manifest.models]
     if not backbones:
         raise UsageError("the manifest lists no models; add one under \"models\" or pass --manifest")

@@ -169,6 +169,13 @@ def _store_copy(edit: Callable[[sqlite3.Connection], None]) -> Callable[[World, 
     return make
 
 
+def _manifest_text(tmp: Path, text: str) -> Path:
+    folder = tmp / "hostile_manifest"
+    folder.mkdir(exist_ok=True)
+    (folder / "manifest.json").write_text(text)
+    return folder
+
+
 def _text_file(w: World, tmp: Path) -> Path:
     path = tmp / "notes.sqlite"
     path.write_text("these are my notes, not a database\n" * 50)
@@ -278,6 +285,15 @@ CLI_CASES = [
          r"written by a newer MushCAM"),
     Case("stores", "evaluate-into-text-file", _evaluate(out=_text_file), r"not a readable SQLite results store"),
     Case("stores", "evaluate-into-foreign-sqlite", _evaluate(out=_foreign_sqlite), r"not a MushCAM results store"),
+    # manifests that Python's json cannot hold (the manifest's own checks live in test_manifest.py)
+    Case("manifests", "nested-100000-deep",
+         lambda w, tmp: ["explain", str(w.image), "--backbone", MODEL, "--manifest", str(_manifest_text(tmp, "[" * 100_000 + "]" * 100_000)),
+                         "--out", str(w.explained)],
+         r"manifest.*(nested too deeply|too deep|nesting)"),
+    Case("manifests", "5000-digit-number",
+         lambda w, tmp: ["gradcam", "--data", str(w.data), "--manifest", str(_manifest_text(tmp, '{"classes": ' + "9" * 5000 + "}")),
+                         "--out", str(tmp / "maps")],
+         r"manifest.*(more than 4,300 digits|digit|integer|number)"),
     # non-finite model outputs
     Case("non-finite", "explain-nan-weights",
          lambda w, tmp: ["explain", str(w.image), "--backbone", MODEL, "--manifest", str(w.nan_ckpt), "--out", str(w.explained)],
