@@ -107,9 +107,10 @@ def _refusal(path: Path, kind: str, message: str) -> CheckpointError:
     blocked = re.search(r"GLOBAL (\S+) was not an allowed global", message) or re.search(
         r"unsupported GLOBAL (\S+) whose module", message
     )
-    foreign = [n for n in names if not safety.is_torch_internal(n)]
-    if blocked and blocked.group(1) not in foreign:
-        foreign.insert(0, blocked.group(1))
+    foreign = [safety.readable(n) for n in names if not safety.is_torch_internal(n)]
+    if blocked and not any(n.endswith(safety.readable(blocked.group(1))) for n in foreign):
+        foreign.insert(0, safety.readable(blocked.group(1)))
+    foreign = list(dict.fromkeys(foreign))
     dangerous = safety.dangerous_globals(foreign)
     if dangerous:
         return CheckpointError(

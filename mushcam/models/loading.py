@@ -7,7 +7,9 @@ second copy of the weights. :func:`load_model` is its old name-and-file form.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from mushcam.models.recognise import Recognised, load_planned, plan
 from mushcam.models.registry import (
     BACKBONES,
     HEAD_WEIGHT_KEYS,
+    TIMM_PREFIX,
     PretrainedWeightsUnavailable,
     build_model,
     imagenet_weights,
@@ -42,6 +45,21 @@ def _source_notes(path: Path, raw_dtypes: set[torch.dtype], where: str) -> list[
     return notes
 
 
+def _vit_image_size(state: Mapping[str, torch.Tensor], arch: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A ViT's input size read from its position embedding, when the entry does not give it."""
+    match = re.search(r"(?:vit_[a-z]_|patch)(\d+)", arch)
+    option = "img_size" if arch.startswith(TIMM_PREFIX) else "image_size"
+    if not match or option in kwargs:
+        return kwargs
+    key = next((k for k in state if k.endswith(("encoder.pos_embedding", "pos_embed"))), None)
+    if key is None or state[key].dim() != 3:
+        return kwargs
+    tokens = int(state[key].shape[1])
+    side = math.isqrt(tokens - 1) if math.isqrt(tokens - 1) ** 2 == tokens - 1 else math.isqrt(tokens)
+    size = side * int(match.group(1))
+    return kwargs if size == 224 else {**kwargs, option: size}
+
+
 def load_checkpoint(
     path: str | os.PathLike[str],
     arch: str,
@@ -58,6 +76,7 @@ def load_checkpoint(
     ckpt.check_finite(state, path.name)
     dtypes = {v.dtype for v in state.values()}
     state = ckpt.as_float32(state)
+    kwargs = _vit_image_size(state, arch, dict(kwargs or {}))
     found_plan = plan(state, arch, kwargs, head_activation, path.name)
     recognised = load_planned(found_plan, state, path.name)
     notes = _source_notes(path, dtypes, where)

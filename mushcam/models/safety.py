@@ -170,10 +170,20 @@ def dangerous_globals(names: list[str]) -> list[str]:
     return bad
 
 
+# Pickle protocol 2 writes Python 2 module names; show the names people know.
+_PY2_NAMES = {"__builtin__": "builtins", "commands": "subprocess", "copy_reg": "copyreg"}
+
+
+def readable(name: str) -> str:
+    """``commands.Popen`` -> ``subprocess.Popen``; ``__builtin__.eval`` -> ``builtins.eval``."""
+    module, _, attr = name.rpartition(".")
+    return f"{_PY2_NAMES.get(module, module)}.{attr}" if module else name
+
+
 def is_torch_internal(name: str) -> bool:
     """Globals a weights-only file may legitimately name (tensor rebuilders, dtypes, containers)."""
-    return name.startswith(("torch.", "collections.", "_codecs.", "numpy.core.multiarray._reconstruct",
-                            "builtins.set", "builtins.frozenset", "builtins.slice"))
+    return readable(name).startswith(("torch.", "collections.", "_codecs.", "numpy.core.multiarray._reconstruct",
+                                      "builtins.set", "builtins.frozenset", "builtins.slice"))
 
 
 __all__ = [
@@ -184,5 +194,6 @@ __all__ = [
     "is_torch_internal",
     "pickle_bytes",
     "pickle_globals",
+    "readable",
     "sniff",
 ]
