@@ -63,6 +63,11 @@ def read_checkpoint(path: str | os.PathLike[str]) -> object:
         raise CheckpointError(f"cannot read checkpoint {path.name}: {exc.strerror or exc}") from None
     if kind.kind == "empty":
         raise CheckpointError(f"cannot read checkpoint {path.name}: the file is empty (0 bytes); it was not written completely, save it again")
+    if kind.kind == "lfs":
+        raise CheckpointError(
+            f"cannot read checkpoint {path.name}: it is a Git LFS pointer, not the weights; fetch them with "
+            "'git lfs pull' in the repository it came from"
+        )
     if kind.kind == "text":
         raise CheckpointError(
             f"cannot read checkpoint {path.name}: it is a text file (starts with {kind.detail!r}), not "

@@ -188,7 +188,7 @@ def _does_not_fit(arch: str, sk: Skeleton, prefix: str, missing: list[str], unex
     if shapes:
         parts.append(f"{len(shapes)} shape mismatches ({_first(shapes)})")
     hint = ""
-    if shapes or missing:
+    if shapes or missing or len(unexpected) > 4:
         guess = guess_architecture(state)
         if guess and guess.arch != arch and guess.exact:
             hint = f"; its trunk fits {guess.arch}: set \"arch\": \"{guess.arch}\" in the manifest entry"
