@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from mushcam.exceptions import MushcamError
@@ -26,7 +27,7 @@ from mushcam.models import (
     resolve_layer,
 )
 from mushcam.models.heads import describe as describe_head
-from mushcam.models.usercode import build_from_code, parse_code
+from mushcam.models.usercode import UserCodeError, build_from_code, parse_code
 
 # The preset heads (demo mode describes them).
 HEAD_SLOTS = {"resnet50": "fc", "efficientnet_b0": "classifier", "mobilenet_v3_large": "classifier"}
@@ -122,6 +123,7 @@ def load_catalog_entry(manifest: Manifest, name: str, demo: bool = False) -> Loa
     if entry.code:
         model = build_from_code(manifest.root, entry.code, entry.kwargs, path)
         runs_code = parse_code(entry.code)[0]
+        _check_outputs(model, manifest, name, runs_code)
         arch = entry.code
         head = describe_head(_last_head(model))
         recognised = f"built by your code {entry.code}({_kwargs_text(entry.kwargs)}); weights loaded strictly"
@@ -137,6 +139,22 @@ def load_catalog_entry(manifest: Manifest, name: str, demo: bool = False) -> Loa
     else:
         layer, note = choose_layer(model, manifest.input.size)
     return LoadedModel(name, model, arch, layer, note, head, recognised, runs_code)
+
+
+def _check_outputs(model: nn.Module, manifest: Manifest, name: str, file_name: str) -> None:
+    """The user's model must return N x C logits for the manifest's C classes (one small forward)."""
+    x = torch.zeros(1, 3, manifest.input.size, manifest.input.size)
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    except Exception as exc:  # noqa: BLE001 - the user's forward
+        raise UserCodeError(f"models.{name}: forward of the model from {file_name} raised {type(exc).__name__}: {exc}") from None
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[1] != manifest.num_classes:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise UserCodeError(
+            f"models.{name}: the model from {file_name} returns {shape}, but the manifest lists "
+            f"{manifest.num_classes} classes (expected logits of shape N x {manifest.num_classes}; check 'kwargs')"
+        )
 
 
 def _kwargs_text(kwargs: dict) -> str:

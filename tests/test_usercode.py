@@ -143,3 +143,11 @@ def test_weights_that_do_not_fit_the_users_class_name_keys_and_kwargs(tmp_path: 
     torch.save(source_model(folder, num_classes=4, hidden=64).state_dict(), folder / "mine.pt")
     with pytest.raises(CheckpointError, match=r"shape mismatches \(classifier.1.weight: checkpoint \(64, 512\) vs model \(32, 512\).*check 'kwargs'"):
         load_catalog_entry(load_manifest(folder), "mine")
+
+
+def test_a_class_count_other_than_the_manifests_is_named(tmp_path: Path):
+    folder = write_folder(tmp_path, {"checkpoint": "mine.pt", "code": "thesis_models.py:MushroomClassifier",
+                                     "kwargs": {"num_classes": 7, "hidden": 32}}, classes=4)
+    torch.save(source_model(folder, num_classes=7, hidden=32).state_dict(), folder / "mine.pt")
+    with pytest.raises(UserCodeError, match=r"returns \(1, 7\), but the manifest lists 4 classes"):
+        load_catalog_entry(load_manifest(folder), "mine")
