@@ -127,7 +127,7 @@ CASES = [
          save="bf16"),
     Case("timm_resnet18", lambda: __import__("timm").create_model("resnet18", num_classes=4), 4,
          {"arch": "timm:resnet18"}, "layer4"),
-    Case("swin_t", lambda: tv("swin_t", num_classes=4), 4, {"arch": "swin_t"}, "permute"),
+    Case("swin_t", lambda: tv("swin_t", num_classes=4), 4, {"arch": "swin_t"}, "norm"),
     Case("timm_vit_tiny", lambda: __import__("timm").create_model("vit_tiny_patch16_224", num_classes=4, img_size=SIZE), 4,
          {"arch": "timm:vit_tiny_patch16_224"}, "blocks.11.norm1"),
     Case("vit_b_16", lambda: tv("vit_b_16", num_classes=4, image_size=SIZE), 4, {"arch": "vit_b_16"},
@@ -233,7 +233,8 @@ def test_zoo_loads_to_the_source_models_function(zoo, case: Case):
     for fragment in case.expect_how:
         assert fragment in loaded.recognised
     if manifest.models[case.name].layer is None:
-        assert loaded.layer_note.startswith("chosen automatically: ")
+        assert loaded.layer == case.source_layer  # the automatic choice, by name
+        assert loaded.layer_note.startswith(f"chosen automatically: {case.source_layer} (the last ")
 
 
 @pytest.mark.parametrize("layer", ["backbone.layer4", "layer4"])

@@ -197,8 +197,13 @@ def choose_layer(model: nn.Module, size: int) -> tuple[str, str]:
             valid.append((name, as_feature_map(tensor, layout)))
     # Prefer the width the head reads (a ViT's residual stream, not its q/k/v projections).
     matching = [item for item in valid if item[1].shape[1] == width]
-    if matching or valid:
-        name, fmap = (matching or valid)[-1]
+    chosen = matching or valid
+    # A parameter-free reshuffle (Swin's final Permute) of the map before it: name the layer itself.
+    while len(chosen) > 1 and not any(True for _ in model.get_submodule(chosen[-1][0]).parameters()) \
+            and chosen[-1][1].shape == chosen[-2][1].shape and torch.equal(chosen[-1][1], chosen[-2][1]):
+        chosen = chosen[:-1]
+    if chosen:
+        name, fmap = chosen[-1]
         k, h, w = fmap.shape[1:]
         return name, f"chosen automatically: {name} (the last {k}×{h}×{w} feature map before the logits at {size} px)"
     raise LayerError("no spatial feature map of the model influences the logits at more than one position: set \"layer\"")
