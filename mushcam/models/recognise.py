@@ -19,6 +19,7 @@ recorded as aliases of the architecture's own (``layer4``) on the model.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -249,19 +250,11 @@ def _plan_head(state, arch, kwargs, sk, prefix, parent, in_slot, outside, activa
             stock_classes = n
             inner_text = f"the stock {sk.slot} head"
         elif replaced is not None:
-            final_rel = sk.final[len(sk.slot) + 1:]
-
-            def inner() -> nn.Module:  # noqa: F811 - the stock slot with its final layer rebuilt
-                slot = build_architecture(arch, 1, kwargs, device=str(torch.get_default_device())).get_submodule(sk.slot)
-                new_final = rebuild_head(replaced, activation, f"{slot_prefix}{final_rel}.") if replaced else nn.Identity()
-                slot.set_submodule(final_rel, new_final)
-                return slot
-
+            where = f"{slot_prefix}{sk.final[len(sk.slot) + 1:]}."
+            inner = functools.partial(_stock_slot_final_rebuilt, arch, kwargs, sk, replaced, activation, where)
             inner_text = f"the stock {sk.slot} with {sk.final} replaced"
         else:
-            def inner() -> nn.Module:  # noqa: F811
-                return rebuild_head(in_slot, activation, slot_prefix)
-
+            inner = functools.partial(rebuild_head, in_slot, activation, slot_prefix)
             inner_text = f"a custom head in the stock slot '{sk.slot}'"
         for rel in in_slot:
             rename[slot_prefix + rel] = f"{sk.slot}.{rel}"
@@ -272,8 +265,7 @@ def _plan_head(state, arch, kwargs, sk, prefix, parent, in_slot, outside, activa
         rel_out = {k.split(".", 1)[1]: v for k, v in outside.items()} if single else dict(outside)
         where = f"{parent}{heads[0]}." if single else (parent or "")
 
-        def outer() -> nn.Module:
-            return rebuild_head(rel_out, activation, where)
+        outer = functools.partial(rebuild_head, rel_out, activation, where)
 
         target = f"{sk.slot}.1." if in_slot else f"{sk.slot}."
         for rel in rel_out:
@@ -284,14 +276,27 @@ def _plan_head(state, arch, kwargs, sk, prefix, parent, in_slot, outside, activa
             for rel in in_slot:
                 rename[slot_prefix + rel] = f"{sk.slot}.0.{rel}"
     if outer is not None and inner is None and in_slot:  # stock head kept, wrapper head after it
-        def inner() -> nn.Module:  # noqa: F811
-            return build_architecture(arch, stock_classes, kwargs, device=str(torch.get_default_device())).get_submodule(sk.slot)
+        inner = functools.partial(_stock_slot, arch, stock_classes, kwargs, sk)
     builder = _slot_builder(inner, outer)
     how = _how(arch, prefix, sk, inner_text, outside, parent, notes)
     plan_ = Plan(arch, kwargs, prefix, rename, stock_classes, builder, how, aliases, tuple(notes))
     if builder is not None:
         _check_head(builder, sk, arch, name)
     return plan_
+
+
+def _stock_slot(arch: str, num_classes: int, kwargs: dict[str, Any], sk: Skeleton) -> nn.Module:
+    """The architecture's own head slot for ``num_classes``, on the current default device."""
+    device = str(torch.get_default_device())
+    return build_architecture(arch, num_classes, kwargs, device=device).get_submodule(sk.slot)
+
+
+def _stock_slot_final_rebuilt(arch: str, kwargs: dict[str, Any], sk: Skeleton, final: dict[str, torch.Tensor],
+                              activation: str, where: str) -> nn.Module:
+    """The stock slot with its final layer rebuilt from ``final``'s keys (Identity when it has none)."""
+    slot = _stock_slot(arch, 1, kwargs, sk)
+    slot.set_submodule(sk.final[len(sk.slot) + 1:], rebuild_head(final, activation, where) if final else nn.Identity())
+    return slot
 
 
 def _slot_builder(inner: Callable[[], nn.Module] | None, outer: Callable[[], nn.Module] | None) -> Callable[[], nn.Module] | None:
@@ -324,7 +329,7 @@ def _check_head(builder: Callable[[], nn.Module], sk: Skeleton, arch: str, name:
                     f"{name}: the head's first layer takes {width} features, but {arch}'s trunk gives {sk.feature_dim}: "
                     f"the checkpoint may be another variant of the architecture: check \"arch\""
                 )
-            if sk.slot == sk.final or width == sk.feature_dim:
+            if width == sk.feature_dim and not any(isinstance(m, nn.Conv2d) for m in head.modules()):
                 head.eval()(torch.zeros(2, sk.feature_dim))
     except HeadError as exc:
         raise CheckpointError(
