@@ -180,7 +180,7 @@ CATALOGUE = [
     ("builtins_exec", "would call builtins.exec when loaded"),
     ("raw_pickle_os_system", "refused raw_pickle_os_system.pt|not a PyTorch weights file"),
     ("whole_model", "whole pickled model .*python -m mushcam import-checkpoint whole_model.pt --trust"),
-    ("nan_weights", "has 2 tensors with NaN or infinite values: layer1.0.bn1.running_var \\(1 of 64\\), fc.weight \\(3 of 2048\\)"),
+    ("nan_weights", "has 2 tensors whose values are not finite \\(NaN or infinite\\): layer1.0.bn1.running_var \\(1 of 64\\), fc.weight \\(3 of 2048\\)"),
     ("only_metadata", "entry 'epoch' is a int, not a tensor"),
     ("trunk_only", "holds resnet18's trunk but no classification head"),
     ("wrong_arch", "it is not a resnet18 .*set \"arch\": \"mobilenet_v3_small\""),

@@ -201,8 +201,8 @@ def check_finite(state: Mapping[str, torch.Tensor], name: str) -> None:
     if bad:
         shown = ", ".join(bad[:5]) + (f", … {len(bad) - 5} more" if len(bad) > 5 else "")
         raise CheckpointError(
-            f"{name} has {len(bad)} tensors with NaN or infinite values: {shown}. The training diverged or the "
-            "file is damaged; use an earlier checkpoint"
+            f"{name} has {len(bad)} tensors whose values are not finite (NaN or infinite): {shown}. The training "
+            "diverged or the file is damaged; use an earlier checkpoint"
         )
 
 
