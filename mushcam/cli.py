@@ -168,6 +168,8 @@ def add_import_checkpoint(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_import_checkpoint(args: argparse.Namespace) -> int:
+    import json
+
     from mushcam.models.importing import import_checkpoint
 
     result = import_checkpoint(args.file, args.out, args.trust, args.code, args.name, args.arch, args.size)
