@@ -44,7 +44,7 @@ except Exception as exc:  # noqa: BLE001 - any load failure is shown, never a tr
     st.stop()
 layer = manifest.models[backbone].layer
 identity = state.model_identity(ctx, backbone)
-with st.spinner("Running the model…"):
+with st.spinner("Running the model…"), state.shown_errors(backbone):
     prediction = state.cached_explanation(model, loaded.image, manifest, identity, loaded.sha256, layer, None, method)
 names = manifest.class_names
 target = controls[1].selectbox(
@@ -60,7 +60,7 @@ colormap = controls[3].selectbox("Colormap", COLORMAPS, index=COLORMAPS.index(DE
 if target is None or target == prediction.class_idx:
     explanation = prediction
 else:
-    with st.spinner(f"{METHOD_LABELS[method]} for {names[target]}…"):
+    with st.spinner(f"{METHOD_LABELS[method]} for {names[target]}…"), state.shown_errors(backbone):
         explanation = state.cached_explanation(model, loaded.image, manifest, identity, loaded.sha256, layer, target,
                                                method)
 

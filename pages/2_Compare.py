@@ -106,7 +106,9 @@ if not images:
     st.info("Upload one or more photos, or sample them from a test folder." if source == "upload"
             else "No images to compare yet.")
     st.stop()
-comparison = compare.compute_comparison(images, backbones, manifest, explain, progress=progress.maps, methods=methods)
+with state.shown_errors():
+    comparison = compare.compute_comparison(images, backbones, manifest, explain, progress=progress.maps,
+                                            methods=methods)
 grid = comparison.backbones  # the columns: models x methods
 progress.clear()
 

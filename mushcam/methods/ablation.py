@@ -98,6 +98,24 @@ def _replay(model: nn.Module, hook: _Replace, image: torch.Tensor, chunk: torch.
     return logits
 
 
+def _zero_channels(chunk: torch.Tensor, start: int, layout: str) -> None:
+    """Copy i of ``chunk`` (the layer's raw output, B copies) loses channel ``start + i``.
+
+    The raw layout is kept: N x K x h x w ("nchw"), N x h x w x K ("nhwc", Swin), or
+    N x tokens x K ("tokens", a ViT: only the grid's tokens, not the class token).
+    """
+    rows = torch.arange(chunk.shape[0], device=chunk.device)
+    channels = rows + start
+    if layout == "nchw":
+        chunk[rows, channels] = 0
+    elif layout == "nhwc":
+        chunk[rows, :, :, channels] = 0
+    else:
+        tokens = chunk.shape[1]
+        prefix = tokens - math.isqrt(tokens) ** 2
+        chunk[rows, prefix:, channels] = 0
+
+
 def ablation_scores(
     model: nn.Module,
     image: torch.Tensor,
@@ -105,17 +123,18 @@ def ablation_scores(
     module: nn.Module,
     class_idx: int,
     batch_size: int,
+    layout: str = "nchw",
+    channels: int | None = None,
 ) -> torch.Tensor:
-    """``y_c^k`` for every channel k of one image's activation (1 x K x h x w): (K,)."""
-    channels = activation.shape[1]
+    """``y_c^k`` for every channel k of one image's raw layer output (batch 1): (K,)."""
+    channels = activation.shape[1] if channels is None else channels
     scores = torch.empty(channels, dtype=torch.float32, device=activation.device)
     broadcast = True
     with _Replace(module) as hook, torch.no_grad():
         for start in range(0, channels, batch_size):
             stop = min(channels, start + batch_size)
             chunk = activation.expand(stop - start, *activation.shape[1:]).clone()
-            rows = torch.arange(stop - start, device=chunk.device)
-            chunk[rows, torch.arange(start, stop, device=chunk.device)] = 0
+            _zero_channels(chunk, start, layout)
             logits = _replay(model, hook, image, chunk, broadcast) if broadcast else None
             if logits is None:
                 broadcast = False
@@ -127,15 +146,17 @@ def ablation_scores(
 def ablation_cam(model: nn.Module, captured: Capture, layer: str, batch_size: int | None = None) -> torch.Tensor:
     """Ablation-CAM maps (N x h x w) at ``layer`` from a gradient-free capture."""
     activation = captured.activations[layer]
+    raw, layout = captured.raw[layer], captured.layouts[layer]
     module = get_layer(model, layer)
-    size = default_batch_size(activation) if batch_size is None else int(batch_size)
+    size = default_batch_size(raw) if batch_size is None else int(batch_size)
     if size < 1:
         raise GradCAMError(f"batch_size must be at least 1; got {batch_size}")
     weights = torch.empty(activation.shape[:2], dtype=torch.float32, device=activation.device)
     for n in range(activation.shape[0]):
         c = int(captured.class_idx[n])
         original = float(captured.logits[n, c])
-        ablated = ablation_scores(model, captured.inputs[n : n + 1], activation[n : n + 1], module, c, size)
+        ablated = ablation_scores(model, captured.inputs[n : n + 1], raw[n : n + 1], module, c, size, layout,
+                                  activation.shape[1])
         if original == 0.0:
             weights[n] = 0.0  # the paper's weight is undefined for a zero score
         else:

@@ -17,17 +17,22 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mushcam.exceptions import MushcamError
+from mushcam.finite import require_finite
 from mushcam.gradcam import GradCAMError, _class_indices, _LayerRecorder, eval_mode
-from mushcam.models import get_layer
+from mushcam.models.layers import as_feature_map, channels_last_module, get_layer, resolve_layer
 
 
 @dataclass(frozen=True)
 class Capture:
     """What one forward (and, if asked, one head-only backward) pass gives.
 
-    ``activations[name]``: N x K x h x w, detached. ``gradients[name]``: d y_c / d A of the
+    ``activations[name]``: N x K x h x w, detached (a ViT's or Swin's tokens as their grid,
+    as :func:`mushcam.gradcam.grad_cam` reads them). ``gradients[name]``: d y_c / d A of the
     same shape, or None when not asked for. ``logits``: N x C. ``class_idx``: (N,).
     ``inputs``: the batch on the model's device and dtype (for methods that re-run it).
+    ``raw[name]`` and ``layouts[name]``: the layer's output as it came ("nchw", "nhwc" or
+    "tokens"), for methods that put a modified output back into the network.
     """
 
     activations: dict[str, torch.Tensor]
@@ -35,6 +40,8 @@ class Capture:
     logits: torch.Tensor
     class_idx: torch.Tensor
     inputs: torch.Tensor
+    raw: dict[str, torch.Tensor]
+    layouts: dict[str, str]
 
 
 def layer_names(layer: str | Sequence[str]) -> list[str]:
@@ -72,12 +79,19 @@ def capture(
     when ``gradients`` is true.
     """
     layers = layer_names(layer)
-    modules = {name: get_layer(model, name) for name in layers}
+    try:
+        modules = {name: get_layer(model, name) for name in layers}
+    except MushcamError:
+        raise
+    except ValueError as exc:  # an unknown layer name: the user's input
+        raise GradCAMError(str(exc)) from None
+    channels_last = {name: channels_last_module(model, resolve_layer(model, name)) for name in layers}
     inputs = prepare_inputs(model, inputs)
-    with eval_mode(model), _LayerRecorder(modules) as recorder, torch.no_grad():
+    with eval_mode(model), _LayerRecorder(modules, channels_last) as recorder, torch.no_grad():
         logits = model(inputs)
         if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
             raise GradCAMError("the model must return logits of shape N x C")
+        require_finite(logits, "logits")
         missing = [name for name in layers if name not in recorder.activations]
         if missing:
             raise GradCAMError(
@@ -97,13 +111,16 @@ def capture(
             for name, gradient in zip(layers, found, strict=True):
                 if gradient is None:
                     raise GradCAMError(f"no gradient flows from the output back to layer {name!r}")
-                grads[name] = gradient.detach()
+                grads[name] = as_feature_map(gradient.detach(), recorder.layouts[name])
     return Capture(
-        activations={name: leaf.detach() for name, leaf in zip(layers, leaves, strict=True)},
+        activations={name: as_feature_map(leaf.detach(), recorder.layouts[name])
+                     for name, leaf in zip(layers, leaves, strict=True)},
         gradients=grads,
         logits=logits.detach(),
         class_idx=chosen.detach(),
         inputs=inputs,
+        raw={name: leaf.detach() for name, leaf in zip(layers, leaves, strict=True)},
+        layouts=dict(recorder.layouts),
     )
 
 
