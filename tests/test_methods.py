@@ -504,3 +504,42 @@ def test_ablation_and_score_cam_equal_pytorch_grad_cam_on_a_real_photo(models, p
     ours = cam(model, photo, "features.7", class_idx=classes, method="scorecam").cams
     theirs = grad_cam_lib_raw("scorecam", model, model.features[7], photo, classes)
     assert relative_error(ours, theirs) < 1e-5
+
+
+class TokenNet(nn.Module):
+    """A tiny transformer-shaped model: a class token plus a 4 x 4 grid of tokens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(7)
+        self.patch = nn.Conv2d(3, 6, 4, stride=4)
+        self.cls = nn.Parameter(torch.randn(1, 1, 6))
+        self.block = nn.Sequential(nn.Linear(6, 6), nn.GELU())
+        self.fc = nn.Linear(12, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.patch(x).flatten(2).transpose(1, 2)
+        tokens = self.block(torch.cat([self.cls.expand(x.shape[0], -1, -1), tokens], 1))
+        return self.fc(torch.cat([tokens[:, 0], tokens[:, 1:].mean(1)], 1))
+
+
+def test_ablation_cam_on_a_token_grid_zeroes_grid_channels_only():
+    model = TokenNet().eval()
+    image = torch.randn(1, 3, 16, 16)
+    result = cam(model, image, "block", class_idx=1, method="ablationcam", batch_size=4)
+    raw = capture(model, image, "block", gradients=False).raw["block"]  # 1 x 17 x 6
+    original = float(model(image)[0, 1])
+    weights = []
+    for k in range(6):
+        ablated = raw.clone()
+        ablated[:, 1:, k] = 0  # the grid's tokens; the class token is not part of the map
+        handle = model.block.register_forward_hook(lambda m, i, o, a=ablated: a)
+        try:
+            with torch.no_grad():
+                weights.append((original - float(model(image)[0, 1])) / original)
+        finally:
+            handle.remove()
+    grid = raw[0, 1:].T.reshape(6, 4, 4)
+    reference = torch.relu((torch.tensor(weights)[:, None, None] * grid).sum(0))
+    assert float(reference.max()) > 0
+    torch.testing.assert_close(result.cams[0], reference, rtol=1e-5, atol=1e-6 * float(reference.max()))
