@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mushcam.evaluate",
     "mushcam.train",
     "mushcam.pipeline",
+    "mushcam.trust.cli",
 )
 
 

@@ -470,5 +470,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from mushcam.trust.report import format_trust_report
+    from mushcam.trust.store import load_trust
+
     print(format_report(load_store(args.store), markdown=args.markdown, summary_only=args.summary))
+    trust = format_trust_report(load_trust(args.store), markdown=args.markdown)
+    if trust:
+        print("\n" + trust)
     return 0

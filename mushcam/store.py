@@ -386,3 +386,37 @@ def load_store(path: str | os.PathLike[str], timeout: float | None = None) -> St
             predictions={r.run_id: _read_predictions(connection, r) for r in runs},
             skipped={r.run_id: _read_skipped(connection, r.run_id) for r in runs},
         )
+
+
+# ------------------------------------------------------------- other tables in the same file
+
+
+@contextlib.contextmanager
+def write_transaction(path: str | os.PathLike[str], timeout: float | None = None) -> Iterator[sqlite3.Connection]:
+    """One immediate write transaction on a results store, created with the core tables if new.
+
+    Committed when the block ends, rolled back on any failure. Other modules (the trust
+    metrics) keep their own tables in the same file through this, next to the predictions.
+    """
+    path = Path(path).expanduser()
+    with _connect(path, write=True, timeout=timeout) as connection:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            if not _check_identity(connection, path, empty_ok=True):
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
+                connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            yield connection
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            raise
+
+
+def read_transaction(path: str | os.PathLike[str], timeout: float | None = None) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+    """A read-only connection inside one read transaction (a consistent snapshot) of a results store."""
+    return _reading(path, timeout)
