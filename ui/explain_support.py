@@ -30,9 +30,13 @@ def sample_files(folder: str) -> list[tuple[str, str]]:
     return [(item.relpath, item.label) for item in scan_image_folder(folder)]
 
 
+OPENED_FOLDER_KEY = "explain_folder"  # set by another page (Trust) that opens one of its photos here
+
+
 def choose_photo() -> Photo | None:
-    """Upload widget, or a pick from the sample folder when one is configured."""
-    folder = state.sample_folder()
+    """Upload widget, or a pick from the sample folder (or the folder another page opened a photo from)."""
+    opened = st.session_state.get(OPENED_FOLDER_KEY)
+    folder = Path(opened) if opened and Path(opened).is_dir() else state.sample_folder()
     source = UPLOAD
     if folder is not None:
         source = st.radio("Photo source", [UPLOAD, SAMPLE], horizontal=True, key="source")

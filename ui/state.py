@@ -35,6 +35,7 @@ NAVIGATION = (
     ("pages/1_Explain.py", "Explain", "🔎"),
     ("pages/2_Compare.py", "Compare", "⚖️"),
     ("pages/3_Errors.py", "Errors", "☠️"),
+    ("pages/4_Trust.py", "Trust", "🧪"),
 )
 
 

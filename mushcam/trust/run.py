@@ -23,7 +23,7 @@ from mushcam.data import ImageLoadError, decode_image, image_sha256, preprocess,
 from mushcam.evaluate import Progress, TestImage, scan_test_set
 from mushcam.exceptions import MushcamError
 from mushcam.manifest import Manifest
-from mushcam.memory import peak_rss_bytes
+from mushcam.memory import peak_rss_bytes, reset_peak_rss
 from mushcam.models import file_sha256
 from mushcam.trust import store as trust_store
 from mushcam.trust.explainers import check_methods, explain_maps
@@ -100,6 +100,7 @@ def faithfulness_over_folder(
         f"ROAD at {', '.join(map(str, settings.road_percentages)) or 'no'} %")
     summaries = []
     for name in chosen_models:
+        reset_peak_rss()  # the peak printed below is this model's own
         digest = file_sha256(manifest.checkpoint_path(name))
         loaded = load_catalog_entry(manifest, name)
         try:
