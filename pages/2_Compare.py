@@ -163,6 +163,12 @@ if len(backbones) > 1:
                  column_config={k: NUMBER for k, v in by_pair[0].items() if isinstance(v, float)})
 with st.expander("Per image"):
     st.dataframe(compare.image_table(comparison), hide_index=True, key="compare_image_table")
+if st.toggle("Faithfulness of each map", key="compare_faithfulness",
+             help="Deletion / insertion AUC (Petsiuk et al. 2018; blurred baseline, 10 steps): 22 forward passes per "
+             "map. Lower deletion and higher insertion = the region the map marks drives the score. The Trust page "
+             "has the whole test set with floors and intervals."):
+    st.dataframe(support.map_faithfulness(ctx, models, comparison), hide_index=True, key="compare_faithfulness_table",
+                 column_config={"deletion_auc": NUMBER, "insertion_auc": NUMBER})
 
 # --- export ---------------------------------------------------------------------------
 now = dt.datetime.now()

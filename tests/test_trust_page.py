@@ -111,3 +111,21 @@ def test_without_a_store_the_page_says_how_to_make_one(tmp_path: Path, monkeypat
     at = AppTest.from_file(TRUST, default_timeout=60).run()
     assert not at.exception
     assert "python -m mushcam faithfulness" in at.info[0].value
+
+
+def test_compare_page_gains_each_maps_deletion_and_insertion_auc(setup: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MUSHCAM_CHECKPOINTS", str(setup["ckpt"]))
+    monkeypatch.setenv("MUSHCAM_SAMPLES", str(setup["data"]))
+    at = AppTest.from_file(str(ROOT / "pages" / "2_Compare.py"), default_timeout=180)
+    at.session_state["compare_n"] = 2
+    at.session_state["compare_mix"] = False
+    at.run()
+    assert not at.exception
+    at.toggle(key="compare_faithfulness").set_value(True).run()
+    assert not at.exception
+    table = at.dataframe[-1].value  # the last table: AppTest does not expose a dataframe's key
+    assert list(table.columns) == ["image", "backbone", "explained", "deletion_auc", "insertion_auc"]
+    assert len(table) == 2 * 2  # images x backbones
+    assert set(table["backbone"]) == {"EfficientNet-B0", "MobileNetV3-Large"}
+    for column in ("deletion_auc", "insertion_auc"):
+        assert ((table[column] >= 0) & (table[column] <= 1)).all()

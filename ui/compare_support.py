@@ -167,3 +167,28 @@ __all__ = [
     "load_models",
     "to_compare_image",
 ]
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def _map_aucs(_model: object, _image: object, _manifest: object, model_key: str, image_sha: str, class_idx: int,
+              _cam: object) -> tuple[float, float]:
+    """Deletion and insertion AUC of one cached map (computed once per model, image and class)."""
+    from mushcam.data import preprocess
+    from mushcam.trust.faithfulness import map_aucs
+
+    return map_aucs(_model, preprocess(_image, _manifest.input), _cam, class_idx)
+
+
+def map_faithfulness(ctx: state.AppContext, models: dict[str, object], comparison: compare.Comparison) -> list[dict[str, object]]:
+    """One row per (image, backbone): each map's deletion AUC (lower = faithful) and insertion AUC (higher)."""
+    assert ctx.manifest is not None
+    rows = []
+    for row in comparison.rows:
+        for backbone, cell in row.cells.items():
+            deletion, insertion = _map_aucs(models[backbone], row.image.image, ctx.manifest,
+                                            state.model_identity(ctx, backbone), row.image.sha256,
+                                            int(cell.explanation.class_idx), cell.explanation.cam)
+            rows.append({"image": row.image.name, "backbone": state.display_name(backbone),
+                         "explained": ctx.manifest.class_names[cell.explanation.class_idx],
+                         "deletion_auc": deletion, "insertion_auc": insertion})
+    return rows

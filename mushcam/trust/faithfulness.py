@@ -283,3 +283,25 @@ def evaluate_map(
         class_idx=int(class_idx), probability=probability, deletion=deletion, insertion=insertion,
         average_drop=drops, increase=increases, road_morf=morf, road_lerf=lerf,
     )
+
+
+def map_aucs(
+    model: nn.Module,
+    image: torch.Tensor,
+    cam: torch.Tensor,
+    class_idx: int,
+    steps: int = 10,
+    baseline: str = "blur",
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Deletion and insertion AUC of one map alone (no floor, no ROAD): 2 (steps + 1) forward passes.
+
+    What the Compare page adds to each map's numbers; same definitions as :func:`evaluate_map`.
+    """
+    settings = FaithfulnessSettings(steps=steps, baseline=baseline, road_percentages=(), seed=seed)
+    image = image.detach().float()
+    generator = torch.Generator().manual_seed(seed)
+    rank = ranking(saliency(cam.detach().float().cpu(), tuple(image.shape[1:]))[0], generator)
+    scorer = _Scorer(model, image, baseline_image(image, baseline), class_idx, settings.batch_size)
+    deletion, insertion = scorer.curves(rank, step_counts(rank.numel(), steps))
+    return curve_auc(deletion), curve_auc(insertion)
