@@ -51,7 +51,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--road-percentages", type=_percentages, default=DEFAULT_ROAD_PERCENTAGES,
                         help="ROAD removal percentages, comma-separated (default 10,...,90; 'none' to skip ROAD)")
     parser.add_argument("--batch-size", type=int, default=32, help="perturbed images per forward pass (default 32)")
-    parser.add_argument("--limit", type=int, help="only the first N images (in class order)")
+    parser.add_argument("--limit", type=int, help="only N images, taken at even intervals over the folder (every class gets its share)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random maps, tie-breaking and ROAD noise")
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
     parser.add_argument("--out", required=True, help="results store (the evaluate command's file), e.g. results.sqlite")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import matplotlib
 
@@ -15,12 +16,12 @@ from mushcam.trust.store import load_trust, mean_curves  # noqa: E402
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
 
-def save_curves_figure(store: str | os.PathLike[str], out: str | os.PathLike[str], dpi: int = 100) -> int:
-    """Deletion (left) and insertion (right) curves of every faithfulness run; random maps dotted.
-
-    Returns the number of runs drawn.
+def save_curves_figure(store: str | os.PathLike[str], out: str | os.PathLike[str], dpi: int = 100,
+                       models: Sequence[str] | None = None) -> int:
+    """Deletion (left) and insertion (right) curves of every faithfulness run (or ``models``' runs);
+    random maps dotted. Returns the number of runs drawn.
     """
-    runs = load_trust(store).faithfulness
+    runs = [r for r in load_trust(store).faithfulness if not models or r.key.model in models]
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     for i, run in enumerate(runs):
         curves = mean_curves(store, run.frun_id)

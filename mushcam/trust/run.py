@@ -93,7 +93,7 @@ def faithfulness_over_folder(
     chosen_methods = check_methods(methods)
     chosen_models = choose_models(manifest, models, log)
     test_set = scan_test_set(data_root, manifest)
-    images = list(test_set.images)[:limit] if limit else list(test_set.images)
+    images = spread(list(test_set.images), limit) if limit else list(test_set.images)
     if not images:
         raise MushcamError(f"no images of the manifest's classes under {test_set.root}")
     log(f"{len(images)} images in {test_set.root}; baseline {settings.baseline}, {settings.steps} steps, "
