@@ -12,7 +12,7 @@ import pytest
 from factories import CLASSES, write_image_folder, write_manifest
 from mushcam.cli import main
 from mushcam.store import load_runs
-from mushcam.trust.report import bootstrap_mean, least_faithful
+from mushcam.trust.report import bootstrap_mean, faithfulness_rows, least_faithful
 from mushcam.trust.store import load_trust, mean_curves
 
 
@@ -60,6 +60,10 @@ def test_faithfulness_is_stored_with_the_predictions_run_identity(scored: tuple[
     assert curves.deletion[0] == pytest.approx(run.values["probability"].mean(), abs=1e-5)
     assert curves.insertion[-1] == pytest.approx(run.values["probability"].mean(), abs=1e-5)
     assert len(least_faithful(run, 3)) == 3
+    (row,) = faithfulness_rows([run])
+    assert row.deletion_gain.mean == pytest.approx(float(np.mean(run.values["deletion_auc_random"] - run.values["deletion_auc"])))
+    assert row.insertion_gain.mean == pytest.approx(float(np.mean(run.values["insertion_auc"] - run.values["insertion_auc_random"])))
+    assert row.deletion_gain.low <= row.deletion_gain.mean <= row.deletion_gain.high
 
     capsys.readouterr()
     assert main(["report", str(store), "--summary"]) == 0

@@ -71,6 +71,8 @@ class FaithfulnessRow:
     average_drop: Estimate
     increase: Estimate
     road: Estimate
+    deletion_gain: Estimate  # paired, per image: random map's deletion AUC - the map's (> 0: better than noise)
+    insertion_gain: Estimate  # the map's insertion AUC - the random map's
 
 
 def faithfulness_rows(runs: Sequence[FaithfulnessRun]) -> list[FaithfulnessRow]:
@@ -82,6 +84,8 @@ def faithfulness_rows(runs: Sequence[FaithfulnessRun]) -> list[FaithfulnessRow]:
             bootstrap_mean(v["deletion_auc_inverted"]), bootstrap_mean(v["insertion_auc"]),
             bootstrap_mean(v["insertion_auc_random"]), bootstrap_mean(v["insertion_auc_inverted"]),
             bootstrap_mean(v["average_drop"]), bootstrap_mean(v["increase"]), bootstrap_mean(v["road"]),
+            bootstrap_mean(v["deletion_auc_random"] - v["deletion_auc"]),
+            bootstrap_mean(v["insertion_auc"] - v["insertion_auc_random"]),
         ))
     return rows
 
@@ -105,11 +109,12 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool)
 
 def format_faithfulness(rows: Sequence[FaithfulnessRow], markdown: bool = False) -> str:
     header = ["model", "method", "baseline", "images", "deletion AUC ↓ [95% CI]", "random", "inverted",
-              "insertion AUC ↑ [95% CI]", "random", "inverted", "Average Drop % ↓", "Increase % ↑", "ROAD ↑"]
+              "gain over random ↑", "insertion AUC ↑ [95% CI]", "random", "inverted", "gain over random ↑",
+              "Average Drop % ↓", "Increase % ↑", "ROAD ↑"]
     table = [[
         model_label(r.run.key.model), r.run.key.method, str(r.run.settings.get("baseline", "?")), str(r.run.n_images),
-        r.deletion.format(), f"{r.deletion_random.mean:.3f}", f"{r.deletion_inverted.mean:.3f}",
-        r.insertion.format(), f"{r.insertion_random.mean:.3f}", f"{r.insertion_inverted.mean:.3f}",
+        r.deletion.format(), f"{r.deletion_random.mean:.3f}", f"{r.deletion_inverted.mean:.3f}", r.deletion_gain.format(),
+        r.insertion.format(), f"{r.insertion_random.mean:.3f}", f"{r.insertion_inverted.mean:.3f}", r.insertion_gain.format(),
         r.average_drop.format(100, 1), r.increase.format(100, 1), r.road.format(),
     ] for r in rows]
     return _table(header, table, markdown)
@@ -138,7 +143,8 @@ def format_trust_report(contents: TrustContents, markdown: bool = False) -> str:
         parts.append(("### " if markdown else "") + "Faithfulness (mean over images, bootstrap 95% interval)")
         parts.append(format_faithfulness(faithfulness_rows(contents.faithfulness), markdown))
         parts.append("data: " + ", ".join(roots) + "; ↓ lower is better, ↑ higher is better; random / inverted: "
-                     "the same scores for a random map and for the map turned upside down (floor and ceiling)")
+                     "the same scores for a random map and for the map turned upside down (floor and ceiling); gain over random: "
+                     "the paired per-image difference from the random map (an interval above 0: better than noise)")
     if contents.sanity:
         parts.append("\n" + ("### " if markdown else "") + "Sanity check (cascading randomisation, Adebayo et al. 2018)")
         parts.append(format_sanity(contents.sanity, markdown))
