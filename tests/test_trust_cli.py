@@ -138,3 +138,16 @@ def test_bootstrap_interval_contains_the_mean_and_narrows_with_more_images() -> 
     values = rng.normal(0.0, 1.0, 400)
     estimate = bootstrap_mean(values)
     assert (estimate.high - estimate.low) / 2 == pytest.approx(1.96 * values.std() / 20, rel=0.15)
+
+
+def test_curves_figure_is_a_png_with_one_line_pair_per_run(scored: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    from PIL import Image
+
+    from mushcam.trust.figure import save_curves_figure
+
+    _, store, _ = scored
+    out = tmp_path / "curves.png"
+    assert save_curves_figure(store, out) == 2
+    assert save_curves_figure(store, tmp_path / "one.png", models=["mobilenet_v3_large"]) == 1
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.size == (1000, 380)
