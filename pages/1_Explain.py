@@ -40,7 +40,7 @@ except Exception as exc:  # noqa: BLE001 - any load failure is shown, never a tr
     st.stop()
 layer = manifest.models[backbone].layer
 identity = state.model_identity(ctx, backbone)
-with st.spinner("Running the model…"):
+with st.spinner("Running the model…"), state.shown_errors(backbone):
     prediction = state.cached_explanation(model, loaded.image, manifest, identity, loaded.sha256, layer, None)
 names = manifest.class_names
 target = controls[1].selectbox(
@@ -56,7 +56,7 @@ colormap = controls[3].selectbox("Colormap", COLORMAPS, index=COLORMAPS.index(DE
 if target is None or target == prediction.class_idx:
     explanation = prediction
 else:
-    with st.spinner(f"Grad-CAM for {names[target]}…"):
+    with st.spinner(f"Grad-CAM for {names[target]}…"), state.shown_errors(backbone):
         explanation = state.cached_explanation(model, loaded.image, manifest, identity, loaded.sha256, layer, target)
 
 # --- prediction -----------------------------------------------------------------------------

@@ -308,7 +308,7 @@ def test_cli_explicit_files_take_their_folder_as_true_class(small_setup: tuple[P
         (["{folder}", "--backbones", "resnet50"], "resnet50 cannot be used"),
         (["{empty}"], "no images in"),
         (["{folder}", "{empty}"], "either one folder"),
-        (["{folder}", "--n", "0"], "--n must be at least 1"),
+        (["{folder}", "--n", "0"], "--n must be between 1 and 100"),
     ],
 )
 def test_cli_bad_input_is_one_clear_line(small_setup: tuple[Path, Path], tmp_path: Path,

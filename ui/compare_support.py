@@ -14,8 +14,10 @@ from pathlib import Path
 import streamlit as st
 
 from mushcam import compare
-from mushcam.data import LabelledImage, scan_image_folder
+from mushcam.data import LabelledImage, scan_images
+from mushcam.exceptions import MushcamError
 from mushcam.explain import Explanation
+from mushcam.finite import naming_model
 from ui import state
 
 DISPLAY_SIDE = 320  # grid pictures on the page
@@ -41,10 +43,11 @@ def explainer(ctx: state.AppContext, models: dict[str, object]) -> compare.Expla
     keys = {b: state.model_identity(ctx, b) for b in models}
 
     def explain(backbone: str, image: compare.CompareImage) -> Explanation:
-        return state.cached_explanation(
-            models[backbone], image.image, manifest, keys[backbone], image.sha256,
-            manifest.models[backbone].layer, None,
-        )
+        with naming_model(state.display_name(backbone)):
+            return state.cached_explanation(
+                models[backbone], image.image, manifest, keys[backbone], image.sha256,
+                manifest.models[backbone].layer, None,
+            )
 
     return explain
 
@@ -106,12 +109,15 @@ def images_from_folder(
     if not folder.strip():
         return [], ["Enter a test folder (root/<Class>/images), or set $MUSHCAM_SAMPLES."]
     try:
-        items = scan_image_folder(root)
-    except (FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+        scan = scan_images(root)
+    except (MushcamError, OSError) as exc:
         return [], [str(exc)]
+    items = scan.images
+    problems: list[str] = [f"Left out {path}: {reason}" for path, reason in scan.skipped[:5]]
+    if len(scan.skipped) > 5:
+        problems.append(f"... and {len(scan.skipped) - 5} more files left out")
     if not items:
-        return [], [f"No images found in {root}: expected {root}/<Class>/<image>."]
-    problems: list[str] = []
+        return [], [*problems, f"No images found in {root}: expected {root}/<Class>/<image>."]
     loaded: dict[str, compare.CompareImage] = {}
 
     def load(item: LabelledImage) -> compare.CompareImage:
