@@ -129,3 +129,16 @@ def test_compare_page_gains_each_maps_deletion_and_insertion_auc(setup: dict[str
     assert set(table["backbone"]) == {"EfficientNet-B0", "MobileNetV3-Large"}
     for column in ("deletion_auc", "insertion_auc"):
         assert ((table[column] >= 0) & (table[column] <= 1)).all()
+
+
+@pytest.mark.parametrize("content", [b"not a database at all" * 100, None])
+def test_a_broken_store_is_one_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes | None) -> None:
+    path = tmp_path / "results.sqlite"
+    if content is None:
+        path.mkdir()  # a folder where the file should be
+    else:
+        path.write_bytes(content)
+    monkeypatch.setenv("MUSHCAM_RESULTS", str(path))
+    at = AppTest.from_file(TRUST, default_timeout=60).run()
+    assert not at.exception
+    assert at.info and ("not a readable SQLite" in at.info[0].value or "no results store" in at.info[0].value)
