@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -151,3 +152,13 @@ def test_curves_figure_is_a_png_with_one_line_pair_per_run(scored: tuple[Path, P
     assert save_curves_figure(store, tmp_path / "one.png", models=["mobilenet_v3_large"]) == 1
     with Image.open(out) as image:
         assert image.format == "PNG" and image.size == (1000, 380)
+
+
+def test_sanity_on_image_files_prints_each_step(scored: tuple[Path, Path, Path], capsys) -> None:
+    data, _, checkpoints = scored
+    files = [str(p) for p in sorted(data.rglob("*.png"))[:2]]
+    assert main(["sanity", *files, "--manifest", str(checkpoints), "--model", "efficientnet_b0"]) == 0
+    out = capsys.readouterr().out
+    assert "efficientnet_b0 · gradcam · layer features.7: 2 image(s)" in out
+    steps = [line for line in out.splitlines() if re.match(r"^\s*\d+\. \+ ", line)]
+    assert len(steps) == 10 and "+ classifier" in steps[0] and "+ features.0" in steps[-1]
