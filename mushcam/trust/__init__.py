@@ -7,5 +7,7 @@
 - :mod:`mushcam.trust.sanity`      — cascading model-parameter randomisation.
 - :mod:`mushcam.trust.store`       — their tables in the results store.
 - :mod:`mushcam.trust.report`      — tables with bootstrap intervals.
+- :mod:`mushcam.trust.run`         — over a test folder, per model x method, streamed into the store.
 - :mod:`mushcam.trust.cli`         — ``python -m mushcam faithfulness`` and ``sanity``.
+- :mod:`mushcam.trust.figure`      — the mean curves as a PNG.
 """
