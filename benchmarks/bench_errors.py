@@ -168,6 +168,7 @@ def bench_page(ckpt: Path, out: Path, repeats: int) -> None:
 
     os.environ["MUSHCAM_CHECKPOINTS"] = str(ckpt)
     os.environ["MUSHCAM_RESULTS"] = str(out)
+    os.environ["MUSHCAM_DATA"] = str(out.parent / "data")  # the page reads images only from the user's folder
     st.cache_data.clear()
     st.cache_resource.clear()
     at = AppTest.from_file(str(ROOT / "pages" / "3_Errors.py"), default_timeout=120)

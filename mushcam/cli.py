@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mushcam.evaluate",
     "mushcam.train",
     "mushcam.pipeline",
+    "mushcam.review.cli",
     "mushcam.trust.cli",
 )
 

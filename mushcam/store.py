@@ -472,6 +472,31 @@ def _reading(path: str | os.PathLike[str], timeout: float | None) -> Iterator[sq
                 connection.execute("COMMIT")
 
 
+@contextlib.contextmanager
+def transaction(path: str | os.PathLike[str], write: bool = False,
+                timeout: float | None = None) -> Iterator[sqlite3.Connection]:
+    """One transaction on an existing MushCAM store, for tables other modules keep there.
+
+    ``write=True`` takes the write lock at once (``BEGIN IMMEDIATE``, waiting up to
+    ``timeout`` s for another writer), commits on success and rolls back on any error;
+    ``write=False`` is a read-only snapshot. The file must already be a MushCAM store.
+    """
+    path = Path(path).expanduser()
+    if write and not path.is_file():
+        raise StoreError(f"no results store at {path}; create one with: python -m mushcam evaluate --data ROOT --out {path}")
+    with _connect(path, write=write, timeout=timeout) as connection:
+        connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            _check_identity(connection, path, empty_ok=False)
+            yield connection
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            raise
+
+
 def load_runs(path: str | os.PathLike[str], timeout: float | None = None) -> tuple[RunRecord, ...]:
     """Every run in the store, ordered by data root, backbone (registry order) and age."""
     with _reading(path, timeout) as connection:
@@ -509,10 +534,11 @@ def load_store(path: str | os.PathLike[str], timeout: float | None = None) -> St
 
 @contextlib.contextmanager
 def write_transaction(path: str | os.PathLike[str], timeout: float | None = None) -> Iterator[sqlite3.Connection]:
-    """One immediate write transaction on a results store, created with the core tables if new.
+    """Like :func:`transaction` with ``write=True``, but the store is created (core tables) if new.
 
-    Committed when the block ends, rolled back on any failure. Other modules (the trust
-    metrics) keep their own tables in the same file through this, next to the predictions.
+    For tables that may be written before any ``evaluate`` run (the trust metrics: a
+    faithfulness run needs no stored predictions). Committed when the block ends, rolled
+    back on any failure.
     """
     path = Path(path).expanduser()
     with _connect(path, write=True, timeout=timeout) as connection:
@@ -532,7 +558,3 @@ def write_transaction(path: str | os.PathLike[str], timeout: float | None = None
                     connection.execute("ROLLBACK")
             raise
 
-
-def read_transaction(path: str | os.PathLike[str], timeout: float | None = None) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-    """A read-only connection inside one read transaction (a consistent snapshot) of a results store."""
-    return _reading(path, timeout)

@@ -46,7 +46,7 @@ def test_errors_page_in_chromium(tmp_path: Path) -> None:
     setup = write_errors_setup(tmp_path, size=(160, 120))
     ckpt, out = setup["ckpt"], setup["out"]
 
-    env = {"MUSHCAM_CHECKPOINTS": str(ckpt), "MUSHCAM_RESULTS": str(out)}
+    env = {"MUSHCAM_CHECKPOINTS": str(ckpt), "MUSHCAM_RESULTS": str(out), "MUSHCAM_DATA": str(setup["data"])}
     with running_app(env=env) as url, browser_page() as page:
         page.goto(f"{url}/Errors")
         wait_idle(page, ready='[data-testid="stImage"] img')
@@ -91,3 +91,51 @@ def test_errors_page_in_chromium(tmp_path: Path) -> None:
         assert page.get_by_text(re.compile(r"Why Gyromitra\? \(80\.0%\)")).count() == 1
         assert exception_texts(page) == []
         screenshot(page, "errors_other_backbone")
+
+
+def test_review_flow_in_chromium(tmp_path: Path) -> None:
+    """Tag an error, save & next, next, unreviewed only, and download the report, in a real browser."""
+    from mushcam.review import store as review_store
+
+    setup = write_errors_setup(tmp_path, size=(160, 120))
+    env = {"MUSHCAM_CHECKPOINTS": str(setup["ckpt"]), "MUSHCAM_RESULTS": str(setup["out"]),
+           "MUSHCAM_DATA": str(setup["data"])}
+    with running_app(env=env) as url, browser_page(height=1400) as page:
+        page.goto(f"{url}/Errors")
+        wait_idle(page, ready='[data-testid="stImage"] img')
+        name = page.locator('[data-testid="stSidebar"] input[aria-label="Reviewer name"]')
+        name.fill("Ana")
+        name.press("Enter")
+        wait_idle(page, ready='[data-testid="stImage"] img')
+        expect(page.get_by_text(re.compile(r"0 of 6 errors reviewed \(you: 0\)"))).to_be_visible()
+
+        # tag the first error and move on with one click
+        page.get_by_text("look-alike genus", exact=True).click()
+        page.get_by_label("Note").fill("cap like a bolete")
+        page.get_by_role("button", name="Save & next").click()
+        settle_on(page, r"1 of 6 errors reviewed")
+        assert exception_texts(page) == []
+        reviews = review_store.load_reviews(setup["out"])
+        assert [(r.reviewer, r.causes, r.note) for r in reviews] == [("Ana", ("look_alike",), "cap like a bolete")]
+        expect(page.locator("h4").filter(has_text="Boletus/img_1.png")).to_be_visible()  # moved on
+        screenshot(page, "review_tagged")
+
+        # next without scrolling
+        page.get_by_role("button", name="Next ▶").click()
+        expect(page.locator("h4").filter(has_text="Suillus/img_2.png")).to_be_visible(timeout=60_000)
+        wait_idle(page, ready='[data-testid="stImage"] img')
+
+        # unreviewed only: the tagged error is gone from the list
+        choose(page, "Review", "Not reviewed by me")
+        settle_on(page, r"^5 matching rows")
+        assert count_shown(page) == 5
+
+        # the report downloads as one self-contained HTML file with the figures embedded
+        with page.expect_download(timeout=120_000) as download_info:
+            page.get_by_role("button", name="Download review report (HTML)").click()
+        report_path = tmp_path / "report.html"
+        download_info.value.save_as(report_path)
+        text = report_path.read_text()
+        assert "cap like a bolete" in text and "data:image/png;base64," in text
+        assert exception_texts(page) == []
+        screenshot(page, "review_unreviewed_only")

@@ -90,9 +90,11 @@ def fresh_caches() -> None:
     st.cache_resource.clear()
 
 
-def open_page(monkeypatch: pytest.MonkeyPatch, ckpt: Path, results: Path) -> AppTest:
+def open_page(monkeypatch: pytest.MonkeyPatch, ckpt: Path, results: Path, data: Path | str | None = None) -> AppTest:
+    """The page on ``results``; the image folder is ``data`` (default: the store's sibling ``data``; "" = none)."""
     monkeypatch.setenv("MUSHCAM_CHECKPOINTS", str(ckpt))
     monkeypatch.setenv("MUSHCAM_RESULTS", str(results))
+    monkeypatch.setenv("MUSHCAM_DATA", str(results.parent / "data" if data is None else data))
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -236,7 +238,7 @@ def test_changed_checkpoint_warns_and_outside_path_is_refused(monkeypatch: pytes
     paths = ["../secret.png", *PATHS[1:]]
     record = run_record("efficientnet_b0", ckpt, data, 12, sha="f" * 64)
     store.save_run(out, record, rows_for(data, PRED, CONF, paths))
-    at = open_page(monkeypatch, ckpt, out)
+    at = open_page(monkeypatch, ckpt, out, data)
     assert any("has changed since this run was evaluated" in w.value for w in at.warning)
     at.selectbox(key="err_kind").select("all").run()
     at.selectbox(key="err_order").select("path").run()
@@ -265,3 +267,27 @@ def test_missing_and_corrupt_stores(monkeypatch: pytest.MonkeyPatch, written: di
     assert not at.exception
     assert any("not a readable SQLite results store" in e.value for e in at.error)
     assert not at.dataframe
+
+
+def test_images_are_read_only_from_the_folder_the_user_chose(monkeypatch: pytest.MonkeyPatch,
+                                                             written: dict[str, Path], tmp_path: Path) -> None:
+    """The store records a data folder, but the page reads nothing from it until the user chooses it."""
+    at = open_page(monkeypatch, written["ckpt"], written["out"], data="")
+    assert not pictures(at)
+    assert any(f"evaluated on `{written['data'].resolve()}`" in i.value for i in at.info)
+    at.button(key="err_use_recorded").click().run()  # the user's explicit choice
+    assert at.text_input(key="err_data_widget").value == str(written["data"].resolve())
+    assert len(pictures(at)) == 3
+    # another folder without these images: a clear message, nothing read elsewhere
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    at.text_input(key="err_data_widget").input(str(empty)).run()
+    assert not at.exception and not pictures(at)
+    assert any("image not found" in e.value for e in at.error)
+    # a dataset of symlinked files is accepted
+    linked = tmp_path / "linked"
+    for source in written["data"].rglob("*.png"):
+        (linked / source.parent.name).mkdir(parents=True, exist_ok=True)
+        (linked / source.parent.name / source.name).symlink_to(source)
+    at.text_input(key="err_data_widget").input(str(linked)).run()
+    assert len(pictures(at)) == 3 and not at.error

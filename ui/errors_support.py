@@ -17,15 +17,18 @@ import plotly.graph_objects as go
 import pyarrow as pa
 import streamlit as st
 
-from mushcam.data import read_bytes, resolve_inside
+from mushcam.data import read_bytes
 from mushcam.errors import RunTable, run_table
 from mushcam.evaluate import run_label, run_metrics
-from mushcam.metrics import ModelMetrics
+from mushcam.metrics import ModelMetrics, format_rate
+from mushcam.review.paths import dataset_file
 from mushcam.store import RunRecord, StoreContents, StoreError, load_store
 from ui import state
 
 RESULTS_ENV = "MUSHCAM_RESULTS"
+DATA_ENV = "MUSHCAM_DATA"
 STORE_KEY = "err_store"
+DATA_KEY = "err_data"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -48,6 +51,33 @@ def store_path_input() -> Path:
     return Path(st.session_state[STORE_KEY].strip()).expanduser()
 
 
+def data_folder_input() -> str:
+    """The sidebar's image-folder field: the only folder the Errors page reads images from.
+
+    Default ``$MUSHCAM_DATA``; never the folder recorded inside the store (a store is a file
+    anyone can hand over). Empty means: not chosen yet.
+    """
+    st.session_state.setdefault(DATA_KEY, os.environ.get(DATA_ENV, "").strip())
+    with st.sidebar:
+        state.persistent_widget(
+            st.text_input, DATA_KEY, "Image folder",
+            help="The test-set folder the store was evaluated on (ROOT/<Class>/<image>). The Errors page reads "
+            f"images only under this folder (default: ${DATA_ENV}).",
+        )
+    return str(st.session_state[DATA_KEY]).strip()
+
+
+def use_recorded_folder(recorded: str) -> None:
+    """Offer the folder the store recorded; it is used only when the user clicks (their choice)."""
+    st.info(f"Choose the image folder in the sidebar to see the photos and their Grad-CAM. This store was "
+            f"evaluated on `{recorded}`; images are read only from a folder you choose.")
+    st.button(f"Use {recorded}", key="err_use_recorded", on_click=_set_data_folder, args=(recorded,))
+
+
+def _set_data_folder(folder: str) -> None:
+    st.session_state[DATA_KEY] = folder
+
+
 def table_data(columns: dict[str, list[object]] | list[dict[str, object]]) -> pa.Table:
     """Rows for ``st.dataframe`` as an Arrow table: ten times cheaper per rerun than a dict or pandas."""
     if isinstance(columns, list):
@@ -63,7 +93,21 @@ def store_version(path: Path) -> str:
         raise StoreError(
             f"no results store at {path}; create one with: python -m mushcam evaluate --data ROOT --out {path}"
         )
-    return state.file_version(path)
+    return f"{state.file_version(path)}-{_change_counter(path)}"
+
+
+def _change_counter(path: Path) -> int:
+    """SQLite's file change counter (header bytes 24-27): bumped by every committed write.
+
+    Reviews are written into the store many times a minute; the counter tells two writes
+    apart even where the file system's clock is coarse and the size stays the same.
+    """
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(28)
+    except OSError:
+        return -1
+    return int.from_bytes(header[24:28], "big") if len(header) == 28 else -1
 
 
 @st.cache_resource(show_spinner="Reading the results store…", max_entries=4)
@@ -94,11 +138,29 @@ def label(run: RunRecord, contents: StoreContents) -> str:
 
 
 def load_error_image(data_root: str, relpath: str) -> state.LoadedImage:
-    """The stored image (full resolution + display copy), refusing paths outside the data root."""
-    path = resolve_inside(data_root, relpath)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path} (has the data folder {data_root} moved?)")
+    """The stored image (full resolution + display copy), read only under the user's folder."""
+    path = dataset_file(data_root, relpath)
     return state.load_uploaded(path.name, read_bytes(path))
+
+
+def dangerous_summary(path: str, version: str, contents: StoreContents) -> None:
+    """One card per model: poisonous predicted as edible, then the other rates."""
+    st.subheader("Poisonous predicted as edible")
+    per_row = min(len(contents.runs), 3)
+    for start in range(0, len(contents.runs), per_row):
+        for column, run in zip(st.columns(per_row), contents.runs[start:start + per_row]):
+            m = metrics_for(path, version, run.run_id)
+            with column.container(border=True):
+                st.metric(
+                    f"{label(run, contents)}: poisonous → edible", f"{m.dangerous_count} / {m.poisonous_images}",
+                    help="Images of a poisonous genus that the model called an edible genus (the dangerous error). "
+                    "Mixed, inedible and unknown genera count as neither.",
+                )
+                st.caption(
+                    f"{'n/a' if np.isnan(m.dangerous_rate) else f'{m.dangerous_rate:.1%}'} of poisonous images · "
+                    f"edible → poisonous {format_rate(m.benign_count, m.benign_rate, m.edible_images)} · "
+                    f"accuracy {m.accuracy:.1%} on {m.n_images} images"
+                )
 
 
 def confusion_figure(metrics: ModelMetrics, selected: tuple[int, int] | None) -> go.Figure:

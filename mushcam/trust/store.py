@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from mushcam.store import StoreError, read_transaction, write_transaction
+from mushcam.store import StoreError, transaction, write_transaction
 from mushcam.trust.faithfulness import FaithfulnessSettings, ImageFaithfulness
 from mushcam.trust.sanity import SanityResult
 
@@ -254,7 +254,7 @@ def _float_rows(values: Sequence[object]) -> np.ndarray:
 
 def load_trust(path: str | os.PathLike[str]) -> TrustContents:
     """Every complete faithfulness and sanity run of a store (empty when it has none)."""
-    with read_transaction(path) as connection:
+    with transaction(path) as connection:
         if not _has_tables(connection):
             return TrustContents((), ())
         faithfulness = []
@@ -301,7 +301,7 @@ class MeanCurves:
 
 def mean_curves(path: str | os.PathLike[str], frun_id: int) -> MeanCurves:
     """Average the stored curves of one run, streaming the rows (memory flat in N)."""
-    with read_transaction(path) as connection:
+    with transaction(path) as connection:
         row = connection.execute("SELECT settings_json FROM faithfulness_runs WHERE frun_id = ?", (frun_id,)).fetchone()
         if row is None:
             raise StoreError(f"no faithfulness run {frun_id} in {path}")
@@ -318,7 +318,7 @@ def mean_curves(path: str | os.PathLike[str], frun_id: int) -> MeanCurves:
 
 def image_curves(path: str | os.PathLike[str], frun_id: int, image_path: str) -> MeanCurves:
     """The curves of one image of a run."""
-    with read_transaction(path) as connection:
+    with transaction(path) as connection:
         row = connection.execute(
             "SELECT r.settings_json, i.curves FROM faithfulness_runs r JOIN faithfulness_images i USING (frun_id)"
             " WHERE frun_id = ? AND image_path = ?", (frun_id, image_path)).fetchone()

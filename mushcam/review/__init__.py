@@ -1,0 +1,9 @@
+"""Error review: reviewers tag a model's mistakes with causes and notes; the analysis writes itself.
+
+Modules: :mod:`causes` (the extendable list of causes), :mod:`store` (reviews, custom causes
+and near-duplicate marks in the results store), :mod:`agreement` (Cohen's kappa between
+reviewers), :mod:`figures` (the error figure: original, predicted- and true-class Grad-CAM),
+:mod:`report` (Markdown + self-contained HTML), :mod:`labels` (label-fix CSV),
+:mod:`dedup` (near-duplicate photos across splits), :mod:`paths` (reading images only under
+the folder the user gave), :mod:`cli` (``review-report``, ``export-labels``, ``check-data``).
+"""

@@ -1,0 +1,71 @@
+"""Why a model got an image wrong: the starting list of causes (the thesis's, plus three), extendable.
+
+A cause has a stable ``key`` (stored in reviews) and a ``label`` (shown). Users add causes
+by label; the key is derived from it (:func:`cause_key`), so adding the same label twice
+gives the same cause.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from mushcam.exceptions import MushcamError
+
+LABEL_DOUBTFUL = "label_doubtful"
+MAX_LABEL = 80
+
+
+@dataclass(frozen=True)
+class Cause:
+    key: str
+    label: str
+    builtin: bool = True
+
+
+DEFAULT_CAUSES: tuple[Cause, ...] = (
+    Cause("wrong_region", "wrong region / background"),
+    Cause("partial_view", "partial view"),
+    Cause("look_alike", "look-alike genus"),
+    Cause("poor_quality", "poor photo quality"),
+    Cause("unusual_angle", "unusual angle"),
+    Cause(LABEL_DOUBTFUL, "label doubtful (possibly mislabelled)"),
+    Cause("shortcut", "shortcut (watermark, text, ruler, hand)"),
+    Cause("other", "other"),
+)
+
+
+def cause_key(label: str) -> str:
+    """``'Mould / rot'`` -> ``'mould_rot'``: lower-case ASCII words joined by ``_``."""
+    text = unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode("ascii").lower()
+    key = re.sub(r"[^a-z0-9]+", "_", text).strip("_")
+    if not key:
+        raise MushcamError(f"a cause needs letters or digits; got {label!r}")
+    return key[:40]
+
+
+def new_cause(label: str) -> Cause:
+    """A user-defined cause from its label (trimmed, at most 80 characters)."""
+    label = " ".join(str(label).split())
+    if not label:
+        raise MushcamError("type a name for the new cause")
+    if len(label) > MAX_LABEL:
+        raise MushcamError(f"a cause name has at most {MAX_LABEL} characters; got {len(label)}")
+    return Cause(cause_key(label), label, builtin=False)
+
+
+def merged(custom: Iterable[Cause]) -> tuple[Cause, ...]:
+    """The built-in causes, then the custom ones not already built in (in the order given)."""
+    causes = list(DEFAULT_CAUSES)
+    keys = {c.key for c in causes}
+    for cause in custom:
+        if cause.key not in keys:
+            causes.append(cause)
+            keys.add(cause.key)
+    return tuple(causes)
+
+
+def labels_of(causes: Iterable[Cause]) -> dict[str, str]:
+    return {c.key: c.label for c in causes}

@@ -1,0 +1,130 @@
+"""``python -m mushcam review-report | export-labels | check-data``."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+from mushcam.exceptions import MushcamError
+
+
+def add_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Register the review commands."""
+    report = subparsers.add_parser(
+        "review-report",
+        help="write the error analysis (Markdown + self-contained HTML) from a store's runs and reviews",
+    )
+    report.add_argument("store", help="results store written by `evaluate` (with reviews made on the Errors page)")
+    report.add_argument("--out", required=True, help="folder for review_report.md, review_report.html, figures/")
+    report.add_argument("--data", help="the image folder the store was evaluated on: images are read only under it "
+                                       "(never from the folder recorded in the store); without it, no figures")
+    report.add_argument("--manifest", help="manifest.json or its folder, for the Grad-CAM figures "
+                                           "(default: $MUSHCAM_CHECKPOINTS or checkpoints/)")
+    report.add_argument("--no-figures", action="store_true", help="leave the Grad-CAM figures out (no model is loaded)")
+    report.add_argument("--labels-csv", help="also write the label-fix CSV (errors tagged 'label doubtful') here")
+    report.set_defaults(handler=run_review_report)
+
+    labels = subparsers.add_parser("export-labels", help="CSV of errors tagged 'label doubtful': path, current "
+                                                         "label, suggested label, note, reviewer")
+    labels.add_argument("store", help="results store with reviews")
+    labels.add_argument("--out", required=True, help="CSV file to write ('-' for standard output)")
+    labels.set_defaults(handler=run_export_labels)
+
+    check = subparsers.add_parser("check-data", help="find near-duplicate photos across ROOT/train, val and test "
+                                                     "(perceptual hash, robust to crops and watermarks)")
+    check.add_argument("root", help="dataset folder with train/, val/, test/ (each <Class>/<image>)")
+    check.add_argument("--threshold", type=int, default=None, help="largest pHash distance in bits of 64 (default 12)")
+    check.add_argument("--store", help="results store: mark the near-duplicates there, for the Errors page")
+    check.add_argument("--csv", help="write every pair to this CSV file")
+    check.add_argument("--show", type=int, default=20, help="pairs listed on screen (default 20)")
+    check.set_defaults(handler=run_check_data)
+
+
+def _write_text(path: str, text: str) -> None:
+    if path == "-":
+        sys.stdout.write(text)
+        return
+    target = Path(path).expanduser()
+    try:
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise MushcamError(f"cannot write {target}: {exc.strerror or exc}") from None
+
+
+def run_review_report(args: argparse.Namespace) -> int:
+    from mushcam.cache import CamCache, default_cache_dir
+    from mushcam.manifest import ManifestError
+    from mushcam.review import causes, labels, report, store as review_store
+    from mushcam.review.figures import FigureSource
+    from mushcam.store import load_store
+
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise MushcamError(f"--out {out} is a file; give a folder")
+    if args.data is not None and not Path(args.data).expanduser().is_dir():
+        raise MushcamError(f"--data {args.data} is not a folder")
+    contents = load_store(args.store)
+    reviews = review_store.index_reviews(review_store.load_reviews(args.store))
+    all_causes = causes.merged(review_store.load_custom_causes(args.store))
+    figures = None
+    source = None
+    if not args.no_figures:
+        from mushcam.cli import resolve_manifest
+
+        try:
+            manifest = resolve_manifest(args.manifest)
+        except ManifestError as exc:
+            if args.manifest:
+                raise
+            manifest = None
+            print(f"note: no figures: {exc}", file=sys.stderr)
+        source = FigureSource(manifest, args.data, CamCache(default_cache_dir()))
+        figures = source.figure
+    try:
+        built = report.build_report(contents, reviews, all_causes, figures,
+                                    duplicates=review_store.load_duplicates(args.store))
+    finally:
+        if source is not None:
+            source.close()
+    written = report.write_report(built, out)
+    if args.labels_csv:
+        _write_text(args.labels_csv, labels.to_csv(labels.label_fixes(reviews.reviews)))
+    print(f"{len(reviews.reviews)} reviews, {len(built.figures)} figures; wrote {out / 'review_report.md'} and "
+          f"{out / 'review_report.html'} ({len(written)} files)")
+    return 0
+
+
+def run_export_labels(args: argparse.Namespace) -> int:
+    from mushcam.review import labels, store as review_store
+
+    fixes = labels.label_fixes(review_store.load_reviews(args.store))
+    _write_text(args.out, labels.to_csv(fixes))
+    if args.out != "-":
+        print(f"{len(fixes)} label{'s' if len(fixes) != 1 else ''} to check written to {args.out}")
+    return 0
+
+
+def run_check_data(args: argparse.Namespace) -> int:
+    from mushcam.review import dedup, store as review_store
+
+    threshold = dedup.DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    if args.store:  # fail before hashing, not after
+        review_store.load_duplicates(args.store)
+    if args.show < 0:
+        raise MushcamError(f"--show must be 0 or more; got {args.show}")
+    check = dedup.check_data(args.root, threshold)
+    print(dedup.format_check(check, args.show))
+    if args.csv:
+        target = Path(args.csv).expanduser()
+        try:
+            with target.open("w", newline="", encoding="utf-8") as handle:
+                csv.writer(handle).writerows(dedup.pairs_csv_rows(check.pairs))
+        except OSError as exc:
+            raise MushcamError(f"cannot write {target}: {exc.strerror or exc}") from None
+        print(f"{len(check.pairs)} pairs written to {target}")
+    if args.store:
+        review_store.save_duplicates(args.store, check.pairs)
+        print(f"near-duplicate marks saved in {args.store} (the Errors page shows them)")
+    return 0
