@@ -12,9 +12,11 @@ from pathlib import Path
 from torch import nn
 
 from mushcam.manifest import ClassInfo, InputSpec, Manifest, ModelEntry
+from mushcam.exceptions import MushcamError
 from mushcam.models import (
     BACKBONES,
     DEFAULT_LAYERS,
+    DISPLAY_NAMES,
     PretrainedWeightsUnavailable,
     imagenet_weights,
     imagenet_weights_path,
@@ -30,28 +32,42 @@ IMAGENET_FUNGI: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class ModelStatus:
-    """One backbone's checkpoint: ``found`` (file present), ``missing``, or ``not listed``."""
+    """One named model's checkpoint file: ``found`` (present) or ``missing`` (``reason`` says where).
 
-    backbone: str
+    ``name``: the manifest's key; ``arch``: its architecture; ``label``: what the app shows;
+    ``layer``: the manifest's layer, or ``None`` when it is found at load.
+    """
+
+    name: str
     status: str
-    layer: str
+    layer: str | None
     path: Path | None = None
     reason: str = ""
+    arch: str = ""
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.arch:
+            object.__setattr__(self, "arch", self.name)
+        if not self.label:
+            object.__setattr__(self, "label", DISPLAY_NAMES.get(self.name, self.name))
+
+    @property
+    def backbone(self) -> str:
+        """The model's name (this field's old name, kept for older callers)."""
+        return self.name
 
 
 def checkpoint_statuses(manifest: Manifest) -> list[ModelStatus]:
-    """Cheap file check for every backbone (no loading): what a home page lists first."""
+    """Cheap file check for every model of the manifest, in its order (no loading)."""
     statuses = []
-    for backbone in BACKBONES:
-        entry = manifest.models.get(backbone)
-        if entry is None:
-            statuses.append(ModelStatus(backbone, "not listed", DEFAULT_LAYERS[backbone], None, "not in the manifest"))
-            continue
-        path = manifest.checkpoint_path(backbone)
-        if path.is_file():
-            statuses.append(ModelStatus(backbone, "found", entry.layer, path))
-        else:
-            statuses.append(ModelStatus(backbone, "missing", entry.layer, path, f"no file at {path}"))
+    for name, entry in manifest.models.items():
+        path = manifest.checkpoint_path(name)
+        found = path.is_file()
+        statuses.append(ModelStatus(
+            name, "found" if found else "missing", entry.layer, path, "" if found else f"no file at {path}",
+            arch=entry.arch, label=manifest.display_name(name),
+        ))
     return statuses
 
 
@@ -99,11 +115,24 @@ def load_catalog_entry(manifest: Manifest, name: str, demo: bool = False) -> Loa
         model = load_imagenet_model(name, download=True)
         return LoadedModel(name, model, name, DEFAULT_LAYERS[name], recognised="torchvision ImageNet weights")
     if name not in manifest.models:
-        raise ValueError(f"{name} is not in the manifest")
+        raise MushcamError(f"no model named {name!r} in the manifest (it lists: {', '.join(manifest.models) or 'none'})")
     entry = manifest.models[name]
     model = load_model(entry.arch, manifest.checkpoint_path(name), num_classes=manifest.num_classes)
     layer = entry.layer or DEFAULT_LAYERS[entry.arch]
     return LoadedModel(name, model, entry.arch, layer, recognised="stock torchvision state dict")
+
+
+def cam_layer(manifest: Manifest, name: str, loaded: LoadedModel | None = None) -> str | None:
+    """The layer at which ``name``'s maps are computed and cached.
+
+    The manifest's own spelling when the entry names one (``grad_cam`` accepts it in either
+    form), so that the app, the command line and the shared CAM cache agree without loading
+    the model; else the layer chosen at load (``None`` until the model is loaded).
+    """
+    entry = manifest.models.get(name)
+    if entry is not None and entry.layer:
+        return entry.layer
+    return loaded.layer if loaded is not None else None
 
 
 def load_catalog_model(manifest: Manifest, name: str, demo: bool = False) -> nn.Module:
@@ -114,6 +143,7 @@ def load_catalog_model(manifest: Manifest, name: str, demo: bool = False) -> nn.
 __all__ = [
     "IMAGENET_FUNGI",
     "LoadedModel",
+    "cam_layer",
     "load_catalog_entry",
     "ModelStatus",
     "PretrainedWeightsUnavailable",

@@ -13,9 +13,11 @@ names the field. Example::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,6 +185,16 @@ def _entry_dict(entry: ModelEntry) -> dict[str, Any]:
     if entry.kwargs:
         out["kwargs"] = dict(entry.kwargs)
     return out
+
+
+def file_safe_name(name: str) -> str:
+    """A model name as a file or folder name: unchanged when it is already safe
+    (``resnet50``, ``resnet50-x4``, ``v1.2``), else its safe characters plus a short hash of
+    the name, so that ``a/b`` and ``a b`` never share a folder and ``..`` never escapes one."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".")[:60]
+    if slug == name:
+        return name
+    return f"{slug or 'model'}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
 
 
 def default_manifest(root: str | os.PathLike[str] = ".") -> Manifest:
