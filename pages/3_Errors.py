@@ -207,7 +207,7 @@ pick = st.selectbox("Explain", shown, key="err_pick", format_func=row_title)
 image_path = rows.image_paths[pick]
 true_idx = int(rows.true_idx[pick])
 
-# How every model on the same data saw this image; one click shows another backbone's maps.
+# How every model on the same data saw this image; one click shows another model's maps.
 views = [(run, pick)] + [(o.run, o.index) for o in errors.same_image_elsewhere(contents, run, image_path)]
 view_ids = [v.run_id for v, _ in views]
 if st.session_state.get("err_view_for") != (run_id, image_path) or st.session_state.get("err_view") not in view_ids:
@@ -229,7 +229,7 @@ for other, index in views:
 st.dataframe(support.table_data(seen), hide_index=True)
 view_id = st.radio("Grad-CAM from", view_ids, key="err_view", horizontal=True,
                    format_func=lambda r: support.label(runs[r], contents),
-                   help="The same image as each evaluated backbone saw it.")
+                   help="The same image as each evaluated model saw it.")
 view_run, view_index = next((v, i) for v, i in views if v.run_id == view_id)
 view_rows = contents.predictions[view_id]
 view_names = view_run.class_names
@@ -247,13 +247,13 @@ shared = c3.toggle("Same intensity scale for both maps", value=True, key="err_sh
 
 
 def explain_view() -> None:
-    """Predicted-class and true-class maps of the chosen image, by the chosen backbone."""
+    """Predicted-class and true-class maps of the chosen image, by the chosen model (its manifest name)."""
     backbone = view_run.backbone
     if ctx.manifest is None:
         st.error(f"Grad-CAM needs the checkpoints: {ctx.manifest_error}")
         return
     if backbone not in ctx.available:
-        st.error(f"No checkpoint for {state.display_name(backbone)} in the checkpoint folder {ctx.folder}; it was "
+        st.error(f"No checkpoint for {view_run.label} in the checkpoint folder {ctx.folder}; it was "
                  f"evaluated from {view_run.checkpoint_path}. Choose that folder in the sidebar.")
         return
     if ctx.manifest.class_names != view_names:
@@ -279,11 +279,12 @@ def explain_view() -> None:
     if picture.sha256 != view_rows.image_sha256[view_index]:
         st.warning("This image file has changed since it was evaluated (its SHA-256 differs).")
     try:
-        model = state.get_model(ctx, backbone)
-    except Exception as exc:  # noqa: BLE001 - any load failure is shown, not raised
-        st.error(f"{state.display_name(backbone)} cannot be loaded: {exc}")
+        loaded = state.get_loaded(ctx, backbone)
+    except (ValueError, OSError, RuntimeError) as exc:  # the library's errors (MushcamError is a ValueError)
+        st.error(f"{ctx.label(backbone)} cannot be loaded: {exc}")
         return
-    layer = ctx.manifest.models[backbone].layer
+    model = loaded.model
+    layer = state.cam_layer(ctx, backbone, loaded)
     identity = state.model_identity(ctx, backbone)
     with st.spinner("Grad-CAM…"):
         predicted = state.cached_explanation(model, picture.image, ctx.manifest, identity, picture.sha256, layer, view_pred)
@@ -295,7 +296,7 @@ def explain_view() -> None:
     scale = max(cam_scale(predicted.cam), cam_scale(truth.cam)) if shared else None
     display = picture.display
     spec = ctx.manifest.input
-    name = state.display_name(backbone)
+    name = ctx.label(backbone)
     panels = [np.asarray(display)]
     labels = ["Original"]
     captions = [f"true: {view_names[view_true]} ({view_run.toxicities[view_true]})"]

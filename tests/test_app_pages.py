@@ -56,7 +56,8 @@ def test_home_lists_loaded_models_classes_and_the_safety_note(checkpoint_dir: Pa
     at = home(checkpoint_dir)
     assert not at.exception
     table = at.dataframe[0].value
-    assert list(table["Backbone"]) == ["ResNet-50", "EfficientNet-B0", "MobileNetV3-Large"]
+    assert list(table["Model"]) == ["ResNet-50", "EfficientNet-B0", "MobileNetV3-Large"]
+    assert list(table["Architecture"]) == ["resnet50", "efficientnet_b0", "mobilenet_v3_large"]
     assert list(table["Status"]) == ["loaded", "loaded", "loaded"]
     assert "never decide whether to eat a mushroom" in at.info[0].value.lower()
     text = markdown_text(at)
@@ -64,7 +65,7 @@ def test_home_lists_loaded_models_classes_and_the_safety_note(checkpoint_dir: Pa
         assert f"**{name}**" in text
     assert ":red[poisonous]" in text and ":green[edible]" in text
     assert "64 x 64 px, resize mode `squash`" in text
-    assert at.success and "3 of 3 backbones ready" in at.success[0].value
+    assert at.success and "3 of 3 models ready" in at.success[0].value
 
 
 def test_home_shows_test_metrics_from_the_results_store(checkpoint_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -10,7 +10,7 @@ import streamlit as st
 
 from mushcam.data import scan_image_folder
 from mushcam.explain import Explanation
-from mushcam.manifest import Manifest
+from mushcam.manifest import Manifest, file_safe_name
 from ui import state
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"]
@@ -84,8 +84,8 @@ def truth_line(true_label: str, predicted: str, manifest: Manifest) -> str:
     return f"True class: **{true_label}** · {kind}"
 
 
-def download_name(image_name: str, backbone: str, class_name: str) -> str:
-    """A file name that says what the figure is, safe on every file system."""
+def download_name(image_name: str, model_name: str, class_name: str) -> str:
+    """A file name that says what the figure is (image, model, class), safe on every file system."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(image_name).stem)[:60] or "image"
     label = re.sub(r"[^A-Za-z0-9._-]+", "_", class_name)[:40]
-    return f"gradcam_{stem}_{backbone}_{label}.png"
+    return f"gradcam_{stem}_{file_safe_name(model_name)}_{label}.png"
