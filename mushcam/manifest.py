@@ -192,7 +192,7 @@ def file_safe_name(name: str) -> str:
     (``resnet50``, ``resnet50-x4``, ``v1.2``), else its safe characters plus a short hash of
     the name, so that ``a/b`` and ``a b`` never share a folder and ``..`` never escapes one."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".")[:60]
-    if slug == name:
+    if slug == name and name:
         return name
     return f"{slug or 'model'}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
 

@@ -72,3 +72,38 @@ def write_image_folder(root: Path, classes: list[str], per_class: int = 3, size:
         for k in range(per_class):
             make_image(*size, seed=100 * ci + k).save(root / name / f"img_{k}.png")
     return root
+
+
+# Five named models, two of the same architecture: what a user with their own checkpoints has.
+# Each entry: name -> (manifest entry, how its checkpoint is written). To make one of them a
+# thesis-style wrapper (a torchvision trunk under `backbone.` plus its own `classifier` head),
+# replace its writer (and arch/layer) here: every five-model test follows.
+FIVE_MODELS: dict[str, tuple[dict[str, object], dict[str, object]]] = {
+    "resnet50": ({"checkpoint": "resnet50.pt"}, {"arch": "resnet50", "seed": 0}),
+    "resnet50-x4": (
+        {"checkpoint": "resnet50_poison_x4.pt", "arch": "resnet50", "label": "ResNet-50 (poisonous ×4)"},
+        {"arch": "resnet50", "seed": 1},
+    ),
+    "efficientnet_b0": ({"checkpoint": "efficientnet_b0.pt", "layer": "features.7"}, {"arch": "efficientnet_b0", "seed": 2}),
+    "mobilenet_v3_large": ({"checkpoint": "mobilenet_v3_large.pt"}, {"arch": "mobilenet_v3_large", "seed": 3}),
+    "thesis-mobilenet": (
+        {"checkpoint": "thesis_mobilenet.pt", "arch": "mobilenet_v3_large", "label": "Thesis MobileNetV3",
+         "layer": "features.16"},
+        {"arch": "mobilenet_v3_large", "seed": 4, "wrap": "module"},
+    ),
+}
+
+
+def write_five_models(folder: Path, classes: list[tuple[str, str]] = CLASSES, size: int = 64) -> Path:
+    """A checkpoint folder with the five models of :data:`FIVE_MODELS` and their manifest."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry, how in FIVE_MODELS.values():
+        write_checkpoint(folder / str(entry["checkpoint"]), str(how["arch"]), len(classes), seed=int(how["seed"]),
+                         wrap=how.get("wrap"))  # type: ignore[arg-type]
+    manifest = {
+        "classes": [{"name": n, "toxicity": t} for n, t in classes],
+        "input": {"size": size, "resize": "squash"},
+        "models": {name: entry for name, (entry, _) in FIVE_MODELS.items()},
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return folder / "manifest.json"
