@@ -23,30 +23,32 @@ if ctx.manifest is None:
 model_rows = home.model_rows(ctx)
 models = [r.row for r in model_rows]
 usable = [row for row in models if row["Status"] == "loaded"]
+st.subheader(f"Models ({len(models)})")
+# A static table (not a scrolling grid): heads such as "Dropout → Linear(2048→512) → ReLU → …"
+# are shown whole, and the text can be selected and copied.
+st.table(models, hide_index=True)
+for item in model_rows:
+    if item.runs_code:
+        st.caption(f"⚠️ **{item.label}** runs code from `{item.runs_code}` (its manifest entry names it).")
+    if item.error is not None:
+        st.error(f"**{item.label}** failed to load: {home.first_line(item.error)}", icon="🚫")
+        with st.expander(f"Details: why {item.label} failed to load"):
+            st.code(home.failure_detail(item.error), language=None)
+if not usable:
+    st.warning("No model can be used yet." if models else
+               "The manifest lists no models: add them under `models` (see docs/manifest.md).", icon="🧩")
+    st.markdown(home.setup_help(ctx.folder))
+    if not ctx.demo:
+        st.button("Try demo mode (ImageNet weights)", key="enable_demo", on_click=home.enable_demo)
+else:
+    st.success(
+        f"{len(usable)} of {len(models)} models ready. Open **Explain** to upload a photo, **Compare** to "
+        "line the models up, **Errors** to review test-set mistakes.",
+        icon="✅",
+    )
+    st.page_link("pages/1_Explain.py", label="Explain a photo", icon="🔎")
 left, right = st.columns([3, 2], gap="large")
 with left:
-    st.subheader(f"Models ({len(models)})")
-    st.dataframe(models, hide_index=True, width="stretch", key="home_models")
-    for item in model_rows:
-        if item.runs_code:
-            st.caption(f"⚠️ **{item.label}** runs code from `{item.runs_code}` (its manifest entry names it).")
-        if item.error is not None:
-            st.error(f"**{item.label}** failed to load: {home.first_line(item.error)}", icon="🚫")
-            with st.expander(f"Details: why {item.label} failed to load"):
-                st.code(home.failure_detail(item.error), language=None)
-    if not usable:
-        st.warning("No model can be used yet." if models else
-                   "The manifest lists no models: add them under `models` (see docs/manifest.md).", icon="🧩")
-        st.markdown(home.setup_help(ctx.folder))
-        if not ctx.demo:
-            st.button("Try demo mode (ImageNet weights)", key="enable_demo", on_click=home.enable_demo)
-    else:
-        st.success(
-            f"{len(usable)} of {len(models)} models ready. Open **Explain** to upload a photo, **Compare** to "
-            "line the models up, **Errors** to review test-set mistakes.",
-            icon="✅",
-        )
-        st.page_link("pages/1_Explain.py", label="Explain a photo", icon="🔎")
     metrics = home.test_metrics()
     if metrics:
         st.subheader("Test-set metrics")

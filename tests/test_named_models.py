@@ -124,7 +124,7 @@ def test_unsafe_names_get_their_own_safe_folders(tmp_path: Path) -> None:
 def test_home_lists_the_five_models_with_architecture_and_layer(app_env: dict[str, Path]) -> None:
     at = AppTest.from_file(HOME, default_timeout=180).run()
     assert not at.exception
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert list(table["Model"]) == LABELS
     assert list(table["Name"]) == NAMES
     assert list(table["Architecture"]) == ARCHS
@@ -133,7 +133,7 @@ def test_home_lists_the_five_models_with_architecture_and_layer(app_env: dict[st
         "layer4", "layer4", "features.7", "features.16", "features.16"]
     assert all("(" in layer for layer in table["Grad-CAM layer"])  # with where the layer came from
     assert "5 of 5 models ready" in at.success[0].value
-    metrics = at.dataframe[1].value  # the results store's runs, by label
+    metrics = at.dataframe[0].value  # the results store's runs, by label
     assert sorted(metrics["Model"]) == sorted(LABELS)
 
 
@@ -147,7 +147,7 @@ def test_home_shows_a_load_failure_in_one_line_with_details_on_demand(five: dict
     monkeypatch.setenv("MUSHCAM_RESULTS", str(tmp_path / "none.sqlite"))
     at = AppTest.from_file(HOME, default_timeout=180).run()
     assert not at.exception
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert list(table["Status"]) == ["loaded", "failed to load", "missing", "loaded", "loaded"]
     assert "cannot read checkpoint resnet50_poison_x4.pt" in table["Note"][1]
     errors = [e.value for e in at.error]
