@@ -203,3 +203,54 @@ def test_errors_page_works_with_each_of_the_five(app_env: dict[str, Path]) -> No
         assert at.radio(key="err_view").value == run.run_id
         assert not at.error, [e.value for e in at.error]
         assert len([i for e in at.get("image") for i in e.proto.imgs]) >= 3  # original + two maps
+
+
+def test_home_shows_how_each_model_was_understood_and_marks_user_code(
+        five: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the loader reports (head, recognition, layer note, user code) reaches the page as
+    it is; an exception raised in the user's code is one line, its traceback in the expander."""
+    import mushcam.catalog as catalog
+    from mushcam.exceptions import MushcamError
+
+    real = catalog.load_catalog_entry
+
+    def user_code_fails() -> None:
+        raise ZeroDivisionError("division by zero in MushroomClassifier.__init__")
+
+    def reported(manifest, name, demo=False):  # noqa: ANN001, ANN202
+        if name == "resnet50-x4":
+            try:
+                user_code_fails()
+            except ZeroDivisionError as exc:
+                raise MushcamError("thesis_models.py:MushroomClassifier raised ZeroDivisionError: division by "
+                                   "zero\nsecond line of detail") from exc
+        loaded = real(manifest, name, demo)
+        if name == "thesis-mobilenet":
+            from dataclasses import replace
+
+            return replace(loaded, head="Dropout → Linear(960→512) → ReLU → Dropout → Linear(512→4)",
+                           recognised="thesis wrapper: trunk under 'backbone.', head 'classifier'",
+                           layer_note="chosen automatically: last 4-D feature map", runs_code="thesis_models.py")
+        return loaded
+
+    monkeypatch.setattr(catalog, "load_catalog_entry", reported)
+    monkeypatch.setenv("MUSHCAM_CHECKPOINTS", str(five["ckpt"]))
+    monkeypatch.setenv("MUSHCAM_RESULTS", str(five["out"]))
+    at = AppTest.from_file(HOME, default_timeout=180).run()
+    assert not at.exception
+    table = at.table[0].value.set_index("Name")
+    wrapped = table.loc["thesis-mobilenet"]
+    assert wrapped["Head"] == "Dropout → Linear(960→512) → ReLU → Dropout → Linear(512→4)"
+    assert wrapped["Recognised as"].startswith("thesis wrapper")
+    assert wrapped["Grad-CAM layer"] == "features.16 (chosen automatically: last 4-D feature map)"
+    assert "runs code from thesis_models.py" in wrapped["Note"]
+    assert any("**Thesis MobileNetV3** runs code from `thesis_models.py`" in c.value for c in at.caption)
+    failed = table.loc["resnet50-x4"]
+    assert failed["Status"] == "failed to load"
+    assert failed["Note"] == "thesis_models.py:MushroomClassifier raised ZeroDivisionError: division by zero"
+    assert [e.value for e in at.error] == [
+        "**ResNet-50 (poisonous ×4)** failed to load: thesis_models.py:MushroomClassifier raised "
+        "ZeroDivisionError: division by zero"]
+    detail = at.expander[0].code[0].value
+    assert "second line of detail" in detail and "Traceback" in detail and "in user_code_fails" in detail
+    assert "4 of 5 models ready" in at.success[0].value
