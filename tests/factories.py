@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision
 from PIL import Image
+from torch import nn
 
 from mushcam.models import BACKBONES, DEFAULT_LAYERS, build_model
 
@@ -26,10 +28,34 @@ def make_image(width: int = 96, height: int = 64, seed: int = 0) -> Image.Image:
     return Image.fromarray(noisy, "RGB")
 
 
+class ThesisWrapper(nn.Module):
+    """The thesis's ``MushroomClassifier`` (section 4.4.4): a torchvision trunk whose head is
+    removed, under ``backbone``, and its own MLP head ``classifier``; weights=None here."""
+
+    def __init__(self, arch: str, num_classes: int) -> None:
+        super().__init__()
+        self.backbone = torchvision.models.get_model(arch, weights=None)
+        if hasattr(self.backbone, "fc"):
+            in_features = self.backbone.fc.in_features
+            self.backbone.fc = nn.Identity()
+        else:  # EfficientNet / MobileNet: the first Linear of the stock classifier reads the pooled features
+            in_features = next(m for m in self.backbone.classifier.modules() if isinstance(m, nn.Linear)).in_features
+            self.backbone.classifier = nn.Identity()
+        self.classifier = nn.Sequential(nn.Dropout(0.3), nn.Linear(in_features, 512), nn.ReLU(inplace=True),
+                                        nn.Dropout(0.3), nn.Linear(512, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.backbone(x))
+
+
 def write_checkpoint(path: Path, backbone: str, num_classes: int, seed: int = 0, wrap: str | None = None) -> Path:
-    """Save a randomly initialised backbone's state dict (optionally wrapped / prefixed)."""
+    """Save a randomly initialised backbone's state dict (optionally wrapped / prefixed;
+    ``wrap="thesis"``: the thesis's wrapper around that backbone, see :class:`ThesisWrapper`)."""
     torch.manual_seed(seed)
-    state = build_model(backbone, num_classes).state_dict()
+    if wrap == "thesis":
+        state = ThesisWrapper(backbone, num_classes).state_dict()
+    else:
+        state = build_model(backbone, num_classes).state_dict()
     if wrap == "module":
         state = {f"module.{k}": v for k, v in state.items()}
     elif wrap == "state_dict":
@@ -75,9 +101,10 @@ def write_image_folder(root: Path, classes: list[str], per_class: int = 3, size:
 
 
 # Five named models, two of the same architecture: what a user with their own checkpoints has.
-# Each entry: name -> (manifest entry, how its checkpoint is written). To make one of them a
-# thesis-style wrapper (a torchvision trunk under `backbone.` plus its own `classifier` head),
-# replace its writer (and arch/layer) here: every five-model test follows.
+# Each entry: name -> (manifest entry, how its checkpoint is written). "thesis-mobilenet" is
+# saved with a `module.` prefix, which the three-preset loader reads; with a loader that
+# recognises wrappers, set its writer's "wrap" to "thesis" (ThesisWrapper: trunk under
+# `backbone.`, its own MLP `classifier`) and every five-model test follows.
 FIVE_MODELS: dict[str, tuple[dict[str, object], dict[str, object]]] = {
     "resnet50": ({"checkpoint": "resnet50.pt"}, {"arch": "resnet50", "seed": 0}),
     "resnet50-x4": (

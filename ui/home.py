@@ -99,7 +99,7 @@ def model_rows(ctx: state.AppContext) -> list[ModelRow]:
                     "Architecture": loaded.arch,
                     "Head": loaded.head,
                     "Recognised as": loaded.recognised,
-                    "Grad-CAM layer": f"{state.cam_layer(ctx, status.name, loaded)} ({loaded.layer_note})",
+                    "Grad-CAM layer": f"{loaded.layer} ({loaded.layer_note})",
                     "Note": f"{parameters:.1f} M parameters"
                     + (f" · runs code from {Path(runs_code).name}" if runs_code else ""),
                 })
