@@ -78,6 +78,7 @@ with left:
     toxicity = manifest.toxicity(prediction.predicted_idx)
     st.markdown(f"### {predicted} {toxicity_badge(toxicity)}")
     st.markdown(f"**{prediction.confidence:.1%}** confidence · {label} · layer `{layer}`")
+    st.caption(support.model_summary(loaded_model))
     if photo.true_label is not None:
         st.markdown(support.truth_line(photo.true_label, predicted, manifest))
     if toxicity == "poisonous":

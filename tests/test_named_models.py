@@ -171,6 +171,8 @@ def test_explain_works_with_each_of_the_five(app_env: dict[str, Path]) -> None:
         line = next(m.value for m in at.markdown if "confidence ·" in m.value)
         assert f"· {label} · layer `" in line
         confidences[name] = line.split("**")[1]
+        about = [c.value for c in at.caption if "layer `" in c.value and "(from the manifest)" in c.value]
+        assert about and about[0].startswith(f"`{ARCHS[NAMES.index(name)]}`"), about
     assert confidences["resnet50"] != confidences["resnet50-x4"]  # one architecture, two models
 
 
@@ -254,3 +256,23 @@ def test_home_shows_how_each_model_was_understood_and_marks_user_code(
     detail = at.expander[0].code[0].value
     assert "second line of detail" in detail and "Traceback" in detail and "in user_code_fails" in detail
     assert "4 of 5 models ready" in at.success[0].value
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [('{"classes": ["A"], "input": {"std": [NaN, 0.2, 0.2]}}', "NaN is not allowed"),
+     ("[" * 100_000 + "]" * 100_000, "more than 32 levels deep"),
+     ('{"classes": ["A"], "input": {"size": ' + "7" * 5000 + "}}", "Exceeds the limit (4300 digits)")],
+    ids=["nan-std", "nested-100000", "5000-digits"],
+)
+@pytest.mark.parametrize("page", [HOME, EXPLAIN, COMPARE], ids=["home", "explain", "compare"])
+def test_hostile_manifests_are_one_message_on_every_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         page: str, text: str, message: str) -> None:
+    (tmp_path / "manifest.json").write_text(text)
+    monkeypatch.setenv("MUSHCAM_CHECKPOINTS", str(tmp_path))
+    at = AppTest.from_file(page, default_timeout=60).run()
+    assert not at.exception
+    if page == EXPLAIN:  # the Explain page sends the user to Home, which names the problem
+        assert [w.value for w in at.warning] == ["No model is available: the [home page](/) says what to put where."]
+    else:
+        assert len(at.error) == 1 and message in at.error[0].value, [e.value for e in at.error]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from mushcam.catalog import LoadedModel
 from mushcam.data import scan_image_folder
 from mushcam.explain import Explanation
 from mushcam.manifest import Manifest, file_safe_name
@@ -59,6 +60,17 @@ def choose_photo() -> Photo | None:
         st.error(f"Cannot read {relpath}: {exc}")
         return None
     return Photo(path.name, data, label)
+
+
+def model_summary(loaded: LoadedModel) -> str:
+    """One line on how the chosen model was understood: architecture, head, layer, user code."""
+    parts = [f"`{loaded.arch}`"]
+    if loaded.head:
+        parts.append(f"head {loaded.head}")
+    parts.append(f"layer `{loaded.layer}` ({loaded.layer_note})")
+    if loaded.runs_code:
+        parts.append(f"⚠️ runs code from `{Path(loaded.runs_code).name}`")
+    return " · ".join(parts)
 
 
 def target_label(class_idx: int | None, prediction: Explanation, manifest: Manifest) -> str:
