@@ -6,6 +6,8 @@ eight of them fungi), used only when the user asks for it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from mushcam.models import (
     BACKBONES,
     DEFAULT_LAYERS,
     DISPLAY_NAMES,
+    file_sha256,
     PretrainedWeightsUnavailable,
     imagenet_weights,
     imagenet_weights_path,
@@ -135,6 +138,31 @@ def cam_layer(manifest: Manifest, name: str, loaded: LoadedModel | None = None) 
     return loaded.layer if loaded is not None else None
 
 
+def entry_fingerprint(manifest: Manifest, name: str) -> str:
+    """What, besides the weights file, changes the function a named model computes: its head
+    activation, its ``code`` (and that file's contents) and ``kwargs``. ``""`` for an entry
+    that sets none of them (every preset entry), so such a model's maps keep the cache keys
+    they had before models had names."""
+    entry = manifest.models[name]
+    if entry.head_activation == "relu" and not entry.code and not entry.kwargs:
+        return ""
+    fields: dict[str, object] = {"head_activation": entry.head_activation, "code": entry.code, "kwargs": entry.kwargs}
+    if entry.code:
+        code_file = manifest.root / entry.code.split(":", 1)[0]
+        fields["code_sha256"] = file_sha256(code_file) if code_file.is_file() else "absent"
+    text = json.dumps(fields, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def cache_digest(checkpoint_sha256: str, fingerprint: str) -> str:
+    """The model part of a CAM cache key: the weights' SHA-256, combined with the entry's
+    :func:`entry_fingerprint` when it has one. Two names for the same weights and fields share
+    maps (they are the same function); two fields that differ never do."""
+    if not fingerprint:
+        return checkpoint_sha256
+    return hashlib.sha256(f"{checkpoint_sha256}|{fingerprint}".encode("utf-8")).hexdigest()
+
+
 def load_catalog_model(manifest: Manifest, name: str, demo: bool = False) -> nn.Module:
     """The manifest's model ``name``, ready for ``grad_cam(model, x, manifest.models[name].layer)``."""
     return load_catalog_entry(manifest, name, demo).model
@@ -143,7 +171,9 @@ def load_catalog_model(manifest: Manifest, name: str, demo: bool = False) -> nn.
 __all__ = [
     "IMAGENET_FUNGI",
     "LoadedModel",
+    "cache_digest",
     "cam_layer",
+    "entry_fingerprint",
     "load_catalog_entry",
     "ModelStatus",
     "PretrainedWeightsUnavailable",

@@ -793,7 +793,10 @@ class Memo:
         if self.cache is None:
             return explain_image(self.model(backbone), image.image, spec, layer)
         if backbone not in self.digests:
-            self.digests[backbone] = self.cache.checkpoint_sha256(self.manifest.checkpoint_path(backbone))
+            from mushcam.catalog import cache_digest, entry_fingerprint
+
+            self.digests[backbone] = cache_digest(self.cache.checkpoint_sha256(self.manifest.checkpoint_path(backbone)),
+                                                  entry_fingerprint(self.manifest, backbone))
         digest = self.digests[backbone]
         entry = self.cache.get_entry(cam_cache.cam_key(digest, image.sha256, layer, None, spec))
         if entry is not None and entry.probabilities is not None and entry.class_idx is not None:

@@ -73,7 +73,7 @@ from mushcam.explain import Explanation, render_explanation
 from mushcam.gradcam import grad_cam
 from mushcam.manifest import Manifest, default_checkpoint_dir, load_manifest
 from mushcam.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss
-from mushcam.catalog import cam_layer, load_catalog_entry
+from mushcam.catalog import cache_digest, cam_layer, entry_fingerprint, load_catalog_entry
 from mushcam.manifest import file_safe_name
 from mushcam.render import (
     COLORMAPS,
@@ -305,6 +305,8 @@ def _run_settings(config: PipelineConfig, backbone: str, checkpoint_sha: str, la
         "png_level": config.png_level,
         # the architecture, where the name does not say it (runs of older versions had none)
         **({"arch": arch} if (arch := config.manifest.models[backbone].arch) != backbone else {}),
+        # head activation / user code / kwargs, where the entry sets them (catalog.entry_fingerprint)
+        **({"entry": fingerprint} if (fingerprint := entry_fingerprint(config.manifest, backbone)) else {}),
     }
 
 
@@ -371,7 +373,8 @@ class _ModelPass:
         self.model: torch.nn.Module | None = None
         self.report = ModelReport(backbone, label=self.manifest.display_name(backbone),
                                   arch=self.manifest.models[backbone].arch)
-        self.checkpoint_sha = ""
+        self.checkpoint_sha = ""  # the weights file's SHA-256 (run.json)
+        self.cache_sha = ""  # what the CAM cache keys this model's maps by (catalog.cache_digest)
         self.cache_warned = False
 
     # -- the pass
@@ -384,6 +387,7 @@ class _ModelPass:
             torch.cuda.reset_peak_memory_stats(device)
         started = time.perf_counter()
         self.checkpoint_sha = self.config.cache.checkpoint_sha256(self.checkpoint)  # once per run, memoised
+        self.cache_sha = cache_digest(self.checkpoint_sha, entry_fingerprint(self.manifest, self.backbone))
         if self.layer is None:  # the entry names no layer: the model says which (loaded now, not lazily)
             self._model()
         _check_run_settings(self.out_dir, _run_settings(self.config, self.backbone, self.checkpoint_sha, self.layer),
@@ -434,7 +438,7 @@ class _ModelPass:
             return None
         image_sha = image_sha256(data)
         target = _class_target(config, item)
-        key = cam_key(self.checkpoint_sha, image_sha, self.layer, target, self.manifest.input)
+        key = cam_key(self.cache_sha, image_sha, self.layer, target, self.manifest.input)
         entry = None if config.force else config.cache.get_entry(key)
         if entry is not None and (entry.probabilities is None or entry.class_idx is None
                                   or entry.probabilities.numel() != self.manifest.num_classes):
@@ -516,7 +520,7 @@ class _ModelPass:
     def _store(self, cam: torch.Tensor, probabilities: torch.Tensor, class_idx: int, is_predicted: bool,
                image_sha: str) -> None:
         try:
-            store_explanation(self.config.cache, cam, probabilities, class_idx, is_predicted, self.checkpoint_sha, image_sha,
+            store_explanation(self.config.cache, cam, probabilities, class_idx, is_predicted, self.cache_sha, image_sha,
                               self.layer, self.manifest.input)
         except OSError as exc:  # a full or read-only cache must not stop the job; the files are still written
             if not self.cache_warned:

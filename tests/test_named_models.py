@@ -276,3 +276,33 @@ def test_hostile_manifests_are_one_message_on_every_page(tmp_path: Path, monkeyp
         assert [w.value for w in at.warning] == ["No model is available: the [home page](/) says what to put where."]
     else:
         assert len(at.error) == 1 and message in at.error[0].value, [e.value for e in at.error]
+
+
+def test_the_map_cache_is_keyed_by_what_the_model_computes(tmp_path: Path) -> None:
+    """Three names on one weights file: the same entry fields share maps (the same function);
+    another head activation never does."""
+    from dataclasses import replace
+
+    from factories import write_checkpoint
+    from mushcam.cache import CamCache
+    from mushcam.manifest import manifest_from_dict
+    from mushcam.pipeline import PipelineConfig, collect_images, run_pipeline
+
+    write_checkpoint(tmp_path / "m.pt", "mobilenet_v3_large", len(CLASSES))
+    data = write_image_folder(tmp_path / "data", [n for n, _ in CLASSES], per_class=1)
+    manifest = manifest_from_dict({
+        "classes": [n for n, _ in CLASSES], "input": {"size": 64},
+        "models": {
+            "a": {"arch": "mobilenet_v3_large", "checkpoint": "m.pt"},
+            "b": {"arch": "mobilenet_v3_large", "checkpoint": "m.pt", "head_activation": "gelu"},
+            "c": {"arch": "mobilenet_v3_large", "checkpoint": "m.pt", "label": "same as a"},
+        },
+    }, root=tmp_path)
+    config = PipelineConfig(manifest=manifest, out=tmp_path / "out", cache=CamCache(tmp_path / "cams"),
+                            backbones=("a", "b", "c"), views=("overlay",))
+    reports = run_pipeline(config, collect_images([str(data)]))
+    assert [(r.backbone, r.computed, r.cached) for r in reports] == [("a", 4, 0), ("b", 4, 0), ("c", 0, 4)]
+    settings = {n: json.loads((tmp_path / "out" / n / "run.json").read_text()) for n in "abc"}
+    assert "entry" in settings["b"] and "entry" not in settings["a"] and "entry" not in settings["c"]
+    again = run_pipeline(replace(config, out=tmp_path / "again"), collect_images([str(data)]))
+    assert [r.cached for r in again] == [4, 4, 4]

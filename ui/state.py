@@ -160,18 +160,21 @@ def cached_model(_manifest: Manifest, backbone: str, identity: str, demo: bool) 
 
 
 def model_identity(ctx: AppContext, name: str) -> str:
-    """``'<checkpoint file>::<file version>::<class count>::<entry>'``: changes whenever the model would.
+    """``'<checkpoint file>::<file version>::<class count>::<entry>::<fingerprint>'``: changes
+    whenever the model would.
 
     ``<entry>`` is a digest of the manifest entry as it affects the model (architecture, layer,
     head activation, code and its file's version, keyword arguments; not the label), so two
     names sharing a checkpoint file, or an edited entry, never share a cached model. It keys
     the model cache and the explanation caches; its first part also tells
-    :func:`cached_explanation` which file to hash for the shared on-disk CAM cache.
+    :func:`cached_explanation` which file to hash for the shared on-disk CAM cache, and its
+    last (:func:`mushcam.catalog.entry_fingerprint`) what to combine that hash with.
     """
     assert ctx.manifest is not None
     path = ctx.manifest.checkpoint_path(name)
     version = file_version(path) if path.is_file() else "absent"
-    return f"{path}::{version}::{ctx.manifest.num_classes}::{_entry_digest(ctx.manifest, name)}"
+    return (f"{path}::{version}::{ctx.manifest.num_classes}::{_entry_digest(ctx.manifest, name)}"
+            f"::{catalog.entry_fingerprint(ctx.manifest, name)}")
 
 
 def _entry_digest(manifest: Manifest, name: str) -> str:
@@ -257,7 +260,8 @@ def cached_explanation(
     """
     cache = CamCache(default_cache_dir())
     return cam_cache.cached_explanation(
-        cache, _model, _image, _manifest.input, layer, class_idx, checkpoint_sha256(model_key), image_sha
+        cache, _model, _image, _manifest.input, layer, class_idx,
+        catalog.cache_digest(checkpoint_sha256(model_key), model_key.rsplit("::", 1)[-1]), image_sha
     )
 
 
