@@ -23,6 +23,7 @@ import functools
 import io
 import math
 import sys
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from dataclasses import dataclass, field
@@ -456,8 +457,15 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
+_ASCII_SUBSTITUTES = str.maketrans({"×": "x", "→": "->", "–": "-", "—": "-", "…": "...", "·": "|"})
+
+
 def _ascii(text: str) -> str:
-    """The bundled font lacks most non-ASCII glyphs: draw '?' rather than empty boxes."""
+    """The bundled font lacks most non-ASCII glyphs: user labels such as 'ResNet-50 (×4)' or
+    'Rüde' are drawn as 'ResNet-50 (x4)' and 'Rude', and '?' stands for anything else rather
+    than an empty box."""
+    text = unicodedata.normalize("NFKD", text.translate(_ASCII_SUBSTITUTES))
+    text = "".join(c for c in text if not unicodedata.combining(c))
     return text.encode("ascii", "replace").decode("ascii")
 
 
@@ -494,7 +502,7 @@ def verdict(cell: Cell) -> tuple[str, tuple[int, int, int]]:
 
 def summary_lines(comparison: Comparison) -> list[str]:
     """The summaries as plain text lines (for the picture and the command line)."""
-    lines = [f"Per backbone, over {len(comparison.rows)} images (focus means: all / correct / wrong):"]
+    lines = [f"Per model, over {len(comparison.rows)} images (focus means: all / correct / wrong):"]
     for record in backbone_summary(comparison):
         known = int(str(record["correct"])) + int(str(record["wrong"]))
         accuracy = f"{record['correct']}/{known} correct" if known else "true classes unknown"
@@ -510,7 +518,7 @@ def summary_lines(comparison: Comparison) -> list[str]:
     pairs = pair_summary(comparison)
     if pairs:
         top = round(comparison.fraction * 100)
-        lines.append("Agreement between backbones, mean [median] over the images where defined:")
+        lines.append("Agreement between models, mean [median] over the images where defined:")
         for record in pairs:
             first, second = str(record["pair"]).split(" vs ")
             lines.append(
@@ -544,7 +552,7 @@ def render_comparison(
     scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     top = round(comparison.fraction * 100)
     header = [
-        f"Grad-CAM comparison: {len(comparison.rows)} images x {len(comparison.backbones)} backbones"
+        f"Grad-CAM comparison: {len(comparison.rows)} images x {len(comparison.backbones)} models"
         + (f"  ({created})" if created else ""),
         f"{'Overlay' if view == 'overlay' else 'Heatmap'}; maps normalised "
         f"{'per image (each to its own maximum)' if normalisation == 'per_image' else 'shared across each row (the row largest raw maximum)'}. "
@@ -558,7 +566,8 @@ def render_comparison(
     text_w = max(scratch.textlength(_ascii(t), font=font) for t in header[1:] + footer) + 2 * pad
     width = int(max(grid_w, text_w, scratch.textlength(_ascii(header[0]), font=bold) + 2 * pad))
     caption_h = 3 * line + 6
-    row_h = panel + caption_h + pad
+    agreement_h = 4 + n_pairs * (2 * line + 4)  # with many models, the agreement column sets the row height
+    row_h = max(panel + caption_h, agreement_h) + pad
     header_h = pad + big + 8 + 2 * line + pad + line
     footer_h = pad + len(footer) * line + pad
     height = header_h + len(comparison.rows) * row_h + footer_h
@@ -574,7 +583,7 @@ def render_comparison(
     y += pad
     titles = ["Image"] + [comparison.label(b) for b in comparison.backbones] + (["Agreement"] if agree_w else [])
     for i, title in enumerate(titles):
-        draw.text((pad + i * (panel + pad), y), title, fill=_TEXT, font=font)
+        draw.text((pad + i * (panel + pad), y), _fit_text(draw, title, panel, font), fill=_TEXT, font=font)
     y = header_h
 
     for row in comparison.rows:
@@ -619,7 +628,8 @@ def render_comparison(
         if agree_w:
             ty = y + 4
             for pair in row.agreement:
-                draw.text((x, ty), f"{short_name(pair.first)} - {short_name(pair.second)}:", fill=_TEXT, font=font)
+                draw.text((x, ty), _fit_text(draw, f"{short_name(pair.first)} - {short_name(pair.second)}:", agree_w, font),
+                          fill=_TEXT, font=font)
                 ty += line
                 draw.text((x + 10, ty), f"IoU {fmt(pair.iou)}  Spearman {fmt(pair.spearman)}", fill=_MUTED, font=font)
                 ty += line + 4

@@ -306,3 +306,20 @@ def test_the_map_cache_is_keyed_by_what_the_model_computes(tmp_path: Path) -> No
     assert "entry" in settings["b"] and "entry" not in settings["a"] and "entry" not in settings["c"]
     again = run_pipeline(replace(config, out=tmp_path / "again"), collect_images([str(data)]))
     assert [r.cached for r in again] == [4, 4, 4]
+
+
+def test_compare_command_exports_a_grid_of_all_five(five: dict[str, Path], tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    assert main(["compare", str(five["data"]), "--manifest", str(five["ckpt"]), "--n", "2", "--no-outcome-mix",
+                 "--out", str(tmp_path / "c")]) == 0
+    out = capsys.readouterr().out
+    assert "Per model, over 2 images" in out and "ResNet-50 vs ResNet-50 (poisonous ×4): top-20% IoU" in out
+    header = next((tmp_path / "c").glob("*[0-9].csv")).read_text().splitlines()[0]
+    for name in NAMES:
+        assert f"{name}_predicted" in header
+    grid = Image.open(next((tmp_path / "c").glob("*.png")))
+    # ten pairs of two lines of 20 px per image row: the rows grow to hold them, nothing overlaps
+    assert grid.height >= 2 * (4 + 10 * (2 * 20 + 4))
+    assert grid.width >= 6 * 224
