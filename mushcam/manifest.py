@@ -337,6 +337,12 @@ def manifest_from_dict(
         if not isinstance(name, str) or not name.strip():
             raise fail("models", "has an empty model name")
         models[name] = _model_entry(name, entry, fail)
+    shown: dict[str, str] = {}
+    for name, entry in models.items():  # the pages tell models apart by what they show
+        other = shown.setdefault(entry.display_name, name)
+        if other != name:
+            raise fail(f"models.{name}.label", f"shows the model as {entry.display_name!r}, as models.{other} is "
+                       "shown: give one of them another label")
 
     return Manifest(
         classes=tuple(classes),
