@@ -248,7 +248,7 @@ def parse_json(text: str, source: str = "manifest") -> Any:
     depth = _nesting_depth(text)
     if depth > MAX_NESTING:
         raise ManifestError(
-            f"{source} nests lists or objects more than {MAX_NESTING} levels deep; a MushCAM manifest "
+            f"{source} is nested too deeply: lists or objects more than {MAX_NESTING} levels deep; a MushCAM manifest "
             "needs at most a few (see docs/manifest.md)"
         )
     try:
