@@ -11,6 +11,7 @@ Storage (one small ``.npz`` per entry, zip-deflated, under ``root/<key[:2]>/<key
     scale  float32  ()      that maximum (0 for an all-zero map)
     probabilities float32 (C,)  optional: the model's softmax for the image
     class_idx int64 ()      optional: the explained class (-1: not recorded)
+    key    str     ()       the entry's own key: an entry read under another key is a miss
 
 Storing ``cam / max`` keeps float16's relative precision (2**-11) at any magnitude: the
 raw maps of randomly initialised networks peak near 1e-15, far below float16's smallest
@@ -146,6 +147,7 @@ class CamCache:
         self.hits = 0
         self.misses = 0
         self.corrupt = 0
+        self.write_error: str | None = None  # why the last write failed (the caller carried on in memory)
         self._bytes: int | None = None  # running estimate of the folder's size (scan on first put)
 
     def path(self, key: str) -> Path:
@@ -205,7 +207,7 @@ class CamCache:
         except OSError:
             self.misses += 1
             return None
-        entry = _decode_entry(data)
+        entry = _decode_entry(data, key)
         if entry is None:
             self.corrupt += 1
             self.misses += 1
@@ -235,6 +237,7 @@ class CamCache:
             probs = torch.as_tensor(probabilities).detach().cpu().float().numpy().reshape(-1)
             arrays["probabilities"] = probs.astype(np.float32)
         arrays["class_idx"] = np.asarray(-1 if class_idx is None else int(class_idx), dtype=np.int64)
+        arrays["key"] = np.asarray(key)
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
         payload = buffer.getvalue()
@@ -303,10 +306,25 @@ class CamCache:
         return removed
 
 
-def _decode_entry(data: bytes) -> CachedCam | None:
-    """Parse an entry file; None for anything that is not a well-formed entry."""
+    def writable(self) -> str | None:
+        """None when entries can be written here; else the reason (the folder, or what blocks it)."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".probe.{uuid.uuid4().hex}{TMP_SUFFIX}"
+            with open(probe, "xb"):
+                pass
+            probe.unlink()
+        except OSError as exc:
+            return f"the map cache {self.root} cannot be written ({exc.strerror or exc})"
+        return None
+
+
+def _decode_entry(data: bytes, key: str | None = None) -> CachedCam | None:
+    """Parse an entry file; None for anything that is not a well-formed entry for ``key``."""
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            if key is not None and ("key" not in archive.files or str(archive["key"][()]) != key):
+                return None  # written for another key (a copied or renamed file): a miss, never a wrong answer
             normalised = np.asarray(archive["cam"])
             scale = np.asarray(archive["scale"])
             probabilities = np.asarray(archive["probabilities"]) if "probabilities" in archive.files else None
@@ -371,13 +389,27 @@ def cached_explanation(
 
     key = cam_key(checkpoint_sha256, image_sha256, layer, class_idx, spec)
     entry = cache.get_entry(key)
-    if entry is not None and entry.probabilities is not None and entry.class_idx is not None:
+    if entry_fits(entry, spec) and (class_idx is None or entry.class_idx == class_idx):
         return Explanation(entry.cam, entry.probabilities, entry.class_idx, layer)
     fresh = explain_image(model, image, spec, layer, class_idx)
     is_predicted = class_idx is None or fresh.class_idx == fresh.predicted_idx
-    store_explanation(cache, fresh.cam, fresh.probabilities, fresh.class_idx, is_predicted,
-                      checkpoint_sha256, image_sha256, layer, spec)
+    try:
+        store_explanation(cache, fresh.cam, fresh.probabilities, fresh.class_idx, is_predicted,
+                          checkpoint_sha256, image_sha256, layer, spec)
+    except OSError as exc:  # a read-only or full cache: the answer is still good, kept in memory only
+        cache.write_error = f"the map cache {cache.root} cannot be written ({exc.strerror or exc})"
     return Explanation(roundtrip(fresh.cam), fresh.probabilities, fresh.class_idx, layer)
+
+
+def entry_fits(entry: CachedCam | None, spec: InputSpec, num_classes: int | None = None) -> bool:
+    """Whether a cache entry can answer for this input: complete (probabilities and class), a
+    map no larger than the network's input, and (when given) ``num_classes`` probabilities."""
+    if entry is None or entry.probabilities is None or entry.class_idx is None:
+        return False
+    height, width = entry.cam.shape
+    if not (1 <= height <= spec.size and 1 <= width <= spec.size):
+        return False
+    return num_classes is None or entry.probabilities.numel() == num_classes
 
 
 def store_explanation(

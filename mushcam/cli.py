@@ -12,8 +12,9 @@ from mushcam.exceptions import MushcamError
 
 import argparse
 import importlib
-import json
+import io
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,10 +33,26 @@ class UsageError(MushcamError):
 
 
 def resolve_manifest(manifest_arg: str | None):  # noqa: ANN201 - returns mushcam.manifest.Manifest
-    """The manifest named on the command line, or the default checkpoint folder's one."""
-    from mushcam.manifest import load_manifest, default_checkpoint_dir
+    """The manifest named on the command line, or the default checkpoint folder's one.
 
-    return load_manifest(manifest_arg if manifest_arg else default_checkpoint_dir())
+    A manifest that Python's json cannot even hold (nesting deep enough for RecursionError,
+    an integer of more than 4,300 digits) is a user error here too, not a traceback.
+    """
+    from mushcam.manifest import ManifestError, default_checkpoint_dir, load_manifest
+
+    where = manifest_arg if manifest_arg else default_checkpoint_dir()
+    try:
+        return load_manifest(where)
+    except MushcamError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        if isinstance(exc, RecursionError):
+            reason = "it is nested too deeply to be a manifest"
+        elif "digits" in str(exc):
+            reason = "it holds a number with more than 4,300 digits"
+        else:
+            reason = str(exc)
+        raise ManifestError(f"the manifest in {where} cannot be read: {reason}") from None
 
 
 def add_explain(subparsers: argparse._SubParsersAction) -> None:
@@ -54,7 +71,7 @@ def add_explain(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--target", help="class name or index to explain (default: the predicted class)")
     parser.add_argument("--alpha", type=float, default=None, help="heat map opacity 0..1 (default 0.45)")
     parser.add_argument("--colormap", default=None, help="jet, viridis, hot, inferno, magma, plasma, turbo, gray")
-    parser.add_argument("--top-k", type=int, default=5, help="classes listed in prediction.json")
+    parser.add_argument("--top-k", type=positive_int, default=5, help="classes listed in prediction.json (at least 1)")
     parser.add_argument("--out", required=True, help="output folder (created)")
     parser.set_defaults(handler=run_explain)
 
@@ -63,9 +80,11 @@ def run_explain(args: argparse.Namespace) -> int:
     import numpy as np
 
     from mushcam.catalog import cam_layer, load_catalog_entry
-    from mushcam.data import load_image
+    from mushcam.data import load_image, printable
     from mushcam.explain import explain_image, render_explanation, top_k
-    from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP, to_png
+    from mushcam.files import write_bytes_atomic, write_json_atomic
+    from mushcam.finite import naming_model
+    from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP, MAX_VIEW_SIDE, to_png
 
     alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha
     if not 0.0 <= alpha <= 1.0:
@@ -73,32 +92,32 @@ def run_explain(args: argparse.Namespace) -> int:
     colormap = args.colormap or DEFAULT_COLORMAP
     if colormap not in COLORMAPS:
         raise UsageError(f"--colormap must be one of {', '.join(COLORMAPS)}; got {colormap!r}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out} is a file; give a folder (it is created)")
     manifest = with_checkpoint(resolve_manifest(args.manifest), args.model, args.checkpoint)
     checkpoint = manifest.checkpoint_path(args.model)
     image = load_image(args.image)
     loaded = load_catalog_entry(manifest, args.model)
     model = loaded.model
     layer = args.layer or cam_layer(manifest, args.model, loaded)
-    class_idx = None
-    if args.target is not None:
-        class_idx = int(args.target) if args.target.isdigit() else manifest.class_index(args.target)
-        if not 0 <= class_idx < manifest.num_classes:
-            raise UsageError(f"--target {class_idx} is out of range: there are {manifest.num_classes} classes")
-    explanation = explain_image(model, image, manifest.input, layer, class_idx)
+    class_idx = parse_target(args.target, manifest)
+    with naming_model(args.model):
+        explanation = explain_image(model, image, manifest.input, layer, class_idx)
     views = render_explanation(image, explanation, manifest, manifest.display_name(args.model), alpha, colormap)
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     for name, pixels in views.as_dict().items():
-        (out / f"{name.lower()}.png").write_bytes(to_png(pixels))
-    np.save(out / "cam.npy", explanation.cam.numpy())
+        write_bytes_atomic(out / f"{name.lower()}.png", to_png(pixels))
+    buffer = io.BytesIO()
+    np.save(buffer, explanation.cam.numpy(), allow_pickle=False)
+    write_bytes_atomic(out / "cam.npy", buffer.getvalue())
     names = manifest.class_names
     prediction = {
-        "image": str(Path(args.image).resolve()),
+        "image": printable(Path(args.image).resolve()),
         "model": args.model,
         "arch": loaded.arch,
         "backbone": loaded.arch,  # the field's old name: the architecture
-        "checkpoint": str(checkpoint.resolve()),
+        "checkpoint": printable(checkpoint.resolve()),
         "layer": layer,
         "predicted": names[explanation.predicted_idx],
         "confidence": explanation.confidence,
@@ -111,11 +130,22 @@ def run_explain(args: argparse.Namespace) -> int:
         "cam_shape": list(explanation.cam.shape),
         "cam_max": float(explanation.cam.max()),
     }
-    (out / "prediction.json").write_text(json.dumps(prediction, indent=2) + "\n", encoding="utf-8")
+    if views.scaled_from is not None:
+        prediction["views_scaled_from"] = list(views.scaled_from)
+        prediction["views_size"] = [int(views.original.shape[1]), int(views.original.shape[0])]
+    write_json_atomic(out / "prediction.json", prediction, "prediction.json")
     print(
         f"{names[explanation.predicted_idx]} ({explanation.confidence:.1%}); "
         f"map for {names[explanation.class_idx]} written to {out}"
     )
+    if views.scaled_from is not None:
+        width, height = views.scaled_from
+        print(
+            f"note: the image is {width}x{height}; the views were drawn at "
+            f"{views.original.shape[1]}x{views.original.shape[0]} (at most {MAX_VIEW_SIDE} px on the long side: "
+            "views are for people; the model saw its own input size either way)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -138,6 +168,34 @@ def with_checkpoint(manifest, name: str, checkpoint: str | None):  # noqa: ANN00
     path = str(Path(checkpoint).expanduser().resolve())
     entry = replace(entry, checkpoint=path) if entry else ModelEntry(name, path, DEFAULT_LAYERS.get(name))
     return replace(manifest, models={**manifest.models, name: entry})
+
+
+def parse_target(text: str | None, manifest) -> int | None:  # noqa: ANN001 - mushcam.manifest.Manifest
+    """``--target``: a class index (ASCII digits) or a class name; None for the predicted class."""
+    if text is None:
+        return None
+    if re.fullmatch(r"[0-9]+", text.strip()):
+        index = int(text)
+        if not 0 <= index < manifest.num_classes:
+            raise UsageError(f"--target {index} is out of range: there are {manifest.num_classes} classes (0..{manifest.num_classes - 1})")
+        return index
+    try:
+        return manifest.class_index(text)
+    except KeyError as exc:
+        reason = exc.args[0] if exc.args else text
+        raise UsageError(f"--target {text!r}: {reason}") from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (argparse names the option in its message)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
+    return value
+
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,9 +221,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, RuntimeError, KeyError) as exc:
+    except (MushcamError, OSError) as exc:
+        # The library's own errors (raised where json, torch.load, sqlite3, PIL or os failed)
+        # and OS errors at the edge (a full disk, a permission): one line, no traceback.
         if os.environ.get("MUSHCAM_DEBUG"):
             raise
-        message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {describe_error(exc)}", file=sys.stderr)
         return 2
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the user: the message, with an OS error's file name shown readably."""
+    if isinstance(exc, OSError) and not isinstance(exc, MushcamError) and exc.strerror:
+        where = f": {os.fsencode(exc.filename).decode('utf-8', 'backslashreplace')}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc)

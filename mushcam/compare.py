@@ -34,15 +34,19 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
+from mushcam.exceptions import MushcamError
 from mushcam.agreement import TOP_FRACTION, Focus, PairAgreement, focus, pairwise_agreement, summarise
 from mushcam.cache import CamCache
-from mushcam.data import IMAGE_EXTENSIONS, LabelledImage, crop_box, decode_image, image_sha256, read_bytes
+from mushcam.data import IMAGE_EXTENSIONS, LabelledImage, crop_box, decode_image, image_sha256, printable, read_bytes
+from mushcam.files import write_bytes_atomic, write_text_atomic
+from mushcam.finite import naming_model
 from mushcam.explain import Explanation
 from mushcam.manifest import InputSpec, Manifest
 from mushcam.models import DISPLAY_NAMES
 from mushcam.render import DEFAULT_ALPHA, DEFAULT_COLORMAP, cam_scale, colorize, fit_within, overlay, to_png, upsample_cam
 
 DEFAULT_SAMPLE_SIZE = 12
+MAX_GRID_IMAGES = 100  # rows of one exported grid: the figure is for people (100 rows ~ 30,000 px tall)
 DISPLAY_MAX_SIDE = 1024  # the display copy of an image (the model sees the full resolution)
 MEASURE_SIDE = 224  # the common grid on which maps of different backbones are compared
 PANEL_SIDE = 224  # one picture in the exported grid
@@ -148,9 +152,9 @@ def select_sample(
     The result is sorted: poisonous classes first, then by class and path.
     """
     if n < 1:
-        raise ValueError(f"the sample size must be at least 1, got {n}")
+        raise MushcamError(f"the sample size must be at least 1, got {n}")
     if not items:
-        raise ValueError("the folder holds no images (expected <folder>/<Class>/<image>)")
+        raise MushcamError("the folder holds no images (expected <folder>/<Class>/<image>)")
     rng = np.random.default_rng(seed)
     by_class: dict[str, list[LabelledImage]] = {}
     for item in sorted(items, key=lambda i: i.relpath):
@@ -233,7 +237,7 @@ class Row:
     def scale(self, normalisation: str) -> float | None:
         """Display scale: None = each map by its own maximum; 'shared' = the row's largest maximum."""
         if normalisation not in NORMALISATIONS:
-            raise ValueError(f"normalisation must be one of {', '.join(NORMALISATIONS)}; got {normalisation!r}")
+            raise MushcamError(f"normalisation must be one of {', '.join(NORMALISATIONS)}; got {normalisation!r}")
         if normalisation == "per_image":
             return None
         return max((cell.cam_max for cell in self.cells.values()), default=0.0)
@@ -285,9 +289,9 @@ def compute_comparison(
 ) -> Comparison:
     """Every backbone's map of every image (one ``explain`` call each), with focus and agreement."""
     if not backbones:
-        raise ValueError("choose at least one backbone")
+        raise MushcamError("choose at least one backbone")
     if not images:
-        raise ValueError("no images to compare")
+        raise MushcamError("no images to compare")
     total = len(images) * len(backbones)
     done = 0
     rows = []
@@ -318,7 +322,7 @@ def cell_picture(image: Image.Image, explanation: Explanation, spec: InputSpec, 
                  view: str = "overlay", alpha: float = DEFAULT_ALPHA, colormap: str = DEFAULT_COLORMAP) -> np.ndarray:
     """The overlay (or the heatmap alone) of one map on ``image`` (any display size), RGB uint8."""
     if view not in GRID_VIEWS:
-        raise ValueError(f"view must be one of {', '.join(GRID_VIEWS)}; got {view!r}")
+        raise MushcamError(f"view must be one of {', '.join(GRID_VIEWS)}; got {view!r}")
     heat = upsample_cam(explanation.cam, image.size, crop_box(image.size, spec), scale)
     return colorize(heat, colormap) if view == "heatmap" else overlay(image, heat, alpha, colormap)
 
@@ -683,9 +687,12 @@ def write_export(
     paths = ExportPaths(out / export_name(when), out / export_name(when, ".csv"), out / export_name(when, "_summary.csv"))
     picture = render_comparison(comparison, manifest, normalisation, view, alpha, colormap,
                                 created=f"{when:%Y-%m-%d %H:%M:%S}")
-    paths.png.write_bytes(to_png(picture))
-    paths.csv.write_text(to_csv(image_table(comparison)), encoding="utf-8")
-    paths.summary_csv.write_text(to_csv(summary_long(comparison)), encoding="utf-8")
+    # Every text is made before any file is written, and each file is written atomically:
+    # a failure leaves no empty or partial export behind.
+    png, table, summary = to_png(picture), to_csv(image_table(comparison)), to_csv(summary_long(comparison))
+    write_bytes_atomic(paths.png, png)
+    write_text_atomic(paths.csv, table)
+    write_text_atomic(paths.summary_csv, summary)
     return paths
 
 
@@ -733,7 +740,7 @@ def usable_backbones(manifest: Manifest, requested: Sequence[str] | None) -> lis
     if not requested:
         found = [name for name, status in statuses.items() if status.status == "found"]
         if not found:
-            raise ValueError(
+            raise MushcamError(
                 f"no checkpoint files found for the manifest in {manifest.root}: "
                 + ("; ".join(f"{n}: {s.reason}" for n, s in statuses.items()) or "it lists no models")
             )
@@ -742,9 +749,9 @@ def usable_backbones(manifest: Manifest, requested: Sequence[str] | None) -> lis
     chosen = []
     for name in names:
         if name not in statuses:
-            raise ValueError(f"--model: no model named {name!r} in the manifest; choose from {', '.join(statuses)}")
+            raise MushcamError(f"--model: no model named {name!r} in the manifest; choose from {', '.join(statuses)}")
         if statuses[name].status != "found":
-            raise ValueError(f"--model: {name} cannot be used ({statuses[name].reason})")
+            raise MushcamError(f"--model: {name} cannot be used ({statuses[name].reason})")
         if name not in chosen:
             chosen.append(name)
     return chosen
@@ -796,6 +803,10 @@ class Memo:
         return self.store[key]
 
     def _explain(self, backbone: str, image: CompareImage) -> Explanation:
+        with naming_model(backbone):
+            return self._explain_named(backbone, image)
+
+    def _explain_named(self, backbone: str, image: CompareImage) -> Explanation:
         from mushcam import cache as cam_cache
         from mushcam.explain import explain_image
 
@@ -809,7 +820,7 @@ class Memo:
                                                   entry_fingerprint(self.manifest, backbone))
         digest = self.digests[backbone]
         entry = self.cache.get_entry(cam_cache.cam_key(digest, image.sha256, layer, None, spec))
-        if entry is not None and entry.probabilities is not None and entry.class_idx is not None:
+        if cam_cache.entry_fits(entry, spec, self.manifest.num_classes):
             return Explanation(entry.cam, entry.probabilities, entry.class_idx, layer)  # no model needed
         return cam_cache.cached_explanation(self.cache, self.model(backbone), image.image, spec, layer, None,
                                             digest, image.sha256)
@@ -839,11 +850,14 @@ def gather_images(inputs: Sequence[str], manifest: Manifest, n: int, seed: int,
     folders = [p for p in paths if p.is_dir()]
     if folders:
         if len(paths) > 1:
-            raise ValueError("give either one folder to sample from, or image files (not both, not several folders)")
-        from mushcam.data import scan_image_folder
+            raise MushcamError("give either one folder to sample from, or image files (not both, not several folders)")
+        from mushcam.data import scan_images
 
         folder = folders[0]
-        items = scan_image_folder(folder)
+        scan = scan_images(folder)
+        for relpath, reason in scan.skipped:
+            print(f"skipped {relpath}: {reason}", file=sys.stderr)
+        items = scan.images
         if items:
             cache: dict[str, CompareImage] = {}
 
@@ -856,16 +870,16 @@ def gather_images(inputs: Sequence[str], manifest: Manifest, n: int, seed: int,
             return [load(item) for item in select_sample(items, manifest, n, seed, outcome)]
         flat = flat_folder_images(folder)
         if not flat:
-            raise ValueError(f"no images in {folder} (expected {folder}/<Class>/<image> or images in the folder)")
+            raise MushcamError(f"no images in {folder} (expected {folder}/<Class>/<image> or images in the folder)")
         if len(flat) > n:
             flat = [flat[i] for i in sorted(np.random.default_rng(seed).choice(len(flat), n, replace=False))]
-        return [_load_named(p, p.name, None) for p in flat]
+        return [_load_named(p, printable(p.name), None) for p in flat]
     images = []
     for path in paths:
         if not path.exists():
-            raise ValueError(f"no such file or folder: {path}")
+            raise MushcamError(f"no such file or folder: {printable(path)}")
         label = path.parent.name if manifest_class(manifest, path.parent.name) is not None else None
-        images.append(_load_named(path, path.name, label))
+        images.append(_load_named(path, printable(path.name), label))
     return images
 
 
@@ -873,7 +887,7 @@ def _load_named(path: Path, name: str, label: str | None) -> CompareImage:
     try:
         return load_compare_image(path, name, label)
     except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+        raise MushcamError(f"{printable(path)}: {exc}") from None
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -881,8 +895,13 @@ def run_compare(args: argparse.Namespace) -> int:
     from mushcam.cli import UsageError, resolve_manifest
     from mushcam.render import COLORMAPS
 
-    if args.n < 1:
-        raise UsageError(f"--n must be at least 1; got {args.n}")
+    if not 1 <= args.n <= MAX_GRID_IMAGES:
+        raise UsageError(f"--n must be between 1 and {MAX_GRID_IMAGES} (one grid is for people to read); got {args.n}; "
+                         "for more images use python -m mushcam gradcam")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be 0 or more; got {args.seed}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out} is a file; give a folder (it is created)")
     if not 0.0 <= args.alpha <= 1.0:
         raise UsageError(f"--alpha must be between 0 and 1; got {args.alpha}")
     if args.colormap not in COLORMAPS:
@@ -894,6 +913,9 @@ def run_compare(args: argparse.Namespace) -> int:
     cache = None if args.no_cache else CamCache(default_cache_dir())
     memo = Memo(manifest, lambda name: load_catalog_entry(manifest, name), cache)
     outcome_for = None if args.no_outcome_mix else (lambda load: outcome_with(memo, backbones, manifest, load))
+    if len(args.inputs) > MAX_GRID_IMAGES:
+        raise UsageError(f"{len(args.inputs)} images given; one grid holds at most {MAX_GRID_IMAGES} "
+                         "(for more images use python -m mushcam gradcam)")
     images = gather_images(args.inputs, manifest, args.n, args.seed, outcome_for)
 
     def progress(done: int, total: int, what: str) -> None:

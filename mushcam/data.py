@@ -28,17 +28,32 @@ class ImageLoadError(MushcamError):
     """The input is not an image we can safely decode (the message says why)."""
 
 
+class DataFolderError(MushcamError, FileNotFoundError):
+    """A data folder cannot be scanned (missing, not a folder, or far too large to be a data set)."""
+
+
+MAX_SCAN_ENTRIES = 1_000_000  # files and folders looked at under one data root before giving up
+
+
 def read_bytes(source: ImageSource, max_bytes: int = MAX_BYTES) -> bytes:
     """The raw bytes of a path, a bytes object or a file-like object, size-checked."""
     if isinstance(source, bytes):
         data = source
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
+        if path.is_dir():
+            raise ImageLoadError(f"{printable(path)} is a folder, not an image file; give one image file")
         if not path.is_file():
-            raise ImageLoadError(f"no such file: {path}")
-        if path.stat().st_size > max_bytes:
-            raise ImageLoadError(f"{path.name} is {_size(path.stat().st_size)}; the limit is {_size(max_bytes)}")
-        data = path.read_bytes()
+            if path.is_symlink():
+                raise ImageLoadError(f"{printable(path)} is a link to a file that does not exist")
+            raise ImageLoadError(f"no such file: {printable(path)}")
+        try:
+            size = path.stat().st_size
+            if size > max_bytes:
+                raise ImageLoadError(f"{printable(path.name)} is {_size(size)}; the limit is {_size(max_bytes)}")
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ImageLoadError(f"cannot read {printable(path)}: {exc.strerror or exc}") from None
     else:
         data = source.read(max_bytes + 1)
     if len(data) == 0:
@@ -155,23 +170,109 @@ class LabelledImage:
     label: str  # the class folder's name
 
 
-def scan_image_folder(root: str | os.PathLike[str]) -> list[LabelledImage]:
-    """Every image under ``root/<Class>/`` (recursively), sorted by class then path."""
-    root = Path(root)
+def printable(path: str | os.PathLike[str]) -> str:
+    """A path as text that any file, terminal, database or web page accepts.
+
+    File names are bytes on Linux; one that is not valid UTF-8 reaches Python with
+    surrogate escapes, which SQLite, CSV files, JSON and Streamlit refuse. Such bytes are
+    shown as ``\\xNN`` escapes.
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def is_utf8_name(path: str | os.PathLike[str]) -> bool:
+    """Whether a path can be written as UTF-8 text (stored, shown) without loss."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    """The images of a ``root/<Class>/`` folder, and what was left out with the reason."""
+
+    images: list[LabelledImage]
+    skipped: list[tuple[str, str]]  # (path relative to the root, printable; reason)
+
+
+def _links_above(folder: Path, root: Path) -> Path | None:
+    """Where a symlinked class folder points when that would walk the data root again or
+    everything above it (``/``, the root itself, one of its parents); None when it is safe."""
+    if not folder.is_symlink():
+        return None
+    target = folder.resolve()
+    if target == root or target in root.parents or target == Path(target.anchor):
+        return target
+    return None
+
+
+def scan_images(root: str | os.PathLike[str], max_entries: int = MAX_SCAN_ENTRIES) -> FolderScan:
+    """Every image under ``root/<Class>/`` (recursively), sorted by class then path.
+
+    Symlinked image files are followed (a data set made of links is common); links to
+    folders below a class folder are not. A class folder that links to ``/``, to the root or
+    above it is skipped. Files whose names are not valid UTF-8 are skipped with the reason
+    (they cannot be stored or shown). More than ``max_entries`` files and folders is refused:
+    the root is then not a data set.
+    """
+    root = Path(root).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(f"data folder not found: {root}")
-    found = []
-    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for path in sorted(class_dir.rglob("*")):
-            if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith("."):
-                found.append(LabelledImage(path.resolve(), path.relative_to(root).as_posix(), class_dir.name))
-    return found
+        raise DataFolderError(f"data folder not found: {printable(root)}")
+    resolved_root = root.resolve()
+    found: list[LabelledImage] = []
+    skipped: list[tuple[str, str]] = []
+    seen = 0
+    try:
+        class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError as exc:
+        raise DataFolderError(f"cannot list the data folder {printable(root)}: {exc.strerror or exc}") from None
+    for class_dir in class_dirs:
+        if not is_utf8_name(class_dir.name):
+            skipped.append((printable(class_dir.name), "the class folder's name is not valid UTF-8; rename it"))
+            continue
+        target = _links_above(class_dir, resolved_root)
+        if target is not None:
+            skipped.append((class_dir.name, f"the class folder links to {target}, which holds the data folder itself; not followed"))
+            continue
+        files: list[Path] = []
+        for folder, _dirs, names in os.walk(class_dir, onerror=None, followlinks=False):
+            seen += 1 + len(_dirs) + len(names)
+            if seen > max_entries:
+                raise DataFolderError(
+                    f"more than {max_entries:,} files and folders under {printable(root)}: that is not a data set "
+                    "of ROOT/<Class>/<image>; point at the folder that holds the class folders"
+                )
+            files.extend(Path(folder, name) for name in names)
+        for path in sorted(files, key=lambda p: p.parts):
+            if path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            relpath = path.relative_to(root).as_posix()
+            if not is_utf8_name(relpath):
+                skipped.append((printable(relpath), "the file name is not valid UTF-8; rename the file"))
+                continue
+            if not path.is_file():
+                if path.is_symlink():
+                    skipped.append((relpath, "a link to a file that does not exist"))
+                continue
+            found.append(LabelledImage(path.resolve(), relpath, class_dir.name))
+    return FolderScan(found, skipped)
+
+
+def scan_image_folder(root: str | os.PathLike[str]) -> list[LabelledImage]:
+    """Every usable image under ``root/<Class>/``: :func:`scan_images` without the skip list."""
+    return scan_images(root).images
 
 
 def resolve_inside(root: str | os.PathLike[str], relpath: str) -> Path:
-    """``root / relpath``, refusing any path that resolves outside ``root`` (.., links)."""
-    base = Path(root).resolve()
-    target = (base / relpath).resolve()
-    if target != base and base not in target.parents:
-        raise ValueError(f"refused path outside the data folder: {relpath!r}")
-    return target
+    """``root / relpath``, refusing an absolute path or one that climbs out with ``..``.
+
+    The check is on the path as written, not on where links point: a data folder made of
+    symlinked files is accepted here as in ``evaluate``, ``gradcam`` and ``compare``.
+    """
+    base = Path(root).expanduser().resolve()
+    parts = Path(relpath).parts
+    if not relpath or Path(relpath).is_absolute() or ".." in parts:
+        raise MushcamError(f"refused path outside the data folder: {relpath!r}")
+    return base / relpath

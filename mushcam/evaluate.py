@@ -29,14 +29,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from mushcam.data import IMAGE_EXTENSIONS, ImageLoadError, decode_image, image_sha256, preprocess, read_bytes, scan_image_folder
+from mushcam.exceptions import MushcamError
+from mushcam.data import (
+    IMAGE_EXTENSIONS,
+    ImageLoadError,
+    decode_image,
+    image_sha256,
+    preprocess,
+    printable,
+    read_bytes,
+    scan_images,
+)
+from mushcam.finite import naming_model, require_finite
 from mushcam.gradcam import eval_mode
 from mushcam.manifest import InputSpec, Manifest
 from mushcam.metrics import ModelMetrics, compute_metrics, format_rate
 from mushcam.catalog import load_catalog_entry
-from mushcam.exceptions import MushcamError
 from mushcam.models import file_sha256
-from mushcam.store import Predictions, RunRecord, Skipped, StoreContents, load_store, save_run
+from mushcam.store import Predictions, RunRecord, Skipped, StoreContents, check_writable, load_store, save_run
 
 MAX_BATCH_SIZE = 1024
 
@@ -71,8 +81,10 @@ def scan_test_set(root: str | Path, manifest: Manifest) -> TestSet:
     images: list[TestImage] = []
     skipped: list[Skipped] = []
     for path in sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
-        skipped.append(Skipped(path.name, "not inside a class folder (expected ROOT/<Class>/<image>)"))
-    for item in scan_image_folder(root):
+        skipped.append(Skipped(printable(path.name), "not inside a class folder (expected ROOT/<Class>/<image>)"))
+    scan = scan_images(root)
+    skipped.extend(Skipped(path, reason) for path, reason in scan.skipped)
+    for item in scan.images:
         try:
             true_idx = manifest.class_index(item.label)
         except KeyError:
@@ -136,7 +148,7 @@ def predict_images(
     uploads, and preprocessed to ``spec``; ``probabilities = softmax(model(x))``.
     """
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
-        raise ValueError(f"batch size must be between 1 and {MAX_BATCH_SIZE}; got {batch_size}")
+        raise MushcamError(f"batch size must be between 1 and {MAX_BATCH_SIZE}; got {batch_size}")
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     paths: list[str] = []
@@ -162,6 +174,7 @@ def predict_images(
                 true_idx.append(item.true_idx)
             if tensors:
                 logits = model(torch.stack(tensors).to(device))
+                require_finite(logits, "logits")  # fails at the first batch, not at the store's constraints
                 chunks.append(torch.softmax(logits.float(), dim=1).cpu())
             done += len(batch)
             if progress is not None:
@@ -248,7 +261,7 @@ def evaluate_models(
     Each model's run is committed as soon as that model has finished.
     """
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
-        raise ValueError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}; got {batch_size}")
+        raise MushcamError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}; got {batch_size}")
     requested = list(models or []) + list(backbones or [])
     if requested:
         chosen = check_model_names(manifest, requested)
@@ -266,12 +279,13 @@ def evaluate_models(
         raise IsADirectoryError(f"--out {out} is a folder; give a file such as {out / 'results.sqlite'}")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"the folder for --out does not exist: {out.parent}")
+    check_writable(out)  # a locked, read-only or foreign store is refused before any model runs
 
     test_set = scan_test_set(data_root, manifest)
     for reason, items in _group_by_reason(test_set.skipped).items():
         log(f"skipped {len(items)} file{'s' if len(items) != 1 else ''} ({_examples(items)}): {reason}")
     if not test_set.images:
-        raise ValueError(
+        raise MushcamError(
             f"no images of the manifest's classes under {test_set.root} (expected ROOT/<Class>/<image>, "
             f"classes: {', '.join(manifest.class_names)})"
         )
@@ -293,7 +307,8 @@ def evaluate_models(
         model, layer = loaded.model, loaded.layer
         bar = Progress(f"{backbone}", len(images), progress_stream)
         try:
-            output = predict_images(model, images, manifest.input, batch_size, bar.update)
+            with naming_model(backbone):
+                output = predict_images(model, images, manifest.input, batch_size, bar.update)
         except KeyboardInterrupt:
             log(f"\ninterrupted while evaluating {backbone}: nothing written for it; earlier results are intact")
             raise
@@ -323,7 +338,7 @@ def evaluate_models(
             n_images=len(predictions),
         )
         if len(predictions) == 0:
-            raise ValueError(f"no image under {test_set.root} could be read")
+            raise MushcamError(f"no image under {test_set.root} could be read")
         run_id = save_run(out, run, predictions, skipped)
         metrics = compute_metrics(predictions.true_idx, predictions.pred_idx, manifest.class_names,
                                   [c.toxicity for c in manifest.classes])
@@ -483,7 +498,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         if args.threads < 1:
-            raise ValueError(f"--threads must be at least 1; got {args.threads}")
+            raise MushcamError(f"--threads must be at least 1; got {args.threads}")
         torch.set_num_threads(args.threads)
     manifest = resolve_manifest(args.manifest)
     evaluate_models(args.data, manifest, args.out, batch_size=args.batch_size, models=args.models)

@@ -6,7 +6,7 @@ rendering together without any user-interface code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ from torch import nn
 from mushcam.data import crop_box, preprocess
 from mushcam.gradcam import grad_cam
 from mushcam.manifest import InputSpec, Manifest
-from mushcam.render import DEFAULT_ALPHA, DEFAULT_COLORMAP, Views, render_views, upsample_cam
+from mushcam.render import DEFAULT_ALPHA, DEFAULT_COLORMAP, MAX_VIEW_SIDE, Views, fit_within, render_views, upsample_cam
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,14 @@ def render_explanation(
     model_name: str,
     alpha: float = DEFAULT_ALPHA,
     colormap: str = DEFAULT_COLORMAP,
+    max_side: int = MAX_VIEW_SIDE,
 ) -> Views:
-    """The four views of an explanation at ``image``'s own size."""
-    heat = heat_for_image(explanation, image, manifest.input)
-    return render_views(image, heat, alpha, colormap, explanation_title(explanation, manifest, model_name))
+    """The four views of an explanation at ``image``'s own size, or scaled down to
+    ``max_side`` on the long side (``Views.scaled_from`` then holds the original size).
+
+    The map is upsampled onto the scaled image directly, so a 63 MP photo never costs a
+    63 MP float heat map."""
+    drawn = fit_within(image, max_side)
+    heat = heat_for_image(explanation, drawn, manifest.input)
+    views = render_views(drawn, heat, alpha, colormap, explanation_title(explanation, manifest, model_name), max_side)
+    return replace(views, scaled_from=image.size) if drawn is not image else views

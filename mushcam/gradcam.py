@@ -21,6 +21,7 @@ How it stays cheap and leaves no trace:
 
 from __future__ import annotations
 
+from mushcam.finite import require_finite
 from mushcam.exceptions import MushcamError
 
 import contextlib
@@ -186,7 +187,12 @@ def grad_cam(
         inputs = inputs.unsqueeze(0)
     if inputs.dim() != 4:
         raise GradCAMError(f"inputs must be N x C x H x W; got shape {tuple(inputs.shape)}")
-    modules = {name: get_layer(model, name) for name in layers}
+    try:
+        modules = {name: get_layer(model, name) for name in layers}
+    except MushcamError:
+        raise
+    except ValueError as exc:  # an unknown layer name: the user's input
+        raise GradCAMError(str(exc)) from None
     parameter = next(model.parameters(), None)
     if parameter is not None:
         inputs = inputs.to(device=parameter.device, dtype=parameter.dtype)
@@ -196,6 +202,7 @@ def grad_cam(
         logits = model(inputs)
         if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
             raise GradCAMError("the model must return logits of shape N x C")
+        require_finite(logits, "logits")
         missing = [name for name in layers if name not in recorder.activations]
         if missing:
             raise GradCAMError(
@@ -216,6 +223,7 @@ def grad_cam(
             raise GradCAMError(f"no gradient flows from the output back to layer {name!r}")
         weights = gradient.mean(dim=(2, 3), keepdim=True)
         cam = torch.relu((weights * activation.detach()).sum(dim=1))
+        require_finite(cam, f"Grad-CAM maps at layer {name!r}")
         cams_by_layer[name] = cam.float()
     return GradCAMResult(
         cams=cams_by_layer[layers[0]],

@@ -38,6 +38,7 @@ import gc
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import sys
@@ -57,6 +58,7 @@ from mushcam.cache import (
     CamCache,
     cam_key,
     default_cache_dir,
+    entry_fits,
     roundtrip,
     store_explanation,
 )
@@ -66,12 +68,17 @@ from mushcam.data import (
     decode_image,
     image_sha256,
     preprocess,
+    is_utf8_name,
+    printable,
     read_bytes,
-    scan_image_folder,
+    scan_images,
 )
+from mushcam.cli import UsageError, resolve_manifest
+from mushcam.files import write_bytes_atomic, write_json_atomic
+from mushcam.finite import naming_model
 from mushcam.explain import Explanation, render_explanation
 from mushcam.gradcam import grad_cam
-from mushcam.manifest import Manifest, default_checkpoint_dir, load_manifest
+from mushcam.manifest import Manifest
 from mushcam.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 from mushcam.catalog import cache_digest, cam_layer, entry_fingerprint, load_catalog_entry
 from mushcam.manifest import file_safe_name
@@ -86,6 +93,7 @@ from mushcam.render import (
 VIEW_NAMES: tuple[str, ...] = ("original", "heatmap", "overlay", "combined")
 DEFAULT_VIEWS: tuple[str, ...] = ("overlay", "heatmap", "combined")
 DEFAULT_MAX_SIDE = 1024  # views are rendered at most this large (as in the app)
+MAX_MAX_SIDE = 8192  # the largest --max-side: a combined figure is then at most ~25,000 px wide
 DEFAULT_PNG_LEVEL = 1  # zlib level: PNG encoding is the costliest step after the model (see README)
 MAX_QUEUE = 256  # done images (no pixels held) waiting for a batch to fill: bounds a mostly-cached run
 PROGRESS_SECONDS = 10.0
@@ -105,39 +113,56 @@ class ImageItem:
     label: str | None  # the class folder's name (ImageFolder layout), None for a flat folder or a file
 
 
-def collect_images(sources: Sequence[str | os.PathLike[str]]) -> list[ImageItem]:
+def collect_images(
+    sources: Sequence[str | os.PathLike[str]],
+    on_skip: Callable[[str, str], None] | None = None,
+) -> list[ImageItem]:
     """The images named by ``--data``: folders and/or files, sorted by relative path.
 
     A folder contributes the images directly inside it (no class) and those under each
     sub-folder ``<Class>/`` (the class is the folder's name: the ImageFolder layout).
     Relative paths are taken from the deepest folder common to all sources, so the same
-    command line gives the same relative paths (and shards) on every machine.
+    command line gives the same relative paths (and shards) on every machine. Symlinked
+    image files are accepted (their relative path is where the link lies, not where it
+    points). Files that cannot be used (a name that is not valid UTF-8, a broken link) are
+    reported through ``on_skip(path, reason)`` and left out.
     """
     if not sources:
-        raise ValueError("--data names no folder or file")
+        raise UsageError("--data names no folder or file")
+    skip = on_skip or (lambda path, reason: None)
     roots: list[Path] = []
-    found: list[tuple[Path, str | None]] = []
+    found: list[tuple[Path, Path, str | None]] = []  # (file to read, where it lies, class)
     for source in sources:
         path = Path(source).expanduser()
         if path.is_dir():
-            roots.append(path.resolve())
+            root = path.resolve()
+            roots.append(root)
             for child in sorted(path.iterdir()):
                 if child.is_file() and child.suffix.lower() in IMAGE_EXTENSIONS and not child.name.startswith("."):
-                    found.append((child.resolve(), None))
-            found.extend((item.path, item.label) for item in scan_image_folder(path))
+                    if is_utf8_name(child.name):
+                        found.append((child.resolve(), root / child.name, None))
+                    else:
+                        skip(printable(child.name), "the file name is not valid UTF-8; rename the file")
+            scan = scan_images(path)
+            for relpath, reason in scan.skipped:
+                skip(relpath, reason)
+            found.extend((item.path, root / item.relpath, item.label) for item in scan.images)
         elif path.is_file():
-            roots.append(path.resolve().parent)
-            found.append((path.resolve(), None))
+            if not is_utf8_name(path):
+                raise UsageError(f"--data: the file name {printable(path)} is not valid UTF-8; rename the file")
+            where = path.parent.resolve() / path.name
+            roots.append(where.parent)
+            found.append((path.resolve(), where, None))
         else:
-            raise FileNotFoundError(f"--data: no such file or folder: {path}")
+            raise UsageError(f"--data: no such file or folder: {printable(path)}")
     base = Path(os.path.commonpath([str(r) for r in roots]))
     items: dict[str, ImageItem] = {}
-    for path, label in found:
-        relpath = path.relative_to(base).as_posix()
+    for path, where, label in found:
+        relpath = where.relative_to(base).as_posix()
         items.setdefault(relpath, ImageItem(path, relpath, label))
     if not items:
-        raise ValueError(
-            f"no images found in {', '.join(str(s) for s in sources)} "
+        raise UsageError(
+            f"no images found in {', '.join(printable(s) for s in sources)} "
             f"(looked for {', '.join(IMAGE_EXTENSIONS)} directly inside and in class folders)"
         )
     return [items[key] for key in sorted(items)]
@@ -149,10 +174,10 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
         return None
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if not match:
-        raise ValueError(f"--shard must look like k/N (for example 2/4); got {text!r}")
+        raise UsageError(f"--shard must look like k/N (for example 2/4); got {text!r}")
     k, n = int(match.group(1)), int(match.group(2))
     if n < 1 or not 1 <= k <= n:
-        raise ValueError(f"--shard {text}: k must be between 1 and N (shards are numbered 1..N)")
+        raise UsageError(f"--shard {text}: k must be between 1 and N (shards are numbered 1..N)")
     return k, n
 
 
@@ -194,12 +219,12 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if re.fullmatch(r"cuda(:\d+)?", name):
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {name}: no CUDA GPU is available here (torch.cuda.is_available() is False)")
+            raise UsageError(f"--device {name}: no CUDA GPU is available here (torch.cuda.is_available() is False)")
         device = torch.device(name)
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
+            raise UsageError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
         return device
-    raise ValueError(f"--device must be auto, cpu, cuda or cuda:N; got {name!r}")
+    raise UsageError(f"--device must be auto, cpu, cuda or cuda:N; got {name!r}")
 
 
 # ----------------------------------------------------------------------------- the job
@@ -272,14 +297,7 @@ def output_paths(out_dir: Path, relpath: str, views: Sequence[str]) -> dict[str,
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, data)
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -322,7 +340,7 @@ def _check_run_settings(out_dir: Path, settings: dict[str, object], force: bool)
             differing = (
                 sorted(k for k in settings if previous.get(k) != settings[k]) if isinstance(previous, dict) else ["run.json"]
             )
-            raise ValueError(
+            raise UsageError(
                 f"{out_dir} holds results made with other settings ({', '.join(differing)} differ); "
                 "choose another --out, or pass --force to recompute and overwrite them"
             )
@@ -344,14 +362,14 @@ def check_targets(config: PipelineConfig, items: Sequence[ImageItem]) -> None:
         return
     unlabelled = [item.relpath for item in items if item.label is None]
     if unlabelled:
-        raise ValueError(
+        raise UsageError(
             f"--target true needs class folders (root/<Class>/image.jpg); {len(unlabelled)} images have none "
             f"(e.g. {unlabelled[0]})"
         )
     known = {name.lower() for name in config.manifest.class_names}
     unknown = sorted({item.label for item in items if item.label is not None and item.label.lower() not in known})
     if unknown:
-        raise ValueError(
+        raise UsageError(
             f"--target true: class folders {', '.join(unknown)} are not classes of the manifest "
             f"({', '.join(config.manifest.class_names)})"
         )
@@ -440,8 +458,7 @@ class _ModelPass:
         target = _class_target(config, item)
         key = cam_key(self.cache_sha, image_sha, self.layer, target, self.manifest.input)
         entry = None if config.force else config.cache.get_entry(key)
-        if entry is not None and (entry.probabilities is None or entry.class_idx is None
-                                  or entry.probabilities.numel() != self.manifest.num_classes):
+        if entry is not None and not entry_fits(entry, self.manifest.input, self.manifest.num_classes):
             entry = None  # recorded without what the CSV needs: recompute
         pending = _Pending(item, image_sha, target, entry)
         if entry is not None:
@@ -467,7 +484,8 @@ class _ModelPass:
             model = self._model()
             inputs = torch.stack([p.tensor for p in missing])
             targets = None if self.config.target == "predicted" else [p.target for p in missing]
-            result = grad_cam(model, inputs, self.layer, targets)
+            with naming_model(self.backbone):
+                result = grad_cam(model, inputs, self.layer, targets)
             cams = result.cams.detach().cpu()
             probabilities = result.probabilities.detach().cpu()
             classes = result.class_idx.detach().cpu()
@@ -530,7 +548,7 @@ class _ModelPass:
 
     def _write_files(self, item: ImageItem, image: Image.Image, explanation: Explanation) -> None:
         views = render_explanation(image, explanation, self.manifest, self.report.label,
-                                   self.config.alpha, self.config.colormap)
+                                   self.config.alpha, self.config.colormap, max_side=self.config.max_side)
         pixels = {name.lower(): array for name, array in views.as_dict().items()}
         paths = output_paths(self.out_dir, item.relpath, self.config.views)
         for view in self.config.views:
@@ -564,7 +582,7 @@ def run_pipeline(
     check_targets(config, items)
     for backbone in config.backbones:
         if backbone not in config.manifest.models:
-            raise ValueError(f"{backbone} is not in the manifest (it lists: {', '.join(config.manifest.models)})")
+            raise UsageError(f"{backbone} is not in the manifest (it lists: {', '.join(config.manifest.models)})")
         path = config.manifest.checkpoint_path(backbone)
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint for {backbone} not found: {path}")
@@ -653,43 +671,45 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     """Validate the command line (errors name the option) and build the run's configuration."""
-    manifest = load_manifest(args.manifest if args.manifest else default_checkpoint_dir())
+    manifest = resolve_manifest(args.manifest)
     backbones = _split_list(args.models) or list(manifest.models)
     if not backbones:
-        raise ValueError("the manifest lists no models; add one under \"models\" or pass --manifest")
+        raise UsageError("the manifest lists no models; add one under \"models\" or pass --manifest")
     for backbone in backbones:
         if backbone not in manifest.models:
-            raise ValueError(f"--model: no model named {backbone!r} in the manifest; "
+            raise UsageError(f"--model: no model named {backbone!r} in the manifest; "
                              f"choose from {', '.join(manifest.models)}")
     backbones = list(dict.fromkeys(backbones))
     target_text = str(args.target).strip()
     if target_text.lower() in ("predicted", "true"):
         target: str | int = target_text.lower()
-    elif target_text.isdigit():
+    elif re.fullmatch(r"[0-9]+", target_text):  # ASCII digits only: '²'.isdigit() is True
         target = int(target_text)
         if not 0 <= target < manifest.num_classes:
-            raise ValueError(f"--target {target} is out of range: there are {manifest.num_classes} classes")
+            raise UsageError(f"--target {target} is out of range: there are {manifest.num_classes} classes")
     else:
         try:
             target = manifest.class_index(target_text)
         except KeyError as exc:
-            raise ValueError(f"--target: {exc.args[0]}") from None
+            raise UsageError(f"--target {target_text!r}: {exc.args[0]}") from None
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1; got {args.batch_size}")
+        raise UsageError(f"--batch-size must be at least 1; got {args.batch_size}")
     views = tuple(dict.fromkeys(_split_list([args.views])))
     bad = [v for v in views if v not in VIEW_NAMES]
     if bad or not views:
-        raise ValueError(f"--views must list some of {', '.join(VIEW_NAMES)}; got {args.views!r}")
+        raise UsageError(f"--views must list some of {', '.join(VIEW_NAMES)}; got {args.views!r}")
     if not 0.0 <= args.alpha <= 1.0:
-        raise ValueError(f"--alpha must be between 0 and 1; got {args.alpha}")
+        raise UsageError(f"--alpha must be between 0 and 1; got {args.alpha}")
     if args.colormap not in COLORMAPS:
-        raise ValueError(f"--colormap must be one of {', '.join(COLORMAPS)}; got {args.colormap!r}")
-    if args.max_side < 16:
-        raise ValueError(f"--max-side must be at least 16 pixels; got {args.max_side}")
+        raise UsageError(f"--colormap must be one of {', '.join(COLORMAPS)}; got {args.colormap!r}")
+    if not 16 <= args.max_side <= MAX_MAX_SIDE:
+        raise UsageError(f"--max-side must be between 16 and {MAX_MAX_SIDE} pixels (views are for people); got {args.max_side}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out} is a file; give a folder (it is created)")
     if not 0 <= args.png_level <= 9:
-        raise ValueError(f"--png-level must be between 0 and 9; got {args.png_level}")
-    if not args.cache_max_mb > 0:
-        raise ValueError(f"--cache-max-mb must be positive; got {args.cache_max_mb}")
+        raise UsageError(f"--png-level must be between 0 and 9; got {args.png_level}")
+    if not (math.isfinite(args.cache_max_mb) and args.cache_max_mb > 0):
+        raise UsageError(f"--cache-max-mb must be a positive, finite number of megabytes; got {args.cache_max_mb}")
     cache = CamCache(Path(args.cache) if args.cache else default_cache_dir(), max_bytes=int(args.cache_max_mb * 2**20))
     return PipelineConfig(
         manifest=manifest,
@@ -713,7 +733,10 @@ def run_gradcam(args: argparse.Namespace) -> int:
     """``python -m mushcam gradcam``: exit 0, or 1 when some images could not be processed."""
     rss_after_import = current_rss_bytes()  # torch and the rest are imported: the process's floor
     config = config_from_args(args)
-    items = select_shard(collect_images(args.data), config.shard)
+    def skipped(path: str, reason: str) -> None:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+
+    items = select_shard(collect_images(args.data, on_skip=skipped), config.shard)
     shard_note = "" if config.shard is None else " (shard {}/{})".format(*config.shard)
     print(f"{len(items)} images{shard_note}, {len(config.backbones)} models, device {config.device}, "
           f"cache {config.cache.root}", file=sys.stderr)
@@ -733,6 +756,5 @@ def run_gradcam(args: argparse.Namespace) -> int:
             "process_peak_rss_bytes": max(peaks) if peaks else None,
             "models": [{**asdict(r), "images_per_second": r.images_per_second} for r in reports],
         }
-        Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(Path(args.summary), (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
+        write_json_atomic(Path(args.summary), summary, "the run summary")
     return 1 if any(r.failed for r in reports) else 0

@@ -21,6 +21,7 @@ DEFAULT_ALPHA = 0.45
 DEFAULT_COLORMAP = "jet"
 VIEWS: tuple[str, ...] = ("Original", "Heatmap", "Overlay", "Combined")
 OUTSIDE_GREY = 128  # heatmap colour where the network saw nothing (outside a centre crop)
+MAX_VIEW_SIDE = 2048  # views are for people: longer sides are drawn scaled down (memory stays bounded)
 
 
 @functools.cache
@@ -118,6 +119,7 @@ class Views:
     heatmap: np.ndarray
     overlay: np.ndarray
     combined: np.ndarray
+    scaled_from: tuple[int, int] | None = None  # (width, height) of the image when the views were drawn smaller
 
     def as_dict(self) -> dict[str, np.ndarray]:
         return dict(zip(VIEWS, (self.original, self.heatmap, self.overlay, self.combined), strict=True))
@@ -129,18 +131,26 @@ def render_views(
     alpha: float = DEFAULT_ALPHA,
     colormap: str = DEFAULT_COLORMAP,
     title: str = "",
+    max_side: int = MAX_VIEW_SIDE,
 ) -> Views:
     """Original | Heatmap | Overlay, and Combined (the three side by side under a title).
 
-    ``heat`` comes from :func:`upsample_cam` for this image.
+    ``heat`` comes from :func:`upsample_cam` for this image. An image longer than
+    ``max_side`` is drawn scaled down to it (``Views.scaled_from`` says so): the combined
+    figure is then at most about 3 x ``max_side`` wide, whatever the photo's size.
     """
+    if heat.shape != (image.size[1], image.size[0]):
+        raise ValueError(f"heat map {heat.shape} does not match the image {(image.size[1], image.size[0])}")
+    scaled_from = None
+    if max(image.size) > max_side:
+        scaled_from = image.size
+        image = fit_within(image, max_side)
+        heat = cv2.resize(heat, image.size, interpolation=cv2.INTER_NEAREST)  # NaN ("not seen") survives
     original = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    if heat.shape != original.shape[:2]:
-        raise ValueError(f"heat map {heat.shape} does not match the image {original.shape[:2]}")
     heat_rgb = colorize(heat, colormap)
     blended = blend(original, heat_rgb, alpha, heat)
     combined = combine_panels([original, heat_rgb, blended], ["Original", "Grad-CAM heatmap", "Overlay"], title)
-    return Views(original, heat_rgb, blended, combined)
+    return Views(original, heat_rgb, blended, combined, scaled_from)
 
 
 @functools.cache

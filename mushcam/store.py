@@ -179,8 +179,14 @@ class StoreContents:
         raise KeyError(f"no run {run_id} in the store")
 
 
+def _journal(path: Path) -> Path:
+    """The rollback journal SQLite leaves beside a store when a writer dies mid-transaction."""
+    return path.with_name(path.name + "-journal")
+
+
 def _describe(exc: sqlite3.Error, path: Path) -> str:
     text = str(exc)
+    code = getattr(exc, "sqlite_errorname", "") or ""
     if "locked" in text or "busy" in text:
         return (
             f"the results store {path} is locked by another program (is another evaluate "
@@ -188,6 +194,12 @@ def _describe(exc: sqlite3.Error, path: Path) -> str:
         )
     if "not a database" in text or "malformed" in text or "encrypted" in text:
         return f"{path} is not a readable SQLite results store ({text}); delete it or choose another file"
+    if code == "SQLITE_READONLY_ROLLBACK" or (("readonly" in text or "read-only" in text) and _journal(path).exists()):
+        return (
+            f"an interrupted write left {_journal(path).name} beside the results store {path}; opening the store "
+            "once with write access rolls it back to the last complete run (for example, run "
+            f"python -m mushcam report {path} as a user who may write to {path.parent})"
+        )
     if "readonly" in text or "read-only" in text:
         return f"cannot write to the results store {path}: the file or its folder is read-only"
     if "unable to open" in text:
@@ -208,13 +220,18 @@ def _connect(path: str | os.PathLike[str], write: bool, timeout: float | None) -
     if write and not path.parent.is_dir():
         raise StoreError(f"cannot create {path}: the folder {path.parent} does not exist")
     timeout = DEFAULT_TIMEOUT if timeout is None else timeout
-    uri = path.resolve().as_uri() + ("?mode=rwc" if write else "?mode=ro")
+    # A journal left by a writer that died must be rolled back before anything can be read,
+    # which needs write access: a reader then opens read-write (SQLite restores the last commit).
+    hot_journal = not write and _journal(path).is_file() and _journal(path).stat().st_size > 0
+    uri = path.resolve().as_uri() + ("?mode=rwc" if write else "?mode=rw" if hot_journal else "?mode=ro")
     connection = None
     try:
         connection = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
         yield connection
     except sqlite3.Error as exc:
         raise StoreError(_describe(exc, path)) from None
+    except OSError as exc:
+        raise StoreError(f"cannot open the results store {path}: {exc.strerror or exc}") from None
     finally:
         if connection is not None:
             connection.close()
@@ -258,7 +275,9 @@ def save_run(
         raise ValueError(
             f"probabilities have shape {predictions.probabilities.shape}; expected ({n}, {len(names)})"
         )
+    _check_finite_run(run, predictions)
     path = Path(path).expanduser()
+    created = not path.exists()
     rows = [
         (
             predictions.image_paths[i],
@@ -319,19 +338,103 @@ def save_run(
             if connection.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     connection.execute("ROLLBACK")
+            if created:  # never leave an empty store behind
+                _remove_if_empty(path)
             raise
     return run_id
+
+
+def _remove_if_empty(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        if path.stat().st_size == 0:
+            path.unlink()
+
+
+def _check_finite_run(run: RunRecord, predictions: Predictions) -> None:
+    """Refuse, before the file is touched, what SQLite or JSON would turn into NULL or invalid text."""
+    probabilities = np.asarray(predictions.probabilities, dtype=np.float64)
+    if not (np.isfinite(probabilities).all() and np.isfinite(np.asarray(predictions.confidence, dtype=np.float64)).all()):
+        raise StoreError(
+            f"{run.backbone}: the model's probabilities are not finite numbers (NaN or infinity); "
+            "its checkpoint is probably damaged; nothing was written"
+        )
+    if not np.isfinite(run.seconds):
+        raise StoreError(f"{run.backbone}: the run's duration is not a finite number ({run.seconds})")
+    texts = [*predictions.image_paths, *predictions.image_sha256, run.data_root, run.checkpoint_path]
+    for text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise StoreError(f"the name {shown} is not valid UTF-8 text and cannot be stored; rename it") from None
+
+
+def check_writable(path: str | os.PathLike[str], timeout: float | None = None) -> None:
+    """Raise :class:`StoreError` now if :func:`save_run` could not write ``path`` later.
+
+    Called before a long evaluation, so a locked, read-only, foreign or corrupt store is
+    reported before any model runs. Creates nothing: for a new file, the folder is tested
+    with a temporary file that is removed at once.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise StoreError(f"{path} is a folder; the results store is a file such as results.sqlite")
+    if not path.parent.is_dir():
+        raise StoreError(f"cannot create {path}: the folder {path.parent} does not exist")
+    if not path.exists():
+        probe = path.with_name(f".{path.name}.{os.getpid()}.probe")
+        try:
+            probe.touch(exist_ok=False)
+        except OSError as exc:
+            raise StoreError(f"cannot create the results store {path}: {exc.strerror or exc}") from None
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
+        return
+    if path.stat().st_size == 0:
+        return  # an empty file (left by an older version) becomes a store on the first save
+    with _connect(path, write=True, timeout=timeout) as connection:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            _check_identity(connection, path, empty_ok=True)
+        finally:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
 
 
 def _run_from_row(row: sqlite3.Row | tuple) -> RunRecord:
     (run_id, backbone, checkpoint_path, checkpoint_sha256, layer, data_root, manifest_json,
      started_at, finished_at, versions_json, batch_size, seconds, n_images, arch) = row
-    return RunRecord(
-        backbone=backbone, checkpoint_path=checkpoint_path, checkpoint_sha256=checkpoint_sha256,
-        layer=layer, data_root=data_root, manifest=json.loads(manifest_json), started_at=started_at,
-        finished_at=finished_at, versions=json.loads(versions_json), batch_size=int(batch_size),
-        seconds=float(seconds), n_images=int(n_images), run_id=int(run_id), arch=arch or backbone,
-    )
+    manifest = _json_field(run_id, "manifest_json", manifest_json)
+    versions = _json_field(run_id, "versions_json", versions_json)
+    classes = manifest.get("classes")
+    if (
+        not isinstance(classes, list)
+        or not classes
+        or not all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in classes)
+    ):
+        raise StoreError(f"run {run_id}: the recorded manifest has no usable class list; re-run evaluate for this model")
+    try:
+        return RunRecord(
+            backbone=str(backbone), checkpoint_path=str(checkpoint_path), checkpoint_sha256=str(checkpoint_sha256),
+            layer=str(layer), data_root=str(data_root), manifest=manifest, started_at=str(started_at),
+            finished_at=str(finished_at), versions=versions, batch_size=int(batch_size),
+            seconds=float(seconds), n_images=int(n_images), run_id=int(run_id), arch=str(arch or backbone),
+        )
+    except (TypeError, ValueError, OverflowError):
+        raise StoreError(f"run {run_id}: malformed numbers in the runs table; re-run evaluate for this model") from None
+
+
+def _json_field(run_id: object, column: str, text: object) -> dict[str, Any]:
+    """A JSON object stored in a column; anything else is a :class:`StoreError` naming the run."""
+    try:
+        value = json.loads(text) if isinstance(text, (str, bytes)) else None
+    except (ValueError, RecursionError):
+        value = None
+    if not isinstance(value, dict):
+        raise StoreError(f"run {run_id}: the {column} column is not a JSON object; re-run evaluate for this model")
+    return value
+
 
 
 _RUN_COLUMNS = (
@@ -364,17 +467,31 @@ def _read_predictions(connection: sqlite3.Connection, run: RunRecord) -> Predict
         paths, hashes, true_idx, pred_idx, confidence, blobs = zip(*rows, strict=True)
     else:
         paths, hashes, true_idx, pred_idx, confidence, blobs = (), (), (), (), (), ()
+    if not all(isinstance(b, bytes) for b in blobs):
+        raise StoreError(f"run {run.run_id}: some probability vectors are not stored as bytes")
     joined = b"".join(blobs)
     if len(joined) != 4 * num_classes * len(rows):
         raise StoreError(f"run {run.run_id}: probability vectors do not have {num_classes} entries each")
-    return Predictions(
-        image_paths=tuple(paths),
-        image_sha256=tuple(hashes),
-        true_idx=np.asarray(true_idx, dtype=np.int64),
-        pred_idx=np.asarray(pred_idx, dtype=np.int64),
-        confidence=np.asarray(confidence, dtype=np.float64),
-        probabilities=np.frombuffer(joined, dtype="<f4").reshape(len(rows), num_classes).astype(np.float32),
-    )
+    try:
+        predictions = Predictions(
+            image_paths=tuple(str(p) for p in paths),
+            image_sha256=tuple(str(h) for h in hashes),
+            true_idx=np.asarray(true_idx, dtype=np.int64),
+            pred_idx=np.asarray(pred_idx, dtype=np.int64),
+            confidence=np.asarray(confidence, dtype=np.float64),
+            probabilities=np.frombuffer(joined, dtype="<f4").reshape(len(rows), num_classes).astype(np.float32),
+        )
+    except (TypeError, ValueError, OverflowError):
+        raise StoreError(f"run {run.run_id}: malformed values in the predictions table") from None
+    for column, values in (("true_idx", predictions.true_idx), ("pred_idx", predictions.pred_idx)):
+        if len(values) and (values.min() < 0 or values.max() >= num_classes):
+            raise StoreError(
+                f"run {run.run_id}: {column} holds class indices outside 0..{num_classes - 1} "
+                f"(the run has {num_classes} classes); the store is damaged: re-run evaluate for this model"
+            )
+    if not (np.isfinite(predictions.probabilities).all() and np.isfinite(predictions.confidence).all()):
+        raise StoreError(f"run {run.run_id}: some stored probabilities are not finite numbers; re-run evaluate for this model")
+    return predictions
 
 
 def _read_skipped(connection: sqlite3.Connection, run_id: int) -> tuple[Skipped, ...]:

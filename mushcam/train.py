@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mushcam.exceptions import MushcamError
 from mushcam.augment import AugmentConfig, augment_batch, prepare_image
 from mushcam.data import ImageLoadError, load_image, preprocess, scan_image_folder
 from mushcam.manifest import (
@@ -86,17 +87,17 @@ def class_weights(
     are not up-weighted: the dangerous error is defined on ``poisonous`` alone.
     """
     if len(counts) != len(toxicities):
-        raise ValueError(f"{len(counts)} class counts but {len(toxicities)} toxicities")
+        raise MushcamError(f"{len(counts)} class counts but {len(toxicities)} toxicities")
     if not counts:
-        raise ValueError("no classes")
+        raise MushcamError("no classes")
     if not poisonous_weight > 0 or not math.isfinite(poisonous_weight):
-        raise ValueError(f"the poisonous weight must be a positive number; got {poisonous_weight}")
+        raise MushcamError(f"the poisonous weight must be a positive number; got {poisonous_weight}")
     if any(int(n) < 0 for n in counts):
-        raise ValueError(f"class counts cannot be negative: {list(counts)}")
+        raise MushcamError(f"class counts cannot be negative: {list(counts)}")
     weights = torch.ones(len(counts), dtype=torch.float64)
     if inverse_frequency:
         if any(int(n) == 0 for n in counts):
-            raise ValueError("inverse-frequency weights need at least one image of every class")
+            raise MushcamError("inverse-frequency weights need at least one image of every class")
         total = float(sum(int(n) for n in counts))
         weights = torch.tensor([total / (len(counts) * int(n)) for n in counts], dtype=torch.float64)
     for i, toxicity in enumerate(toxicities):
@@ -201,7 +202,7 @@ def find_classes(data_root: str | os.PathLike[str]) -> list[str]:
         raise FileNotFoundError(f"{root} has no train/ folder; expected {root}/train/<Class>/ and {root}/val/<Class>/")
     classes = sorted(p.name for p in train.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
-        raise ValueError(f"{train} must hold at least two class folders; found {classes or 'none'}")
+        raise MushcamError(f"{train} must hold at least two class folders; found {classes or 'none'}")
     return classes
 
 
@@ -210,7 +211,7 @@ def _scan(folder: Path, classes: list[str], warn: Report) -> tuple[list[Path], l
     items = scan_image_folder(folder)
     unknown = sorted({item.label for item in items} - set(classes))
     if unknown:
-        raise ValueError(
+        raise MushcamError(
             f"{folder} has class folders that train/ lacks: {', '.join(unknown)}; "
             f"the model can only learn the classes in train/ ({', '.join(classes)})"
         )
@@ -254,7 +255,7 @@ def load_training_data(
     val_paths, val_labels = _scan(root / "val", classes, warn)
     val_inputs, val_kept = decode(val_paths, val_labels, lambda im: preprocess(im, spec))
     if not val_inputs:
-        raise ValueError(f"no readable validation photos in {root / 'val'}")
+        raise MushcamError(f"no readable validation photos in {root / 'val'}")
     test_inputs = test_labels = None
     if (root / "test").is_dir():
         test_paths, test_labels_list = _scan(root / "test", classes, warn)
@@ -278,7 +279,7 @@ def load_training_data(
     )
     empty = [c for c, n in zip(classes, data.counts, strict=True) if n == 0]
     if empty:
-        raise ValueError(f"no readable training photos of {', '.join(empty)} in {root / 'train'}")
+        raise MushcamError(f"no readable training photos of {', '.join(empty)} in {root / 'train'}")
     return data
 
 
@@ -336,7 +337,7 @@ def plan_output(
         b for b in existing.models if b not in backbones and existing.checkpoint_path(b).is_file()
     ]
     if blocking:
-        raise ValueError(
+        raise MushcamError(
             f"{path} describes {', '.join(blocking)} for other classes or another input "
             f"({len(existing.classes)} classes, {existing.input.size} px {existing.input.resize}); "
             f"training {len(classes)} classes at {spec.size} px squash there would leave them unusable. "
@@ -427,9 +428,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but torch sees no CUDA GPU here; use --device auto or cpu")
+        raise MushcamError("--device cuda was asked for, but torch sees no CUDA GPU here; use --device auto or cpu")
     if name not in ("cpu", "cuda"):
-        raise ValueError(f"--device must be auto, cpu or cuda; got {name!r}")
+        raise MushcamError(f"--device must be auto, cpu or cuda; got {name!r}")
     return torch.device(name)
 
 
@@ -447,7 +448,7 @@ def initial_model(backbone: str, num_classes: int, pretrained: bool) -> nn.Modul
     trunk = {k: v for k, v in load_imagenet_model(backbone, download=True).state_dict().items() if k not in head}
     missing, unexpected = model.load_state_dict(trunk, strict=False)
     if set(missing) != head or unexpected:
-        raise RuntimeError(f"ImageNet weights do not fit {backbone}: missing {missing}, unexpected {unexpected}")
+        raise MushcamError(f"ImageNet weights do not fit {backbone}: missing {missing}, unexpected {unexpected}")
     return model
 
 
@@ -581,7 +582,7 @@ def train_backbone(
     if best_val is None:
         if interrupted:
             raise KeyboardInterrupt
-        raise RuntimeError(f"{backbone}: the validation loss was never finite; no checkpoint written (try a lower --lr)")
+        raise MushcamError(f"{backbone}: the validation loss was never finite; no checkpoint written (try a lower --lr)")
     del model, optimizer
     gc.collect()
     return TrainResult(
@@ -638,7 +639,7 @@ def train(
     warn = warn or report
     for backbone in backbones:
         if backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {backbone!r}; choose from {', '.join(BACKBONES)} or all")
+            raise MushcamError(f"unknown backbone {backbone!r}; choose from {', '.join(BACKBONES)} or all")
     _check_config(config)
     device = resolve_device(config.device)
     out = Path(out_dir)
@@ -689,19 +690,19 @@ def train(
 
 def _check_config(config: TrainConfig) -> None:
     if config.epochs < 1:
-        raise ValueError(f"--epochs must be at least 1; got {config.epochs}")
+        raise MushcamError(f"--epochs must be at least 1; got {config.epochs}")
     if not 32 <= config.image_size <= 2048:
-        raise ValueError(f"--image-size must be between 32 and 2048; got {config.image_size}")
+        raise MushcamError(f"--image-size must be between 32 and 2048; got {config.image_size}")
     if config.batch_size < 2:
-        raise ValueError(f"--batch-size must be at least 2 (BatchNorm needs two images); got {config.batch_size}")
+        raise MushcamError(f"--batch-size must be at least 2 (BatchNorm needs two images); got {config.batch_size}")
     if not config.poisonous_weight > 0:
-        raise ValueError(f"--poisonous-weight must be positive; got {config.poisonous_weight}")
+        raise MushcamError(f"--poisonous-weight must be positive; got {config.poisonous_weight}")
     if not config.learning_rate > 0:
-        raise ValueError(f"--lr must be positive; got {config.learning_rate}")
+        raise MushcamError(f"--lr must be positive; got {config.learning_rate}")
     if not 0 < config.bn_momentum <= 1:
-        raise ValueError(f"the BatchNorm momentum must be in (0, 1]; got {config.bn_momentum}")
+        raise MushcamError(f"the BatchNorm momentum must be in (0, 1]; got {config.bn_momentum}")
     if config.patience < 1:
-        raise ValueError(f"--patience must be at least 1; got {config.patience}")
+        raise MushcamError(f"--patience must be at least 1; got {config.patience}")
 
 
 def _summary_line(result: TrainResult) -> str:
@@ -778,7 +779,7 @@ def run_train(args: argparse.Namespace) -> int:
     """The ``train`` command: a user error raises ValueError/OSError (one line, exit 2)."""
     threads = args.threads if args.threads is not None else len(os.sched_getaffinity(0))
     if threads < 1:
-        raise ValueError(f"--threads must be at least 1; got {threads}")
+        raise MushcamError(f"--threads must be at least 1; got {threads}")
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

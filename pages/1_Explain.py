@@ -44,12 +44,8 @@ except (MushcamError, OSError, RuntimeError) as exc:
 model = loaded_model.model
 layer = state.cam_layer(ctx, backbone, loaded_model)
 identity = state.model_identity(ctx, backbone)
-try:
-    with st.spinner("Running the model…"):
-        prediction = state.cached_explanation(model, loaded.image, manifest, identity, loaded.sha256, layer, None)
-except MushcamError as exc:
-    st.error(f"{label} cannot explain this photo: {exc}", icon="🚫")
-    st.stop()
+with st.spinner("Running the model…"), state.shown_errors(label):
+    prediction = state.cached_explanation(model, loaded.image, manifest, identity, loaded.sha256, layer, None)
 names = manifest.class_names
 target = controls[1].selectbox(
     "Explain class",
@@ -64,12 +60,8 @@ colormap = controls[3].selectbox("Colormap", COLORMAPS, index=COLORMAPS.index(DE
 if target is None or target == prediction.class_idx:
     explanation = prediction
 else:
-    try:
-        with st.spinner(f"Grad-CAM for {names[target]}…"):
-            explanation = state.cached_explanation(model, loaded.image, manifest, identity, loaded.sha256, layer, target)
-    except MushcamError as exc:
-        st.error(f"{label} cannot explain this photo: {exc}", icon="🚫")
-        st.stop()
+    with st.spinner(f"Grad-CAM for {names[target]}…"), state.shown_errors(label):
+        explanation = state.cached_explanation(model, loaded.image, manifest, identity, loaded.sha256, layer, target)
 
 # --- prediction -----------------------------------------------------------------------------
 left, right = st.columns([2, 3], gap="large")

@@ -101,7 +101,8 @@ if not images:
     st.info("Upload one or more photos, or sample them from a test folder." if source == "upload"
             else "No images to compare yet.")
     st.stop()
-comparison = compare.compute_comparison(images, backbones, manifest, explain, progress=progress.maps)
+with state.shown_errors():
+    comparison = compare.compute_comparison(images, backbones, manifest, explain, progress=progress.maps)
 progress.clear()
 
 # --- the grid -------------------------------------------------------------------------

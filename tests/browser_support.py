@@ -148,3 +148,22 @@ def screenshot(page: object, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path))
     return path
+
+
+@contextlib.contextmanager
+def browser_sessions(count: int, width: int = 1400, height: int = 1100) -> Iterator[list[object]]:
+    """``count`` pages, each in its own browser context (separate cookies: separate Streamlit sessions)."""
+    executable = chromium_executable()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        try:
+            pages = []
+            for _ in range(count):
+                context = browser.new_context(viewport={"width": width, "height": height})
+                page = context.new_page()
+                page.set_default_timeout(60_000)
+                pages.append(page)
+            yield pages
+        finally:
+            browser.close()

@@ -2,8 +2,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import signal
+
 import pytest
 import torch
+
+# A process started in the background by a non-interactive shell inherits SIGINT as ignored,
+# and Python then installs no KeyboardInterrupt handler; tests of Ctrl-C handling expect the
+# ordinary one, however pytest was launched.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # One intra-op thread: on a shared 2-core host, two spinning OpenMP threads made small
 # forward passes 10-15x slower whenever another process (a streamlit server, a neighbour)

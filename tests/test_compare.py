@@ -308,7 +308,7 @@ def test_cli_explicit_files_take_their_folder_as_true_class(small_setup: tuple[P
         (["{folder}", "--model", "resnet50"], "no model named 'resnet50' in the manifest; choose from efficientnet_b0"),
         (["{empty}"], "no images in"),
         (["{folder}", "{empty}"], "either one folder"),
-        (["{folder}", "--n", "0"], "--n must be at least 1"),
+        (["{folder}", "--n", "0"], "--n must be between 1 and 100"),
     ],
 )
 def test_cli_bad_input_is_one_clear_line(small_setup: tuple[Path, Path], tmp_path: Path,

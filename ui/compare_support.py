@@ -15,9 +15,10 @@ import streamlit as st
 
 from mushcam import compare
 from mushcam.catalog import LoadedModel
+from mushcam.data import LabelledImage, scan_images
 from mushcam.exceptions import MushcamError
-from mushcam.data import LabelledImage, scan_image_folder
 from mushcam.explain import Explanation
+from mushcam.finite import naming_model
 from ui import state
 
 DISPLAY_SIDE = 320  # grid pictures on the page
@@ -44,9 +45,10 @@ def explainer(ctx: state.AppContext, models: dict[str, LoadedModel]) -> compare.
     layers = {name: state.cam_layer(ctx, name, loaded) for name, loaded in models.items()}
 
     def explain(name: str, image: compare.CompareImage) -> Explanation:
-        return state.cached_explanation(
-            models[name].model, image.image, manifest, keys[name], image.sha256, layers[name], None,
-        )
+        with naming_model(ctx.label(name)):
+            return state.cached_explanation(
+                models[name].model, image.image, manifest, keys[name], image.sha256, layers[name], None,
+            )
 
     return explain
 
@@ -108,12 +110,15 @@ def images_from_folder(
     if not folder.strip():
         return [], ["Enter a test folder (root/<Class>/images), or set $MUSHCAM_SAMPLES."]
     try:
-        items = scan_image_folder(root)
-    except (FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+        scan = scan_images(root)
+    except (MushcamError, OSError) as exc:
         return [], [str(exc)]
+    items = scan.images
+    problems: list[str] = [f"Left out {path}: {reason}" for path, reason in scan.skipped[:5]]
+    if len(scan.skipped) > 5:
+        problems.append(f"... and {len(scan.skipped) - 5} more files left out")
     if not items:
-        return [], [f"No images found in {root}: expected {root}/<Class>/<image>."]
-    problems: list[str] = []
+        return [], [*problems, f"No images found in {root}: expected {root}/<Class>/<image>."]
     loaded: dict[str, compare.CompareImage] = {}
 
     def load(item: LabelledImage) -> compare.CompareImage:

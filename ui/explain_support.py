@@ -9,7 +9,8 @@ from pathlib import Path
 import streamlit as st
 
 from mushcam.catalog import LoadedModel
-from mushcam.data import scan_image_folder
+from mushcam.data import scan_images
+from mushcam.exceptions import MushcamError
 from mushcam.explain import Explanation
 from mushcam.manifest import Manifest, file_safe_name
 from ui import state
@@ -28,7 +29,13 @@ class Photo:
 @st.cache_data(show_spinner=False, ttl=60)
 def sample_files(folder: str) -> list[tuple[str, str]]:
     """(relative path, class folder) of every image in a sample folder (``root/<Class>/*``)."""
-    return [(item.relpath, item.label) for item in scan_image_folder(folder)]
+    return [(item.relpath, item.label) for item in scan_images(folder).images]
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def sample_skips(folder: str) -> list[tuple[str, str]]:
+    """(printable path, reason) of the sample folder's files that cannot be offered."""
+    return scan_images(folder).skipped
 
 
 def choose_photo() -> Photo | None:
@@ -45,7 +52,14 @@ def choose_photo() -> Photo | None:
             st.info("Upload a photo to see what the model predicts and where it looks.", icon="📷")
             return None
         return Photo(uploaded.name, uploaded.getvalue())
-    files = sample_files(str(folder))
+    try:
+        files, skips = sample_files(str(folder)), sample_skips(str(folder))
+    except MushcamError as exc:
+        st.error(f"The sample folder cannot be read: {exc}", icon="🚫")
+        return None
+    if skips:
+        st.warning(f"{len(skips)} file(s) in the sample folder are left out: "
+                   + "; ".join(f"`{path}`: {reason}" for path, reason in skips[:3]), icon="📁")
     if not files:
         st.warning(f"The sample folder {folder} holds no images in `<Class>/` sub-folders.")
         return None

@@ -8,9 +8,11 @@ top of the on-disk CAM cache that the batch pipeline fills too.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import hashlib
 import json
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -23,7 +25,9 @@ from mushcam import cache as cam_cache
 from mushcam import catalog
 from mushcam.cache import CamCache, default_cache_dir
 from mushcam.data import ImageLoadError, decode_image, image_sha256, read_bytes
+from mushcam.exceptions import MushcamError
 from mushcam.explain import Explanation
+from mushcam.finite import naming_model
 from mushcam.manifest import Manifest, ManifestError, default_checkpoint_dir, load_manifest
 from mushcam.models import DISPLAY_NAMES
 from mushcam.render import fit_within
@@ -85,7 +89,29 @@ def sidebar() -> AppContext:
             help="torchvision's ImageNet-pretrained backbones instead of your checkpoints; "
             "ImageNet has 1000 classes, eight of them fungi. No toxicity information.",
         )
+    cache_notice()
     return context(st.session_state[FOLDER_KEY], st.session_state[DEMO_KEY])
+
+
+def cache_notice() -> None:
+    """Say so when the on-disk map cache cannot be written: maps are then kept in memory only."""
+    problem = CamCache(default_cache_dir()).writable()
+    if problem:
+        st.warning(f"{problem}. Maps are kept in memory for this session only; set $MUSHCAM_CACHE to a "
+                   "writable folder to share them with `python -m mushcam gradcam`.", icon="💾")
+
+
+@contextlib.contextmanager
+def shown_errors(model: str | None = None) -> Iterator[None]:
+    """Inside this block, a library error (:class:`MushcamError`) is shown as one message and
+    the page stops there: the user sees what to do, never a traceback. ``model`` names the
+    model in messages about its outputs."""
+    try:
+        with naming_model(display_name(model)) if model else contextlib.nullcontext():
+            yield
+    except MushcamError as exc:
+        st.error(str(exc), icon="🚫")
+        st.stop()
 
 
 def persistent_widget(widget, key: str, label: str, **kwargs) -> None:  # noqa: ANN001 - a Streamlit widget function
