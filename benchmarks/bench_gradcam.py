@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/bench_gradcam.py [--repeats 30] [--size 224] [--threads 2]
 
-For each backbone (random weights: cost does not depend on their values), batch 1, the
+For each model (the three presets, the thesis's MushroomClassifier wrapper over ResNet-50
+loaded from its checkpoint, and ConvNeXt-Tiny; random weights: cost does not depend on their values), batch 1, the
 variants run interleaved in a rotating order (A B C D E, B C D E A, ...) so that a
 contended moment on a shared host hits them alike; we report medians and the ratio to the
 plain forward pass (inference mode). A calibration probe (ten 512x512 matmuls) is timed
@@ -34,7 +35,41 @@ from common import probe_ms  # noqa: E402  (benchmarks/common.py)
 
 from mushcam.gradcam import grad_cam  # noqa: E402
 from mushcam.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss  # noqa: E402
-from mushcam.models import BACKBONES, DEFAULT_LAYERS, build_model, get_layer  # noqa: E402
+from mushcam.models import (  # noqa: E402
+    BACKBONES,
+    DEFAULT_LAYERS,
+    build_architecture,
+    build_model,
+    get_layer,
+    load_checkpoint,
+    resolve_layer,
+)
+
+# Beside the presets: the thesis's wrapper (MushroomClassifier over ResNet-50, recognised from
+# its checkpoint; the layer in the wrapper's own naming) and one other architecture.
+MODELS: tuple[str, ...] = (*BACKBONES, "thesis_resnet50", "convnext_tiny")
+LAYERS: dict[str, str] = {**DEFAULT_LAYERS, "thesis_resnet50": "backbone.layer4", "convnext_tiny": "features.7"}
+
+
+def build(name: str) -> torch.nn.Module:
+    """The model under test, random weights, eval mode (the wrapper goes through a checkpoint file)."""
+    torch.manual_seed(0)
+    if name in BACKBONES:
+        return build_model(name, 9).eval()
+    if name == "thesis_resnet50":
+        import tempfile
+
+        from torch import nn
+
+        trunk = build_architecture("resnet50", 9)
+        trunk.fc = nn.Identity()
+        head = nn.Sequential(nn.Dropout(0.3), nn.Linear(2048, 512), nn.ReLU(inplace=True), nn.Dropout(0.3), nn.Linear(512, 9))
+        state = {**{f"backbone.{k}": v for k, v in trunk.state_dict().items()},
+                 **{f"classifier.{k}": v for k, v in head.state_dict().items()}}
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save(state, Path(folder) / "thesis.pt")
+            return load_checkpoint(Path(folder) / "thesis.pt", "resnet50").model
+    return build_architecture(name, 9).eval()
 
 
 def variants(model: torch.nn.Module, backbone: str, x: torch.Tensor, target: int) -> dict[str, Callable[[], object]]:
@@ -43,7 +78,7 @@ def variants(model: torch.nn.Module, backbone: str, x: torch.Tensor, target: int
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     from torchcam.methods import GradCAM as TorchCamGradCAM
 
-    layer_name = DEFAULT_LAYERS[backbone]
+    layer_name = LAYERS[backbone]
     layer = get_layer(model, layer_name)
     pgc = GradCAM(model=model, target_layers=[layer])  # registers hooks for good: used alone below
     captum = LayerGradCam(model, layer)
@@ -62,7 +97,7 @@ def variants(model: torch.nn.Module, backbone: str, x: torch.Tensor, target: int
         return captum.attribute(x, target=target, relu_attributions=True)
 
     def torchcam_call() -> object:
-        extractor = TorchCamGradCAM(model, target_layer=layer_name)
+        extractor = TorchCamGradCAM(model, target_layer=resolve_layer(model, layer_name))
         try:
             return extractor(target, model(x))
         finally:
@@ -87,8 +122,7 @@ def variants(model: torch.nn.Module, backbone: str, x: torch.Tensor, target: int
 
 
 def measure(backbone: str, size: int, repeats: int) -> dict[str, dict[str, float]]:
-    torch.manual_seed(0)
-    model = build_model(backbone, 9).eval()
+    model = build(backbone)
     x = torch.randn(1, 3, size, size)
     calls = variants(model, backbone, x, target=3)
     names = list(calls)
@@ -125,8 +159,7 @@ def peak_growth_mb(backbone: str, size: int, variant: str) -> float:
 
 
 def memory_child(backbone: str, variant: str, size: int) -> None:
-    torch.manual_seed(0)
-    model = build_model(backbone, 9).eval()
+    model = build(backbone)
     x = torch.randn(1, 3, size, size)
     calls = variants(model, backbone, x, target=3)
     calls["forward"]()
@@ -144,6 +177,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS, help="which models (default: all)")
     parser.add_argument("--memory-child", nargs=2, metavar=("BACKBONE", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -153,7 +187,7 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"calibration probe before: {probe_ms():.1f} ms")
     rows = []
-    for backbone in BACKBONES:
+    for backbone in args.models:
         results = measure(backbone, args.size, args.repeats)
         for name, r in results.items():
             rows.append((backbone, name, r["ms"], r["ratio"], r["peak_growth_mb"]))

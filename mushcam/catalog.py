@@ -11,21 +11,30 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
-from mushcam.manifest import ClassInfo, InputSpec, Manifest, ModelEntry
 from mushcam.exceptions import MushcamError
+from mushcam.manifest import ClassInfo, InputSpec, Manifest, ModelEntry
 from mushcam.models import (
     BACKBONES,
     DEFAULT_LAYERS,
     DISPLAY_NAMES,
-    file_sha256,
+    LayerError,
     PretrainedWeightsUnavailable,
+    choose_layer,
+    file_sha256,
     imagenet_weights,
     imagenet_weights_path,
+    load_checkpoint,
     load_imagenet_model,
-    load_model,
+    resolve_layer,
 )
+from mushcam.models.heads import describe as describe_head
+from mushcam.models.usercode import UserCodeError, build_from_code, parse_code
+
+# The preset heads (demo mode describes them).
+HEAD_SLOTS = {"resnet50": "fc", "efficientnet_b0": "classifier", "mobilenet_v3_large": "classifier"}
 
 # ImageNet's fungus classes (indices 991-998), highlighted in demo mode.
 IMAGENET_FUNGI: tuple[str, ...] = (
@@ -113,16 +122,67 @@ class LoadedModel:
 
 
 def load_catalog_entry(manifest: Manifest, name: str, demo: bool = False) -> LoadedModel:
-    """Load the manifest's model ``name`` with everything the app shows about it."""
+    """Load the manifest's model ``name`` with everything the app shows about it.
+
+    Without ``code`` the checkpoint is recognised as the entry's ``arch`` (no user code runs);
+    with ``code`` the user's class is built and the weights loaded strictly. The layer is the
+    entry's (in the source model's naming or the architecture's; returned as the model's own
+    path) or, when the entry gives none, chosen automatically at the manifest's input size.
+    """
     if demo:
         model = load_imagenet_model(name, download=True)
-        return LoadedModel(name, model, name, DEFAULT_LAYERS[name], recognised="torchvision ImageNet weights")
+        return LoadedModel(name, model, name, DEFAULT_LAYERS[name], recognised="torchvision ImageNet weights",
+                           head=describe_head(model.get_submodule(HEAD_SLOTS[name])))
     if name not in manifest.models:
         raise MushcamError(f"no model named {name!r} in the manifest (it lists: {', '.join(manifest.models) or 'none'})")
     entry = manifest.models[name]
-    model = load_model(entry.arch, manifest.checkpoint_path(name), num_classes=manifest.num_classes)
-    layer = entry.layer or DEFAULT_LAYERS[entry.arch]
-    return LoadedModel(name, model, entry.arch, layer, recognised="stock torchvision state dict")
+    path = manifest.checkpoint_path(name)
+    runs_code = None
+    if entry.code:
+        model = build_from_code(manifest.root, entry.code, entry.kwargs, path)
+        runs_code = parse_code(entry.code)[0]
+        _check_outputs(model, manifest, name, runs_code)
+        arch = entry.code
+        head = describe_head(_last_head(model))
+        recognised = f"built by your code {entry.code}({_kwargs_text(entry.kwargs)}); weights loaded strictly"
+    else:
+        found = load_checkpoint(path, entry.arch, manifest.num_classes, entry.kwargs, entry.head_activation)
+        model, arch, head, recognised = found.model, found.arch, found.head, found.how
+    if entry.layer:
+        try:
+            layer = resolve_layer(model, entry.layer)
+        except LayerError as exc:
+            raise LayerError(f"models.{name}.layer: {exc}") from None
+        note = "from the manifest" if layer == entry.layer else f"from the manifest ({entry.layer} = {layer})"
+    else:
+        layer, note = choose_layer(model, manifest.input.size)
+    return LoadedModel(name, model, arch, layer, note, head, recognised, runs_code)
+
+
+def _check_outputs(model: nn.Module, manifest: Manifest, name: str, file_name: str) -> None:
+    """The user's model must return N x C logits for the manifest's C classes (one small forward)."""
+    x = torch.zeros(1, 3, manifest.input.size, manifest.input.size)
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    except Exception as exc:  # noqa: BLE001 - the user's forward
+        raise UserCodeError(f"models.{name}: forward of the model from {file_name} raised {type(exc).__name__}: {exc}") from None
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[1] != manifest.num_classes:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise UserCodeError(
+            f"models.{name}: the model from {file_name} returns {shape}, but the manifest lists "
+            f"{manifest.num_classes} classes (expected logits of shape N x {manifest.num_classes}; check 'kwargs')"
+        )
+
+
+def _kwargs_text(kwargs: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+
+
+def _last_head(model: nn.Module) -> nn.Module:
+    """The last top-level part of a user's model that holds a Linear layer (its head, usually)."""
+    parts = [child for child in model.children() if any(isinstance(m, nn.Linear) for m in child.modules())]
+    return parts[-1] if parts else nn.Identity()
 
 
 def cam_layer(manifest: Manifest, name: str, loaded: LoadedModel | None = None) -> str | None:

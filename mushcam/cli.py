@@ -170,6 +170,33 @@ def with_checkpoint(manifest, name: str, checkpoint: str | None):  # noqa: ANN00
     return replace(manifest, models={**manifest.models, name: entry})
 
 
+def add_import_checkpoint(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "import-checkpoint",
+        help="convert a whole pickled model (torch.save(model)) into a weights-only checkpoint + manifest entry",
+    )
+    parser.add_argument("file", help="the pickled model file")
+    parser.add_argument("--trust", action="store_true", help="unpickle it: this runs code named in the file")
+    parser.add_argument("--code", help="folder holding the .py file that defines the model's class")
+    parser.add_argument("--out", required=True, help="output folder for NAME.pt and NAME.entry.json")
+    parser.add_argument("--name", help="model name in the manifest (default: the file's stem)")
+    parser.add_argument("--arch", help="architecture to try first (default: recognised from the weights)")
+    parser.add_argument("--size", type=int, default=224, help="input size used to check the logits (default 224)")
+    parser.set_defaults(handler=run_import_checkpoint)
+
+
+def run_import_checkpoint(args: argparse.Namespace) -> int:
+    import json
+
+    from mushcam.models.importing import import_checkpoint
+
+    result = import_checkpoint(args.file, args.out, args.trust, args.code, args.name, args.arch, args.size)
+    print(f"wrote {result.weights} and {result.entry_file}: {result.verified}")
+    print(f"add to manifest.json's \"models\": \"{result.name}\": {json.dumps(result.entry)}")
+    return 0
+
+
+
 def parse_target(text: str | None, manifest) -> int | None:  # noqa: ANN001 - mushcam.manifest.Manifest
     """``--target``: a class index (ASCII digits) or a class name; None for the predicted class."""
     if text is None:
@@ -202,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mushcam", description="MushCAM: Grad-CAM for mushroom classifiers")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_explain(subparsers)
+    add_import_checkpoint(subparsers)
     for module_name in COMMAND_MODULES:
         try:
             module = importlib.import_module(module_name)

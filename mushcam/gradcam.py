@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mushcam.models import get_layer
+from mushcam.models.layers import as_feature_map, channels_last_module, get_layer, layout_of, resolve_layer
 
 
 class GradCAMError(MushcamError):
@@ -103,9 +103,11 @@ class _LayerRecorder:
     returns a clone so that in-place operations downstream cannot corrupt what was saved.
     """
 
-    def __init__(self, modules: dict[str, nn.Module]) -> None:
+    def __init__(self, modules: dict[str, nn.Module], channels_last: dict[str, bool]) -> None:
         self.modules = modules
+        self.channels_last = channels_last
         self.activations: dict[str, torch.Tensor] = {}
+        self.layouts: dict[str, str] = {}
         self.thread = threading.get_ident()
         self.handles: list[torch.utils.hooks.RemovableHandle] = []
 
@@ -135,11 +137,14 @@ class _LayerRecorder:
                     f"layer {name!r} returns {type(output).__name__}, not a tensor; choose a "
                     "convolutional layer or block"
                 )
-            if output.dim() != 4:
+            layout = layout_of(output, self.channels_last[name])
+            if layout is None:
                 raise GradCAMError(
                     f"layer {name!r} gives a {output.dim()}-D output {tuple(output.shape)}; Grad-CAM "
-                    "needs a 4-D feature map (N x K x h x w): choose a convolutional layer"
+                    "needs a 4-D feature map (N x K x h x w) or a transformer's token grid: choose a "
+                    "convolutional layer or block"
                 )
+            self.layouts[name] = layout
             if output.requires_grad:
                 activation = output
             else:
@@ -177,7 +182,9 @@ def grad_cam(
 ) -> GradCAMResult:
     """Grad-CAM of ``model`` for a batch ``inputs`` (N x 3 x H x W) at ``layer``.
 
-    ``layer`` is a dotted module path (``"layer4"``) or several. ``class_idx`` is None (each
+    ``layer`` is a dotted module path (``"layer4"``, or the source model's ``"backbone.layer4"``
+    for a checkpoint loaded from a wrapper) or several. A ViT token layer or a Swin stage is
+    read as its token grid (prefix tokens dropped, channels first). ``class_idx`` is None (each
     image's predicted class), one int for all images, or one per image.
     """
     layers = [layer] if isinstance(layer, str) else list(layer)
@@ -193,12 +200,13 @@ def grad_cam(
         raise
     except ValueError as exc:  # an unknown layer name: the user's input
         raise GradCAMError(str(exc)) from None
+    channels_last = {name: channels_last_module(model, resolve_layer(model, name)) for name in layers}
     parameter = next(model.parameters(), None)
     if parameter is not None:
         inputs = inputs.to(device=parameter.device, dtype=parameter.dtype)
     inputs = inputs.detach()
 
-    with eval_mode(model), _LayerRecorder(modules) as recorder, torch.no_grad():
+    with eval_mode(model), _LayerRecorder(modules, channels_last) as recorder, torch.no_grad():
         logits = model(inputs)
         if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
             raise GradCAMError("the model must return logits of shape N x C")
@@ -221,8 +229,10 @@ def grad_cam(
     for name, activation, gradient in zip(layers, activations, gradients, strict=True):
         if gradient is None:
             raise GradCAMError(f"no gradient flows from the output back to layer {name!r}")
-        weights = gradient.mean(dim=(2, 3), keepdim=True)
-        cam = torch.relu((weights * activation.detach()).sum(dim=1))
+        layout = recorder.layouts[name]
+        feature_map = as_feature_map(activation.detach(), layout)
+        weights = as_feature_map(gradient, layout).mean(dim=(2, 3), keepdim=True)
+        cam = torch.relu((weights * feature_map).sum(dim=1))
         require_finite(cam, f"Grad-CAM maps at layer {name!r}")
         cams_by_layer[name] = cam.float()
     return GradCAMResult(

@@ -101,10 +101,9 @@ def write_image_folder(root: Path, classes: list[str], per_class: int = 3, size:
 
 
 # Five named models, two of the same architecture: what a user with their own checkpoints has.
-# Each entry: name -> (manifest entry, how its checkpoint is written). "thesis-mobilenet" is
-# saved with a `module.` prefix, which the three-preset loader reads; with a loader that
-# recognises wrappers, set its writer's "wrap" to "thesis" (ThesisWrapper: trunk under
-# `backbone.`, its own MLP `classifier`) and every five-model test follows.
+# Each entry: name -> (manifest entry, how its checkpoint is written). "thesis-mobilenet" is the
+# thesis's wrapper (ThesisWrapper: trunk under `backbone.`, its own MLP `classifier`), its layer
+# written in the wrapper's own naming.
 FIVE_MODELS: dict[str, tuple[dict[str, object], dict[str, object]]] = {
     "resnet50": ({"checkpoint": "resnet50.pt"}, {"arch": "resnet50", "seed": 0}),
     "resnet50-x4": (
@@ -115,8 +114,8 @@ FIVE_MODELS: dict[str, tuple[dict[str, object], dict[str, object]]] = {
     "mobilenet_v3_large": ({"checkpoint": "mobilenet_v3_large.pt"}, {"arch": "mobilenet_v3_large", "seed": 3}),
     "thesis-mobilenet": (
         {"checkpoint": "thesis_mobilenet.pt", "arch": "mobilenet_v3_large", "label": "Thesis MobileNetV3",
-         "layer": "features.16"},
-        {"arch": "mobilenet_v3_large", "seed": 4, "wrap": "module"},
+         "layer": "backbone.features.16"},
+        {"arch": "mobilenet_v3_large", "seed": 4, "wrap": "thesis"},
     ),
 }
 

@@ -132,6 +132,10 @@ def test_home_lists_the_five_models_with_architecture_and_layer(app_env: dict[st
     assert list(table["Grad-CAM layer"].str.split(" ").str[0]) == [
         "layer4", "layer4", "features.7", "features.16", "features.16"]
     assert all("(" in layer for layer in table["Grad-CAM layer"])  # with where the layer came from
+    wrapper = table.set_index("Name").loc["thesis-mobilenet"]
+    assert wrapper["Head"] == "Dropout → Linear(960→512) → ReLU → Dropout → Linear(512→4)"  # the head as rebuilt
+    assert "under 'backbone.'" in wrapper["Recognised as"] and "classifier" in wrapper["Recognised as"]
+    assert wrapper["Grad-CAM layer"] == "features.16 (from the manifest (backbone.features.16 = features.16))"
     assert "5 of 5 models ready" in at.success[0].value
     metrics = at.dataframe[0].value  # the results store's runs, by label
     assert sorted(metrics["Model"]) == sorted(LABELS)
@@ -171,7 +175,7 @@ def test_explain_works_with_each_of_the_five(app_env: dict[str, Path]) -> None:
         line = next(m.value for m in at.markdown if "confidence ·" in m.value)
         assert f"· {label} · layer `" in line
         confidences[name] = line.split("**")[1]
-        about = [c.value for c in at.caption if "layer `" in c.value and "(from the manifest)" in c.value]
+        about = [c.value for c in at.caption if "layer `" in c.value and "from the manifest" in c.value]
         assert about and about[0].startswith(f"`{ARCHS[NAMES.index(name)]}`"), about
     assert confidences["resnet50"] != confidences["resnet50-x4"]  # one architecture, two models
 
