@@ -14,6 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 from mushcam import compare
+from mushcam.catalog import LoadedModel
 from mushcam.data import LabelledImage, scan_images
 from mushcam.exceptions import MushcamError
 from mushcam.explain import Explanation
@@ -24,29 +25,29 @@ DISPLAY_SIDE = 320  # grid pictures on the page
 SAMPLE_KEY = "compare_sample_memo"  # session state: (sampling parameters, chosen relpaths)
 
 
-def load_models(ctx: state.AppContext, backbones: Sequence[str]) -> tuple[dict[str, object], dict[str, str]]:
-    """Each backbone's model (loaded once per checkpoint version), and why any failed."""
-    models: dict[str, object] = {}
+def load_models(ctx: state.AppContext, names: Sequence[str]) -> tuple[dict[str, LoadedModel], dict[str, str]]:
+    """Each named model (loaded once per checkpoint version), and why any failed (one line each)."""
+    models: dict[str, LoadedModel] = {}
     failures: dict[str, str] = {}
-    for backbone in backbones:
+    for name in names:
         try:
-            models[backbone] = state.get_model(ctx, backbone)
-        except (ValueError, OSError, RuntimeError) as exc:
-            failures[backbone] = str(exc)
+            models[name] = state.get_loaded(ctx, name)
+        except (MushcamError, OSError, RuntimeError) as exc:
+            failures[name] = (str(exc).strip() or type(exc).__name__).splitlines()[0]
     return models, failures
 
 
-def explainer(ctx: state.AppContext, models: dict[str, object]) -> compare.ExplainFn:
-    """explain(backbone, image): the predicted class's map, computed once per (model, image)."""
+def explainer(ctx: state.AppContext, models: dict[str, LoadedModel]) -> compare.ExplainFn:
+    """explain(name, image): the predicted class's map, computed once per (model, image)."""
     assert ctx.manifest is not None
     manifest = ctx.manifest
-    keys = {b: state.model_identity(ctx, b) for b in models}
+    keys = {name: state.model_identity(ctx, name) for name in models}
+    layers = {name: state.cam_layer(ctx, name, loaded) for name, loaded in models.items()}
 
-    def explain(backbone: str, image: compare.CompareImage) -> Explanation:
-        with naming_model(state.display_name(backbone)):
+    def explain(name: str, image: compare.CompareImage) -> Explanation:
+        with naming_model(ctx.label(name)):
             return state.cached_explanation(
-                models[backbone], image.image, manifest, keys[backbone], image.sha256,
-                manifest.models[backbone].layer, None,
+                models[name].model, image.image, manifest, keys[name], image.sha256, layers[name], None,
             )
 
     return explain
