@@ -56,6 +56,7 @@ def app_env(five: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> dict[str,
     monkeypatch.setenv("MUSHCAM_CHECKPOINTS", str(five["ckpt"]))
     monkeypatch.setenv("MUSHCAM_SAMPLES", str(five["data"]))
     monkeypatch.setenv("MUSHCAM_RESULTS", str(five["out"]))
+    monkeypatch.setenv("MUSHCAM_DATA", str(five["data"]))  # the image folder the Errors page reads under
     return five
 
 

@@ -124,9 +124,9 @@ def test_compare_page_gains_each_maps_deletion_and_insertion_auc(setup: dict[str
     at.toggle(key="compare_faithfulness").set_value(True).run()
     assert not at.exception
     table = at.dataframe[-1].value  # the last table: AppTest does not expose a dataframe's key
-    assert list(table.columns) == ["image", "backbone", "explained", "deletion_auc", "insertion_auc"]
+    assert list(table.columns) == ["image", "model", "explained", "deletion_auc", "insertion_auc"]
     assert len(table) == 2 * 2  # images x backbones
-    assert set(table["backbone"]) == {"EfficientNet-B0", "MobileNetV3-Large"}
+    assert set(table["model"]) == {"EfficientNet-B0", "MobileNetV3-Large"}
     for column in ("deletion_auc", "insertion_auc"):
         assert ((table[column] >= 0) & (table[column] <= 1)).all()
 

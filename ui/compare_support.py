@@ -186,16 +186,17 @@ def _map_aucs(_model: object, _image: object, _manifest: object, model_key: str,
     return map_aucs(_model, preprocess(_image, _manifest.input), _cam, class_idx)
 
 
-def map_faithfulness(ctx: state.AppContext, models: dict[str, object], comparison: compare.Comparison) -> list[dict[str, object]]:
-    """One row per (image, backbone): each map's deletion AUC (lower = faithful) and insertion AUC (higher)."""
+def map_faithfulness(ctx: state.AppContext, models: dict[str, LoadedModel],
+                     comparison: compare.Comparison) -> list[dict[str, object]]:
+    """One row per (image, model): each map's deletion AUC (lower = faithful) and insertion AUC (higher)."""
     assert ctx.manifest is not None
     rows = []
     for row in comparison.rows:
-        for backbone, cell in row.cells.items():
-            deletion, insertion = _map_aucs(models[backbone], row.image.image, ctx.manifest,
-                                            state.model_identity(ctx, backbone), row.image.sha256,
+        for name, cell in row.cells.items():
+            deletion, insertion = _map_aucs(models[name].model, row.image.image, ctx.manifest,
+                                            state.model_identity(ctx, name), row.image.sha256,
                                             int(cell.explanation.class_idx), cell.explanation.cam)
-            rows.append({"image": row.image.name, "backbone": state.display_name(backbone),
+            rows.append({"image": row.image.name, "model": ctx.label(name),
                          "explained": ctx.manifest.class_names[cell.explanation.class_idx],
                          "deletion_auc": deletion, "insertion_auc": insertion})
     return rows
