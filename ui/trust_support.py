@@ -160,8 +160,9 @@ def cached_sanity(_ctx: state.AppContext, model: str, identity: str, image_sha: 
                   method: str) -> SanityResult:
     """The sanity check of one image, computed once per (model identity, image, method)."""
     assert _ctx.manifest is not None
-    network = state.get_model(_ctx, model)
-    layer = _ctx.manifest.models[model].layer
+    loaded = state.get_loaded(_ctx, model)
+    network = loaded.model
+    layer = state.cam_layer(_ctx, model, loaded)  # the manifest's layer, or the one found at load
     inputs = preprocess(_image, _ctx.manifest.input).unsqueeze(0)
     return sanity_check(network, inputs, method_explainer(layer, method))
 
