@@ -10,7 +10,8 @@ from ui.charts import toxicity_badge  # noqa: E402
 
 ctx = state.sidebar()
 st.title("MushCAM")
-st.caption("See why a mushroom-genus classifier decided what it decided: Grad-CAM for ResNet-50, EfficientNet-B0 and MobileNetV3-Large.")
+st.caption("See why a mushroom-genus classifier decided what it decided: Grad-CAM for your own models "
+           "(ResNet-50, EfficientNet-B0 and MobileNetV3-Large are presets; any name, any architecture).")
 state.demo_banner(ctx)
 st.info(home.SAFETY_NOTE, icon="⚠️")
 
@@ -19,24 +20,35 @@ if ctx.manifest is None:
     st.markdown(home.setup_help(ctx.folder))
     st.stop()
 
-models = home.model_table(ctx)
+model_rows = home.model_rows(ctx)
+models = [r.row for r in model_rows]
 usable = [row for row in models if row["Status"] == "loaded"]
+st.subheader(f"Models ({len(models)})")
+# A static table (not a scrolling grid): heads such as "Dropout → Linear(2048→512) → ReLU → …"
+# are shown whole, and the text can be selected and copied.
+st.table(models, hide_index=True)
+for item in model_rows:
+    if item.runs_code:
+        st.caption(f"⚠️ **{item.label}** runs code from `{item.runs_code}` (its manifest entry names it).")
+    if item.error is not None:
+        st.error(f"**{item.label}** failed to load: {home.first_line(item.error)}", icon="🚫")
+        with st.expander(f"Details: why {item.label} failed to load"):
+            st.code(home.failure_detail(item.error), language=None)
+if not usable:
+    st.warning("No model can be used yet." if models else
+               "The manifest lists no models: add them under `models` (see docs/manifest.md).", icon="🧩")
+    st.markdown(home.setup_help(ctx.folder))
+    if not ctx.demo:
+        st.button("Try demo mode (ImageNet weights)", key="enable_demo", on_click=home.enable_demo)
+else:
+    st.success(
+        f"{len(usable)} of {len(models)} models ready. Open **Explain** to upload a photo, **Compare** to "
+        "line the models up, **Errors** to review test-set mistakes.",
+        icon="✅",
+    )
+    st.page_link("pages/1_Explain.py", label="Explain a photo", icon="🔎")
 left, right = st.columns([3, 2], gap="large")
 with left:
-    st.subheader("Models")
-    st.dataframe(models, hide_index=True, width="stretch")
-    if not usable:
-        st.warning("No model can be used yet.", icon="🧩")
-        st.markdown(home.setup_help(ctx.folder))
-        if not ctx.demo:
-            st.button("Try demo mode (ImageNet weights)", key="enable_demo", on_click=home.enable_demo)
-    else:
-        st.success(
-            f"{len(usable)} of {len(models)} backbones ready. Open **Explain** to upload a photo, **Compare** to "
-            "line the backbones up, **Errors** to review test-set mistakes.",
-            icon="✅",
-        )
-        st.page_link("pages/1_Explain.py", label="Explain a photo", icon="🔎")
     metrics = home.test_metrics()
     if metrics:
         st.subheader("Test-set metrics")

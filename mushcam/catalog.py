@@ -6,6 +6,8 @@ eight of them fungi), used only when the user asks for it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +19,11 @@ from mushcam.manifest import ClassInfo, InputSpec, Manifest, ModelEntry
 from mushcam.models import (
     BACKBONES,
     DEFAULT_LAYERS,
+    DISPLAY_NAMES,
     LayerError,
     PretrainedWeightsUnavailable,
     choose_layer,
+    file_sha256,
     imagenet_weights,
     imagenet_weights_path,
     load_checkpoint,
@@ -40,28 +44,42 @@ IMAGENET_FUNGI: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class ModelStatus:
-    """One backbone's checkpoint: ``found`` (file present), ``missing``, or ``not listed``."""
+    """One named model's checkpoint file: ``found`` (present) or ``missing`` (``reason`` says where).
 
-    backbone: str
+    ``name``: the manifest's key; ``arch``: its architecture; ``label``: what the app shows;
+    ``layer``: the manifest's layer, or ``None`` when it is found at load.
+    """
+
+    name: str
     status: str
-    layer: str
+    layer: str | None
     path: Path | None = None
     reason: str = ""
+    arch: str = ""
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.arch:
+            object.__setattr__(self, "arch", self.name)
+        if not self.label:
+            object.__setattr__(self, "label", DISPLAY_NAMES.get(self.name, self.name))
+
+    @property
+    def backbone(self) -> str:
+        """The model's name (this field's old name, kept for older callers)."""
+        return self.name
 
 
 def checkpoint_statuses(manifest: Manifest) -> list[ModelStatus]:
-    """Cheap file check for every backbone (no loading): what a home page lists first."""
+    """Cheap file check for every model of the manifest, in its order (no loading)."""
     statuses = []
-    for backbone in BACKBONES:
-        entry = manifest.models.get(backbone)
-        if entry is None:
-            statuses.append(ModelStatus(backbone, "not listed", DEFAULT_LAYERS[backbone], None, "not in the manifest"))
-            continue
-        path = manifest.checkpoint_path(backbone)
-        if path.is_file():
-            statuses.append(ModelStatus(backbone, "found", entry.layer, path))
-        else:
-            statuses.append(ModelStatus(backbone, "missing", entry.layer, path, f"no file at {path}"))
+    for name, entry in manifest.models.items():
+        path = manifest.checkpoint_path(name)
+        found = path.is_file()
+        statuses.append(ModelStatus(
+            name, "found" if found else "missing", entry.layer, path, "" if found else f"no file at {path}",
+            arch=entry.arch, label=manifest.display_name(name),
+        ))
     return statuses
 
 
@@ -116,7 +134,7 @@ def load_catalog_entry(manifest: Manifest, name: str, demo: bool = False) -> Loa
         return LoadedModel(name, model, name, DEFAULT_LAYERS[name], recognised="torchvision ImageNet weights",
                            head=describe_head(model.get_submodule(HEAD_SLOTS[name])))
     if name not in manifest.models:
-        raise MushcamError(f"model {name!r} is not in the manifest (models: {', '.join(manifest.models) or 'none'})")
+        raise MushcamError(f"no model named {name!r} in the manifest (it lists: {', '.join(manifest.models) or 'none'})")
     entry = manifest.models[name]
     path = manifest.checkpoint_path(name)
     runs_code = None
@@ -167,6 +185,44 @@ def _last_head(model: nn.Module) -> nn.Module:
     return parts[-1] if parts else nn.Identity()
 
 
+def cam_layer(manifest: Manifest, name: str, loaded: LoadedModel | None = None) -> str | None:
+    """The layer at which ``name``'s maps are computed and cached.
+
+    The manifest's own spelling when the entry names one (``grad_cam`` accepts it in either
+    form), so that the app, the command line and the shared CAM cache agree without loading
+    the model; else the layer chosen at load (``None`` until the model is loaded).
+    """
+    entry = manifest.models.get(name)
+    if entry is not None and entry.layer:
+        return entry.layer
+    return loaded.layer if loaded is not None else None
+
+
+def entry_fingerprint(manifest: Manifest, name: str) -> str:
+    """What, besides the weights file, changes the function a named model computes: its head
+    activation, its ``code`` (and that file's contents) and ``kwargs``. ``""`` for an entry
+    that sets none of them (every preset entry), so such a model's maps keep the cache keys
+    they had before models had names."""
+    entry = manifest.models[name]
+    if entry.head_activation == "relu" and not entry.code and not entry.kwargs:
+        return ""
+    fields: dict[str, object] = {"head_activation": entry.head_activation, "code": entry.code, "kwargs": entry.kwargs}
+    if entry.code:
+        code_file = manifest.root / entry.code.split(":", 1)[0]
+        fields["code_sha256"] = file_sha256(code_file) if code_file.is_file() else "absent"
+    text = json.dumps(fields, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def cache_digest(checkpoint_sha256: str, fingerprint: str) -> str:
+    """The model part of a CAM cache key: the weights' SHA-256, combined with the entry's
+    :func:`entry_fingerprint` when it has one. Two names for the same weights and fields share
+    maps (they are the same function); two fields that differ never do."""
+    if not fingerprint:
+        return checkpoint_sha256
+    return hashlib.sha256(f"{checkpoint_sha256}|{fingerprint}".encode("utf-8")).hexdigest()
+
+
 def load_catalog_model(manifest: Manifest, name: str, demo: bool = False) -> nn.Module:
     """The manifest's model ``name``, ready for ``grad_cam(model, x, manifest.models[name].layer)``."""
     return load_catalog_entry(manifest, name, demo).model
@@ -175,6 +231,9 @@ def load_catalog_model(manifest: Manifest, name: str, demo: bool = False) -> nn.
 __all__ = [
     "IMAGENET_FUNGI",
     "LoadedModel",
+    "cache_digest",
+    "cam_layer",
+    "entry_fingerprint",
     "load_catalog_entry",
     "ModelStatus",
     "PretrainedWeightsUnavailable",

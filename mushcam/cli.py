@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mushcam.train",
     "mushcam.pipeline",
     "mushcam.review.cli",
+    "mushcam.trust.cli",
 )
 
 
@@ -62,10 +63,13 @@ def add_explain(subparsers: argparse._SubParsersAction) -> None:
         help="Grad-CAM of one image: original/heatmap/overlay/combined PNGs, cam.npy, prediction.json",
     )
     parser.add_argument("image", help="image file (jpg, png, webp, bmp, tiff)")
-    parser.add_argument("--backbone", required=True, help="resnet50, efficientnet_b0 or mobilenet_v3_large")
-    parser.add_argument("--checkpoint", help="weights file (default: the manifest's entry for the backbone)")
+    parser.add_argument("--model", "--backbone", dest="model", required=True, metavar="NAME",
+                        help="the model's name in the manifest (e.g. resnet50, or a name of your own); with "
+                        "--checkpoint, a name not in the manifest is read as an architecture; --backbone is the "
+                        "old spelling")
+    parser.add_argument("--checkpoint", help="weights file (default: the manifest's entry for the model)")
     parser.add_argument("--manifest", help="manifest.json or its folder (default: checkpoints/)")
-    parser.add_argument("--layer", help="target layer as a dotted path (default: the manifest's or the backbone's)")
+    parser.add_argument("--layer", help="target layer as a dotted path (default: the manifest's, else found automatically)")
     parser.add_argument("--target", help="class name or index to explain (default: the predicted class)")
     parser.add_argument("--method", default="gradcam",
                         help="CAM method: gradcam (default), gradcampp, xgradcam, hirescam, layercam, eigencam, "
@@ -80,9 +84,9 @@ def add_explain(subparsers: argparse._SubParsersAction) -> None:
 def run_explain(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from mushcam.catalog import cam_layer, load_catalog_entry
     from mushcam.data import load_image, printable
     from mushcam.explain import explain_image, render_explanation, top_k
-    from mushcam.models import BACKBONES, DEFAULT_LAYERS, DISPLAY_NAMES, load_model
     from mushcam.files import write_bytes_atomic, write_json_atomic
     from mushcam.finite import naming_model
     from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP, MAX_VIEW_SIDE, to_png
@@ -90,8 +94,6 @@ def run_explain(args: argparse.Namespace) -> int:
     from mushcam.methods import check_method
 
     check_method(args.method)
-    if args.backbone not in BACKBONES:
-        raise UsageError(f"--backbone must be one of {', '.join(BACKBONES)}; got {args.backbone!r}")
     alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha
     if not 0.0 <= alpha <= 1.0:
         raise UsageError(f"--alpha must be between 0 and 1; got {alpha}")
@@ -100,22 +102,16 @@ def run_explain(args: argparse.Namespace) -> int:
         raise UsageError(f"--colormap must be one of {', '.join(COLORMAPS)}; got {colormap!r}")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise UsageError(f"--out {args.out} is a file; give a folder (it is created)")
-    manifest = resolve_manifest(args.manifest)
-    entry = manifest.models.get(args.backbone)
-    if args.checkpoint:
-        checkpoint = Path(args.checkpoint)
-    elif entry is not None:
-        checkpoint = manifest.checkpoint_path(args.backbone)
-    else:
-        raise UsageError(f"the manifest lists no checkpoint for {args.backbone}; pass --checkpoint FILE")
-    layer = args.layer or (entry.layer if entry else DEFAULT_LAYERS[args.backbone])
-
+    manifest = with_checkpoint(resolve_manifest(args.manifest), args.model, args.checkpoint)
+    checkpoint = manifest.checkpoint_path(args.model)
     image = load_image(args.image)
-    model = load_model(args.backbone, checkpoint, num_classes=manifest.num_classes)
+    loaded = load_catalog_entry(manifest, args.model)
+    model = loaded.model
+    layer = args.layer or cam_layer(manifest, args.model, loaded)
     class_idx = parse_target(args.target, manifest)
-    with naming_model(args.backbone):
+    with naming_model(args.model):
         explanation = explain_image(model, image, manifest.input, layer, class_idx, args.method)
-    views = render_explanation(image, explanation, manifest, DISPLAY_NAMES[args.backbone], alpha, colormap)
+    views = render_explanation(image, explanation, manifest, manifest.display_name(args.model), alpha, colormap)
 
     out = Path(args.out)
     for name, pixels in views.as_dict().items():
@@ -126,7 +122,9 @@ def run_explain(args: argparse.Namespace) -> int:
     names = manifest.class_names
     prediction = {
         "image": printable(Path(args.image).resolve()),
-        "backbone": args.backbone,
+        "model": args.model,
+        "arch": loaded.arch,
+        "backbone": loaded.arch,  # the field's old name: the architecture
         "checkpoint": printable(checkpoint.resolve()),
         "layer": layer,
         "method": args.method,
@@ -160,6 +158,27 @@ def run_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def with_checkpoint(manifest, name: str, checkpoint: str | None):  # noqa: ANN001, ANN201 - Manifest in, Manifest out
+    """The manifest, with ``--checkpoint`` overriding model ``name``'s file; a name the manifest
+    does not list becomes an entry of that architecture (``--model resnet18 --checkpoint f.pt``)."""
+    from dataclasses import replace
+
+    from mushcam.manifest import ModelEntry
+    from mushcam.models import DEFAULT_LAYERS
+
+    entry = manifest.models.get(name)
+    if checkpoint is None:
+        if entry is None:
+            raise UsageError(
+                f"the manifest lists no model named {name!r} (its models: {', '.join(manifest.models) or 'none'}); "
+                "give one of those names, or pass --checkpoint FILE with an architecture name"
+            )
+        return manifest
+    path = str(Path(checkpoint).expanduser().resolve())
+    entry = replace(entry, checkpoint=path) if entry else ModelEntry(name, path, DEFAULT_LAYERS.get(name))
+    return replace(manifest, models={**manifest.models, name: entry})
+
+
 def add_import_checkpoint(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "import-checkpoint",
@@ -184,6 +203,7 @@ def run_import_checkpoint(args: argparse.Namespace) -> int:
     print(f"wrote {result.weights} and {result.entry_file}: {result.verified}")
     print(f"add to manifest.json's \"models\": \"{result.name}\": {json.dumps(result.entry)}")
     return 0
+
 
 
 def parse_target(text: str | None, manifest) -> int | None:  # noqa: ANN001 - mushcam.manifest.Manifest
@@ -211,6 +231,7 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
     return value
+
 
 
 def build_parser() -> argparse.ArgumentParser:

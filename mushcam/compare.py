@@ -23,8 +23,10 @@ import functools
 import io
 import math
 import sys
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from typing import Any
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -258,18 +260,24 @@ def split_column(key: str) -> tuple[str, str]:
     return key, DEFAULT_METHOD
 
 
-def column_label(key: str) -> str:
-    """A column's display name: "ResNet-50", or "ResNet-50 · Score-CAM"."""
+def column_label(key: str, model_label: str | None = None) -> str:
+    """A column's display name: "ResNet-50", or "ResNet-50 · Score-CAM" (``model_label``:
+    the model's own display name, e.g. the manifest's label)."""
     model, method = split_column(key)
-    name = DISPLAY_NAMES.get(model, model)
+    name = model_label or DISPLAY_NAMES.get(model, model)
     return name if method == DEFAULT_METHOD else f"{name} · {METHOD_LABELS[method]}"
 
 
 @dataclass(frozen=True)
 class Comparison:
-    backbones: tuple[str, ...]
+    backbones: tuple[str, ...]  # the models' manifest names, in column order
     rows: tuple[Row, ...]
     fraction: float = TOP_FRACTION
+    labels: dict[str, str] = field(default_factory=dict, compare=False)  # name -> display name
+
+    def label(self, name: str) -> str:
+        """A model's display name (its manifest label, a preset's name, or the name itself)."""
+        return self.labels.get(name) or DISPLAY_NAMES.get(name, name)
 
 
 def measure_map(cam: torch.Tensor, image_size: tuple[int, int], spec: InputSpec, side: int = MEASURE_SIDE) -> np.ndarray:
@@ -330,7 +338,8 @@ def compute_comparison(
         maps: dict[str, np.ndarray] = {}
         for column in columns:
             if progress is not None:
-                progress(done, total, f"{column_label(column)} on {image.name}")
+                progress(done, total, f"{column_label(column, manifest.display_name(split_column(column)[0]))} on "
+                         f"{image.name}")
             backbone, method = split_column(column)
             explanation = explain(backbone, image) if method == DEFAULT_METHOD else explain(backbone, image, method)
             maps[column] = measure_map(explanation.cam, image.image.size, manifest.input, measure_side)
@@ -345,7 +354,8 @@ def compute_comparison(
         ))
     if progress is not None:
         progress(total, total, "done")
-    return Comparison(tuple(columns), tuple(rows), fraction)
+    labels = {c: column_label(c, manifest.display_name(split_column(c)[0])) for c in columns}
+    return Comparison(tuple(columns), tuple(rows), fraction, labels)
 
 
 def cell_picture(image: Image.Image, explanation: Explanation, spec: InputSpec, scale: float | None,
@@ -491,8 +501,15 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
+_ASCII_SUBSTITUTES = str.maketrans({"×": "x", "→": "->", "–": "-", "—": "-", "…": "...", "·": "|"})
+
+
 def _ascii(text: str) -> str:
-    """The bundled font lacks most non-ASCII glyphs: draw '?' rather than empty boxes."""
+    """The bundled font lacks most non-ASCII glyphs: user labels such as 'ResNet-50 (×4)' or
+    'Rüde' are drawn as 'ResNet-50 (x4)' and 'Rude', and '?' stands for anything else rather
+    than an empty box."""
+    text = unicodedata.normalize("NFKD", text.translate(_ASCII_SUBSTITUTES))
+    text = "".join(c for c in text if not unicodedata.combining(c))
     return text.encode("ascii", "replace").decode("ascii")
 
 
@@ -532,12 +549,12 @@ def verdict(cell: Cell) -> tuple[str, tuple[int, int, int]]:
 
 def summary_lines(comparison: Comparison) -> list[str]:
     """The summaries as plain text lines (for the picture and the command line)."""
-    lines = [f"Per backbone, over {len(comparison.rows)} images (focus means: all / correct / wrong):"]
+    lines = [f"Per model, over {len(comparison.rows)} images (focus means: all / correct / wrong):"]
     for record in backbone_summary(comparison):
         known = int(str(record["correct"])) + int(str(record["wrong"]))
         accuracy = f"{record['correct']}/{known} correct" if known else "true classes unknown"
         lines.append(
-            f"  {column_label(str(record['backbone']))}: {accuracy}; "
+            f"  {comparison.label(str(record['backbone']))}: {accuracy}; "
             f"poisonous called edible {record['poisonous_called_edible']}; "
             f"half-mass area {fmt(record['half_mass_area_mean'], 3, True)} / "
             f"{fmt(record['half_mass_area_mean_correct'], 3, True)} / "
@@ -548,11 +565,11 @@ def summary_lines(comparison: Comparison) -> list[str]:
     pairs = pair_summary(comparison)
     if pairs:
         top = round(comparison.fraction * 100)
-        lines.append("Agreement between backbones, mean [median] over the images where defined:")
+        lines.append("Agreement between models, mean [median] over the images where defined:")
         for record in pairs:
             first, second = str(record["pair"]).split(" vs ")
             lines.append(
-                f"  {column_label(first)} vs {column_label(second)}: "
+                f"  {comparison.label(first)} vs {comparison.label(second)}: "
                 f"top-{top}% IoU {fmt(record[f'iou_top{top}_mean'], 3)} [{fmt(record[f'iou_top{top}_median'], 3)}], "
                 f"Spearman {fmt(record['spearman_mean'], 3)} [{fmt(record['spearman_median'], 3)}], "
                 f"n={record['images_defined']}"
@@ -582,7 +599,7 @@ def render_comparison(
     scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     top = round(comparison.fraction * 100)
     header = [
-        (f"Grad-CAM comparison: {len(comparison.rows)} images x {len(comparison.backbones)} backbones"
+        (f"Grad-CAM comparison: {len(comparison.rows)} images x {len(comparison.backbones)} models"
          if all(split_column(b)[1] == DEFAULT_METHOD for b in comparison.backbones)
          else f"CAM comparison: {len(comparison.rows)} images x {len(comparison.backbones)} columns (models x methods)")
         + (f"  ({created})" if created else ""),
@@ -591,14 +608,15 @@ def render_comparison(
         f"Focus: half-mass area (share of the image holding half the map, smaller = focused), "
         f"entropy H/log n (0 = one point, 1 = uniform).",
         f"Agreement: IoU of the top-{top}% regions and Spearman rank correlation of the maps. "
-        + ", ".join(f"{short_name(b)} = {column_label(b)}" for b in comparison.backbones),
+        + ", ".join(f"{short_name(b)} = {comparison.label(b)}" for b in comparison.backbones),
     ]
     footer = summary_lines(comparison)
     grid_w = pad + columns * (panel + pad) + (agree_w + pad if agree_w else 0)
     text_w = max(scratch.textlength(_ascii(t), font=font) for t in header[1:] + footer) + 2 * pad
     width = int(max(grid_w, text_w, scratch.textlength(_ascii(header[0]), font=bold) + 2 * pad))
     caption_h = 3 * line + 6
-    row_h = panel + caption_h + pad
+    agreement_h = 4 + n_pairs * (2 * line + 4)  # with many models, the agreement column sets the row height
+    row_h = max(panel + caption_h, agreement_h) + pad
     header_h = pad + big + 8 + 2 * line + pad + line
     footer_h = pad + len(footer) * line + pad
     height = header_h + len(comparison.rows) * row_h + footer_h
@@ -612,9 +630,9 @@ def render_comparison(
         draw.text((pad, y), _ascii(text), fill=_MUTED, font=font)
         y += line
     y += pad
-    titles = ["Image"] + [column_label(b) for b in comparison.backbones] + (["Agreement"] if agree_w else [])
+    titles = ["Image"] + [comparison.label(b) for b in comparison.backbones] + (["Agreement"] if agree_w else [])
     for i, title in enumerate(titles):
-        draw.text((pad + i * (panel + pad), y), title, fill=_TEXT, font=font)
+        draw.text((pad + i * (panel + pad), y), _fit_text(draw, title, panel, font), fill=_TEXT, font=font)
     y = header_h
 
     for row in comparison.rows:
@@ -659,7 +677,8 @@ def render_comparison(
         if agree_w:
             ty = y + 4
             for pair in row.agreement:
-                draw.text((x, ty), f"{short_name(pair.first)} - {short_name(pair.second)}:", fill=_TEXT, font=font)
+                draw.text((x, ty), _fit_text(draw, f"{short_name(pair.first)} - {short_name(pair.second)}:", agree_w, font),
+                          fill=_TEXT, font=font)
                 ty += line
                 draw.text((x + 10, ty), f"IoU {fmt(pair.iou)}  Spearman {fmt(pair.spearman)}", fill=_MUTED, font=font)
                 ty += line + 4
@@ -737,7 +756,9 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
         help="image files (all used; a file's true class is its folder's name when the manifest lists it), "
         "or one test folder <folder>/<Class>/* to sample from (or a folder of images)",
     )
-    parser.add_argument("--backbones", nargs="+", help="backbones to compare (default: every one with a checkpoint)")
+    parser.add_argument("--model", "--models", "--backbone", "--backbones", dest="models", nargs="+", metavar="NAME",
+                        help="models to compare by their manifest name, any number (default: every one with a "
+                        "checkpoint); --backbones is the old spelling")
     parser.add_argument("--method", nargs="+", choices=METHODS, default=[DEFAULT_METHOD], metavar="METHOD",
                         help="CAM method(s): several make the columns models x methods; "
                         f"{', '.join(METHODS)} (default {DEFAULT_METHOD})")
@@ -759,26 +780,26 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def usable_backbones(manifest: Manifest, requested: Sequence[str] | None) -> list[str]:
-    """The requested backbones (comma or space separated), or every one whose checkpoint exists."""
+    """The requested models by manifest name (comma or space separated), or every one whose
+    checkpoint exists, in the manifest's order."""
     from mushcam.catalog import checkpoint_statuses
-    from mushcam.models import BACKBONES
 
-    statuses = {s.backbone: s for s in checkpoint_statuses(manifest)}
+    statuses = {s.name: s for s in checkpoint_statuses(manifest)}
     if not requested:
-        found = [b for b in BACKBONES if statuses[b].status == "found"]
+        found = [name for name, status in statuses.items() if status.status == "found"]
         if not found:
             raise MushcamError(
                 f"no checkpoint files found for the manifest in {manifest.root}: "
-                + "; ".join(f"{b}: {statuses[b].reason}" for b in BACKBONES)
+                + ("; ".join(f"{n}: {s.reason}" for n, s in statuses.items()) or "it lists no models")
             )
         return found
-    names = [name for item in requested for name in item.split(",") if name]
+    names = [name.strip() for item in requested for name in item.split(",") if name.strip()]
     chosen = []
     for name in names:
         if name not in statuses:
-            raise MushcamError(f"--backbones: unknown backbone {name!r}; choose from {', '.join(BACKBONES)}")
+            raise MushcamError(f"--model: no model named {name!r} in the manifest; choose from {', '.join(statuses)}")
         if statuses[name].status != "found":
-            raise MushcamError(f"--backbones: {name} cannot be used ({statuses[name].reason})")
+            raise MushcamError(f"--model: {name} cannot be used ({statuses[name].reason})")
         if name not in chosen:
             chosen.append(name)
     return chosen
@@ -786,23 +807,42 @@ def usable_backbones(manifest: Manifest, requested: Sequence[str] | None) -> lis
 
 class Memo:
     """The command line's cache: each model loaded once, on first need, and each explanation
-    computed once per (backbone, image). With a :class:`mushcam.cache.CamCache` the maps go
+    computed once per (model, image). ``load(name)`` returns the module, or the
+    :class:`mushcam.catalog.LoadedModel` (whose layer is used where the manifest names none). With a :class:`mushcam.cache.CamCache` the maps go
     through the on-disk cache that the app and ``python -m mushcam gradcam`` share (so a map
     made there costs no model call here, and the numbers match the page's exactly); without
     one they are kept in memory only."""
 
-    def __init__(self, manifest: Manifest, load: Callable[[str], nn.Module], cache: CamCache | None = None) -> None:
+    def __init__(self, manifest: Manifest, load: Callable[[str], Any], cache: CamCache | None = None) -> None:
         self.manifest = manifest
         self.load = load
         self.cache = cache
         self.models: dict[str, nn.Module] = {}
+        self.layers: dict[str, str] = {}
         self.digests: dict[str, str] = {}
         self.store: dict[tuple[str, str], Explanation] = {}
 
     def model(self, backbone: str) -> nn.Module:
         if backbone not in self.models:
-            self.models[backbone] = self.load(backbone)
+            loaded = self.load(backbone)
+            if isinstance(loaded, nn.Module):
+                self.models[backbone] = loaded
+            else:  # a LoadedModel
+                self.models[backbone] = loaded.model
+                self.layers[backbone] = loaded.layer
         return self.models[backbone]
+
+    def layer(self, backbone: str) -> str:
+        """The manifest's layer, else the one chosen when the model was loaded (loading it now)."""
+        from mushcam.catalog import cam_layer
+
+        named = cam_layer(self.manifest, backbone)
+        if named:
+            return named
+        self.model(backbone)
+        if backbone not in self.layers:
+            raise ValueError(f"{backbone}: the manifest names no Grad-CAM layer; add \"layer\" to its entry")
+        return self.layers[backbone]
 
     def __call__(self, backbone: str, image: CompareImage, method: str = DEFAULT_METHOD) -> Explanation:
         key = (backbone, image.sha256, method)
@@ -818,11 +858,14 @@ class Memo:
         from mushcam import cache as cam_cache
         from mushcam.explain import explain_image
 
-        spec, layer = self.manifest.input, self.manifest.models[backbone].layer
+        spec, layer = self.manifest.input, self.layer(backbone)
         if self.cache is None:
             return explain_image(self.model(backbone), image.image, spec, layer, None, method)
         if backbone not in self.digests:
-            self.digests[backbone] = self.cache.checkpoint_sha256(self.manifest.checkpoint_path(backbone))
+            from mushcam.catalog import cache_digest, entry_fingerprint
+
+            self.digests[backbone] = cache_digest(self.cache.checkpoint_sha256(self.manifest.checkpoint_path(backbone)),
+                                                  entry_fingerprint(self.manifest, backbone))
         digest = self.digests[backbone]
         entry = self.cache.get_entry(cam_cache.cam_key(digest, image.sha256, layer, None, spec, method))
         if cam_cache.entry_fits(entry, spec, self.manifest.num_classes):
@@ -896,7 +939,7 @@ def _load_named(path: Path, name: str, label: str | None) -> CompareImage:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from mushcam.catalog import load_catalog_model
+    from mushcam.catalog import load_catalog_entry
     from mushcam.cli import UsageError, resolve_manifest
     from mushcam.render import COLORMAPS
 
@@ -912,11 +955,11 @@ def run_compare(args: argparse.Namespace) -> int:
     if args.colormap not in COLORMAPS:
         raise UsageError(f"--colormap must be one of {', '.join(COLORMAPS)}; got {args.colormap!r}")
     manifest = resolve_manifest(args.manifest)
-    backbones = usable_backbones(manifest, args.backbones)
+    backbones = usable_backbones(manifest, args.models)
     from mushcam.cache import default_cache_dir
 
     cache = None if args.no_cache else CamCache(default_cache_dir())
-    memo = Memo(manifest, lambda backbone: load_catalog_model(manifest, backbone), cache)
+    memo = Memo(manifest, lambda name: load_catalog_entry(manifest, name), cache)
     outcome_for = None if args.no_outcome_mix else (lambda load: outcome_with(memo, backbones, manifest, load))
     if len(args.inputs) > MAX_GRID_IMAGES:
         raise UsageError(f"{len(args.inputs)} images given; one grid holds at most {MAX_GRID_IMAGES} "

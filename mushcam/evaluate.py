@@ -1,7 +1,7 @@
 """Test-set evaluation: every prediction of every model into the results store, and a report.
 
-``python -m mushcam evaluate --data ROOT [--manifest FILE] [--backbones ...] [--batch-size N]
---out results.sqlite`` runs each model over ``ROOT/<Class>/<image>`` (one model at a time,
+``python -m mushcam evaluate --data ROOT [--manifest FILE] [--models NAME ...] [--batch-size N]
+--out results.sqlite`` runs each named model of the manifest over ``ROOT/<Class>/<image>`` (one model at a time,
 batched, under ``torch.inference_mode()``) and saves one run per model (see
 :mod:`mushcam.store`). Images are decoded with :func:`mushcam.data.load_image`'s decoder
 and preprocessed with :func:`mushcam.data.preprocess` to the manifest's input spec, exactly
@@ -44,7 +44,8 @@ from mushcam.finite import naming_model, require_finite
 from mushcam.gradcam import eval_mode
 from mushcam.manifest import InputSpec, Manifest
 from mushcam.metrics import ModelMetrics, compute_metrics, format_rate
-from mushcam.models import BACKBONES, DISPLAY_NAMES, file_sha256, load_model
+from mushcam.catalog import load_catalog_entry
+from mushcam.models import file_sha256
 from mushcam.store import Predictions, RunRecord, Skipped, StoreContents, check_writable, load_store, save_run
 
 MAX_BATCH_SIZE = 1024
@@ -249,22 +250,21 @@ def evaluate_models(
     batch_size: int = 16,
     log: Callable[[str], None] = print,
     progress_stream: TextIO | None = None,
+    *,
+    models: Sequence[str] | None = None,
 ) -> list[RunSummary]:
-    """Evaluate each backbone in turn and save its run to ``out``; returns what was saved.
+    """Evaluate each named model in turn and save its run to ``out``; returns what was saved.
 
-    ``backbones`` defaults to the manifest's models whose checkpoint file exists (the
-    others are reported). A named backbone without a checkpoint is an error, raised before
-    any model runs. Each model's run is committed as soon as that model has finished.
+    ``models`` (manifest names; ``backbones`` is its old name) defaults to the manifest's
+    models whose checkpoint file exists (the others are reported). A named model that is
+    not in the manifest or has no checkpoint is an error, raised before any model runs.
+    Each model's run is committed as soon as that model has finished.
     """
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise MushcamError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}; got {batch_size}")
-    if backbones:
-        chosen = list(dict.fromkeys(backbones))
-        for backbone in chosen:
-            if backbone not in manifest.models:
-                raise MushcamError(f"the manifest lists no checkpoint for {backbone}")
-            if not manifest.checkpoint_path(backbone).is_file():
-                raise FileNotFoundError(f"checkpoint for {backbone} not found: {manifest.checkpoint_path(backbone)}")
+    requested = list(models or []) + list(backbones or [])
+    if requested:
+        chosen = check_model_names(manifest, requested)
     else:
         chosen = []
         for backbone in manifest.models:
@@ -303,7 +303,8 @@ def evaluate_models(
         checkpoint = manifest.checkpoint_path(backbone)
         started = _now()
         digest = file_sha256(checkpoint)
-        model = load_model(backbone, checkpoint, num_classes=manifest.num_classes)
+        loaded = load_catalog_entry(manifest, backbone)
+        model, layer = loaded.model, loaded.layer
         bar = Progress(f"{backbone}", len(images), progress_stream)
         try:
             with naming_model(backbone):
@@ -312,7 +313,7 @@ def evaluate_models(
             log(f"\ninterrupted while evaluating {backbone}: nothing written for it; earlier results are intact")
             raise
         finally:
-            del model
+            del model, loaded
         if output.skipped:
             for item in output.skipped:
                 log(f"skipped {item.path}: {item.reason}")
@@ -325,7 +326,8 @@ def evaluate_models(
             backbone=backbone,
             checkpoint_path=str(checkpoint.resolve()),
             checkpoint_sha256=digest,
-            layer=manifest.models[backbone].layer,
+            layer=layer,
+            arch=manifest.models[backbone].arch,
             data_root=str(test_set.root),
             manifest=manifest.to_dict(),
             started_at=started,
@@ -348,6 +350,21 @@ def evaluate_models(
         summaries.append(RunSummary(replace(run, run_id=run_id), metrics, skipped))
     log(f"results written to {out}; print them with: python -m mushcam report {out}")
     return summaries
+
+
+def check_model_names(manifest: Manifest, names: Sequence[str]) -> list[str]:
+    """``names`` (comma- or space-separated, duplicates dropped) if each is a manifest model
+    whose checkpoint exists; else a :class:`MushcamError` naming the first that is not."""
+    chosen = list(dict.fromkeys(n.strip() for name in names for n in str(name).split(",") if n.strip()))
+    for name in chosen:
+        if name not in manifest.models:
+            raise MushcamError(
+                f"the manifest lists no checkpoint for {name} (its models: {', '.join(manifest.models) or 'none'}); "
+                "give --model one of those names"
+            )
+        if not manifest.checkpoint_path(name).is_file():
+            raise MushcamError(f"checkpoint for {name} not found: {manifest.checkpoint_path(name)}")
+    return chosen
 
 
 def _group_by_reason(skipped: Sequence[Skipped]) -> dict[str, list[str]]:
@@ -393,8 +410,9 @@ def _num(value: float) -> str:
 
 
 def run_label(run: RunRecord, runs: Sequence[RunRecord] = ()) -> str:
-    """``ResNet-50``, with the checkpoint hash (and data folder) added where needed to tell runs apart."""
-    label = DISPLAY_NAMES.get(run.backbone, run.backbone)
+    """The model's display name (``ResNet-50``, a label, or its manifest name), with the
+    checkpoint hash (and data folder) added where needed to tell runs apart."""
+    label = run.label
     same_backbone = [r for r in runs if r.backbone == run.backbone]
     if len({r.checkpoint_sha256 for r in same_backbone}) > 1:
         label += f" · {run.checkpoint_sha256[:8]}"
@@ -426,7 +444,8 @@ def format_report(contents: StoreContents, markdown: bool = False, summary_only:
         return "\n".join(parts)
     for run in contents.runs:
         m = run_metrics(contents, run.run_id)
-        title = f"{run_label(run, contents.runs)} ({run.backbone}, checkpoint {run.checkpoint_sha256[:12]}, {run.finished_at})"
+        arch = run.name if run.arch == run.name else f"{run.name}: {run.arch}"
+        title = f"{run_label(run, contents.runs)} ({arch}, checkpoint {run.checkpoint_sha256[:12]}, {run.finished_at})"
         parts.append("\n" + (f"### {title}" if markdown else title))
         class_rows = [
             [c.name, c.toxicity, str(c.support), str(c.predicted), _num(c.precision), _num(c.recall), _num(c.f1)]
@@ -458,8 +477,9 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--data", required=True, help="test-set folder: ROOT/<Class>/<image> (class = manifest class)")
     parser.add_argument("--manifest", help="manifest.json or its folder (default: $MUSHCAM_CHECKPOINTS or checkpoints/)")
-    parser.add_argument("--backbones", nargs="+", choices=BACKBONES, metavar="BACKBONE",
-                        help=f"models to evaluate ({', '.join(BACKBONES)}; default: every manifest model with a checkpoint)")
+    parser.add_argument("--model", "--models", "--backbone", "--backbones", dest="models", nargs="+", metavar="NAME",
+                        help="models to evaluate, by their manifest name (default: every manifest model with a "
+                        "checkpoint); --backbones is the old spelling")
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
     parser.add_argument("--out", required=True, help="results store to create or update, e.g. results.sqlite")
     parser.add_argument("--threads", type=int, default=None,
@@ -481,10 +501,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
             raise MushcamError(f"--threads must be at least 1; got {args.threads}")
         torch.set_num_threads(args.threads)
     manifest = resolve_manifest(args.manifest)
-    evaluate_models(args.data, manifest, args.out, args.backbones, args.batch_size)
+    evaluate_models(args.data, manifest, args.out, batch_size=args.batch_size, models=args.models)
     return 0
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from mushcam.trust.report import format_trust_report
+    from mushcam.trust.store import load_trust
+
     print(format_report(load_store(args.store), markdown=args.markdown, summary_only=args.summary))
+    trust = format_trust_report(load_trust(args.store), markdown=args.markdown)
+    if trust:
+        print("\n" + trust)
     return 0

@@ -13,15 +13,17 @@ names the field. Example::
 
 from __future__ import annotations
 
-from mushcam.exceptions import MushcamError
-
+import hashlib
 import json
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mushcam.models import BACKBONES, DEFAULT_LAYERS
+from mushcam.exceptions import MushcamError
+from mushcam.models import BACKBONES, DEFAULT_LAYERS, DISPLAY_NAMES
 
 TOXICITIES: tuple[str, ...] = ("poisonous", "edible", "inedible", "mixed", "unknown")
 RESIZE_MODES: tuple[str, ...] = ("squash", "center_crop")
@@ -42,6 +44,9 @@ THESIS_CLASSES: tuple[tuple[str, str], ...] = (
 )
 
 MANIFEST_NAME = "manifest.json"
+MAX_MANIFEST_BYTES = 4 * 2**20  # a manifest is a few kilobytes; anything this large is a mistake
+MAX_NESTING = 32  # the deepest a valid manifest goes is 4 (kwargs may nest a little more)
+MIN_STD = 1e-3  # a smaller std multiplies pixel values by over 1000: a typo, not a normalisation
 
 
 class ManifestError(MushcamError):
@@ -103,8 +108,6 @@ class ModelEntry:
     @property
     def display_name(self) -> str:
         """``label`` if given, else the preset's display name, else the user's name."""
-        from mushcam.models import DISPLAY_NAMES
-
         return self.label or (DISPLAY_NAMES.get(self.name) if self.name == self.arch else None) or self.name
 
 
@@ -142,9 +145,14 @@ class Manifest:
             return lowered.index(name.lower())
         raise KeyError(f"unknown class {name!r}; classes are: {', '.join(names)}")
 
-    def checkpoint_path(self, backbone: str) -> Path:
-        """Absolute path of a backbone's checkpoint (relative paths are from ``root``)."""
-        entry = self.models[backbone]
+    def display_name(self, name: str) -> str:
+        """What the app calls the model ``name``: its label, a preset's name, or ``name`` itself."""
+        entry = self.models.get(name)
+        return entry.display_name if entry is not None else DISPLAY_NAMES.get(name, name)
+
+    def checkpoint_path(self, name: str) -> Path:
+        """Absolute path of a model's checkpoint (relative paths are from ``root``)."""
+        entry = self.models[name]
         path = Path(entry.checkpoint).expanduser()
         return path if path.is_absolute() else self.root / path
 
@@ -179,6 +187,16 @@ def _entry_dict(entry: ModelEntry) -> dict[str, Any]:
     return out
 
 
+def file_safe_name(name: str) -> str:
+    """A model name as a file or folder name: unchanged when it is already safe
+    (``resnet50``, ``resnet50-x4``, ``v1.2``), else its safe characters plus a short hash of
+    the name, so that ``a/b`` and ``a b`` never share a folder and ``..`` never escapes one."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".")[:60]
+    if slug == name and name:
+        return name
+    return f"{slug or 'model'}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+
+
 def default_manifest(root: str | os.PathLike[str] = ".") -> Manifest:
     """The thesis's 9 genera, 224 px squash input, one ``<backbone>.pt`` per backbone."""
     return Manifest(
@@ -196,10 +214,76 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"{path.name} is not valid JSON: {exc}") from None
-    return manifest_from_dict(data, root=path.parent.resolve(), source=path.name)
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ManifestError(
+                f"{path.name} is {path.stat().st_size / 2**20:.0f} MB; a manifest is a small JSON file "
+                f"(at most {MAX_MANIFEST_BYTES // 2**20} MB): is this the right file?"
+            )
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ManifestError(f"{path.name} is not UTF-8 text; save the manifest as UTF-8 JSON") from None
+    except OSError as exc:
+        raise ManifestError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return manifest_from_dict(parse_json(text, path.name), root=path.parent.resolve(), source=path.name)
+
+
+def _refuse_constant(name: str) -> float:
+    raise ManifestError(f"{name} is not allowed (JSON has no NaN or Infinity); write a finite number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ManifestError(f"the number {text[:40]} is too large to be finite; write a finite number")
+    return value
+
+
+def parse_json(text: str, source: str = "manifest") -> Any:
+    """Strict JSON: no ``NaN`` / ``Infinity``, nesting at most :data:`MAX_NESTING` deep.
+
+    Python's ``json`` accepts ``NaN`` and ``Infinity`` (not JSON), raises RecursionError on
+    input nested some thousands deep, and ValueError on integers of over 4,300 digits; each
+    of these becomes a :class:`ManifestError` that says what to fix.
+    """
+    depth = _nesting_depth(text)
+    if depth > MAX_NESTING:
+        raise ManifestError(
+            f"{source} is nested too deeply: lists or objects more than {MAX_NESTING} levels deep; a MushCAM manifest "
+            "needs at most a few (see docs/manifest.md)"
+        )
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except ManifestError as exc:
+        raise ManifestError(f"{source}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{source} is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer of thousands of digits
+        raise ManifestError(f"{source} holds a value that cannot be read: {str(exc).split(';')[0]}") from None
+
+
+def _nesting_depth(text: str) -> int:
+    """Deepest ``[``/``{`` nesting outside strings, up to ``MAX_NESTING + 1`` (a linear scan)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_NESTING:
+                    return deepest  # deep enough to refuse; no need to read on
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def manifest_from_dict(
@@ -226,7 +310,7 @@ def manifest_from_dict(
             raise fail(f"classes[{i}].name", "must be a non-empty string")
         toxicity = item.get("toxicity", "unknown")
         if toxicity not in TOXICITIES:
-            raise fail(f"classes[{i}].toxicity", f"must be one of {', '.join(TOXICITIES)}; got {toxicity!r}")
+            raise fail(f"classes[{i}].toxicity", f"must be one of {', '.join(TOXICITIES)}; got {_short(toxicity)}")
         classes.append(ClassInfo(name.strip(), toxicity))
     names = [c.name for c in classes]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -238,10 +322,10 @@ def manifest_from_dict(
         raise fail("input", "must be an object")
     size = raw_input.get("size", 224)
     if not isinstance(size, int) or isinstance(size, bool) or not 16 <= size <= 2048:
-        raise fail("input.size", f"must be an integer between 16 and 2048; got {size!r}")
+        raise fail("input.size", f"must be an integer between 16 and 2048; got {_short(size)}")
     resize = raw_input.get("resize", "squash")
     if resize not in RESIZE_MODES:
-        raise fail("input.resize", f"must be one of {', '.join(RESIZE_MODES)}; got {resize!r}")
+        raise fail("input.resize", f"must be one of {', '.join(RESIZE_MODES)}; got {_short(resize)}")
     mean = _triple(raw_input.get("mean", list(IMAGENET_MEAN)), "input.mean", fail, positive=False)
     std = _triple(raw_input.get("std", list(IMAGENET_STD)), "input.std", fail, positive=True)
 
@@ -253,6 +337,12 @@ def manifest_from_dict(
         if not isinstance(name, str) or not name.strip():
             raise fail("models", "has an empty model name")
         models[name] = _model_entry(name, entry, fail)
+    shown: dict[str, str] = {}
+    for name, entry in models.items():  # the pages tell models apart by what they show
+        other = shown.setdefault(entry.display_name, name)
+        if other != name:
+            raise fail(f"models.{name}.label", f"shows the model as {entry.display_name!r}, as models.{other} is "
+                       "shown: give one of them another label")
 
     return Manifest(
         classes=tuple(classes),
@@ -288,13 +378,14 @@ def _model_entry(name: str, entry: Any, fail: Any) -> ModelEntry:
         raise fail(f"{where}.label", "must be a string")
     activation = entry.get("head_activation", "relu")
     if activation not in HEAD_ACTIVATIONS:
-        raise fail(f"{where}.head_activation", f"must be one of {', '.join(HEAD_ACTIVATIONS)}; got {activation!r}")
+        raise fail(f"{where}.head_activation", f"must be one of {', '.join(HEAD_ACTIVATIONS)}; got {_short(activation)}")
     code = entry.get("code")
     if code is not None and (not isinstance(code, str) or code.count(":") != 1 or not all(code.split(":"))):
-        raise fail(f"{where}.code", f"must be 'file.py:ClassName' (a file beside the manifest); got {code!r}")
+        raise fail(f"{where}.code", f"must be 'file.py:ClassName' (a file beside the manifest); got {_short(code)}")
     kwargs = entry.get("kwargs", {})
     if not isinstance(kwargs, dict):
         raise fail(f"{where}.kwargs", "must be an object of keyword arguments")
+    _check_finite(kwargs, f"{where}.kwargs", fail)
     return ModelEntry(
         name=name, checkpoint=checkpoint.strip(), layer=layer.strip() if layer else None, arch=arch,
         label=label.strip(), head_activation=activation, code=code, kwargs=dict(kwargs),
@@ -302,16 +393,53 @@ def _model_entry(name: str, entry: Any, fail: Any) -> ModelEntry:
 
 
 def _triple(value: Any, where: str, fail: Any, positive: bool) -> tuple[float, float, float]:
+    """Three finite numbers (a per-channel mean or std); a std must be at least :data:`MIN_STD`.
+
+    Normalisation is ``(pixel - mean) / std`` with pixels in [0, 1]: a NaN or infinite value
+    gives NaN predictions or a channel silently zeroed, and a std near 0 blows a channel up.
+    """
     ok = (
-        isinstance(value, list)
+        isinstance(value, (list, tuple))
         and len(value) == 3
         and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-        and (not positive or all(v > 0 for v in value))
     )
     if not ok:
         kind = "positive numbers" if positive else "numbers"
-        raise fail(where, f"must be a list of 3 {kind}; got {value!r}")
-    return (float(value[0]), float(value[1]), float(value[2]))
+        raise fail(where, f"must be a list of 3 {kind} (one per RGB channel); got {_short(value)}")
+    try:
+        numbers = tuple(float(v) for v in value)
+    except OverflowError:
+        raise fail(where, f"holds a number too large to be finite; got {_short(value)}") from None
+    if not all(math.isfinite(v) for v in numbers):
+        raise fail(where, f"must hold finite numbers (not NaN or Infinity); got {_short(value)}")
+    if positive and not all(v >= MIN_STD for v in numbers):
+        raise fail(where, f"must hold numbers of at least {MIN_STD:g} (a standard deviation of pixel "
+                          f"values in [0, 1], such as 0.229); got {_short(value)}")
+    if not positive and not all(abs(v) <= 1e3 for v in numbers):
+        raise fail(where, f"must hold the mean of pixel values in [0, 1] (such as 0.485); got {_short(value)}")
+    return numbers  # type: ignore[return-value]
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr`` cut to ``limit`` characters (a 5,000-digit number must not fill the screen)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        return "a number of thousands of digits"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _check_finite(value: Any, where: str, fail: Any) -> None:
+    """Every number in ``value`` (nested lists / objects) is finite."""
+    stack = [(value, where)]
+    while stack:
+        item, at = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise fail(at, f"must be a finite number; got {item!r}")
+        if isinstance(item, dict):
+            stack.extend((v, f"{at}.{k}") for k, v in item.items())
+        elif isinstance(item, (list, tuple)):
+            stack.extend((v, f"{at}[{i}]") for i, v in enumerate(item))
 
 
 def save_manifest(manifest: Manifest, path: str | os.PathLike[str]) -> None:

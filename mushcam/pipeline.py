@@ -20,10 +20,13 @@ hashes to k (of 1..N), so N independent jobs split a set without talking to each
 
 Output (``--out DIR``)::
 
-    DIR/<backbone>/run.json                       settings the files were made with
-    DIR/<backbone>/<relpath>.<view>.png           overlay / heatmap / combined / original
-    DIR/<backbone>/<relpath>.cam.npy              the raw map (float32 h x w, as cached)
-    DIR/<backbone>/predictions.csv                one row per image (predictions.shard-k-of-N.csv)
+    DIR/<model>/run.json                          settings the files were made with
+    DIR/<model>/<relpath>.<view>.png              overlay / heatmap / combined / original
+    DIR/<model>/<relpath>.cam.npy                 the raw map (float32 h x w, as cached)
+    DIR/<model>/predictions.csv                   one row per image (predictions.shard-k-of-N.csv)
+
+``<model>`` is the model's manifest name (made file-safe when it is not: see
+:func:`mushcam.manifest.file_safe_name`).
 """
 
 from __future__ import annotations
@@ -78,7 +81,8 @@ from mushcam.manifest import Manifest
 from mushcam.methods import DEFAULT_METHOD, METHOD_LABELS, METHODS
 from mushcam.methods import cam as compute_cam
 from mushcam.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss
-from mushcam.models import BACKBONES, DISPLAY_NAMES, load_model
+from mushcam.catalog import cache_digest, cam_layer, entry_fingerprint, load_catalog_entry
+from mushcam.manifest import file_safe_name
 from mushcam.render import (
     COLORMAPS,
     DEFAULT_ALPHA,
@@ -252,7 +256,7 @@ class PipelineConfig:
 class ModelReport:
     """What one model's pass did and cost."""
 
-    backbone: str
+    backbone: str  # the model's manifest name
     images: int = 0
     computed: int = 0  # maps computed by the model
     cached: int = 0  # maps served by the cache
@@ -267,6 +271,8 @@ class ModelReport:
     load_peak_rss_bytes: int | None = None  # high-water mark up to the end of loading (weights read + model built)
     work_peak_rss_bytes: int | None = None  # high-water mark after loading: images, Grad-CAM, rendering
     cuda_max_allocated_bytes: int | None = None
+    label: str = ""  # the model's display name
+    arch: str = ""
 
     @property
     def images_per_second(self) -> float:
@@ -306,7 +312,7 @@ def _run_settings(config: PipelineConfig, backbone: str, checkpoint_sha: str, la
     spec = config.manifest.input
     return {
         "format": RUN_FORMAT,
-        "backbone": backbone,
+        "backbone": backbone,  # the model's manifest name
         "checkpoint_sha256": checkpoint_sha,
         "layer": layer,
         "classes": config.manifest.class_names,
@@ -317,6 +323,10 @@ def _run_settings(config: PipelineConfig, backbone: str, checkpoint_sha: str, la
         "colormap": config.colormap,
         "max_side": config.max_side,
         "png_level": config.png_level,
+        # the architecture, where the name does not say it (runs of older versions had none)
+        **({"arch": arch} if (arch := config.manifest.models[backbone].arch) != backbone else {}),
+        # head activation / user code / kwargs, where the entry sets them (catalog.entry_fingerprint)
+        **({"entry": fingerprint} if (fingerprint := entry_fingerprint(config.manifest, backbone)) else {}),
         # Grad-CAM runs keep the settings (and folders) of runs made before other methods existed.
         **({} if config.method == DEFAULT_METHOD else {"method": config.method}),
     }
@@ -379,13 +389,16 @@ class _ModelPass:
         self.items = items
         self.progress = progress
         self.manifest = config.manifest
-        self.layer = self.manifest.models[backbone].layer
+        self.layer = cam_layer(self.manifest, backbone)  # None: found when the model is loaded
         self.checkpoint = self.manifest.checkpoint_path(backbone)
         # Grad-CAM keeps the folder layout of earlier runs; another method gets its own folder.
-        self.out_dir = config.out / (backbone if config.method == DEFAULT_METHOD else f"{backbone}-{config.method}")
+        folder = file_safe_name(backbone)
+        self.out_dir = config.out / (folder if config.method == DEFAULT_METHOD else f"{folder}-{config.method}")
         self.model: torch.nn.Module | None = None
-        self.report = ModelReport(backbone)
-        self.checkpoint_sha = ""
+        self.report = ModelReport(backbone, label=self.manifest.display_name(backbone),
+                                  arch=self.manifest.models[backbone].arch)
+        self.checkpoint_sha = ""  # the weights file's SHA-256 (run.json)
+        self.cache_sha = ""  # what the CAM cache keys this model's maps by (catalog.cache_digest)
         self.cache_warned = False
 
     # -- the pass
@@ -398,6 +411,9 @@ class _ModelPass:
             torch.cuda.reset_peak_memory_stats(device)
         started = time.perf_counter()
         self.checkpoint_sha = self.config.cache.checkpoint_sha256(self.checkpoint)  # once per run, memoised
+        self.cache_sha = cache_digest(self.checkpoint_sha, entry_fingerprint(self.manifest, self.backbone))
+        if self.layer is None:  # the entry names no layer: the model says which (loaded now, not lazily)
+            self._model()
         _check_run_settings(self.out_dir, _run_settings(self.config, self.backbone, self.checkpoint_sha, self.layer),
                             self.config.force)
         csv_name = "predictions.csv" if self.config.shard is None else "predictions.shard-{}-of-{}.csv".format(*self.config.shard)
@@ -446,7 +462,7 @@ class _ModelPass:
             return None
         image_sha = image_sha256(data)
         target = _class_target(config, item)
-        key = cam_key(self.checkpoint_sha, image_sha, self.layer, target, self.manifest.input, config.method)
+        key = cam_key(self.cache_sha, image_sha, self.layer, target, self.manifest.input, config.method)
         entry = None if config.force else config.cache.get_entry(key)
         if entry is not None and not entry_fits(entry, self.manifest.input, self.manifest.num_classes):
             entry = None  # recorded without what the CSV needs: recompute
@@ -528,7 +544,7 @@ class _ModelPass:
     def _store(self, cam: torch.Tensor, probabilities: torch.Tensor, class_idx: int, is_predicted: bool,
                image_sha: str) -> None:
         try:
-            store_explanation(self.config.cache, cam, probabilities, class_idx, is_predicted, self.checkpoint_sha, image_sha,
+            store_explanation(self.config.cache, cam, probabilities, class_idx, is_predicted, self.cache_sha, image_sha,
                               self.layer, self.manifest.input, self.config.method)
         except OSError as exc:  # a full or read-only cache must not stop the job; the files are still written
             if not self.cache_warned:
@@ -537,7 +553,7 @@ class _ModelPass:
                 self.cache_warned = True
 
     def _write_files(self, item: ImageItem, image: Image.Image, explanation: Explanation) -> None:
-        views = render_explanation(image, explanation, self.manifest, DISPLAY_NAMES[self.backbone],
+        views = render_explanation(image, explanation, self.manifest, self.report.label,
                                    self.config.alpha, self.config.colormap, max_side=self.config.max_side)
         pixels = {name.lower(): array for name, array in views.as_dict().items()}
         paths = output_paths(self.out_dir, item.relpath, self.config.views)
@@ -548,7 +564,9 @@ class _ModelPass:
     def _model(self) -> torch.nn.Module:
         """The backbone, loaded on first need (a fully cached pass never loads it)."""
         if self.model is None:
-            model = load_model(self.backbone, self.checkpoint, num_classes=self.manifest.num_classes)
+            loaded = load_catalog_entry(self.manifest, self.backbone)
+            model = loaded.model
+            self.layer = cam_layer(self.manifest, self.backbone, loaded)
             for parameter in model.parameters():
                 parameter.requires_grad_(False)  # no parameter gradient can ever be kept
             self.model = model.to(self.config.device)
@@ -577,7 +595,7 @@ def run_pipeline(
     config.out.mkdir(parents=True, exist_ok=True)
     reports = []
     for backbone in config.backbones:
-        (config.out / backbone).mkdir(parents=True, exist_ok=True)
+        (config.out / file_safe_name(backbone)).mkdir(parents=True, exist_ok=True)
         reports.append(_ModelPass(config, backbone, items, say).run())
     return reports
 
@@ -605,7 +623,7 @@ def format_summary(reports: Sequence[ModelReport], total_seconds: float, device:
     lines.append(header)
     for r in reports:
         above = None if r.peak_rss_bytes is None or r.rss_start_bytes is None else r.peak_rss_bytes - r.rss_start_bytes
-        line = (f"{DISPLAY_NAMES.get(r.backbone, r.backbone):<20} {r.images:>6} {r.computed:>8} {r.cached:>6} "
+        line = (f"{(r.label or r.backbone):<20} {r.images:>6} {r.computed:>8} {r.cached:>6} "
                 f"{r.seconds:>8.2f} {r.images_per_second:>7.1f} {_mb(r.peak_rss_bytes):>9} {_mb(above):>11}")
         if device.type == "cuda":
             line += f" {_mb(r.cuda_max_allocated_bytes):>14}"
@@ -630,8 +648,9 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--data", nargs="+", required=True, metavar="ROOT_OR_FILES",
                         help="a folder (root/<Class>/*.jpg gives the true class; or a flat folder) or image files")
-    parser.add_argument("--backbones", nargs="+", metavar="NAME",
-                        help="backbones to run, space- or comma-separated (default: every model in the manifest)")
+    parser.add_argument("--model", "--models", "--backbone", "--backbones", dest="models", nargs="+", metavar="NAME",
+                        help="models to run by their manifest name, space- or comma-separated (default: every "
+                        "model in the manifest); --backbones is the old spelling")
     parser.add_argument("--target", default="predicted",
                         help="class to explain: predicted (default), true (the class folder), or a class name/index")
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default 1: least memory)")
@@ -662,12 +681,13 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     """Validate the command line (errors name the option) and build the run's configuration."""
     manifest = resolve_manifest(args.manifest)
-    backbones = _split_list(args.backbones) or [b for b in BACKBONES if b in manifest.models]
+    backbones = _split_list(args.models) or list(manifest.models)
     if not backbones:
         raise UsageError("the manifest lists no models; add one under \"models\" or pass --manifest")
     for backbone in backbones:
-        if backbone not in BACKBONES:
-            raise UsageError(f"--backbones: unknown backbone {backbone!r}; choose from {', '.join(BACKBONES)}")
+        if backbone not in manifest.models:
+            raise UsageError(f"--model: no model named {backbone!r} in the manifest; "
+                             f"choose from {', '.join(manifest.models)}")
     backbones = list(dict.fromkeys(backbones))
     target_text = str(args.target).strip()
     if target_text.lower() in ("predicted", "true"):

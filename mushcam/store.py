@@ -3,13 +3,19 @@
 Tables::
 
     runs(run_id, backbone, checkpoint_path, checkpoint_sha256, layer, data_root,
-         manifest_json, started_at, finished_at, versions_json, batch_size, seconds, n_images)
+         manifest_json, started_at, finished_at, versions_json, batch_size, seconds, n_images,
+         arch)                                  -- backbone: the model's manifest name
     predictions(run_id, image_path, image_sha256, true_idx, true_class, pred_idx, pred_class,
                 confidence, probabilities)      -- probabilities: float32 little-endian blob
     skipped(run_id, path, reason)               -- files and class folders left out, and why
 
-A run is one model (backbone + checkpoint hash) on one data root. Saving a run replaces
-the run with the same backbone, checkpoint hash and data root in a single transaction: a
+A run is one model (its manifest name + checkpoint hash) on one data root; the column
+``backbone`` holds the name (it was the backbone when every model was one of three presets)
+and ``arch`` the architecture. Stores of version 1 (no ``arch``: the name was the
+architecture) are read as they are and upgraded in place on the next write.
+
+Saving a run replaces
+the run with the same name, checkpoint hash and data root in a single transaction: a
 reader sees the old run or the new one, never a mixture, and a failure (or an interrupt)
 before the commit leaves the old run intact. ``image_path`` is relative to ``data_root``.
 
@@ -32,9 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from mushcam.models import BACKBONES
+from mushcam.models import BACKBONES, DISPLAY_NAMES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: runs.arch (the model's architecture; ``backbone`` holds its name)
 APPLICATION_ID = 0x4D434D31  # "MCM1": marks the file as a MushCAM results store
 DEFAULT_TIMEOUT = 10.0  # seconds to wait for another writer before calling the store locked
 
@@ -52,7 +58,8 @@ CREATE TABLE IF NOT EXISTS runs (
     versions_json TEXT NOT NULL,
     batch_size INTEGER NOT NULL,
     seconds REAL NOT NULL,
-    n_images INTEGER NOT NULL
+    n_images INTEGER NOT NULL,
+    arch TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS runs_key ON runs (backbone, checkpoint_sha256, data_root);
 CREATE TABLE IF NOT EXISTS predictions (
@@ -82,7 +89,11 @@ class StoreError(MushcamError):
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One model's evaluation on one data root (``run_id`` is None before it is saved)."""
+    """One model's evaluation on one data root (``run_id`` is None before it is saved).
+
+    ``backbone`` is the model's name in the manifest (the field's old name; :attr:`name` says
+    it plainly) and ``arch`` its architecture (default: the name, as in older stores).
+    """
 
     backbone: str
     checkpoint_path: str
@@ -97,6 +108,25 @@ class RunRecord:
     seconds: float  # wall time of decoding + inference
     n_images: int
     run_id: int | None = None
+    arch: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.arch:
+            object.__setattr__(self, "arch", self.backbone)
+
+    @property
+    def name(self) -> str:
+        """The model's name in the manifest: what runs are keyed by."""
+        return self.backbone
+
+    @property
+    def label(self) -> str:
+        """The model's display name as recorded with the run (its manifest label, if any)."""
+        entry = self.manifest.get("models", {}).get(self.backbone) if isinstance(self.manifest, dict) else None
+        label = entry.get("label") if isinstance(entry, dict) else None
+        if isinstance(label, str) and label:
+            return label
+        return DISPLAY_NAMES.get(self.backbone, self.backbone) if self.arch == self.backbone else self.backbone
 
     @property
     def class_names(self) -> list[str]:
@@ -215,7 +245,8 @@ def _check_identity(connection: sqlite3.Connection, path: Path, empty_ok: bool) 
         version = connection.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise StoreError(
-                f"{path} was written by a newer MushCAM (store version {version}; this one reads {SCHEMA_VERSION})"
+                f"{path} was written by a newer MushCAM (store version {version}; this one reads up to "
+                f"{SCHEMA_VERSION}); update MushCAM or choose another file"
             )
         return True
     if not tables and application_id == 0 and empty_ok:
@@ -269,6 +300,9 @@ def save_run(
                         connection.execute(statement)
                 connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif not _has_arch(connection):  # a version-1 store: add the column, in this transaction
+                connection.execute("ALTER TABLE runs ADD COLUMN arch TEXT NOT NULL DEFAULT ''")
+                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             old = [
                 row[0]
                 for row in connection.execute(
@@ -278,12 +312,12 @@ def save_run(
             ]
             cursor = connection.execute(
                 "INSERT INTO runs (backbone, checkpoint_path, checkpoint_sha256, layer, data_root, manifest_json,"
-                " started_at, finished_at, versions_json, batch_size, seconds, n_images)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " started_at, finished_at, versions_json, batch_size, seconds, n_images, arch)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.backbone, run.checkpoint_path, run.checkpoint_sha256, run.layer, run.data_root,
                     json.dumps(run.manifest), run.started_at, run.finished_at, json.dumps(run.versions),
-                    int(run.batch_size), float(run.seconds), int(run.n_images),
+                    int(run.batch_size), float(run.seconds), int(run.n_images), run.arch,
                 ),
             )
             run_id = int(cursor.lastrowid)
@@ -370,7 +404,7 @@ def check_writable(path: str | os.PathLike[str], timeout: float | None = None) -
 
 def _run_from_row(row: sqlite3.Row | tuple) -> RunRecord:
     (run_id, backbone, checkpoint_path, checkpoint_sha256, layer, data_root, manifest_json,
-     started_at, finished_at, versions_json, batch_size, seconds, n_images) = row
+     started_at, finished_at, versions_json, batch_size, seconds, n_images, arch) = row
     manifest = _json_field(run_id, "manifest_json", manifest_json)
     versions = _json_field(run_id, "versions_json", versions_json)
     classes = manifest.get("classes")
@@ -385,7 +419,7 @@ def _run_from_row(row: sqlite3.Row | tuple) -> RunRecord:
             backbone=str(backbone), checkpoint_path=str(checkpoint_path), checkpoint_sha256=str(checkpoint_sha256),
             layer=str(layer), data_root=str(data_root), manifest=manifest, started_at=str(started_at),
             finished_at=str(finished_at), versions=versions, batch_size=int(batch_size),
-            seconds=float(seconds), n_images=int(n_images), run_id=int(run_id),
+            seconds=float(seconds), n_images=int(n_images), run_id=int(run_id), arch=str(arch or backbone),
         )
     except (TypeError, ValueError, OverflowError):
         raise StoreError(f"run {run_id}: malformed numbers in the runs table; re-run evaluate for this model") from None
@@ -402,14 +436,21 @@ def _json_field(run_id: object, column: str, text: object) -> dict[str, Any]:
     return value
 
 
+
 _RUN_COLUMNS = (
     "run_id, backbone, checkpoint_path, checkpoint_sha256, layer, data_root, manifest_json,"
     " started_at, finished_at, versions_json, batch_size, seconds, n_images"
 )
 
 
+def _has_arch(connection: sqlite3.Connection) -> bool:
+    """Whether ``runs`` has the ``arch`` column (stores of version 1 do not)."""
+    return any(row[1] == "arch" for row in connection.execute("PRAGMA table_info(runs)"))
+
+
 def _read_runs(connection: sqlite3.Connection) -> tuple[RunRecord, ...]:
-    rows = connection.execute(f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY run_id").fetchall()
+    arch = "arch" if _has_arch(connection) else "'' AS arch"
+    rows = connection.execute(f"SELECT {_RUN_COLUMNS}, {arch} FROM runs ORDER BY run_id").fetchall()
     runs = [_run_from_row(row) for row in rows]
     order = {name: i for i, name in enumerate(BACKBONES)}
     return tuple(sorted(runs, key=lambda r: (r.data_root, order.get(r.backbone, len(order)), r.run_id)))
@@ -498,7 +539,7 @@ def transaction(path: str | os.PathLike[str], write: bool = False,
 
 
 def load_runs(path: str | os.PathLike[str], timeout: float | None = None) -> tuple[RunRecord, ...]:
-    """Every run in the store, ordered by data root, backbone (registry order) and age."""
+    """Every run in the store, ordered by data root, model (presets first, in registry order) and age."""
     with _reading(path, timeout) as connection:
         return _read_runs(connection)
 
@@ -527,3 +568,34 @@ def load_store(path: str | os.PathLike[str], timeout: float | None = None) -> St
             predictions={r.run_id: _read_predictions(connection, r) for r in runs},
             skipped={r.run_id: _read_skipped(connection, r.run_id) for r in runs},
         )
+
+
+# ------------------------------------------------------------- other tables in the same file
+
+
+@contextlib.contextmanager
+def write_transaction(path: str | os.PathLike[str], timeout: float | None = None) -> Iterator[sqlite3.Connection]:
+    """Like :func:`transaction` with ``write=True``, but the store is created (core tables) if new.
+
+    For tables that may be written before any ``evaluate`` run (the trust metrics: a
+    faithfulness run needs no stored predictions). Committed when the block ends, rolled
+    back on any failure.
+    """
+    path = Path(path).expanduser()
+    with _connect(path, write=True, timeout=timeout) as connection:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            if not _check_identity(connection, path, empty_ok=True):
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
+                connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            yield connection
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            raise
+

@@ -1,9 +1,10 @@
-"""Explain page: one photo, one backbone, any target class; the four Grad-CAM views."""
+"""Explain page: one photo, one model (by its manifest name), any target class; the four Grad-CAM views."""
 
 import streamlit as st
 
 st.set_page_config(page_title="Explain · MushCAM", page_icon="🍄", layout="wide")
 
+from mushcam.exceptions import MushcamError  # noqa: E402
 from mushcam.explain import explanation_title, render_explanation, top_k  # noqa: E402
 from mushcam.methods import METHOD_LABELS, METHODS  # noqa: E402
 from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP, to_png  # noqa: E402
@@ -14,7 +15,7 @@ from ui.charts import top_k_bar, toxicity_badge  # noqa: E402
 ctx = state.sidebar()
 state.demo_banner(ctx)
 st.title("Explain a photo")
-st.caption("Where does the model look when it decides? Upload a photo, pick a backbone and a class.")
+st.caption("Where does the model look when it decides? Upload a photo, pick a model and a class.")
 
 if ctx.manifest is None or not ctx.available:
     st.warning("No model is available: the [home page](/) says what to put where.", icon="🧩")
@@ -33,18 +34,21 @@ except state.ImageLoadError as exc:
 
 # --- model and target ---------------------------------------------------------------------
 controls = st.columns([2, 3, 2, 2])
-backbone = controls[0].selectbox("Backbone", ctx.available, format_func=state.display_name, key="backbone")
+backbone = controls[0].selectbox("Model", ctx.available, format_func=ctx.label, key="backbone")
+label = ctx.label(backbone)
 method = controls[0].selectbox("CAM method", METHODS, format_func=METHOD_LABELS.get, key="method",
                                help="How the map is made (docs/methods.md). Ablation-CAM and Score-CAM run "
                                "the model once per channel of the layer: seconds to minutes on a CPU.")
 try:
-    model = state.get_model(ctx, backbone)
-except Exception as exc:  # noqa: BLE001 - any load failure is shown, never a traceback
-    st.error(f"{state.display_name(backbone)} cannot be loaded: {exc}", icon="🚫")
+    loaded_model = state.get_loaded(ctx, backbone)
+except (MushcamError, OSError, RuntimeError) as exc:
+    st.error(f"{label} cannot be loaded: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}", icon="🚫")
+    st.caption("The Home page shows the details.")
     st.stop()
-layer = manifest.models[backbone].layer
+model = loaded_model.model
+layer = state.cam_layer(ctx, backbone, loaded_model)
 identity = state.model_identity(ctx, backbone)
-with st.spinner("Running the model…"), state.shown_errors(backbone):
+with st.spinner("Running the model…"), state.shown_errors(label):
     prediction = state.cached_explanation(model, loaded.image, manifest, identity, loaded.sha256, layer, None, method)
 names = manifest.class_names
 target = controls[1].selectbox(
@@ -60,7 +64,7 @@ colormap = controls[3].selectbox("Colormap", COLORMAPS, index=COLORMAPS.index(DE
 if target is None or target == prediction.class_idx:
     explanation = prediction
 else:
-    with st.spinner(f"{METHOD_LABELS[method]} for {names[target]}…"), state.shown_errors(backbone):
+    with st.spinner(f"{METHOD_LABELS[method]} for {names[target]}…"), state.shown_errors(label):
         explanation = state.cached_explanation(model, loaded.image, manifest, identity, loaded.sha256, layer, target,
                                                method)
 
@@ -70,7 +74,8 @@ with left:
     predicted = names[prediction.predicted_idx]
     toxicity = manifest.toxicity(prediction.predicted_idx)
     st.markdown(f"### {predicted} {toxicity_badge(toxicity)}")
-    st.markdown(f"**{prediction.confidence:.1%}** confidence · {state.display_name(backbone)} · layer `{layer}`")
+    st.markdown(f"**{prediction.confidence:.1%}** confidence · {label} · layer `{layer}`")
+    st.caption(support.model_summary(loaded_model))
     if photo.true_label is not None:
         st.markdown(support.truth_line(photo.true_label, predicted, manifest))
     if toxicity == "poisonous":
@@ -84,9 +89,9 @@ with left:
     st.caption("Top-5 probabilities. ☠ and red: poisonous genus. Outlined: the class the map explains.")
 
 # --- the four views -----------------------------------------------------------------------
-views = render_explanation(loaded.display, explanation, manifest, state.display_name(backbone), alpha, colormap)
+views = render_explanation(loaded.display, explanation, manifest, label, alpha, colormap)
 with right:
-    st.markdown(f"**{explanation_title(explanation, manifest, state.display_name(backbone))}**")
+    st.markdown(f"**{explanation_title(explanation, manifest, label)}**")
     tabs = st.tabs(["Overlay", "Heatmap", "Original", "Combined"])
     tabs[0].image(views.overlay, width="stretch", output_format="JPEG")
     tabs[1].image(views.heatmap, width="stretch", output_format="JPEG")

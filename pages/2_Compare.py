@@ -1,4 +1,4 @@
-"""Compare page: the backbones side by side on several images, with agreement and focus numbers."""
+"""Compare page: any chosen models side by side on several images, with agreement and focus numbers."""
 
 import streamlit as st
 
@@ -29,10 +29,10 @@ NORMALISATION_HELP = (
     "The agreement and focus numbers do not depend on this choice: they are scale-free."
 )
 
-st.title("Compare backbones")
+st.title("Compare models")
 st.caption(
-    "Where does each backbone look, image by image, and how much do they agree? One row per image, "
-    "one column per backbone; numbers instead of impressions."
+    "Where does each model look, image by image, and how much do they agree? One row per image, "
+    "one column per model; numbers instead of impressions."
 )
 
 if ctx.manifest is None:
@@ -40,8 +40,8 @@ if ctx.manifest is None:
     st.info("Put manifest.json and the weights in the checkpoint folder (sidebar); see checkpoints/README.md.")
     st.stop()
 if not ctx.available:
-    st.warning("No checkpoint file found for any backbone in this manifest: " + "; ".join(
-        f"{state.display_name(s.backbone)}: {s.reason}" for s in ctx.statuses))
+    st.warning("No checkpoint file found for any model in this manifest: " + ("; ".join(
+        f"{ctx.label(s.name)}: {s.reason}" for s in ctx.statuses) or "it lists no models"))
     st.stop()
 manifest = ctx.manifest
 
@@ -61,14 +61,15 @@ if source == "folder":
     seed = int(c3.number_input("Seed", min_value=0, value=0, step=1, key="compare_seed"))
     mix = c4.toggle("Mix right and wrong", value=True, key="compare_mix",
                     help="Predict candidates first (with the same cached maps) so that about half of the sample "
-                    "are images some backbone gets wrong and half are images every backbone gets right.")
+                    "are images some model gets wrong and half are images every model gets right.")
     uploads = []
 else:
     uploads = st.file_uploader("Photos", type=["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"],
                                accept_multiple_files=True, key="compare_uploads") or []
 
-backbones = st.multiselect("Backbones", ctx.available, default=ctx.available, key="compare_backbones",
-                           format_func=state.display_name)
+backbones = st.multiselect("Models", ctx.available, default=ctx.available, key="compare_backbones",
+                           format_func=ctx.label, help="Any of the manifest's models, in the order chosen: "
+                           "one column each.")
 methods = st.multiselect("CAM methods", METHODS, default=[DEFAULT_METHOD], key="compare_methods",
                          format_func=METHOD_LABELS.get, help="Several methods make the columns models x methods.")
 d1, d2, d3, d4 = st.columns([3, 1.4, 1.2, 1.6])
@@ -80,7 +81,7 @@ alpha = d4.slider("Overlay opacity", 0.0, 1.0, DEFAULT_ALPHA, 0.05, key="compare
 view = "heatmap" if heatmap_only else "overlay"
 
 if not backbones:
-    st.info("Choose at least one backbone.")
+    st.info("Choose at least one model.")
     st.stop()
 if not methods:
     st.info("Choose at least one CAM method.")
@@ -89,7 +90,7 @@ if not methods:
 # --- compute --------------------------------------------------------------------------
 models, failures = support.load_models(ctx, backbones)
 for backbone, reason in failures.items():
-    st.error(f"{state.display_name(backbone)} cannot be loaded: {reason}")
+    st.error(f"{ctx.label(backbone)} cannot be loaded: {reason} (the Home page shows the details)")
 backbones = [b for b in backbones if b in models]
 if not backbones:
     st.stop()
@@ -123,7 +124,7 @@ widths = [1] * (1 + len(grid))
 header = st.columns(widths)
 header[0].markdown("**Image**")
 for column, backbone in zip(header[1:], grid, strict=True):
-    column.markdown(f"**{support.column_title(backbone)}**")
+    column.markdown(f"**{comparison.label(backbone)}**")
 for index, row in enumerate(comparison.rows):
     with st.container(border=True, key=f"compare_row_{index}"):
         columns = st.columns(widths)
@@ -145,7 +146,7 @@ for index, row in enumerate(comparison.rows):
             )
         if row.agreement:
             st.caption("Agreement: " + " · ".join(
-                f"{support.column_title(p.first)} vs {support.column_title(p.second)}: "
+                f"{comparison.label(p.first)} vs {comparison.label(p.second)}: "
                 f"IoU {compare.fmt(p.iou)}, Spearman {compare.fmt(p.spearman)}" for p in row.agreement))
 
 # --- numbers --------------------------------------------------------------------------
@@ -159,19 +160,26 @@ st.caption(
 )
 NUMBER = st.column_config.NumberColumn(format="%.3f")
 PERCENT = st.column_config.NumberColumn(format="percent")
-st.markdown("**Per backbone**")
-by_backbone = [{**r, "backbone": support.column_title(str(r["backbone"]))} for r in compare.backbone_summary(comparison)]
+st.markdown("**Per model**")
+by_backbone = [{"model": comparison.label(str(r["backbone"])), **{k: v for k, v in r.items() if k != "backbone"}}
+               for r in compare.backbone_summary(comparison)]
 st.dataframe(by_backbone, hide_index=True, key="compare_backbone_summary",
              column_config={k: (PERCENT if k == "accuracy" or "area" in k else NUMBER)
                             for k, v in by_backbone[0].items() if isinstance(v, float)})
 if len(grid) > 1:
-    st.markdown("**Per pair of backbones**")
-    by_pair = [{**r, "pair": " vs ".join(support.column_title(b) for b in str(r["pair"]).split(" vs "))}
+    st.markdown("**Per pair of models**")
+    by_pair = [{**r, "pair": " vs ".join(comparison.label(b) for b in str(r["pair"]).split(" vs "))}
                for r in compare.pair_summary(comparison)]
     st.dataframe(by_pair, hide_index=True, key="compare_pair_summary",
                  column_config={k: NUMBER for k, v in by_pair[0].items() if isinstance(v, float)})
 with st.expander("Per image"):
     st.dataframe(compare.image_table(comparison), hide_index=True, key="compare_image_table")
+if st.toggle("Faithfulness of each map", key="compare_faithfulness",
+             help="Deletion / insertion AUC (Petsiuk et al. 2018; blurred baseline, 10 steps): 22 forward passes per "
+             "map. Lower deletion and higher insertion = the region the map marks drives the score. The Trust page "
+             "has the whole test set with floors and intervals."):
+    st.dataframe(support.map_faithfulness(ctx, models, comparison), hide_index=True, key="compare_faithfulness_table",
+                 column_config={"deletion_auc": NUMBER, "insertion_auc": NUMBER})
 
 # --- export ---------------------------------------------------------------------------
 now = dt.datetime.now()

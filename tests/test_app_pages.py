@@ -55,8 +55,9 @@ def home(folder: Path) -> AppTest:
 def test_home_lists_loaded_models_classes_and_the_safety_note(checkpoint_dir: Path):
     at = home(checkpoint_dir)
     assert not at.exception
-    table = at.dataframe[0].value
-    assert list(table["Backbone"]) == ["ResNet-50", "EfficientNet-B0", "MobileNetV3-Large"]
+    table = at.table[0].value
+    assert list(table["Model"]) == ["ResNet-50", "EfficientNet-B0", "MobileNetV3-Large"]
+    assert list(table["Architecture"]) == ["resnet50", "efficientnet_b0", "mobilenet_v3_large"]
     assert list(table["Status"]) == ["loaded", "loaded", "loaded"]
     assert "never decide whether to eat a mushroom" in at.info[0].value.lower()
     text = markdown_text(at)
@@ -64,7 +65,7 @@ def test_home_lists_loaded_models_classes_and_the_safety_note(checkpoint_dir: Pa
         assert f"**{name}**" in text
     assert ":red[poisonous]" in text and ":green[edible]" in text
     assert "64 x 64 px, resize mode `squash`" in text
-    assert at.success and "3 of 3 backbones ready" in at.success[0].value
+    assert at.success and "3 of 3 models ready" in at.success[0].value
 
 
 def test_home_shows_test_metrics_from_the_results_store(checkpoint_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -85,7 +86,7 @@ def test_home_shows_test_metrics_from_the_results_store(checkpoint_dir: Path, tm
 
     at = home(checkpoint_dir)
     assert not at.exception
-    table = at.dataframe[1].value
+    table = at.dataframe[0].value
     assert list(table["Test images"]) == [8]
     assert list(table["Accuracy"]) == [f"{expected.accuracy:.1%}"]
     assert table["Poisonous → edible"][0].startswith(f"{expected.dangerous_count} / 4 ")
@@ -96,7 +97,7 @@ def test_home_names_missing_and_broken_checkpoints(checkpoint_dir: Path):
     (checkpoint_dir / "efficientnet_b0.pt").write_bytes(b"not a checkpoint")
     at = home(checkpoint_dir)
     assert not at.exception
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert list(table["Status"]) == ["missing", "failed to load", "loaded"]
     assert "no file at" in table["Note"][0]
     assert "cannot read checkpoint efficientnet_b0.pt" in table["Note"][1]
@@ -112,7 +113,7 @@ def test_home_without_any_checkpoint_explains_what_to_put_where(tmp_path: Path):
 
     write_manifest(tmp_path / "weightless", write_weights=False)
     at = home(tmp_path / "weightless")
-    assert list(at.dataframe[0].value["Status"]) == ["missing"] * 3
+    assert list(at.table[0].value["Status"]) == ["missing"] * 3
     assert "No model can be used yet" in at.warning[0].value
     at.button(key="enable_demo").click().run()
     assert at.session_state["demo_mode"] is True
@@ -131,7 +132,7 @@ def test_demo_mode_offline_from_the_torch_cache(tmp_path: Path, monkeypatch: pyt
     at.run()
     assert not at.exception
     assert "Demo mode" in at.warning[0].value  # the banner
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert list(table["Status"]) == ["unavailable", "unavailable", "loaded"]
     assert "could not download ImageNet weights for resnet50" in table["Note"][0]
     assert "agaric" in markdown_text(at)

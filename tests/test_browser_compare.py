@@ -55,7 +55,7 @@ def test_compare_page_in_chromium(env: dict[str, str], tmp_path: Path) -> None:
         page.goto(f"{url}/Compare")
         wait_grid(page)
         assert exception_texts(page) == []
-        assert page.get_by_role("heading", name="Compare backbones").is_visible()
+        assert page.get_by_role("heading", name="Compare models").is_visible()
         assert page.locator(READY).count() == 8 * 3  # 8 sampled images: original + 2 backbones each
         assert page.get_by_text("Poisonous called edible").count() == 4  # MobileNet's Boletus on 4 poisonous
         assert page.get_by_text("Agreement: EfficientNet-B0 vs MobileNetV3-Large").count() == 8

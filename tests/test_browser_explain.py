@@ -33,7 +33,7 @@ def test_upload_move_alpha_and_recover_from_a_bad_file(tmp_path: Path):
 
     with running_app(env) as url, browser_page(height=1100) as page:
         page.goto(url)
-        wait_idle(page, ready='[data-testid="stDataFrame"]')
+        wait_idle(page, ready='[data-testid="stTable"]')
         assert exception_texts(page) == []
         assert page.get_by_text("Research tool, not a field guide").count() == 1
         screenshot(page, "home")

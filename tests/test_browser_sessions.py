@@ -80,7 +80,7 @@ def test_two_sessions_explain_different_photos_with_different_models_at_once(tmp
             assert exception_texts(page) == []
 
         # At the same moment: A switches to the other model, B asks for another class.
-        _choose(a, "Backbone", DISPLAY_NAMES["mobilenet_v3_large"])
+        _choose(a, "Model", DISPLAY_NAMES["mobilenet_v3_large"])
         _choose(b, "Explain class", target)
         for page in (a, b):
             wait_idle(page, ready=OVERLAY)

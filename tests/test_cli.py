@@ -63,7 +63,8 @@ def test_bad_inputs_exit_2_with_one_line(checkpoint_dir: Path, tmp_path: Path, c
     cases = [
         ([str(not_image), "--backbone", "resnet50"], "not an image file"),
         ([str(tmp_path / "missing.png"), "--backbone", "resnet50"], "no such file"),
-        ([str(good), "--backbone", "vgg"], "--backbone must be one of"),
+        ([str(good), "--backbone", "vgg"], "the manifest lists no model named 'vgg'"),
+        ([str(good), "--model", "vgg"], "give one of those names, or pass --checkpoint FILE"),
         ([str(good), "--backbone", "resnet50", "--alpha", "2"], "--alpha must be between 0 and 1"),
         ([str(good), "--backbone", "resnet50", "--colormap", "rainbow"], "--colormap must be one of"),
         ([str(good), "--backbone", "resnet50", "--target", "Morchella"], "unknown class 'Morchella'"),

@@ -265,8 +265,8 @@ def test_cli_second_run_reads_the_shared_map_cache(small_setup: tuple[Path, Path
 
     ckpt, folder = small_setup
     loads: list[str] = []
-    real_load = mushcam.catalog.load_catalog_model
-    monkeypatch.setattr(mushcam.catalog, "load_catalog_model",
+    real_load = mushcam.catalog.load_catalog_entry
+    monkeypatch.setattr(mushcam.catalog, "load_catalog_entry",
                         lambda manifest, backbone, demo=False: loads.append(backbone) or real_load(manifest, backbone))
     tables = []
     for run, extra in enumerate(([], [], ["--no-cache"])):
@@ -304,8 +304,8 @@ def test_cli_explicit_files_take_their_folder_as_true_class(small_setup: tuple[P
     [
         (["{folder}/nope.jpg"], "no such file"),
         (["{folder}/../notes.txt"], "not an image"),
-        (["{folder}", "--backbones", "vgg16"], "unknown backbone"),
-        (["{folder}", "--backbones", "resnet50"], "resnet50 cannot be used"),
+        (["{folder}", "--backbones", "vgg16"], "no model named 'vgg16' in the manifest"),
+        (["{folder}", "--model", "resnet50"], "no model named 'resnet50' in the manifest; choose from efficientnet_b0"),
         (["{empty}"], "no images in"),
         (["{folder}", "{empty}"], "either one folder"),
         (["{folder}", "--n", "0"], "--n must be between 1 and 100"),

@@ -93,7 +93,7 @@ def test_grid_shows_every_image_with_known_marks_and_numbers(app_env: Path) -> N
     agreement = [c.value for c in at.caption if c.value.startswith("Agreement:")]
     assert len(agreement) == 8 and "EfficientNet-B0 vs MobileNetV3-Large: IoU" in agreement[0]
 
-    by_backbone = at.dataframe[0].value.set_index("backbone")
+    by_backbone = at.dataframe[0].value.set_index("model")
     assert by_backbone.loc["EfficientNet-B0", "correct"] == 2 and by_backbone.loc["EfficientNet-B0", "wrong"] == 6
     assert by_backbone.loc["MobileNetV3-Large", "poisonous_called_edible"] == 4
     assert by_backbone.loc["EfficientNet-B0", "poisonous_called_edible"] == 0
@@ -145,7 +145,7 @@ def test_choosing_backbones_changes_columns_and_pairs(app_env: Path) -> None:
     assert not [c for c in at.caption if c.value.startswith("Agreement:")]
     assert len(at.dataframe) == 2  # per backbone and per image; no pair table for one backbone
     at.multiselect(key="compare_backbones").set_value([]).run()
-    assert [i.value for i in at.info] == ["Choose at least one backbone."]
+    assert [i.value for i in at.info] == ["Choose at least one model."]
 
 
 def test_folder_problems_and_upload_mode_are_explained(app_env: Path, tmp_path: Path,

@@ -127,10 +127,11 @@ def test_rerun_replaces_and_interruption_keeps_the_old_run(evaluated: dict[str, 
     np.testing.assert_allclose(after.predictions[new_ids["mobilenet_v3_large"]].probabilities,
                                before.predictions[old_ids["mobilenet_v3_large"]].probabilities, atol=1e-5)
 
-    real_load = evaluate.load_model
+    real_load = evaluate.load_catalog_entry
 
-    def load_then_interrupt(*args: object, **kwargs: object) -> torch.nn.Module:
-        model = real_load(*args, **kwargs)
+    def load_then_interrupt(*args: object, **kwargs: object) -> object:
+        loaded = real_load(*args, **kwargs)
+        model = loaded.model
         calls = {"n": 0}
 
         def hook(module: torch.nn.Module, inputs: object) -> None:
@@ -139,9 +140,9 @@ def test_rerun_replaces_and_interruption_keeps_the_old_run(evaluated: dict[str, 
                 raise KeyboardInterrupt  # Ctrl-C during the second batch
 
         model.register_forward_pre_hook(hook)
-        return model
+        return loaded
 
-    monkeypatch.setattr(evaluate, "load_model", load_then_interrupt)
+    monkeypatch.setattr(evaluate, "load_catalog_entry", load_then_interrupt)
     messages: list[str] = []
     with pytest.raises(KeyboardInterrupt):
         evaluate.evaluate_models(evaluated["data"], manifest, out, ["efficientnet_b0"], batch_size=4,

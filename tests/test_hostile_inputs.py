@@ -335,7 +335,7 @@ def test_evaluate_refuses_an_unusable_store_before_running_any_model(world: Worl
     def no_model(*args, **kwargs):
         raise AssertionError("a model was loaded before the store was checked")
 
-    monkeypatch.setattr(mushcam.evaluate, "load_model", no_model)
+    monkeypatch.setattr(mushcam.evaluate, "load_catalog_entry", no_model)
     monkeypatch.setattr(mushcam.store, "DEFAULT_TIMEOUT", 0.2)
     locked = tmp_path / "locked.sqlite"
     locked.write_bytes(world.store.read_bytes())

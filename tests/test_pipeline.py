@@ -235,7 +235,7 @@ def test_unreadable_image_is_reported_and_the_rest_processed(checkpoint_dir: Pat
         (["--batch-size", "0"], "--batch-size"),
         (["--alpha", "1.5"], "--alpha"),
         (["--colormap", "rainbow"], "--colormap"),
-        (["--backbones", "vgg16"], "unknown backbone"),
+        (["--backbones", "vgg16"], "no model named 'vgg16' in the manifest"),
         (["--target", "Morchella"], "unknown class"),
         (["--target", "9"], "out of range"),
         (["--device", "tpu"], "--device"),

@@ -172,3 +172,47 @@ def test_report_command_on_a_corrupt_store_prints_one_line(tmp_path: Path, capsy
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "not a readable SQLite results store" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_runs_are_keyed_by_model_name_and_keep_the_architecture(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite"
+    plain = replace(make_run("resnet50"), manifest={"classes": CLASSES, "models": {"resnet50": {"checkpoint": "r.pt"}}})
+    x4 = replace(make_run("resnet50-x4"), arch="resnet50",
+                 manifest={"classes": CLASSES, "models": {"resnet50-x4": {"checkpoint": "r4.pt", "arch": "resnet50",
+                                                                          "label": "ResNet-50 ×4"}}})
+    store.save_run(path, plain, make_rows(3))
+    store.save_run(path, x4, make_rows(4))  # same architecture and checkpoint hash: another model
+    runs = store.load_runs(path)
+    assert [(r.name, r.arch, r.label) for r in runs] == [("resnet50", "resnet50", "ResNet-50"),
+                                                         ("resnet50-x4", "resnet50", "ResNet-50 ×4")]
+    again = store.save_run(path, x4, make_rows(5))  # replaces only the x4 run
+    assert {r.name: len(store.load_predictions(path, r.run_id)) for r in store.load_runs(path)} == {
+        "resnet50": 3, "resnet50-x4": 5}
+    assert again in {r.run_id for r in store.load_runs(path)}
+
+
+VERSION_1_RUNS = """CREATE TABLE runs (run_id INTEGER PRIMARY KEY AUTOINCREMENT, backbone TEXT NOT NULL,
+    checkpoint_path TEXT NOT NULL, checkpoint_sha256 TEXT NOT NULL, layer TEXT NOT NULL, data_root TEXT NOT NULL,
+    manifest_json TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT NOT NULL, versions_json TEXT NOT NULL,
+    batch_size INTEGER NOT NULL, seconds REAL NOT NULL, n_images INTEGER NOT NULL)"""
+
+
+def test_a_version_1_store_is_read_as_it_is_and_upgraded_on_write(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    store.save_run(path, make_run("efficientnet_b0"), make_rows(3))
+    with sqlite3.connect(path) as connection:  # rebuild it as version 1 wrote it: no arch column
+        connection.execute("ALTER TABLE runs RENAME TO runs_new")
+        connection.execute(VERSION_1_RUNS)
+        connection.execute("INSERT INTO runs SELECT run_id, backbone, checkpoint_path, checkpoint_sha256, layer,"
+                           " data_root, manifest_json, started_at, finished_at, versions_json, batch_size, seconds,"
+                           " n_images FROM runs_new")
+        connection.execute("DROP TABLE runs_new")
+        connection.execute("PRAGMA user_version = 1")
+    old = store.load_store(path)
+    assert [(r.name, r.arch, r.label) for r in old.runs] == [("efficientnet_b0", "efficientnet_b0", "EfficientNet-B0")]
+    assert len(old.predictions[old.runs[0].run_id]) == 3
+    store.save_run(path, replace(make_run("mine"), arch="resnet50"), make_rows(2))
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION == 2
+    assert [(r.name, r.arch) for r in store.load_runs(path)] == [("efficientnet_b0", "efficientnet_b0"),
+                                                                  ("mine", "resnet50")]

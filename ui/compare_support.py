@@ -14,6 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 from mushcam import compare
+from mushcam.catalog import LoadedModel
 from mushcam.data import LabelledImage, scan_images
 from mushcam.exceptions import MushcamError
 from mushcam.explain import Explanation
@@ -24,41 +25,32 @@ DISPLAY_SIDE = 320  # grid pictures on the page
 SAMPLE_KEY = "compare_sample_memo"  # session state: (sampling parameters, chosen relpaths)
 
 
-def load_models(ctx: state.AppContext, backbones: Sequence[str]) -> tuple[dict[str, object], dict[str, str]]:
-    """Each backbone's model (loaded once per checkpoint version), and why any failed."""
-    models: dict[str, object] = {}
+def load_models(ctx: state.AppContext, names: Sequence[str]) -> tuple[dict[str, LoadedModel], dict[str, str]]:
+    """Each named model (loaded once per checkpoint version), and why any failed (one line each)."""
+    models: dict[str, LoadedModel] = {}
     failures: dict[str, str] = {}
-    for backbone in backbones:
+    for name in names:
         try:
-            models[backbone] = state.get_model(ctx, backbone)
-        except (ValueError, OSError, RuntimeError) as exc:
-            failures[backbone] = str(exc)
+            models[name] = state.get_loaded(ctx, name)
+        except (MushcamError, OSError, RuntimeError) as exc:
+            failures[name] = (str(exc).strip() or type(exc).__name__).splitlines()[0]
     return models, failures
 
 
-def explainer(ctx: state.AppContext, models: dict[str, object]) -> compare.ExplainFn:
-    """explain(backbone, image, method): the predicted class's map, once per (model, image, method)."""
+def explainer(ctx: state.AppContext, models: dict[str, LoadedModel]) -> compare.ExplainFn:
+    """explain(name, image, method): the predicted class's map, once per (model, image, CAM method)."""
     assert ctx.manifest is not None
     manifest = ctx.manifest
-    keys = {b: state.model_identity(ctx, b) for b in models}
+    keys = {name: state.model_identity(ctx, name) for name in models}
+    layers = {name: state.cam_layer(ctx, name, loaded) for name, loaded in models.items()}
 
-    def explain(backbone: str, image: compare.CompareImage, method: str = "gradcam") -> Explanation:
-        with naming_model(state.display_name(backbone)):
+    def explain(name: str, image: compare.CompareImage, method: str = "gradcam") -> Explanation:
+        with naming_model(ctx.label(name)):
             return state.cached_explanation(
-                models[backbone], image.image, manifest, keys[backbone], image.sha256,
-                manifest.models[backbone].layer, None, method,
+                models[name].model, image.image, manifest, keys[name], image.sha256, layers[name], None, method,
             )
 
     return explain
-
-
-def column_title(key: str) -> str:
-    """A grid column's title: the model's display name, and the CAM method unless Grad-CAM."""
-    from mushcam.methods import METHOD_LABELS
-
-    model, method = compare.split_column(key)
-    name = state.display_name(model)
-    return name if method == "gradcam" else f"{name} · {METHOD_LABELS[method]}"
 
 
 def to_compare_image(name: str, data: bytes, label: str | None) -> compare.CompareImage:
@@ -182,3 +174,30 @@ __all__ = [
     "load_models",
     "to_compare_image",
 ]
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def _map_aucs(_model: object, _image: object, _manifest: object, model_key: str, image_sha: str, class_idx: int,
+              _cam: object, method: str = "gradcam") -> tuple[float, float]:
+    """Deletion and insertion AUC of one cached map (computed once per model, image, class and CAM method)."""
+    from mushcam.data import preprocess
+    from mushcam.trust.faithfulness import map_aucs
+
+    return map_aucs(_model, preprocess(_image, _manifest.input), _cam, class_idx)
+
+
+def map_faithfulness(ctx: state.AppContext, models: dict[str, LoadedModel],
+                     comparison: compare.Comparison) -> list[dict[str, object]]:
+    """One row per (image, model): each map's deletion AUC (lower = faithful) and insertion AUC (higher)."""
+    assert ctx.manifest is not None
+    rows = []
+    for row in comparison.rows:
+        for column, cell in row.cells.items():
+            name, method = compare.split_column(column)  # a column is a model, or a model x CAM method
+            deletion, insertion = _map_aucs(models[name].model, row.image.image, ctx.manifest,
+                                            state.model_identity(ctx, name), row.image.sha256,
+                                            int(cell.explanation.class_idx), cell.explanation.cam, method)
+            rows.append({"image": row.image.name, "model": comparison.label(column),
+                         "explained": ctx.manifest.class_names[cell.explanation.class_idx],
+                         "deletion_auc": deletion, "insertion_auc": insertion})
+    return rows

@@ -32,7 +32,7 @@ def why_no_maps(ctx: state.AppContext, run: RunRecord) -> str:
     if ctx.manifest is None:
         return f"Grad-CAM needs the checkpoints: {ctx.manifest_error}"
     if name not in ctx.available:
-        return (f"No checkpoint for {state.display_name(name)} in the checkpoint folder {ctx.folder}; it was "
+        return (f"No checkpoint for {ctx.label(name)} in the checkpoint folder {ctx.folder}; it was "
                 f"evaluated from {run.checkpoint_path}. Choose that folder in the sidebar.")
     if ctx.manifest.class_names != run.class_names:
         return ("The checkpoint folder's classes differ from the classes of this run "
@@ -132,8 +132,9 @@ def maps(ctx: state.AppContext, run: RunRecord, contents: StoreContents, index: 
     if picture.sha256 != rows.image_sha256[index]:
         st.warning("This image file has changed since it was evaluated (its SHA-256 differs).")
     name = model_name(run)
-    model = state.get_model(ctx, name)
-    layer = ctx.manifest.models[name].layer
+    loaded = state.get_loaded(ctx, name)
+    model = loaded.model
+    layer = state.cam_layer(ctx, name, loaded)
     identity = state.model_identity(ctx, name)
     pred, true = int(rows.pred_idx[index]), int(rows.true_idx[index])
     with st.spinner(f"{METHOD_LABELS[method]}…"):
@@ -152,10 +153,10 @@ def maps(ctx: state.AppContext, run: RunRecord, contents: StoreContents, index: 
     for column, image, title, caption in zip(st.columns(3), panels.images, panels.titles, panels.captions):
         column.image(image, caption=f"{title} · {caption}", width="stretch")
     scale_note = "one scale for both maps" if shared else "each map scaled to its own maximum"
-    st.caption(f"{state.display_name(name)}, layer `{layer}`, {scale_note}; stored probabilities.")
+    st.caption(f"{ctx.label(name)}, layer `{layer}`, {scale_note}; stored probabilities.")
     st.download_button(
         "Download figure (PNG)",
-        data=lambda: to_png(panels.combined(f"{state.display_name(name)}: {image_path}")),
+        data=lambda: to_png(panels.combined(f"{ctx.label(name)}: {image_path}")),
         file_name=f"gradcam_error_{dt.datetime.now():%Y%m%d_%H%M%S}.png", mime="image/png", on_click="ignore",
         key="err_png",
     )

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import streamlit as st
 
+from mushcam.catalog import LoadedModel
 from mushcam.data import scan_images
 from mushcam.exceptions import MushcamError
 from mushcam.explain import Explanation
-from mushcam.manifest import Manifest
+from mushcam.manifest import Manifest, file_safe_name
 from ui import state
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"]
@@ -37,9 +38,13 @@ def sample_skips(folder: str) -> list[tuple[str, str]]:
     return scan_images(folder).skipped
 
 
+OPENED_FOLDER_KEY = "explain_folder"  # set by another page (Trust) that opens one of its photos here
+
+
 def choose_photo() -> Photo | None:
-    """Upload widget, or a pick from the sample folder when one is configured."""
-    folder = state.sample_folder()
+    """Upload widget, or a pick from the sample folder (or the folder another page opened a photo from)."""
+    opened = st.session_state.get(OPENED_FOLDER_KEY)
+    folder = Path(opened) if opened and Path(opened).is_dir() else state.sample_folder()
     source = UPLOAD
     if folder is not None:
         source = st.radio("Photo source", [UPLOAD, SAMPLE], horizontal=True, key="source")
@@ -75,6 +80,17 @@ def choose_photo() -> Photo | None:
     return Photo(path.name, data, label)
 
 
+def model_summary(loaded: LoadedModel) -> str:
+    """One line on how the chosen model was understood: architecture, head, layer, user code."""
+    parts = [f"`{loaded.arch}`"]
+    if loaded.head:
+        parts.append(f"head {loaded.head}")
+    parts.append(f"layer `{loaded.layer}` ({loaded.layer_note})")
+    if loaded.runs_code:
+        parts.append(f"⚠️ runs code from `{Path(loaded.runs_code).name}`")
+    return " · ".join(parts)
+
+
 def target_label(class_idx: int | None, prediction: Explanation, manifest: Manifest) -> str:
     """Option text: 'Predicted: Amanita (91.2%)' or 'Boletus (3.1%) ☠'."""
     names = manifest.class_names
@@ -98,8 +114,8 @@ def truth_line(true_label: str, predicted: str, manifest: Manifest) -> str:
     return f"True class: **{true_label}** · {kind}"
 
 
-def download_name(image_name: str, backbone: str, class_name: str) -> str:
-    """A file name that says what the figure is, safe on every file system."""
+def download_name(image_name: str, model_name: str, class_name: str) -> str:
+    """A file name that says what the figure is (image, model, class), safe on every file system."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(image_name).stem)[:60] or "image"
     label = re.sub(r"[^A-Za-z0-9._-]+", "_", class_name)[:40]
-    return f"gradcam_{stem}_{backbone}_{label}.png"
+    return f"gradcam_{stem}_{file_safe_name(model_name)}_{label}.png"

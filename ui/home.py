@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
 from mushcam.catalog import IMAGENET_FUNGI, PretrainedWeightsUnavailable
+from mushcam.exceptions import MushcamError
 from mushcam.metrics import format_rate
 from mushcam.store import StoreError
 from ui import errors_support, state
 
-__all__ = ["IMAGENET_FUNGI", "SAFETY_NOTE", "enable_demo", "model_table", "setup_help", "test_metrics"]
+__all__ = ["IMAGENET_FUNGI", "SAFETY_NOTE", "ModelRow", "enable_demo", "failure_detail", "model_rows", "model_table",
+           "setup_help", "test_metrics"]
 
 SAFETY_NOTE = (
     "**Research tool, not a field guide.** The toxicity shown is a genus-level simplification: edibility "
@@ -26,10 +30,12 @@ def setup_help(folder: Path) -> str:
     return f"""
 **To explain your own models**, put into `{folder}`:
 
-1. one weights file per backbone: `resnet50.pt`, `efficientnet_b0.pt`, `mobilenet_v3_large.pt`
+1. one weights file per model, e.g. `resnet50.pt`, `efficientnet_b0.pt`, `mobilenet_v3_large.pt`
    (a `state_dict`, or a dict holding it under `state_dict` / `model_state_dict`);
 2. `manifest.json`: the classes **in output order** with their toxicity, the input size and
-   resize mode, and per backbone its file and Grad-CAM layer (see `checkpoints/README.md`).
+   resize mode, and under `models` each model by a name of your choice with its `checkpoint`,
+   its `arch` (default: the name) and optionally its Grad-CAM `layer` and `label`
+   (see `docs/manifest.md`).
 
 No weights yet? Train them on a folder of `train/<Genus>/` and `val/<Genus>/` photos:
 
@@ -47,28 +53,81 @@ def enable_demo() -> None:
     st.session_state[state.DEMO_KEY] = True
 
 
-def model_table(ctx: state.AppContext) -> list[dict[str, str]]:
-    """One row per backbone: loaded / missing / failed (with the reason), file, layer."""
+@dataclass(frozen=True)
+class ModelRow:
+    """One named model on the Home page: its table row, and what went wrong or needs saying."""
+
+    name: str
+    label: str
+    row: dict[str, str]
+    error: BaseException | None = None  # why it failed to load (shown in one line, detail in an expander)
+    runs_code: str | None = None  # the user's file the model is built from
+
+
+def model_rows(ctx: state.AppContext) -> list[ModelRow]:
+    """One row per named model: name and label, architecture, the head as rebuilt, how the
+    checkpoint was recognised, the Grad-CAM layer and where it came from, and the status
+    (loaded / missing / failed to load, with the reason in one line)."""
     rows = []
     for status in ctx.statuses:
+        label = ctx.label(status.name)
         row = {
-            "Backbone": state.display_name(status.backbone),
+            "Model": label,
+            "Name": status.name,
+            "Architecture": status.arch,
             "Status": status.status,
             "Checkpoint": status.path.name if status.path else "",
-            "Grad-CAM layer": status.layer,
+            "Head": "",
+            "Recognised as": "",
+            "Grad-CAM layer": status.layer or "automatic",
             "Note": status.reason,
         }
+        error: BaseException | None = None
+        runs_code = None
         if status.status in ("found", "download"):
             try:
-                model = state.get_model(ctx, status.backbone)
-                row["Status"] = "loaded"
-                row["Note"] = f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters"
+                loaded = state.get_loaded(ctx, status.name)
             except PretrainedWeightsUnavailable as exc:
-                row["Status"], row["Note"] = "unavailable", str(exc)
-            except (ValueError, OSError, RuntimeError) as exc:
-                row["Status"], row["Note"] = "failed to load", str(exc)
-        rows.append(row)
+                row["Status"], row["Note"] = "unavailable", first_line(exc)
+            except (MushcamError, OSError, RuntimeError) as exc:
+                row["Status"], row["Note"], error = "failed to load", first_line(exc), exc
+            else:
+                runs_code = loaded.runs_code
+                parameters = sum(p.numel() for p in loaded.model.parameters()) / 1e6
+                row.update({
+                    "Status": "loaded",
+                    "Architecture": loaded.arch,
+                    "Head": loaded.head,
+                    "Recognised as": loaded.recognised,
+                    "Grad-CAM layer": f"{loaded.layer} ({loaded.layer_note})",
+                    "Note": f"{parameters:.1f} M parameters"
+                    + (f" · runs code from {Path(runs_code).name}" if runs_code else ""),
+                })
+        rows.append(ModelRow(status.name, label, row, error, runs_code))
     return rows
+
+
+def model_table(ctx: state.AppContext) -> list[dict[str, str]]:
+    """The Home page's model table: one dict per named model (see :func:`model_rows`)."""
+    return [r.row for r in model_rows(ctx)]
+
+
+def first_line(exc: BaseException) -> str:
+    """An error as one line: its message's first line (the rest goes into :func:`failure_detail`)."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def failure_detail(exc: BaseException) -> str:
+    """The whole message, and the traceback of what caused it (e.g. an exception raised in the
+    user's own model code), for an expander the user opens if they want it."""
+    parts = [str(exc).strip() or type(exc).__name__]
+    cause = exc.__cause__ or getattr(exc, "detail", None)
+    if isinstance(cause, BaseException):
+        parts.append("".join(traceback.format_exception(cause)).rstrip())
+    elif isinstance(cause, str) and cause:
+        parts.append(cause.rstrip())
+    return "\n\n".join(parts)
 
 
 def test_metrics() -> dict[str, object] | None:

@@ -9,9 +9,11 @@ top of the on-disk CAM cache that the batch pipeline fills too.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import streamlit as st
@@ -39,6 +41,7 @@ NAVIGATION = (
     ("pages/1_Explain.py", "Explain", "🔎"),
     ("pages/2_Compare.py", "Compare", "⚖️"),
     ("pages/3_Errors.py", "Errors", "☠️"),
+    ("pages/4_Trust.py", "Trust", "🧪"),
 )
 
 
@@ -54,13 +57,20 @@ class AppContext:
 
     @property
     def available(self) -> list[str]:
-        """Backbones that can be used now (checkpoint file present, or demo mode)."""
+        """Names of the models that can be used now (checkpoint file present, or demo mode)."""
         if self.demo:
-            return [s.backbone for s in self.statuses]
-        return [s.backbone for s in self.statuses if s.status == "found"]
+            return [s.name for s in self.statuses]
+        return [s.name for s in self.statuses if s.status == "found"]
+
+    def label(self, name: str) -> str:
+        """What the pages call the model ``name``: its manifest label, a preset's name, or the name."""
+        if self.manifest is not None:
+            return self.manifest.display_name(name)
+        return DISPLAY_NAMES.get(name, name)
 
 
 def display_name(backbone: str) -> str:
+    """A preset's display name (pages use :meth:`AppContext.label`, which knows the manifest's labels)."""
     return DISPLAY_NAMES.get(backbone, backbone)
 
 
@@ -137,8 +147,8 @@ def context(folder: str, demo: bool) -> AppContext:
     if demo:
         manifest = catalog.imagenet_manifest()
         statuses = [
-            catalog.ModelStatus(s.backbone, "found" if catalog.demo_weights_available(s.backbone) else "download",
-                                s.layer, s.path, "" if catalog.demo_weights_available(s.backbone) else "fetched on first use")
+            replace(s, status="found", reason="") if catalog.demo_weights_available(s.name)
+            else replace(s, status="download", reason="fetched on first use")
             for s in catalog.checkpoint_statuses(manifest)
         ]
         return AppContext(path, manifest, "", True, statuses)
@@ -165,28 +175,65 @@ def file_version(path: Path) -> str:
     return f"{stat.st_mtime_ns}-{stat.st_size}"
 
 
-@st.cache_resource(show_spinner="Loading model…", max_entries=6)
+@st.cache_resource(show_spinner="Loading model…", max_entries=8)
+def cached_entry(_manifest: Manifest, name: str, identity: str, demo: bool) -> catalog.LoadedModel:
+    """The model ``name``, loaded, with how it was understood; one copy per :func:`model_identity`."""
+    return catalog.load_catalog_entry(_manifest, name, demo=demo)
+
+
 def cached_model(_manifest: Manifest, backbone: str, identity: str, demo: bool) -> torch.nn.Module:
-    """The model for ``backbone``; one copy per :func:`model_identity`."""
-    return catalog.load_catalog_model(_manifest, backbone, demo=demo)
+    """The module of :func:`cached_entry` (kept for older callers)."""
+    return cached_entry(_manifest, backbone, identity, demo).model
 
 
-def model_identity(ctx: AppContext, backbone: str) -> str:
-    """``'<checkpoint file>::<file version>::<class count>'``: changes whenever the model would.
+def model_identity(ctx: AppContext, name: str) -> str:
+    """``'<checkpoint file>::<file version>::<class count>::<entry>::<fingerprint>'``: changes
+    whenever the model would.
 
-    It keys the model cache and the explanation caches; its first part also tells
-    :func:`cached_explanation` which file to hash for the shared on-disk CAM cache.
+    ``<entry>`` is a digest of the manifest entry as it affects the model (architecture, layer,
+    head activation, code and its file's version, keyword arguments; not the label), so two
+    names sharing a checkpoint file, or an edited entry, never share a cached model. It keys
+    the model cache and the explanation caches; its first part also tells
+    :func:`cached_explanation` which file to hash for the shared on-disk CAM cache, and its
+    last (:func:`mushcam.catalog.entry_fingerprint`) what to combine that hash with.
     """
     assert ctx.manifest is not None
-    path = ctx.manifest.checkpoint_path(backbone)
+    path = ctx.manifest.checkpoint_path(name)
     version = file_version(path) if path.is_file() else "absent"
-    return f"{path}::{version}::{ctx.manifest.num_classes}"
+    return (f"{path}::{version}::{ctx.manifest.num_classes}::{_entry_digest(ctx.manifest, name)}"
+            f"::{catalog.entry_fingerprint(ctx.manifest, name)}")
 
 
-def get_model(ctx: AppContext, backbone: str) -> torch.nn.Module:
-    """Load (once) and return a backbone's model; raises with a plain reason on failure."""
+def _entry_digest(manifest: Manifest, name: str) -> str:
+    entry = manifest.models[name]
+    fields: dict[str, object] = {
+        "arch": entry.arch, "layer": entry.layer, "head_activation": entry.head_activation,
+        "code": entry.code, "kwargs": entry.kwargs,
+    }
+    if entry.code:  # the user's file: a new version of it is a new model
+        code_file = manifest.root / entry.code.split(":", 1)[0]
+        fields["code_version"] = file_version(code_file) if code_file.is_file() else "absent"
+    text = json.dumps(fields, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def get_loaded(ctx: AppContext, name: str) -> catalog.LoadedModel:
+    """Load (once) and return the model ``name`` with how it was understood; raises
+    :class:`mushcam.exceptions.MushcamError` (or, for a broken file, OSError) with a plain reason."""
     assert ctx.manifest is not None
-    return cached_model(ctx.manifest, backbone, model_identity(ctx, backbone), ctx.demo)
+    return cached_entry(ctx.manifest, name, model_identity(ctx, name), ctx.demo)
+
+
+def get_model(ctx: AppContext, name: str) -> torch.nn.Module:
+    """Load (once) and return the model ``name``'s module; raises with a plain reason on failure."""
+    return get_loaded(ctx, name).model
+
+
+def cam_layer(ctx: AppContext, name: str, loaded: catalog.LoadedModel) -> str:
+    """The layer ``name``'s maps are computed (and cached) at: the manifest's spelling when it
+    names one (shared with the command line's cache), else the one chosen at load."""
+    assert ctx.manifest is not None
+    return catalog.cam_layer(ctx.manifest, name, loaded) or loaded.layer
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -241,7 +288,8 @@ def cached_explanation(
     """
     cache = CamCache(default_cache_dir())
     return cam_cache.cached_explanation(
-        cache, _model, _image, _manifest.input, layer, class_idx, checkpoint_sha256(model_key), image_sha, method
+        cache, _model, _image, _manifest.input, layer, class_idx,
+        catalog.cache_digest(checkpoint_sha256(model_key), model_key.rsplit("::", 1)[-1]), image_sha, method
     )
 
 
@@ -258,11 +306,14 @@ __all__ = [
     "ImageLoadError",
     "LoadedImage",
     "cached_explanation",
+    "cached_entry",
     "cached_model",
+    "cam_layer",
     "checkpoint_sha256",
     "context",
     "demo_banner",
     "display_name",
+    "get_loaded",
     "get_model",
     "model_identity",
     "load_uploaded",

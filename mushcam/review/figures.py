@@ -134,11 +134,14 @@ class FigureSource:
         layer = self.manifest.models[name].layer or run.layer
         spec = self.manifest.input
         true_idx, pred_idx = int(rows.true_idx[index]), int(rows.pred_idx[index])
-        predicted = cached_explanation(self.cache, model, image, spec, layer, pred_idx, run.checkpoint_sha256, sha)
-        truth = cached_explanation(self.cache, model, image, spec, layer, true_idx, run.checkpoint_sha256, sha)
+        # The same model part of the key as the app and the command line use (named entries
+        # with their own head activation, code or kwargs get their own maps).
+        model_key = catalog.cache_digest(run.checkpoint_sha256, catalog.entry_fingerprint(self.manifest, name))
+        predicted = cached_explanation(self.cache, model, image, spec, layer, pred_idx, model_key, sha)
+        truth = cached_explanation(self.cache, model, image, spec, layer, true_idx, model_key, sha)
         panels = error_panels(fit_within(image, self.side), predicted, truth, spec, run.class_names, run.toxicities,
                               true_idx, rows.probabilities[index])
-        return to_png(panels.combined(f"{display_name(name)}: {rows.image_paths[index]}")), ""
+        return to_png(panels.combined(f"{self.manifest.display_name(name)}: {rows.image_paths[index]}")), ""
 
     def close(self) -> None:
         """Release the loaded models (memory)."""

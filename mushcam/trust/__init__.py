@@ -1,0 +1,13 @@
+"""Can the map be trusted? Faithfulness metrics, the sanity check, their storage and report.
+
+- :mod:`mushcam.trust.explainers`  — one entry to the CAM methods (``explain_maps``).
+- :mod:`mushcam.trust.faithfulness` — deletion / insertion curves and AUC, Average Drop and
+  Increase in Confidence, ROAD; a random map and the inverted map beside each real one.
+- :mod:`mushcam.trust.imputation`  — ROAD's noisy linear imputation (a sparse solve per image).
+- :mod:`mushcam.trust.sanity`      — cascading model-parameter randomisation.
+- :mod:`mushcam.trust.store`       — their tables in the results store.
+- :mod:`mushcam.trust.report`      — tables with bootstrap intervals.
+- :mod:`mushcam.trust.run`         — over a test folder, per model x method, streamed into the store.
+- :mod:`mushcam.trust.cli`         — ``python -m mushcam faithfulness`` and ``sanity``.
+- :mod:`mushcam.trust.figure`      — the mean curves as a PNG.
+"""

@@ -1,0 +1,124 @@
+"""Trust page: is the map faithful to the model? Faithfulness per model x method, sanity checks."""
+
+import streamlit as st
+
+st.set_page_config(page_title="Trust · MushCAM", page_icon="🍄", layout="wide")
+
+from ui import state  # noqa: E402  (set_page_config must come first)
+
+ctx = state.sidebar()
+state.demo_banner(ctx)
+
+from mushcam.exceptions import MushcamError  # noqa: E402
+from mushcam.trust.explainers import available_methods  # noqa: E402
+from mushcam.trust.report import least_faithful  # noqa: E402
+from mushcam.trust.sanity import FLAG_THRESHOLD  # noqa: E402
+from ui import trust_support as support  # noqa: E402
+
+st.title("Can the map be trusted?")
+st.caption(
+    "A map is **faithful** when the region it marks is what drives the score: deleting it first should make "
+    "the probability fall fast (low deletion AUC), restoring it first should make it rise fast (high insertion "
+    "AUC). A random map is the floor, the map turned upside down the ceiling. The **sanity check** destroys the "
+    "model's parameters from the logits down: a map that does not change is not explaining the model."
+)
+
+store_path = support.store_path_input()
+try:
+    contents, version = support.load_contents(store_path)
+except MushcamError as exc:
+    st.info(str(exc), icon="📂")
+    st.stop()
+path_key = str(store_path)
+
+# --- the table ----------------------------------------------------------------------------
+st.subheader("Faithfulness per model × method")
+if not contents.faithfulness:
+    st.info(f"{store_path} holds no faithfulness results yet. Make them with: `python -m mushcam faithfulness "
+            f"--data TEST --methods gradcam --out {store_path}`", icon="📂")
+else:
+    rows = support.rows_for(path_key, version)
+    st.dataframe(support.table(rows), hide_index=True, width="stretch", key="trust_table")
+    st.caption(
+        "Mean over images, with the bootstrap 95% interval in brackets. Scores are the softmax probability of "
+        "the class each map explains (the predicted one). Average Drop: how much of that probability is lost "
+        "when only what the map marks is kept; Increase: share of images where that raises it; ROAD: "
+        "(least-relevant-first − most-relevant-first) / 2 after noisy linear imputation."
+    )
+
+    # --- curves -----------------------------------------------------------------------------
+    runs = support.labelled_runs(contents.faithfulness)  # label -> run
+    chosen = st.multiselect("Curves of", list(runs), default=list(runs)[:6], key="trust_curves")
+    if chosen:
+        labelled = [(label, support.curves_for(path_key, version, runs[label].frun_id)) for label in chosen]
+        left, right = st.columns(2)
+        left.plotly_chart(support.curves_figure("deletion", labelled), key="deletion_chart")
+        right.plotly_chart(support.curves_figure("insertion", labelled), key="insertion_chart")
+        st.caption("Solid: the map; dotted: a random map on the same grid (the floor). Deletion: lower is "
+                   "better; insertion: higher is better. A weak model's curves sit close to its floor.")
+
+    # --- least faithful images ------------------------------------------------------------------
+    st.subheader("Where the map is least faithful")
+    picked = st.selectbox("Model × method", list(runs), key="trust_worst_run")
+    run = runs[picked]
+    worst = least_faithful(run, 6)
+    st.caption("The images with the smallest insertion AUC − deletion AUC: restoring what the map marks helps "
+               "little, and deleting it hurts little. Open one on the Explain page to look at it.")
+    columns = st.columns(3)
+    for i, (relpath, deletion, insertion) in enumerate(worst):
+        with columns[i % 3].container(border=True):
+            try:
+                image = support.load_image(run.key.data_root, relpath)
+                st.image(image.display, width="stretch", output_format="JPEG")
+            except MushcamError as exc:
+                st.warning(str(exc))
+            st.markdown(f"`{relpath}`  \ndeletion AUC **{deletion:.3f}** · insertion AUC **{insertion:.3f}**")
+            if st.button("Open on Explain", key=f"open_{run.frun_id}_{i}", icon="🔎",
+                         disabled=run.key.model not in ctx.available):
+                support.open_on_explain(run.key.data_root, relpath, run.key.model)
+
+# --- sanity ---------------------------------------------------------------------------------
+st.subheader("Sanity check: do the maps depend on the model?")
+if contents.sanity:
+    st.plotly_chart(support.sanity_figure([(support.run_label(r), r.result) for r in contents.sanity]),
+                    key="sanity_chart")
+    for r in contents.sanity:
+        verdict = (f":red[**flagged**]: mean Spearman over the cascade {r.result.score:.2f} ≥ {FLAG_THRESHOLD}"
+                   if r.result.flagged else f"passes: mean Spearman over the cascade {r.result.score:.2f}")
+        st.markdown(f"- {support.run_label(r)} ({len(r.image_paths)} images): {verdict}")
+else:
+    st.caption("No stored sanity check yet (`python -m mushcam sanity --data TEST --images 16 --model NAME "
+               f"--out {store_path}`). Run one for a single photo below.")
+
+if ctx.manifest is None or not ctx.available:
+    st.info("Load checkpoints (home page) to run the sanity check on a photo here.", icon="🧩")
+    st.stop()
+with st.form("sanity_one"):
+    cols = st.columns(3)
+    model = cols[0].selectbox("Model", ctx.available, format_func=state.display_name, key="sanity_model")
+    method = cols[1].selectbox("Method", available_methods(), key="sanity_method")
+    photos = list(contents.faithfulness[0].image_paths) if contents.faithfulness else []
+    photo = cols[2].selectbox("Photo", photos, key="sanity_photo") if photos else None
+    submitted = st.form_submit_button("Run the sanity check", icon="🎲", disabled=photo is None)
+if photo is None:
+    st.caption("The photos come from the faithfulness results' test folder.")
+elif submitted or st.session_state.get("sanity_done"):
+    st.session_state["sanity_done"] = True
+    root = contents.faithfulness[0].key.data_root
+    try:
+        image = support.load_image(root, photo)
+        result = support.cached_sanity(ctx, model, state.model_identity(ctx, model), image.sha256, image.image, method)
+    except MushcamError as exc:
+        st.error(str(exc), icon="🚫")
+        st.stop()
+    left, right = st.columns([1, 2])
+    left.image(image.display, width="stretch", output_format="JPEG")
+    right.plotly_chart(support.sanity_figure([(f"{state.display_name(model)} · {method}", result)]),
+                       key="sanity_one_chart")
+    if result.flagged:
+        st.error(f"Flagged: after randomising the network the map still ranks pixels like the trained one's "
+                 f"(mean Spearman {result.score:.2f} ≥ {FLAG_THRESHOLD}). Do not read this map as the model's reason.",
+                 icon="⚠️")
+    else:
+        st.success(f"Passes: the map changes as the model is destroyed (mean Spearman {result.score:.2f} over "
+                   f"{len(result.blocks)} steps; {result.mean_spearman[0]:+.2f} once the head is random).", icon="✅")
