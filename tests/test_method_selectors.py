@@ -99,8 +99,13 @@ def test_compare_methods_are_a_second_axis(env: Path):
     rows = images_before // 3
     assert len(at.get("image")) == rows * 5  # the original + 2 models x 2 methods per row
     summary = at.dataframe[0].value
-    assert list(summary["backbone"]) == ["EfficientNet-B0", "EfficientNet-B0 · HiResCAM",
+    assert list(summary["model"]) == ["EfficientNet-B0", "EfficientNet-B0 · HiResCAM",
                                          "MobileNetV3-Large", "MobileNetV3-Large · HiResCAM"]
+    at.toggle(key="compare_faithfulness").set_value(True).run()
+    assert not at.exception, [e.message for e in at.exception]
+    faithfulness = next(d.value for d in at.dataframe if "deletion_auc" in d.value.columns)
+    assert len(faithfulness) == rows * 4 and "EfficientNet-B0 · HiResCAM" in set(faithfulness["model"])
+    at.toggle(key="compare_faithfulness").set_value(False).run()
     at.multiselect(key="compare_methods").unselect("gradcam").unselect("hirescam").run()
     assert not at.exception
     assert any("one CAM method" in info.value for info in at.info)
