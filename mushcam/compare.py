@@ -746,7 +746,7 @@ def write_export(
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "compare",
-        help="the backbones side by side on several images: grid PNG with agreement and focus numbers, CSV",
+        help="the models side by side on several images: grid PNG with agreement and focus numbers, CSV",
         description="Grad-CAM of every chosen backbone on several images, with how much the maps agree "
         "(top-20% IoU, Spearman) and how focused each is (half-mass area, entropy). Writes "
         "gradcam_detailed_comparison_{timestamp}.png, .csv and _summary.csv.",

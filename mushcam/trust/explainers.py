@@ -1,8 +1,7 @@
 """One way in to the CAM methods for the trust metrics: ``explain_maps(..., method=...)``.
 
-``mushcam.methods.cam`` (Grad-CAM, Grad-CAM++, XGrad-CAM, ...) is used when it is present;
-without it only ``gradcam`` (:func:`mushcam.gradcam.grad_cam`) is available. Everything in
-:mod:`mushcam.trust` goes through here, so the metrics do not care which method made a map.
+Everything in :mod:`mushcam.trust` goes through here, so the metrics do not care which of
+:data:`mushcam.methods.METHODS` made a map.
 """
 
 from __future__ import annotations
@@ -12,22 +11,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mushcam.exceptions import MushcamError
-from mushcam.gradcam import GradCAMResult, grad_cam
+from mushcam.gradcam import GradCAMResult
+from mushcam.methods import METHODS, UnknownMethodError, cam
 
 DEFAULT_METHOD = "gradcam"
 
 
-class UnknownMethodError(MushcamError):
-    """A CAM method name that this installation does not provide."""
-
-
 def available_methods() -> tuple[str, ...]:
     """The CAM method names that :func:`explain_maps` accepts, default first."""
-    try:
-        from mushcam.methods import METHODS
-    except ImportError:
-        return (DEFAULT_METHOD,)
     return tuple(METHODS)
 
 
@@ -52,8 +43,7 @@ def explain_maps(
 ) -> GradCAMResult:
     """Raw maps (N x h x w), logits and explained classes of ``method`` for a batch."""
     check_methods([method])
-    try:
-        from mushcam.methods import cam
-    except ImportError:
-        return grad_cam(model, inputs, layer, class_idx)
     return cam(model, inputs, layer, class_idx=class_idx, method=method)
+
+
+__all__ = ["DEFAULT_METHOD", "UnknownMethodError", "available_methods", "check_methods", "explain_maps"]
