@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import signal
@@ -45,3 +46,15 @@ def private_cam_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
     folder = tmp_path_factory.mktemp("cam-cache")
     monkeypatch.setenv("MUSHCAM_CACHE", str(folder))
     return folder
+
+
+@pytest.fixture
+def fresh_streamlit_caches() -> Iterator[None]:
+    """Empty Streamlit's caches before and after a test (they outlive AppTest instances)."""
+    import streamlit as st
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()

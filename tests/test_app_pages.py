@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
@@ -19,13 +17,8 @@ HOME = str(ROOT / "app.py")
 EXPLAIN = str(ROOT / "pages" / "1_Explain.py")
 
 
-@pytest.fixture(autouse=True)
-def fresh_streamlit_caches() -> Iterator[None]:
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+# Streamlit caches persist across AppTest instances in one process: every test starts clean.
+pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches")
 
 
 @pytest.fixture

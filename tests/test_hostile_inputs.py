@@ -18,7 +18,6 @@ import re
 import sqlite3
 import subprocess
 import sys
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ import pytest
 import torch
 from PIL import Image
 
-from factories import CLASSES, make_image, write_checkpoint, write_image_folder, write_manifest
+from factories import CLASSES, make_image, write_image_folder, write_manifest
 from mushcam import cache as cam_cache
 from mushcam.cli import main
 from mushcam.manifest import load_manifest

@@ -12,13 +12,12 @@ import json
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
@@ -36,13 +35,8 @@ NAMES = [name for name, _ in CLASSES]
 BAD_NAME = os.fsdecode(b"caf\xe9.png")
 
 
-@pytest.fixture(autouse=True)
-def fresh_streamlit_caches() -> Iterator[None]:
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+# Streamlit caches persist across AppTest instances in one process: every test starts clean.
+pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches")
 
 
 @pytest.fixture(scope="module")

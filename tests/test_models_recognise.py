@@ -3,7 +3,6 @@ and the memory a load takes."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

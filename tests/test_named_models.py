@@ -9,12 +9,10 @@ architecture and layer; Explain, Compare and Errors work with every one; ``evalu
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from factories import CLASSES, FIVE_MODELS, write_five_models, write_image_folder
@@ -42,13 +40,8 @@ def five(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"ckpt": base / "ckpt", "data": data, "out": out}
 
 
-@pytest.fixture(autouse=True)
-def fresh_streamlit_caches() -> Iterator[None]:
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+# Streamlit caches persist across AppTest instances in one process: every test starts clean.
+pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches")
 
 
 @pytest.fixture

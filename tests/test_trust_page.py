@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from factories import CLASSES, write_image_folder, write_manifest
@@ -17,13 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TRUST = str(ROOT / "pages" / "4_Trust.py")
 
 
-@pytest.fixture(autouse=True)
-def fresh_streamlit_caches() -> Iterator[None]:
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+# Streamlit caches persist across AppTest instances in one process: every test starts clean.
+pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches")
 
 
 def write_trust_setup(tmp_path: Path, size: tuple[int, int] = (72, 56)) -> dict[str, Path]:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from mushcam.gradcam import GradCAMResult
-from mushcam.methods import METHODS, UnknownMethodError, cam
+from mushcam.methods import METHODS, UnknownMethodError, cam, check_method
 
 DEFAULT_METHOD = "gradcam"
 
@@ -28,10 +28,7 @@ def check_methods(methods: Sequence[str]) -> list[str]:
     chosen = list(dict.fromkeys(m.strip() for m in methods if m.strip()))
     if not chosen:
         raise UnknownMethodError(f"no CAM method given; choose from {', '.join(known)}")
-    for name in chosen:
-        if name not in known:
-            raise UnknownMethodError(f"unknown CAM method {name!r}; choose from {', '.join(known)}")
-    return chosen
+    return [check_method(name) for name in chosen]
 
 
 def explain_maps(
