@@ -174,6 +174,62 @@ def _class_indices(class_idx: int | Sequence[int] | torch.Tensor | None, logits:
     return chosen
 
 
+def layer_names(layer: str | Sequence[str]) -> list[str]:
+    """One dotted path or several, as a non-empty list."""
+    layers = [layer] if isinstance(layer, str) else list(layer)
+    if not layers:
+        raise GradCAMError("no layer given")
+    return layers
+
+
+def prepare_inputs(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """``inputs`` as a detached N x C x H x W batch on the model's device and dtype."""
+    if inputs.dim() == 3:
+        inputs = inputs.unsqueeze(0)
+    if inputs.dim() != 4:
+        raise GradCAMError(f"inputs must be N x C x H x W; got shape {tuple(inputs.shape)}")
+    parameter = next(model.parameters(), None)
+    if parameter is not None:
+        inputs = inputs.to(device=parameter.device, dtype=parameter.dtype)
+    return inputs.detach()
+
+
+def layer_recorder(model: nn.Module, layers: Sequence[str]) -> _LayerRecorder:
+    """The hooks that keep each layer's output during one forward (a context manager)."""
+    try:
+        modules = {name: get_layer(model, name) for name in layers}
+    except MushcamError:
+        raise
+    except ValueError as exc:  # an unknown layer name: the user's input
+        raise GradCAMError(str(exc)) from None
+    channels_last = {name: channels_last_module(model, resolve_layer(model, name)) for name in layers}
+    return _LayerRecorder(modules, channels_last)
+
+
+def recorded_forward(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    layers: Sequence[str],
+    recorder: _LayerRecorder,
+    class_idx: int | Sequence[int] | torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the model inside ``recorder``; (logits N x C, explained class per image).
+
+    Refuses outputs that are not finite N x C logits and layers the forward never reached.
+    """
+    logits = model(inputs)
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        raise GradCAMError("the model must return logits of shape N x C")
+    require_finite(logits, "logits")
+    missing = [name for name in layers if name not in recorder.activations]
+    if missing:
+        raise GradCAMError(
+            f"layer {missing[0]!r} was never reached in the forward pass, so it cannot "
+            "explain the output; choose a layer the input passes through"
+        )
+    return logits, _class_indices(class_idx, logits)
+
+
 def grad_cam(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -187,37 +243,10 @@ def grad_cam(
     read as its token grid (prefix tokens dropped, channels first). ``class_idx`` is None (each
     image's predicted class), one int for all images, or one per image.
     """
-    layers = [layer] if isinstance(layer, str) else list(layer)
-    if not layers:
-        raise GradCAMError("no layer given")
-    if inputs.dim() == 3:
-        inputs = inputs.unsqueeze(0)
-    if inputs.dim() != 4:
-        raise GradCAMError(f"inputs must be N x C x H x W; got shape {tuple(inputs.shape)}")
-    try:
-        modules = {name: get_layer(model, name) for name in layers}
-    except MushcamError:
-        raise
-    except ValueError as exc:  # an unknown layer name: the user's input
-        raise GradCAMError(str(exc)) from None
-    channels_last = {name: channels_last_module(model, resolve_layer(model, name)) for name in layers}
-    parameter = next(model.parameters(), None)
-    if parameter is not None:
-        inputs = inputs.to(device=parameter.device, dtype=parameter.dtype)
-    inputs = inputs.detach()
-
-    with eval_mode(model), _LayerRecorder(modules, channels_last) as recorder, torch.no_grad():
-        logits = model(inputs)
-        if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-            raise GradCAMError("the model must return logits of shape N x C")
-        require_finite(logits, "logits")
-        missing = [name for name in layers if name not in recorder.activations]
-        if missing:
-            raise GradCAMError(
-                f"layer {missing[0]!r} was never reached in the forward pass, so it cannot "
-                "explain the output; choose a layer the input passes through"
-            )
-        chosen = _class_indices(class_idx, logits)
+    layers = layer_names(layer)
+    inputs = prepare_inputs(model, inputs)
+    with eval_mode(model), layer_recorder(model, layers) as recorder, torch.no_grad():
+        logits, chosen = recorded_forward(model, inputs, layers, recorder, class_idx)
         if not logits.requires_grad:
             raise GradCAMError(f"no gradient flows from the output back to layer {layers[0]!r}")
         score = logits.gather(1, chosen.view(-1, 1)).sum()

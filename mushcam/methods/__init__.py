@@ -28,7 +28,8 @@ from torch import nn
 from mushcam.exceptions import MushcamError
 from mushcam.gradcam import GradCAMResult, eval_mode, grad_cam
 from mushcam.methods.ablation import ablation_cam
-from mushcam.methods.core import capture, layer_names
+from mushcam.gradcam import layer_names
+from mushcam.methods.core import capture
 from mushcam.methods.eigen import eigen_cam
 from mushcam.methods.gradient import GRADIENT_MAPS
 from mushcam.methods.score import score_cam

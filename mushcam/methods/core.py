@@ -17,10 +17,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mushcam.exceptions import MushcamError
-from mushcam.finite import require_finite
-from mushcam.gradcam import GradCAMError, _class_indices, _LayerRecorder, eval_mode
-from mushcam.models.layers import as_feature_map, channels_last_module, get_layer, resolve_layer
+from mushcam.gradcam import (
+    GradCAMError,
+    eval_mode,
+    layer_names,
+    layer_recorder,
+    prepare_inputs,
+    recorded_forward,
+)
+from mushcam.models.layers import as_feature_map
 
 
 @dataclass(frozen=True)
@@ -44,26 +49,6 @@ class Capture:
     layouts: dict[str, str]
 
 
-def layer_names(layer: str | Sequence[str]) -> list[str]:
-    """One dotted path or several, as a non-empty list."""
-    layers = [layer] if isinstance(layer, str) else list(layer)
-    if not layers:
-        raise GradCAMError("no layer given")
-    return layers
-
-
-def prepare_inputs(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    """``inputs`` as a detached N x C x H x W batch on the model's device and dtype."""
-    if inputs.dim() == 3:
-        inputs = inputs.unsqueeze(0)
-    if inputs.dim() != 4:
-        raise GradCAMError(f"inputs must be N x C x H x W; got shape {tuple(inputs.shape)}")
-    parameter = next(model.parameters(), None)
-    if parameter is not None:
-        inputs = inputs.to(device=parameter.device, dtype=parameter.dtype)
-    return inputs.detach()
-
-
 def capture(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -79,26 +64,9 @@ def capture(
     when ``gradients`` is true.
     """
     layers = layer_names(layer)
-    try:
-        modules = {name: get_layer(model, name) for name in layers}
-    except MushcamError:
-        raise
-    except ValueError as exc:  # an unknown layer name: the user's input
-        raise GradCAMError(str(exc)) from None
-    channels_last = {name: channels_last_module(model, resolve_layer(model, name)) for name in layers}
     inputs = prepare_inputs(model, inputs)
-    with eval_mode(model), _LayerRecorder(modules, channels_last) as recorder, torch.no_grad():
-        logits = model(inputs)
-        if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-            raise GradCAMError("the model must return logits of shape N x C")
-        require_finite(logits, "logits")
-        missing = [name for name in layers if name not in recorder.activations]
-        if missing:
-            raise GradCAMError(
-                f"layer {missing[0]!r} was never reached in the forward pass, so it cannot "
-                "explain the output; choose a layer the input passes through"
-            )
-        chosen = _class_indices(class_idx, logits)
+    with eval_mode(model), layer_recorder(model, layers) as recorder, torch.no_grad():
+        logits, chosen = recorded_forward(model, inputs, layers, recorder, class_idx)
         leaves = [recorder.activations[name] for name in layers]
         grads: dict[str, torch.Tensor] | None = None
         if gradients:
