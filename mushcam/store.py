@@ -295,11 +295,7 @@ def save_run(
         connection.execute("BEGIN IMMEDIATE")  # takes the write lock now: fails fast if locked
         try:
             if not _check_identity(connection, path, empty_ok=True):
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        connection.execute(statement)
-                connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                _create_schema(connection)
             elif not _has_arch(connection):  # a version-1 store: add the column, in this transaction
                 connection.execute("ALTER TABLE runs ADD COLUMN arch TEXT NOT NULL DEFAULT ''")
                 connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -514,6 +510,29 @@ def _reading(path: str | os.PathLike[str], timeout: float | None) -> Iterator[sq
 
 
 @contextlib.contextmanager
+def _committed(connection: sqlite3.Connection, begin: str) -> Iterator[None]:
+    """``begin`` a transaction; commit when the block ends, roll back on any failure."""
+    connection.execute(begin)
+    try:
+        yield
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+        raise
+
+
+def _create_schema(connection: sqlite3.Connection) -> None:
+    """The core tables and the file's MushCAM identity, in a new (empty) store."""
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            connection.execute(statement)
+    connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+@contextlib.contextmanager
 def transaction(path: str | os.PathLike[str], write: bool = False,
                 timeout: float | None = None) -> Iterator[sqlite3.Connection]:
     """One transaction on an existing MushCAM store, for tables other modules keep there.
@@ -525,17 +544,10 @@ def transaction(path: str | os.PathLike[str], write: bool = False,
     path = Path(path).expanduser()
     if write and not path.is_file():
         raise StoreError(f"no results store at {path}; create one with: python -m mushcam evaluate --data ROOT --out {path}")
-    with _connect(path, write=write, timeout=timeout) as connection:
-        connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        try:
-            _check_identity(connection, path, empty_ok=False)
-            yield connection
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    connection.execute("ROLLBACK")
-            raise
+    with _connect(path, write=write, timeout=timeout) as connection, \
+            _committed(connection, "BEGIN IMMEDIATE" if write else "BEGIN"):
+        _check_identity(connection, path, empty_ok=False)
+        yield connection
 
 
 def load_runs(path: str | os.PathLike[str], timeout: float | None = None) -> tuple[RunRecord, ...]:
@@ -582,20 +594,8 @@ def write_transaction(path: str | os.PathLike[str], timeout: float | None = None
     back on any failure.
     """
     path = Path(path).expanduser()
-    with _connect(path, write=True, timeout=timeout) as connection:
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            if not _check_identity(connection, path, empty_ok=True):
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        connection.execute(statement)
-                connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            yield connection
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    connection.execute("ROLLBACK")
-            raise
+    with _connect(path, write=True, timeout=timeout) as connection, _committed(connection, "BEGIN IMMEDIATE"):
+        if not _check_identity(connection, path, empty_ok=True):
+            _create_schema(connection)
+        yield connection
 
