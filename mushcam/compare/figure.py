@@ -1,0 +1,296 @@
+"""The comparison drawn: one cell's picture, the whole grid as one PNG, and the export files.
+
+:func:`render_comparison` draws the grid with its numbers as one picture; :func:`write_export`
+writes ``gradcam_detailed_comparison_{timestamp}.png`` / ``.csv`` / ``_summary.csv``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import math
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from mushcam.compare.comparison import Cell, Comparison, split_column
+from mushcam.compare.tables import backbone_summary, image_table, pair_summary, summary_long, to_csv
+from mushcam.data import crop_box
+from mushcam.exceptions import MushcamError
+from mushcam.explain import Explanation
+from mushcam.files import write_bytes_atomic, write_text_atomic
+from mushcam.manifest import InputSpec, Manifest
+from mushcam.methods import DEFAULT_METHOD, METHOD_LABELS
+from mushcam.render import DEFAULT_ALPHA, DEFAULT_COLORMAP, colorize, fit_within, overlay, to_png, upsample_cam
+
+PANEL_SIDE = 224  # one picture in the exported grid
+GRID_VIEWS: tuple[str, ...] = ("overlay", "heatmap")
+EXPORT_STEM = "gradcam_detailed_comparison"
+SHORT_NAMES: dict[str, str] = {"resnet50": "R50", "efficientnet_b0": "EffB0", "mobilenet_v3_large": "MNv3"}
+
+
+def cell_picture(image: Image.Image, explanation: Explanation, spec: InputSpec, scale: float | None,
+                 view: str = "overlay", alpha: float = DEFAULT_ALPHA, colormap: str = DEFAULT_COLORMAP) -> np.ndarray:
+    """The overlay (or the heatmap alone) of one map on ``image`` (any display size), RGB uint8."""
+    if view not in GRID_VIEWS:
+        raise MushcamError(f"view must be one of {', '.join(GRID_VIEWS)}; got {view!r}")
+    heat = upsample_cam(explanation.cam, image.size, crop_box(image.size, spec), scale)
+    return colorize(heat, colormap) if view == "heatmap" else overlay(image, heat, alpha, colormap)
+
+
+# --- the exported picture -------------------------------------------------------------
+
+_GREEN = (46, 125, 50)
+_RED = (198, 40, 40)
+_DARK_RED = (120, 0, 0)
+_GREY = (150, 150, 150)
+_TEXT = (30, 30, 30)
+_MUTED = (95, 95, 95)
+
+
+@functools.cache
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+_ASCII_SUBSTITUTES = str.maketrans({"×": "x", "→": "->", "–": "-", "—": "-", "…": "...", "·": "|"})
+
+
+def _ascii(text: str) -> str:
+    """The bundled font lacks most non-ASCII glyphs: user labels such as 'ResNet-50 (×4)' or
+    'Rüde' are drawn as 'ResNet-50 (x4)' and 'Rude', and '?' stands for anything else rather
+    than an empty box."""
+    text = unicodedata.normalize("NFKD", text.translate(_ASCII_SUBSTITUTES))
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return text.encode("ascii", "replace").decode("ascii")
+
+
+def _fit_text(draw: ImageDraw.ImageDraw, text: str, width: int, font: object) -> str:
+    text = _ascii(text)
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength("..." + text, font=font) > width:
+        text = text[1:]
+    return "..." + text
+
+
+def fmt(value: object, digits: int = 2, percent: bool = False) -> str:
+    """A number for display; 'n/a' for an undefined (NaN) or missing value."""
+    if not isinstance(value, (int, float)) or math.isnan(value):
+        return "n/a"
+    return f"{value:.{max(0, digits - 2)}%}" if percent else f"{value:.{digits}f}"
+
+
+def short_name(backbone: str) -> str:
+    """A column's short name: the model's, with the method's after it when not Grad-CAM."""
+    model, method = split_column(backbone)
+    short = SHORT_NAMES.get(model, model)
+    return short if method == DEFAULT_METHOD else f"{short}/{METHOD_LABELS[method]}"
+
+
+def verdict(cell: Cell) -> tuple[str, tuple[int, int, int]]:
+    """The mark of a cell: text and colour (dangerous errors first)."""
+    if cell.dangerous:
+        return "WRONG: poisonous called edible", _DARK_RED
+    if cell.correct is True:
+        return "correct", _GREEN
+    if cell.correct is False:
+        return "WRONG", _RED
+    return "true class unknown", _GREY
+
+
+def summary_lines(comparison: Comparison) -> list[str]:
+    """The summaries as plain text lines (for the picture and the command line)."""
+    lines = [f"Per model, over {len(comparison.rows)} images (focus means: all / correct / wrong):"]
+    for record in backbone_summary(comparison):
+        known = int(str(record["correct"])) + int(str(record["wrong"]))
+        accuracy = f"{record['correct']}/{known} correct" if known else "true classes unknown"
+        lines.append(
+            f"  {comparison.label(str(record['backbone']))}: {accuracy}; "
+            f"poisonous called edible {record['poisonous_called_edible']}; "
+            f"half-mass area {fmt(record['half_mass_area_mean'], 3, True)} / "
+            f"{fmt(record['half_mass_area_mean_correct'], 3, True)} / "
+            f"{fmt(record['half_mass_area_mean_wrong'], 3, True)}; "
+            f"entropy {fmt(record['entropy_mean'], 3)} / {fmt(record['entropy_mean_correct'], 3)} / "
+            f"{fmt(record['entropy_mean_wrong'], 3)}"
+        )
+    pairs = pair_summary(comparison)
+    if pairs:
+        top = round(comparison.fraction * 100)
+        lines.append("Agreement between models, mean [median] over the images where defined:")
+        for record in pairs:
+            first, second = str(record["pair"]).split(" vs ")
+            lines.append(
+                f"  {comparison.label(first)} vs {comparison.label(second)}: "
+                f"top-{top}% IoU {fmt(record[f'iou_top{top}_mean'], 3)} [{fmt(record[f'iou_top{top}_median'], 3)}], "
+                f"Spearman {fmt(record['spearman_mean'], 3)} [{fmt(record['spearman_median'], 3)}], "
+                f"n={record['images_defined']}"
+            )
+    return lines
+
+
+def render_comparison(
+    comparison: Comparison,
+    manifest: Manifest,
+    normalisation: str = "per_image",
+    view: str = "overlay",
+    alpha: float = DEFAULT_ALPHA,
+    colormap: str = DEFAULT_COLORMAP,
+    panel: int = PANEL_SIDE,
+    created: str = "",
+) -> np.ndarray:
+    """The whole grid as one RGB picture: original first, one column per backbone, each cell
+    marked (correct / wrong / poisonous called edible) with its prediction and focus, each
+    row's pairwise agreement on the right, and the summaries at the bottom."""
+    pad, small, big = 12, 14, 20
+    line = small + 6
+    font, bold = _font(small), _font(big)
+    n_pairs = len(comparison.rows[0].agreement) if comparison.rows else 0
+    agree_w = 290 if n_pairs else 0
+    columns = 1 + len(comparison.backbones)
+    scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    top = round(comparison.fraction * 100)
+    header = [
+        (f"Grad-CAM comparison: {len(comparison.rows)} images x {len(comparison.backbones)} models"
+         if all(split_column(b)[1] == DEFAULT_METHOD for b in comparison.backbones)
+         else f"CAM comparison: {len(comparison.rows)} images x {len(comparison.backbones)} columns (models x methods)")
+        + (f"  ({created})" if created else ""),
+        f"{'Overlay' if view == 'overlay' else 'Heatmap'}; maps normalised "
+        f"{'per image (each to its own maximum)' if normalisation == 'per_image' else 'shared across each row (the row largest raw maximum)'}. "
+        f"Focus: half-mass area (share of the image holding half the map, smaller = focused), "
+        f"entropy H/log n (0 = one point, 1 = uniform).",
+        f"Agreement: IoU of the top-{top}% regions and Spearman rank correlation of the maps. "
+        + ", ".join(f"{short_name(b)} = {comparison.label(b)}" for b in comparison.backbones),
+    ]
+    footer = summary_lines(comparison)
+    grid_w = pad + columns * (panel + pad) + (agree_w + pad if agree_w else 0)
+    text_w = max(scratch.textlength(_ascii(t), font=font) for t in header[1:] + footer) + 2 * pad
+    width = int(max(grid_w, text_w, scratch.textlength(_ascii(header[0]), font=bold) + 2 * pad))
+    caption_h = 3 * line + 6
+    agreement_h = 4 + n_pairs * (2 * line + 4)  # with many models, the agreement column sets the row height
+    row_h = max(panel + caption_h, agreement_h) + pad
+    header_h = pad + big + 8 + 2 * line + pad + line
+    footer_h = pad + len(footer) * line + pad
+    height = header_h + len(comparison.rows) * row_h + footer_h
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+
+    y = pad
+    draw.text((pad, y), _ascii(header[0]), fill=_TEXT, font=bold)
+    y += big + 8
+    for text in header[1:]:
+        draw.text((pad, y), _ascii(text), fill=_MUTED, font=font)
+        y += line
+    y += pad
+    titles = ["Image"] + [comparison.label(b) for b in comparison.backbones] + (["Agreement"] if agree_w else [])
+    for i, title in enumerate(titles):
+        draw.text((pad + i * (panel + pad), y), _fit_text(draw, title, panel, font), fill=_TEXT, font=font)
+    y = header_h
+
+    for row in comparison.rows:
+        thumb = fit_to(row.image.preview, panel - 12)
+        scale = row.scale(normalisation)
+        x = pad
+        pictures = [np.asarray(thumb.convert("RGB"), dtype=np.uint8)] + [
+            cell_picture(thumb, row.cells[b].explanation, manifest.input, scale, view, alpha, colormap)
+            for b in comparison.backbones
+        ]
+        for i, picture in enumerate(pictures):
+            ox = x + (panel - picture.shape[1]) // 2
+            oy = y + (panel - picture.shape[0]) // 2
+            if i > 0:
+                cell = row.cells[comparison.backbones[i - 1]]
+                mark, colour = verdict(cell)
+                thick = 6 if cell.dangerous else 3
+                draw.rectangle(
+                    (ox - thick, oy - thick, ox + picture.shape[1] + thick - 1, oy + picture.shape[0] + thick - 1),
+                    fill=colour,
+                )
+            canvas.paste(Image.fromarray(picture), (ox, oy))
+            ty = y + panel + 4
+            if i == 0:
+                truth = (
+                    f"true: {row.image.label} ({row.true_toxicity or 'not in manifest'})"
+                    if row.image.label is not None else "true class unknown"
+                )
+                lines = [(row.image.name, _TEXT), (truth, _MUTED)]
+            else:
+                cell = row.cells[comparison.backbones[i - 1]]
+                mark, colour = verdict(cell)
+                lines = [
+                    (f"{cell.predicted} {cell.confidence:.1%}", _TEXT),
+                    (mark, colour),
+                    (f"half-mass {fmt(cell.focus.half_mass_area, 3, True)} | H {fmt(cell.focus.entropy, 3)}", _MUTED),
+                ]
+            for text, colour in lines:
+                draw.text((x, ty), _fit_text(draw, text, panel, font), fill=colour, font=font)
+                ty += line
+            x += panel + pad
+        if agree_w:
+            ty = y + 4
+            for pair in row.agreement:
+                draw.text((x, ty), _fit_text(draw, f"{short_name(pair.first)} - {short_name(pair.second)}:", agree_w, font),
+                          fill=_TEXT, font=font)
+                ty += line
+                draw.text((x + 10, ty), f"IoU {fmt(pair.iou)}  Spearman {fmt(pair.spearman)}", fill=_MUTED, font=font)
+                ty += line + 4
+        y += row_h
+
+    y += pad
+    for text in footer:
+        draw.text((pad, y), _ascii(text), fill=_TEXT, font=font)
+        y += line
+    return np.asarray(canvas)
+
+
+def fit_to(image: Image.Image, side: int) -> Image.Image:
+    """The image scaled (down or up) so that its longer side is ``side`` pixels, aspect kept."""
+    if max(image.size) == side:
+        return image
+    if max(image.size) > side:
+        return fit_within(image, side)
+    ratio = side / max(image.size)
+    size = (max(1, round(image.size[0] * ratio)), max(1, round(image.size[1] * ratio)))
+    return image.resize(size, Image.Resampling.BICUBIC)
+
+
+def export_name(when: dt.datetime | None = None, suffix: str = ".png") -> str:
+    """``gradcam_detailed_comparison_{YYYYmmdd_HHMMSS}{suffix}``."""
+    when = when or dt.datetime.now()
+    return f"{EXPORT_STEM}_{when:%Y%m%d_%H%M%S}{suffix}"
+
+
+@dataclass(frozen=True)
+class ExportPaths:
+    png: Path
+    csv: Path
+    summary_csv: Path
+
+
+def write_export(
+    comparison: Comparison,
+    manifest: Manifest,
+    out_dir: str | Path,
+    normalisation: str = "per_image",
+    view: str = "overlay",
+    alpha: float = DEFAULT_ALPHA,
+    colormap: str = DEFAULT_COLORMAP,
+    when: dt.datetime | None = None,
+) -> ExportPaths:
+    """Write the grid PNG (numbers included), the per-image CSV and the summary CSV."""
+    when = when or dt.datetime.now()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = ExportPaths(out / export_name(when), out / export_name(when, ".csv"), out / export_name(when, "_summary.csv"))
+    picture = render_comparison(comparison, manifest, normalisation, view, alpha, colormap,
+                                created=f"{when:%Y-%m-%d %H:%M:%S}")
+    # Every text is made before any file is written, and each file is written atomically:
+    # a failure leaves no empty or partial export behind.
+    png, table, summary = to_png(picture), to_csv(image_table(comparison)), to_csv(summary_long(comparison))
+    write_bytes_atomic(paths.png, png)
+    write_text_atomic(paths.csv, table)
+    write_text_atomic(paths.summary_csv, summary)
+    return paths
