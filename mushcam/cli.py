@@ -24,7 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mushcam.compare",
     "mushcam.evaluate",
     "mushcam.train",
-    "mushcam.pipeline",
+    "mushcam.pipeline.cli",
     "mushcam.review.cli",
     "mushcam.trust.cli",
 )
