@@ -23,7 +23,7 @@ from pathlib import Path
 COMMAND_MODULES: tuple[str, ...] = (
     "mushcam.compare",
     "mushcam.evaluate",
-    "mushcam.train",
+    "mushcam.train.cli",
     "mushcam.pipeline.cli",
     "mushcam.review.cli",
     "mushcam.trust.cli",
