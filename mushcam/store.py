@@ -294,11 +294,7 @@ def save_run(
     with _connect(path, write=True, timeout=timeout) as connection:
         connection.execute("BEGIN IMMEDIATE")  # takes the write lock now: fails fast if locked
         try:
-            if not _check_identity(connection, path, empty_ok=True):
-                _create_schema(connection)
-            elif not _has_arch(connection):  # a version-1 store: add the column, in this transaction
-                connection.execute("ALTER TABLE runs ADD COLUMN arch TEXT NOT NULL DEFAULT ''")
-                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            _prepare_schema(connection, path)
             old = [
                 row[0]
                 for row in connection.execute(
@@ -532,6 +528,19 @@ def _create_schema(connection: sqlite3.Connection) -> None:
     connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
+def _prepare_schema(connection: sqlite3.Connection, path: Path) -> None:
+    """Inside a write transaction: create the schema in a new file, or upgrade a version-1 store.
+
+    Version 1 had no ``runs.arch``; the column is added (empty: read as the run's name) in the
+    same transaction as the write that needs it, so a failed write leaves the old file as it was.
+    """
+    if not _check_identity(connection, path, empty_ok=True):
+        _create_schema(connection)
+    elif not _has_arch(connection):
+        connection.execute("ALTER TABLE runs ADD COLUMN arch TEXT NOT NULL DEFAULT ''")
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
 @contextlib.contextmanager
 def transaction(path: str | os.PathLike[str], write: bool = False,
                 timeout: float | None = None) -> Iterator[sqlite3.Connection]:
@@ -587,7 +596,8 @@ def load_store(path: str | os.PathLike[str], timeout: float | None = None) -> St
 
 @contextlib.contextmanager
 def write_transaction(path: str | os.PathLike[str], timeout: float | None = None) -> Iterator[sqlite3.Connection]:
-    """Like :func:`transaction` with ``write=True``, but the store is created (core tables) if new.
+    """Like :func:`transaction` with ``write=True``, but the store is created (core tables) if new
+    and a version-1 store is upgraded, as :func:`save_run` does.
 
     For tables that may be written before any ``evaluate`` run (the trust metrics: a
     faithfulness run needs no stored predictions). Committed when the block ends, rolled
@@ -595,7 +605,6 @@ def write_transaction(path: str | os.PathLike[str], timeout: float | None = None
     """
     path = Path(path).expanduser()
     with _connect(path, write=True, timeout=timeout) as connection, _committed(connection, "BEGIN IMMEDIATE"):
-        if not _check_identity(connection, path, empty_ok=True):
-            _create_schema(connection)
+        _prepare_schema(connection, path)
         yield connection
 

@@ -197,10 +197,10 @@ VERSION_1_RUNS = """CREATE TABLE runs (run_id INTEGER PRIMARY KEY AUTOINCREMENT,
     batch_size INTEGER NOT NULL, seconds REAL NOT NULL, n_images INTEGER NOT NULL)"""
 
 
-def test_a_version_1_store_is_read_as_it_is_and_upgraded_on_write(tmp_path: Path) -> None:
-    path = tmp_path / "old.sqlite"
+def make_version_1_store(path: Path) -> None:
+    """One efficientnet_b0 run with 3 rows, in the layout version 1 wrote: no arch column."""
     store.save_run(path, make_run("efficientnet_b0"), make_rows(3))
-    with sqlite3.connect(path) as connection:  # rebuild it as version 1 wrote it: no arch column
+    with sqlite3.connect(path) as connection:
         connection.execute("ALTER TABLE runs RENAME TO runs_new")
         connection.execute(VERSION_1_RUNS)
         connection.execute("INSERT INTO runs SELECT run_id, backbone, checkpoint_path, checkpoint_sha256, layer,"
@@ -208,6 +208,11 @@ def test_a_version_1_store_is_read_as_it_is_and_upgraded_on_write(tmp_path: Path
                            " n_images FROM runs_new")
         connection.execute("DROP TABLE runs_new")
         connection.execute("PRAGMA user_version = 1")
+
+
+def test_a_version_1_store_is_read_as_it_is_and_upgraded_on_write(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    make_version_1_store(path)
     old = store.load_store(path)
     assert [(r.name, r.arch, r.label) for r in old.runs] == [("efficientnet_b0", "efficientnet_b0", "EfficientNet-B0")]
     assert len(old.predictions[old.runs[0].run_id]) == 3
@@ -216,3 +221,25 @@ def test_a_version_1_store_is_read_as_it_is_and_upgraded_on_write(tmp_path: Path
         assert connection.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION == 2
     assert [(r.name, r.arch) for r in store.load_runs(path)] == [("efficientnet_b0", "efficientnet_b0"),
                                                                   ("mine", "resnet50")]
+
+
+def test_write_transaction_upgrades_a_version_1_store_so_later_runs_keep_their_arch(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    make_version_1_store(path)
+    with store.write_transaction(path) as connection:
+        connection.execute("CREATE TABLE IF NOT EXISTS extra (x INTEGER)")
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == 2
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
+    assert "arch" in columns
+    assert [(r.name, r.arch) for r in store.load_runs(path)] == [("efficientnet_b0", "efficientnet_b0")]
+
+
+def test_a_failed_write_transaction_leaves_a_version_1_store_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    make_version_1_store(path)
+    with pytest.raises(RuntimeError), store.write_transaction(path):
+        raise RuntimeError("the writer failed")
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert "arch" not in {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
