@@ -23,8 +23,8 @@ from pathlib import Path
 COMMAND_MODULES: tuple[str, ...] = (
     "mushcam.compare",
     "mushcam.evaluate",
-    "mushcam.train",
-    "mushcam.pipeline",
+    "mushcam.train.cli",
+    "mushcam.pipeline.cli",
     "mushcam.review.cli",
     "mushcam.trust.cli",
 )

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from factories import CLASSES, write_image_folder, write_manifest
-from mushcam import pipeline
+from mushcam.pipeline import job
 from mushcam.cache import CamCache, cam_key
 from mushcam.cli import main
 from mushcam.data import image_sha256
@@ -108,13 +108,13 @@ def test_rerun_is_served_from_the_cache_without_loading_a_model(checkpoint_dir: 
     # and no more decoded images are held at once than one batch
     fresh = make_config(checkpoint_dir, tmp_path / "out2", tmp_path / "cache")
     held: list[int] = []
-    real_flush = pipeline._ModelPass._flush
+    real_flush = job._ModelPass._flush
 
-    def counting_flush(self: pipeline._ModelPass, queue: list, writer: object) -> None:
+    def counting_flush(self: job._ModelPass, queue: list, writer: object) -> None:
         held.append(sum(p.image is not None for p in queue))
         real_flush(self, queue, writer)
 
-    monkeypatch.setattr(pipeline._ModelPass, "_flush", counting_flush)
+    monkeypatch.setattr(job._ModelPass, "_flush", counting_flush)
     third = run_pipeline(fresh, items)
     monkeypatch.undo()
     assert max(held) == fresh.batch_size == 2
@@ -132,16 +132,16 @@ def test_interrupted_run_resumes_to_the_same_files(checkpoint_dir: Path, data: P
     whole = run_pipeline(make_config(checkpoint_dir, tmp_path / "whole", tmp_path / "cache_whole", backbones=FAST), items)
     assert all(r.computed == 6 for r in whole)
 
-    real_write = pipeline._ModelPass._write_files
+    real_write = job._ModelPass._write_files
     written = []
 
-    def write_then_stop(self: pipeline._ModelPass, *args: object) -> None:
+    def write_then_stop(self: job._ModelPass, *args: object) -> None:
         if self.backbone == FAST[1] and len(written) == 6 + 3:  # second model, half-way, mid-batch
             raise KeyboardInterrupt
         written.append(args)
         real_write(self, *args)
 
-    monkeypatch.setattr(pipeline._ModelPass, "_write_files", write_then_stop)
+    monkeypatch.setattr(job._ModelPass, "_write_files", write_then_stop)
     config = make_config(checkpoint_dir, tmp_path / "resumed", tmp_path / "cache_resumed", backbones=FAST)
     with pytest.raises(KeyboardInterrupt):
         run_pipeline(config, items)

@@ -19,6 +19,7 @@ from PIL import Image
 from factories import CLASSES, make_image, write_checkpoint, write_image_folder, write_manifest
 
 from mushcam import cli, train
+from mushcam.train import loop, output
 from mushcam.augment import AugmentConfig, augment_batch, crop_params, prepare_image
 from mushcam.catalog import load_catalog_model
 from mushcam.data import load_image, preprocess, scan_image_folder
@@ -278,7 +279,7 @@ def test_same_seed_same_weights_other_seed_other_start(
     reference = torch.load(trained / "mobilenet_v3_large.pt", weights_only=True)
     again = retrain(3)
     assert all(torch.equal(again[k], reference[k]) for k in reference)
-    monkeypatch.setattr(train, "_train_epoch", lambda *args, **kwargs: (0.0, 0.0))
+    monkeypatch.setattr(loop, "_train_epoch", lambda *args, **kwargs: (0.0, 0.0))
     start3, start4 = retrain(3), retrain(4)
     assert not all(torch.equal(start3[k], reference[k]) for k in reference)  # the stub trained nothing
     assert not torch.equal(start3["features.0.0.weight"], start4["features.0.0.weight"])
@@ -303,7 +304,7 @@ def test_ctrl_c_keeps_the_best_checkpoint_and_a_matching_manifest(
     out = tmp_path / "out"
     # an earlier run for the same classes and input left a resnet50: it must stay listed
     write_manifest(out, backbones=("resnet50",), size=SIZE)
-    real_epoch = train._train_epoch
+    real_epoch = loop._train_epoch
     calls = []
 
     def interrupted_epoch(*args, **kwargs):
@@ -312,7 +313,7 @@ def test_ctrl_c_keeps_the_best_checkpoint_and_a_matching_manifest(
             raise KeyboardInterrupt
         return real_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(train, "_train_epoch", interrupted_epoch)
+    monkeypatch.setattr(loop, "_train_epoch", interrupted_epoch)
     argv = ["--data", str(root), "--backbone", "mobilenet_v3_large", "--manifest", str(out), "--epochs", "5",
             "--image-size", str(SIZE), "--batch-size", "4", "--device", "cpu", "--out", str(out)]
     assert run_cli(argv) == 130
@@ -331,7 +332,7 @@ def test_ctrl_c_keeps_the_best_checkpoint_and_a_matching_manifest(
 def test_ctrl_c_during_a_save_is_deferred_until_it_is_complete() -> None:
     steps = []
     with pytest.raises(KeyboardInterrupt):
-        with train._shielded_from_ctrl_c():
+        with output._shielded_from_ctrl_c():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)  # the signal is delivered here, while "saving"
             steps.append("saved")
@@ -347,7 +348,7 @@ def test_ctrl_c_before_the_first_epoch_writes_no_checkpoint(tmp_path: Path, monk
     def interrupted_epoch(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, "_train_epoch", interrupted_epoch)
+    monkeypatch.setattr(loop, "_train_epoch", interrupted_epoch)
     config = train.TrainConfig(epochs=2, image_size=SIZE, batch_size=4, device="cpu")
     with pytest.raises(KeyboardInterrupt):
         train.train(root, ["mobilenet_v3_large"], out, config, report=lambda line: None)
@@ -467,7 +468,7 @@ def test_training_uses_batchnorm_momentum_0_1(tmp_path: Path, monkeypatch: pytes
         seen.extend(m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
         return 0.0, 0.0
 
-    monkeypatch.setattr(train, "_train_epoch", record)
+    monkeypatch.setattr(loop, "_train_epoch", record)
     root = make_dataset(tmp_path / "data", per_class=1)
     config = train.TrainConfig(epochs=1, image_size=SIZE, batch_size=4, device="cpu")
     train.train(root, ["mobilenet_v3_large"], tmp_path / "out", config, report=lambda line: None)

@@ -1,0 +1,302 @@
+"""The job itself: each model in turn over every image -- the lazy model, batches, the cache,
+the files and the CSV (:func:`run_pipeline`)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mushcam.cache import CachedCam, cam_key, entry_fits, roundtrip, store_explanation
+from mushcam.catalog import cache_digest, cam_layer, entry_fingerprint, load_catalog_entry
+from mushcam.cli import UsageError
+from mushcam.data import ImageLoadError, decode_image, image_sha256, preprocess, read_bytes
+from mushcam.explain import Explanation, render_explanation
+from mushcam.finite import naming_model
+from mushcam.manifest import file_safe_name
+from mushcam.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss
+from mushcam.methods import DEFAULT_METHOD
+from mushcam.methods import cam as compute_cam
+from mushcam.pipeline.config import ModelReport, PipelineConfig
+from mushcam.pipeline.device import release_memory
+from mushcam.pipeline.items import ImageItem
+from mushcam.pipeline.writer import (
+    CSV_FIELDS,
+    _check_run_settings,
+    _npy_bytes,
+    _run_settings,
+    output_paths,
+    write_atomic,
+)
+from mushcam.render import fit_within, to_png
+
+
+MAX_QUEUE = 256  # done images (no pixels held) waiting for a batch to fill: bounds a mostly-cached run
+PROGRESS_SECONDS = 10.0
+
+
+@dataclass
+class _Pending:
+    item: ImageItem
+    image_sha: str
+    target: int | None
+    entry: CachedCam | None  # the cached map, or None: to compute
+    image: Image.Image | None = None  # decoded (display size) when it must be rendered
+    tensor: torch.Tensor | None = None  # model input when the map must be computed
+    render: bool = True
+
+
+def _class_target(config: PipelineConfig, item: ImageItem) -> int | None:
+    if config.target == "predicted":
+        return None
+    if config.target == "true":
+        assert item.label is not None  # checked before the run
+        return config.manifest.class_index(item.label)
+    return int(config.target)
+
+
+def check_targets(config: PipelineConfig, items: Sequence[ImageItem]) -> None:
+    """Fail before any work when ``--target true`` cannot be honoured for some image."""
+    if config.target != "true":
+        return
+    unlabelled = [item.relpath for item in items if item.label is None]
+    if unlabelled:
+        raise UsageError(
+            f"--target true needs class folders (root/<Class>/image.jpg); {len(unlabelled)} images have none "
+            f"(e.g. {unlabelled[0]})"
+        )
+    known = {name.lower() for name in config.manifest.class_names}
+    unknown = sorted({item.label for item in items if item.label is not None and item.label.lower() not in known})
+    if unknown:
+        raise UsageError(
+            f"--target true: class folders {', '.join(unknown)} are not classes of the manifest "
+            f"({', '.join(config.manifest.class_names)})"
+        )
+
+
+class _ModelPass:
+    """One backbone over all images: lazy model, batches, cache, files, CSV."""
+
+    def __init__(self, config: PipelineConfig, backbone: str, items: Sequence[ImageItem],
+                 progress: Callable[[str], None]) -> None:
+        self.config = config
+        self.backbone = backbone
+        self.items = items
+        self.progress = progress
+        self.manifest = config.manifest
+        self.layer = cam_layer(self.manifest, backbone)  # None: found when the model is loaded
+        self.checkpoint = self.manifest.checkpoint_path(backbone)
+        # Grad-CAM keeps the folder layout of earlier runs; another method gets its own folder.
+        folder = file_safe_name(backbone)
+        self.out_dir = config.out / (folder if config.method == DEFAULT_METHOD else f"{folder}-{config.method}")
+        self.model: torch.nn.Module | None = None
+        self.report = ModelReport(backbone, label=self.manifest.display_name(backbone),
+                                  arch=self.manifest.models[backbone].arch)
+        self.checkpoint_sha = ""  # the weights file's SHA-256 (run.json)
+        self.cache_sha = ""  # what the CAM cache keys this model's maps by (catalog.cache_digest)
+        self.cache_warned = False
+
+    # -- the pass
+    def run(self) -> ModelReport:
+        device = self.config.device
+        report = self.report
+        report.peak_is_per_model = reset_peak_rss()
+        report.rss_start_bytes = current_rss_bytes()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        started = time.perf_counter()
+        self.checkpoint_sha = self.config.cache.checkpoint_sha256(self.checkpoint)  # once per run, memoised
+        self.cache_sha = cache_digest(self.checkpoint_sha, entry_fingerprint(self.manifest, self.backbone))
+        if self.layer is None:  # the entry names no layer: the model says which (loaded now, not lazily)
+            self._model()
+        _check_run_settings(self.out_dir, _run_settings(self.config, self.backbone, self.checkpoint_sha, self.layer),
+                            self.config.force)
+        csv_name = "predictions.csv" if self.config.shard is None else "predictions.shard-{}-of-{}.csv".format(*self.config.shard)
+        csv_tmp = self.out_dir / f".{csv_name}.{uuid.uuid4().hex}.tmp"
+        last_progress = time.monotonic()
+        try:
+            with open(csv_tmp, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle, lineterminator="\n")
+                writer.writerow(CSV_FIELDS)
+                queue: list[_Pending] = []
+                decoded = 0  # images held in memory: at most one batch, whether to compute or only to draw
+                for done, item in enumerate(self.items, start=1):
+                    pending = self._prepare(item)
+                    if pending is not None:
+                        queue.append(pending)
+                        decoded += pending.image is not None
+                    if decoded >= self.config.batch_size or len(queue) >= MAX_QUEUE:
+                        self._flush(queue, writer)
+                        queue, decoded = [], 0
+                    if time.monotonic() - last_progress >= PROGRESS_SECONDS:
+                        self.progress(f"{self.backbone}: {done}/{len(self.items)} images")
+                        last_progress = time.monotonic()
+                self._flush(queue, writer)
+            os.replace(csv_tmp, self.out_dir / csv_name)
+        finally:
+            csv_tmp.unlink(missing_ok=True)
+            if self.model is not None:  # a full collection costs ~0.4 s here: only when there is a model to free
+                self.model = None
+                release_memory(device)
+        report.seconds = time.perf_counter() - started
+        report.peak_rss_bytes = peak_rss_bytes()
+        if report.load_peak_rss_bytes is not None and report.peak_rss_bytes is not None:
+            report.work_peak_rss_bytes = report.peak_rss_bytes
+            report.peak_rss_bytes = max(report.peak_rss_bytes, report.load_peak_rss_bytes)
+        if device.type == "cuda":
+            report.cuda_max_allocated_bytes = int(torch.cuda.max_memory_allocated(device))
+        return report
+
+    def _prepare(self, item: ImageItem) -> _Pending | None:
+        """Read and hash one image; look its map up; decide what remains to do."""
+        config = self.config
+        try:
+            data = read_bytes(item.path)
+        except ImageLoadError as exc:
+            self.report.failed.append(f"{item.relpath}: {exc}")
+            return None
+        image_sha = image_sha256(data)
+        target = _class_target(config, item)
+        key = cam_key(self.cache_sha, image_sha, self.layer, target, self.manifest.input, config.method)
+        entry = None if config.force else config.cache.get_entry(key)
+        if entry is not None and not entry_fits(entry, self.manifest.input, self.manifest.num_classes):
+            entry = None  # recorded without what the CSV needs: recompute
+        pending = _Pending(item, image_sha, target, entry)
+        if entry is not None:
+            paths = output_paths(self.out_dir, item.relpath, config.views)
+            pending.render = config.force or not all(path.is_file() for path in paths.values())
+            if not pending.render:
+                return pending
+        try:
+            image = decode_image(data)
+        except ImageLoadError as exc:
+            self.report.failed.append(f"{item.relpath}: {exc}")
+            return None
+        if entry is None:
+            pending.tensor = preprocess(image, self.manifest.input)
+        pending.image = fit_within(image, config.max_side)
+        return pending
+
+    def _flush(self, queue: list[_Pending], writer: csv.writer) -> None:
+        """Compute the queue's missing maps in one batch, then write every image's files in order."""
+        missing = [p for p in queue if p.entry is None]
+        computed: dict[int, tuple[torch.Tensor, torch.Tensor, int, bool]] = {}
+        if missing:
+            model = self._model()
+            inputs = torch.stack([p.tensor for p in missing])
+            targets = None if self.config.target == "predicted" else [p.target for p in missing]
+            with naming_model(self.backbone):
+                result = compute_cam(model, inputs, self.layer, targets, method=self.config.method)
+            cams = result.cams.detach().cpu()
+            probabilities = result.probabilities.detach().cpu()
+            classes = result.class_idx.detach().cpu()
+            predicted = result.predicted.detach().cpu()
+            for pending, cam, probs, cls, top in zip(missing, cams, probabilities, classes, predicted, strict=True):
+                computed[id(pending)] = (cam, probs, int(cls), int(cls) == int(top))
+            del result, inputs
+        for pending in queue:
+            self._finish(pending, computed.get(id(pending)), writer)
+            pending.image = None
+            pending.tensor = None
+
+    def _finish(self, pending: _Pending, fresh: tuple[torch.Tensor, torch.Tensor, int, bool] | None,
+                writer: csv.writer) -> None:
+        report = self.report
+        item = pending.item
+        if fresh is not None:
+            cam, probabilities, class_idx, is_predicted = fresh
+            try:
+                stored = roundtrip(cam)
+            except ValueError as exc:  # a map with NaN/inf: the model's output is broken for this image
+                report.failed.append(f"{item.relpath}: {exc}")
+                return
+            self._store(cam, probabilities, class_idx, is_predicted, pending.image_sha)
+            report.computed += 1
+        else:
+            assert pending.entry is not None
+            stored, probabilities, class_idx = pending.entry.cam, pending.entry.probabilities, pending.entry.class_idx
+            assert probabilities is not None and class_idx is not None
+            report.cached += 1
+            if not pending.render:
+                report.skipped += 1
+        report.images += 1
+        if pending.render:
+            assert pending.image is not None
+            explanation = Explanation(stored, probabilities, class_idx, self.layer, self.config.method)
+            self._write_files(item, pending.image, explanation)
+        names = self.manifest.class_names
+        predicted = int(probabilities.argmax())
+        writer.writerow([
+            item.relpath,
+            item.label or "",
+            names[predicted],
+            f"{float(probabilities[predicted]):.6f}",
+            names[class_idx],
+            f"{float(probabilities[class_idx]):.6f}",
+            repr(float(stored.max())) if stored.numel() else "0.0",
+        ])
+
+    def _store(self, cam: torch.Tensor, probabilities: torch.Tensor, class_idx: int, is_predicted: bool,
+               image_sha: str) -> None:
+        try:
+            store_explanation(self.config.cache, cam, probabilities, class_idx, is_predicted, self.cache_sha, image_sha,
+                              self.layer, self.manifest.input, self.config.method)
+        except OSError as exc:  # a full or read-only cache must not stop the job; the files are still written
+            if not self.cache_warned:
+                self.progress(f"warning: cannot write the cache at {self.config.cache.root} ({exc}); "
+                              "continuing without caching")
+                self.cache_warned = True
+
+    def _write_files(self, item: ImageItem, image: Image.Image, explanation: Explanation) -> None:
+        views = render_explanation(image, explanation, self.manifest, self.report.label,
+                                   self.config.alpha, self.config.colormap, max_side=self.config.max_side)
+        pixels = {name.lower(): array for name, array in views.as_dict().items()}
+        paths = output_paths(self.out_dir, item.relpath, self.config.views)
+        for view in self.config.views:
+            write_atomic(paths[view], to_png(pixels[view], self.config.png_level))
+        write_atomic(paths["cam"], _npy_bytes(explanation.cam.numpy().astype(np.float32)))
+
+    def _model(self) -> torch.nn.Module:
+        """The backbone, loaded on first need (a fully cached pass never loads it)."""
+        if self.model is None:
+            loaded = load_catalog_entry(self.manifest, self.backbone)
+            model = loaded.model
+            self.layer = cam_layer(self.manifest, self.backbone, loaded)
+            for parameter in model.parameters():
+                parameter.requires_grad_(False)  # no parameter gradient can ever be kept
+            self.model = model.to(self.config.device)
+            self.report.model_loaded = True
+            if self.report.peak_is_per_model:  # split the pass's peak: loading vs. the work per image
+                self.report.load_peak_rss_bytes = peak_rss_bytes()
+                self.report.rss_after_load_bytes = current_rss_bytes()
+                reset_peak_rss()
+        return self.model
+
+
+def run_pipeline(
+    config: PipelineConfig,
+    items: Sequence[ImageItem],
+    progress: Callable[[str], None] | None = None,
+) -> list[ModelReport]:
+    """Grad-CAM of ``items`` (already sharded) for each backbone in turn; one report per model."""
+    say = progress or (lambda message: None)
+    check_targets(config, items)
+    for backbone in config.backbones:
+        if backbone not in config.manifest.models:
+            raise UsageError(f"{backbone} is not in the manifest (it lists: {', '.join(config.manifest.models)})")
+        path = config.manifest.checkpoint_path(backbone)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint for {backbone} not found: {path}")
+    config.out.mkdir(parents=True, exist_ok=True)
+    reports = []
+    for backbone in config.backbones:
+        (config.out / file_safe_name(backbone)).mkdir(parents=True, exist_ok=True)
+        reports.append(_ModelPass(config, backbone, items, say).run())
+    return reports

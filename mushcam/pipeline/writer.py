@@ -1,0 +1,82 @@
+"""The files a run writes into ``OUT/<model>/``: where each one goes, atomic writes, and the
+``run.json`` that keeps one folder to one set of settings."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mushcam.catalog import entry_fingerprint
+from mushcam.cli import UsageError
+from mushcam.files import write_bytes_atomic
+from mushcam.methods import DEFAULT_METHOD
+from mushcam.pipeline.config import PipelineConfig
+
+
+RUN_FORMAT = 1
+CSV_FIELDS = ("image", "true_class", "predicted", "confidence", "explained_class", "explained_probability", "cam_max")
+
+
+def output_paths(out_dir: Path, relpath: str, views: Sequence[str]) -> dict[str, Path]:
+    """The files one image gets in a backbone's folder: one PNG per view and the raw map."""
+    paths = {view: out_dir / f"{relpath}.{view}.png" for view in views}
+    paths["cam"] = out_dir / f"{relpath}.cam.npy"
+    return paths
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
+    write_bytes_atomic(path, data)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _run_settings(config: PipelineConfig, backbone: str, checkpoint_sha: str, layer: str) -> dict[str, object]:
+    spec = config.manifest.input
+    return {
+        "format": RUN_FORMAT,
+        "backbone": backbone,  # the model's manifest name
+        "checkpoint_sha256": checkpoint_sha,
+        "layer": layer,
+        "classes": config.manifest.class_names,
+        "input": {"size": spec.size, "resize": spec.resize, "mean": list(spec.mean), "std": list(spec.std)},
+        "target": config.target,
+        "views": list(config.views),
+        "alpha": config.alpha,
+        "colormap": config.colormap,
+        "max_side": config.max_side,
+        "png_level": config.png_level,
+        # the architecture, where the name does not say it (runs of older versions had none)
+        **({"arch": arch} if (arch := config.manifest.models[backbone].arch) != backbone else {}),
+        # head activation / user code / kwargs, where the entry sets them (catalog.entry_fingerprint)
+        **({"entry": fingerprint} if (fingerprint := entry_fingerprint(config.manifest, backbone)) else {}),
+        # Grad-CAM runs keep the settings (and folders) of runs made before other methods existed.
+        **({} if config.method == DEFAULT_METHOD else {"method": config.method}),
+    }
+
+
+def _check_run_settings(out_dir: Path, settings: dict[str, object], force: bool) -> None:
+    """Refuse to mix files made with other settings into one folder (unless --force)."""
+    path = out_dir / "run.json"
+    if path.is_file() and not force:
+        try:
+            previous = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            previous = None
+        if previous != settings:
+            differing = (
+                sorted(k for k in settings if previous.get(k) != settings[k]) if isinstance(previous, dict) else ["run.json"]
+            )
+            raise UsageError(
+                f"{out_dir} holds results made with other settings ({', '.join(differing)} differ); "
+                "choose another --out, or pass --force to recompute and overwrite them"
+            )
+    write_atomic(path, (json.dumps(settings, indent=2) + "\n").encode("utf-8"))

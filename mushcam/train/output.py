@@ -1,0 +1,146 @@
+"""What a run writes into ``--out``: which existing manifest entries stay, Ctrl-C-safe atomic
+saves of checkpoint and manifest, the per-epoch log's columns and the ``<backbone>.train.json``
+summary (and its one-line form)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mushcam.exceptions import MushcamError
+from mushcam.manifest import (
+    MANIFEST_NAME,
+    ClassInfo,
+    InputSpec,
+    Manifest,
+    ModelEntry,
+    load_manifest,
+    save_manifest,
+)
+from mushcam.models import BACKBONES
+from mushcam.train.config import TrainConfig, TrainResult
+from mushcam.train.data import Report, TrainingData
+from mushcam.train.metrics import SplitMetrics
+
+
+LOG_COLUMNS: tuple[str, ...] = (
+    "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+    "val_dangerous_error_rate", "lr", "seconds", "best",
+)
+
+
+def _same_layout(existing: Manifest, classes: Sequence[str], spec: InputSpec) -> bool:
+    return existing.class_names == list(classes) and existing.input == spec
+
+
+def plan_output(
+    out_dir: Path, classes: Sequence[str], spec: InputSpec, backbones: Sequence[str], warn: Report = print
+) -> tuple[Manifest | None, dict[str, ModelEntry]]:
+    """The output folder's existing manifest and the model entries that stay in it.
+
+    Same classes (same order) and same input spec: every entry stays until retrained.
+    Otherwise the entries cannot share one manifest with the new models: they are dropped
+    when their checkpoint is missing or about to be retrained, and an error is raised when a
+    checkpoint of another backbone would be orphaned (nothing is overwritten then).
+    """
+    path = out_dir / MANIFEST_NAME
+    if not path.is_file():
+        return None, {}
+    existing = load_manifest(path)
+    if _same_layout(existing, classes, spec):
+        return existing, dict(existing.models)
+    blocking = [
+        b for b in existing.models if b not in backbones and existing.checkpoint_path(b).is_file()
+    ]
+    if blocking:
+        raise MushcamError(
+            f"{path} describes {', '.join(blocking)} for other classes or another input "
+            f"({len(existing.classes)} classes, {existing.input.size} px {existing.input.resize}); "
+            f"training {len(classes)} classes at {spec.size} px squash there would leave them unusable. "
+            "Choose another --out folder, or retrain those backbones too."
+        )
+    if existing.models:
+        warn(f"note: {path} described other classes or another input; it is replaced")
+    return existing, {}
+
+
+def _write_manifest(out_dir: Path, classes: Sequence[ClassInfo], spec: InputSpec, entries: dict[str, ModelEntry]) -> None:
+    ordered = {b: entries[b] for b in BACKBONES if b in entries}
+    save_manifest(Manifest(classes=tuple(classes), input=spec, models=ordered, root=out_dir), out_dir / MANIFEST_NAME)
+
+
+@contextlib.contextmanager
+def _shielded_from_ctrl_c() -> Iterator[None]:
+    """Defer SIGINT for the block (a save must not be cut in half); re-raise it afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        if previous is signal.default_int_handler or previous in (None, signal.SIG_DFL):
+            raise KeyboardInterrupt
+        if callable(previous):
+            previous(signal.SIGINT, None)
+
+
+def _save_state(model: nn.Module, path: Path) -> None:
+    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _pct(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.1%}"
+
+
+def _summary_line(result: TrainResult) -> str:
+    line = (
+        f"{result.backbone}: best epoch {result.best_epoch}/{result.epochs_run}, val acc {result.val.accuracy:.1%} "
+        f"dangerous {_pct(result.val.dangerous_error_rate)}"
+    )
+    if result.test is not None:
+        line += f"; test acc {result.test.accuracy:.1%} dangerous {_pct(result.test.dangerous_error_rate)}"
+    return line + f"; {result.seconds / 60:.1f} min -> {result.checkpoint}"
+
+
+def _json_metrics(metrics: SplitMetrics) -> dict[str, float | int | None]:
+    """Metrics for JSON: an undefined rate (NaN, no poisonous image) becomes null."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(metrics).items()}
+
+
+def _write_summary(
+    out: Path, result: TrainResult, config: TrainConfig, data: TrainingData, toxicities: Sequence[str]
+) -> None:
+    summary = {
+        "backbone": result.backbone,
+        "checkpoint": result.checkpoint.name,
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "stopped_early": result.stopped_early,
+        "interrupted": result.interrupted,
+        "seconds": round(result.seconds, 1),
+        "val": _json_metrics(result.val),
+        "test": _json_metrics(result.test) if result.test else None,
+        "classes": [{"name": c, "toxicity": t, "train_images": n} for c, t, n in zip(data.classes, toxicities, data.counts, strict=True)],
+        "config": {**asdict(config), "learning_rate": config.learning_rate},
+    }
+    path = out / f"{result.backbone}.train.json"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
