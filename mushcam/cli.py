@@ -21,7 +21,7 @@ from pathlib import Path
 
 # Modules that contribute sub-commands through ``add_cli(subparsers)``.
 COMMAND_MODULES: tuple[str, ...] = (
-    "mushcam.compare",
+    "mushcam.compare.cli",
     "mushcam.evaluate",
     "mushcam.train.cli",
     "mushcam.pipeline.cli",
@@ -240,13 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_explain(subparsers)
     add_import_checkpoint(subparsers)
     for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue  # that command is not built yet
-            raise
-        module.add_cli(subparsers)
+        importlib.import_module(module_name).add_cli(subparsers)
     return parser
 
 

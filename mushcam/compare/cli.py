@@ -27,7 +27,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "compare",
         help="the models side by side on several images: grid PNG with agreement and focus numbers, CSV",
-        description="Grad-CAM of every chosen backbone on several images, with how much the maps agree "
+        description="The CAM maps (--method; Grad-CAM by default) of every chosen model on several images, with how much the maps agree "
         "(top-20% IoU, Spearman) and how focused each is (half-mass area, entropy). Writes "
         "gradcam_detailed_comparison_{timestamp}.png, .csv and _summary.csv.",
     )

@@ -48,7 +48,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """The ``train`` command: a user error raises ValueError/OSError (one line, exit 2)."""
+    """The ``train`` command; a user error raises :class:`MushcamError` (the CLI prints one line, exit 2)."""
     threads = args.threads if args.threads is not None else len(os.sched_getaffinity(0))
     if threads < 1:
         raise MushcamError(f"--threads must be at least 1; got {threads}")

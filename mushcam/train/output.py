@@ -5,9 +5,9 @@ summary (and its one-line form)."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
-import os
 import signal
 import threading
 from collections.abc import Iterator, Sequence
@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from mushcam.exceptions import MushcamError
+from mushcam.files import write_bytes_atomic, write_text_atomic
 from mushcam.manifest import (
     MANIFEST_NAME,
     ClassInfo,
@@ -99,10 +100,11 @@ def _shielded_from_ctrl_c() -> Iterator[None]:
 
 
 def _save_state(model: nn.Module, path: Path) -> None:
+    """The model's weights as a plain state dict on CPU, written atomically (a reader never sees half a file)."""
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def _pct(value: float) -> str:
@@ -140,7 +142,4 @@ def _write_summary(
         "classes": [{"name": c, "toxicity": t, "train_images": n} for c, t, n in zip(data.classes, toxicities, data.counts, strict=True)],
         "config": {**asdict(config), "learning_rate": config.learning_rate},
     }
-    path = out / f"{result.backbone}.train.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(out / f"{result.backbone}.train.json", json.dumps(summary, indent=2, default=str, allow_nan=False) + "\n")
