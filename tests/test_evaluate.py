@@ -178,7 +178,7 @@ def test_locked_store_is_reported_and_left_alone(evaluated: dict[str, Path], tmp
                                                  monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "r.sqlite"
     out.write_bytes(evaluated["out"].read_bytes())
-    monkeypatch.setattr(store, "DEFAULT_TIMEOUT", 0.2)
+    monkeypatch.setattr("mushcam.store.connection.DEFAULT_TIMEOUT", 0.2)  # where _connect reads it
     holder = sqlite3.connect(out, isolation_level=None)
     try:
         holder.execute("BEGIN EXCLUSIVE")

@@ -329,13 +329,12 @@ def test_evaluate_refuses_an_unusable_store_before_running_any_model(world: Worl
                                                                      capsys: pytest.CaptureFixture[str],
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import mushcam.evaluate
-    import mushcam.store
 
     def no_model(*args, **kwargs):
         raise AssertionError("a model was loaded before the store was checked")
 
     monkeypatch.setattr(mushcam.evaluate, "load_catalog_entry", no_model)
-    monkeypatch.setattr(mushcam.store, "DEFAULT_TIMEOUT", 0.2)
+    monkeypatch.setattr("mushcam.store.connection.DEFAULT_TIMEOUT", 0.2)  # where _connect reads it
     locked = tmp_path / "locked.sqlite"
     locked.write_bytes(world.store.read_bytes())
     holder = sqlite3.connect(locked, isolation_level=None)
