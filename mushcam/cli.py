@@ -22,7 +22,7 @@ from pathlib import Path
 # Modules that contribute sub-commands through ``add_cli(subparsers)``.
 COMMAND_MODULES: tuple[str, ...] = (
     "mushcam.compare.cli",
-    "mushcam.evaluate",
+    "mushcam.evaluate.cli",
     "mushcam.train.cli",
     "mushcam.pipeline.cli",
     "mushcam.review.cli",

@@ -127,7 +127,7 @@ def test_rerun_replaces_and_interruption_keeps_the_old_run(evaluated: dict[str, 
     np.testing.assert_allclose(after.predictions[new_ids["mobilenet_v3_large"]].probabilities,
                                before.predictions[old_ids["mobilenet_v3_large"]].probabilities, atol=1e-5)
 
-    real_load = evaluate.load_catalog_entry
+    real_load = evaluate.predict.load_catalog_entry
 
     def load_then_interrupt(*args: object, **kwargs: object) -> object:
         loaded = real_load(*args, **kwargs)
@@ -142,7 +142,7 @@ def test_rerun_replaces_and_interruption_keeps_the_old_run(evaluated: dict[str, 
         model.register_forward_pre_hook(hook)
         return loaded
 
-    monkeypatch.setattr(evaluate, "load_catalog_entry", load_then_interrupt)
+    monkeypatch.setattr("mushcam.evaluate.predict.load_catalog_entry", load_then_interrupt)  # where evaluate_models calls it
     messages: list[str] = []
     with pytest.raises(KeyboardInterrupt):
         evaluate.evaluate_models(evaluated["data"], manifest, out, ["efficientnet_b0"], batch_size=4,

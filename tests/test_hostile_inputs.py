@@ -328,12 +328,10 @@ def test_cli_answers_in_one_line_and_keeps_earlier_results(case: Case, world: Wo
 def test_evaluate_refuses_an_unusable_store_before_running_any_model(world: World, tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture[str],
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    import mushcam.evaluate
-
     def no_model(*args, **kwargs):
         raise AssertionError("a model was loaded before the store was checked")
 
-    monkeypatch.setattr(mushcam.evaluate, "load_catalog_entry", no_model)
+    monkeypatch.setattr("mushcam.evaluate.predict.load_catalog_entry", no_model)  # where evaluate_models calls it
     monkeypatch.setattr("mushcam.store.connection.DEFAULT_TIMEOUT", 0.2)  # where _connect reads it
     locked = tmp_path / "locked.sqlite"
     locked.write_bytes(world.store.read_bytes())

@@ -1,21 +1,11 @@
-"""Test-set evaluation: every prediction of every model into the results store, and a report.
+"""Prediction: each model over the test set, in batches, each run saved to the results store.
 
-``python -m mushcam evaluate --data ROOT [--manifest FILE] [--models NAME ...] [--batch-size N]
---out results.sqlite`` runs each named model of the manifest over ``ROOT/<Class>/<image>`` (one model at a time,
-batched, under ``torch.inference_mode()``) and saves one run per model (see
-:mod:`mushcam.store`). Images are decoded with :func:`mushcam.data.load_image`'s decoder
-and preprocessed with :func:`mushcam.data.preprocess` to the manifest's input spec, exactly
-as the Explain page does, so a stored probability vector is what the app shows for that
-image. Class folders not in the manifest and unreadable images are skipped, reported on
-the console and listed in the store.
-
-``python -m mushcam report results.sqlite`` prints accuracy, the toxicity-aware error
-rates, per-class precision / recall / F1 and the confusion matrix of every run.
+:func:`predict_images` computes one model's probabilities; :func:`evaluate_models` runs every
+chosen model in turn, reports progress and skipped files, and saves one run per model.
 """
 
 from __future__ import annotations
 
-import argparse
 import platform
 import sys
 import time
@@ -30,68 +20,17 @@ import torch
 from torch import nn
 
 from mushcam.exceptions import MushcamError
-from mushcam.data import (
-    IMAGE_EXTENSIONS,
-    ImageLoadError,
-    decode_image,
-    image_sha256,
-    preprocess,
-    printable,
-    read_bytes,
-    scan_images,
-)
+from mushcam.data import ImageLoadError, decode_image, image_sha256, preprocess, read_bytes
 from mushcam.finite import naming_model, require_finite
 from mushcam.gradcam import eval_mode
 from mushcam.manifest import InputSpec, Manifest
 from mushcam.metrics import ModelMetrics, compute_metrics, format_rate
 from mushcam.catalog import load_catalog_entry
 from mushcam.models import file_sha256
-from mushcam.store import Predictions, RunRecord, Skipped, StoreContents, check_writable, load_store, save_run
+from mushcam.store import Predictions, RunRecord, Skipped, check_writable, save_run
+from mushcam.evaluate.scan import TestImage, scan_test_set
 
 MAX_BATCH_SIZE = 1024
-
-
-@dataclass(frozen=True)
-class TestImage:
-    """One image to evaluate: absolute path, path relative to the data root, true class index."""
-
-    path: Path
-    relpath: str
-    true_idx: int
-
-
-@dataclass(frozen=True)
-class TestSet:
-    root: Path  # resolved
-    images: tuple[TestImage, ...]
-    skipped: tuple[Skipped, ...]  # class folders not in the manifest, loose files
-
-
-def scan_test_set(root: str | Path, manifest: Manifest) -> TestSet:
-    """The images under ``root/<Class>/`` whose class folder names a manifest class.
-
-    Folder names match class names exactly, then case-insensitively. Images in a folder
-    that is not a manifest class, and images lying directly in ``root``, are skipped with
-    the reason.
-    """
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"data folder not found: {root}")
-    root = root.resolve()
-    images: list[TestImage] = []
-    skipped: list[Skipped] = []
-    for path in sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
-        skipped.append(Skipped(printable(path.name), "not inside a class folder (expected ROOT/<Class>/<image>)"))
-    scan = scan_images(root)
-    skipped.extend(Skipped(path, reason) for path, reason in scan.skipped)
-    for item in scan.images:
-        try:
-            true_idx = manifest.class_index(item.label)
-        except KeyError:
-            skipped.append(Skipped(item.relpath, f"class folder {item.label!r} is not one of the manifest's classes"))
-            continue
-        images.append(TestImage(item.path, item.relpath, true_idx))
-    return TestSet(root, tuple(images), tuple(skipped))
 
 
 class Progress:
@@ -376,141 +315,3 @@ def _group_by_reason(skipped: Sequence[Skipped]) -> dict[str, list[str]]:
 
 def _examples(paths: Sequence[str], n: int = 3) -> str:
     return ", ".join(paths[:n]) + (f", ... {len(paths) - n} more" if len(paths) > n else "")
-
-
-def run_metrics(contents: StoreContents, run_id: int) -> ModelMetrics:
-    """The metrics of one stored run."""
-    run = contents.run(run_id)
-    rows = contents.predictions[run_id]
-    return compute_metrics(rows.true_idx, rows.pred_idx, run.class_names, run.toxicities)
-
-
-# ---------------------------------------------------------------------------------- report
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool, right: Sequence[bool]) -> str:
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if r else "---" for r in right) + "|"]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines)
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)).rstrip()
-
-    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(row) for row in rows)])
-
-
-def _pct(value: float) -> str:
-    return "n/a" if np.isnan(value) else f"{value:.1%}"
-
-
-def _num(value: float) -> str:
-    return "n/a" if np.isnan(value) else f"{value:.3f}"
-
-
-def run_label(run: RunRecord, runs: Sequence[RunRecord] = ()) -> str:
-    """The model's display name (``ResNet-50``, a label, or its manifest name), with the
-    checkpoint hash (and data folder) added where needed to tell runs apart."""
-    label = run.label
-    same_backbone = [r for r in runs if r.backbone == run.backbone]
-    if len({r.checkpoint_sha256 for r in same_backbone}) > 1:
-        label += f" · {run.checkpoint_sha256[:8]}"
-    if len({r.data_root for r in runs}) > 1:
-        label += f" · {Path(run.data_root).name}"
-    return label
-
-
-def format_report(contents: StoreContents, markdown: bool = False, summary_only: bool = False) -> str:
-    """The report as text: a summary row per run, then per-class scores and confusion matrices."""
-    if not contents.runs:
-        return "the store holds no runs"
-    parts = []
-    rows = []
-    for run in contents.runs:
-        m = run_metrics(contents, run.run_id)
-        rows.append([
-            run_label(run, contents.runs), run.checkpoint_sha256[:8], str(m.n_images), _pct(m.accuracy), _num(m.macro_f1),
-            format_rate(m.dangerous_count, m.dangerous_rate, m.poisonous_images),
-            format_rate(m.benign_count, m.benign_rate, m.edible_images),
-            str(len(contents.skipped.get(run.run_id, ()))),
-        ])
-    header = ["model", "checkpoint", "images", "accuracy", "macro F1", "poisonous->edible (dangerous)",
-              "edible->poisonous", "skipped"]
-    parts.append(_table(header, rows, markdown, [False, False, True, True, True, True, True, True]))
-    roots = sorted({r.data_root for r in contents.runs})
-    parts.append("data: " + ", ".join(roots))
-    if summary_only:
-        return "\n".join(parts)
-    for run in contents.runs:
-        m = run_metrics(contents, run.run_id)
-        arch = run.name if run.arch == run.name else f"{run.name}: {run.arch}"
-        title = f"{run_label(run, contents.runs)} ({arch}, checkpoint {run.checkpoint_sha256[:12]}, {run.finished_at})"
-        parts.append("\n" + (f"### {title}" if markdown else title))
-        class_rows = [
-            [c.name, c.toxicity, str(c.support), str(c.predicted), _num(c.precision), _num(c.recall), _num(c.f1)]
-            for c in m.classes
-        ]
-        parts.append(_table(["class", "toxicity", "images", "predicted", "precision", "recall", "F1"], class_rows,
-                            markdown, [False, False, True, True, True, True, True]))
-        names = list(m.class_names)
-        short = names if markdown else [n[:12] for n in names]
-        matrix_rows = [[names[i]] + [str(int(v)) for v in m.confusion[i]] for i in range(len(names))]
-        parts.append("\nconfusion matrix (rows: true class, columns: predicted class)")
-        parts.append(_table(["true \\ predicted", *short], matrix_rows, markdown, [False] + [True] * len(names)))
-        skipped = contents.skipped.get(run.run_id, ())
-        if skipped:
-            parts.append(f"\nnot evaluated: {len(skipped)} file{'s' if len(skipped) != 1 else ''}")
-            for reason, paths in _group_by_reason(skipped).items():
-                parts.append(f"  {len(paths)} x {reason} ({_examples(paths)})")
-    return "\n".join(parts)
-
-
-# ------------------------------------------------------------------------------------- CLI
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``evaluate`` and ``report``."""
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="run each model over a test set (ROOT/<Class>/<image>) and store every prediction in SQLite",
-    )
-    parser.add_argument("--data", required=True, help="test-set folder: ROOT/<Class>/<image> (class = manifest class)")
-    parser.add_argument("--manifest", help="manifest.json or its folder (default: $MUSHCAM_CHECKPOINTS or checkpoints/)")
-    parser.add_argument("--model", "--models", "--backbone", "--backbones", dest="models", nargs="+", metavar="NAME",
-                        help="models to evaluate, by their manifest name (default: every manifest model with a "
-                        "checkpoint); --backbones is the old spelling")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
-    parser.add_argument("--out", required=True, help="results store to create or update, e.g. results.sqlite")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for inference (default: torch's choice; 1 is fastest on a busy shared host)")
-    parser.set_defaults(handler=run_evaluate)
-
-    report = subparsers.add_parser("report", help="print accuracy, per-class scores, confusion matrix and toxicity-aware error rates")
-    report.add_argument("store", help="results store written by `evaluate`")
-    report.add_argument("--markdown", action="store_true", help="markdown tables")
-    report.add_argument("--summary", action="store_true", help="only the one-row-per-model summary")
-    report.set_defaults(handler=run_report)
-
-
-def run_evaluate(args: argparse.Namespace) -> int:
-    from mushcam.cli import resolve_manifest
-
-    if args.threads is not None:
-        if args.threads < 1:
-            raise MushcamError(f"--threads must be at least 1; got {args.threads}")
-        torch.set_num_threads(args.threads)
-    manifest = resolve_manifest(args.manifest)
-    evaluate_models(args.data, manifest, args.out, batch_size=args.batch_size, models=args.models)
-    return 0
-
-
-def run_report(args: argparse.Namespace) -> int:
-    from mushcam.trust.report import format_trust_report
-    from mushcam.trust.store import load_trust
-
-    print(format_report(load_store(args.store), markdown=args.markdown, summary_only=args.summary))
-    trust = format_trust_report(load_trust(args.store), markdown=args.markdown)
-    if trust:
-        print("\n" + trust)
-    return 0
