@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
 
 from mushcam.catalog import load_catalog_entry  # noqa: E402
-from mushcam.data import decode_image, preprocess  # noqa: E402
+from mushcam.data import decode_image, preprocess, read_bytes  # noqa: E402
 from mushcam.evaluate import scan_test_set  # noqa: E402
 from mushcam.manifest import load_manifest  # noqa: E402
 from mushcam.memory import current_rss_bytes  # noqa: E402
@@ -42,7 +42,7 @@ def main() -> None:
     manifest = load_manifest(args.manifest)
     loaded = load_catalog_entry(manifest, args.model)
     images = list(scan_test_set(args.data, manifest).images)[: args.images]
-    batch = torch.stack([preprocess(decode_image(Path(item.path).read_bytes()), manifest.input) for item in images])
+    batch = torch.stack([preprocess(decode_image(read_bytes(item.path)), manifest.input) for item in images])
     settings = FaithfulnessSettings()
     for round_index in range(args.rounds):
         result = explain_maps(loaded.model, batch, loaded.layer, None, "gradcam")
