@@ -136,6 +136,21 @@ def wait_idle(page: object, timeout: float = 120.0, settle: float = 0.8, ready: 
     raise AssertionError("the app did not finish running within the timeout")
 
 
+def wait_for_text(page: object, text: str, count: int | None = None, timeout: float = 120.0) -> None:
+    """Wait until ``text`` is on the page (at least once, or exactly ``count`` times), then until the run settles.
+
+    Asserting right after an action races the server on a loaded host: wait for the very element the
+    test asserts on, never for "some alert" or a fixed time.
+    """
+    sync_api = pytest.importorskip("playwright.sync_api")
+    locator = page.get_by_text(text)
+    if count is None:
+        locator.first.wait_for(state="visible", timeout=timeout * 1000)
+    else:
+        sync_api.expect(locator).to_have_count(count, timeout=timeout * 1000)
+    wait_idle(page, timeout=timeout)
+
+
 def exception_texts(page: object) -> list[str]:
     """Texts of every Streamlit exception box on the page (should be none)."""
     boxes = page.locator('[data-testid="stException"]')

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from browser_support import browser_page, exception_texts, running_app, screenshot, wait_idle
+from browser_support import browser_page, exception_texts, running_app, screenshot, wait_for_text, wait_idle
 from factories import make_image, write_manifest
 
 pytestmark = pytest.mark.browser
@@ -50,21 +50,22 @@ def test_upload_move_alpha_and_recover_from_a_bad_file(tmp_path: Path):
         slider.focus()
         for _ in range(6):
             page.keyboard.press("ArrowRight")
+        sync_api = pytest.importorskip("playwright.sync_api")
+        sync_api.expect(page.locator('[data-testid="stSlider"]').first).to_contain_text("0.75", timeout=120_000)
         wait_idle(page, ready=OVERLAY)
-        assert page.locator('[data-testid="stSlider"]').first.inner_text().find("0.75") >= 0
         after = image_digest(page)
         assert after != before, "the overlay did not change when alpha moved"
         assert exception_texts(page) == []
         screenshot(page, "explain-alpha")
 
         page.locator('input[type="file"]').set_input_files(str(broken))
-        wait_idle(page, ready='[data-testid="stAlert"]')
+        wait_for_text(page, "cannot be used")
         assert page.get_by_text("broken.png").count() >= 1
         assert page.get_by_text("cannot be used").count() == 1
         assert exception_texts(page) == []
         screenshot(page, "explain-bad-file")
 
         page.locator('input[type="file"]').set_input_files(str(photo))
+        wait_for_text(page, "cannot be used", count=0)
         wait_idle(page, ready=OVERLAY)
-        assert page.get_by_text("cannot be used").count() == 0
         assert exception_texts(page) == []
