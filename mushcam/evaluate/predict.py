@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -19,16 +19,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from mushcam.exceptions import MushcamError
+from mushcam.catalog import load_catalog_entry
 from mushcam.data import ImageLoadError, decode_image, image_sha256, preprocess, read_bytes
+from mushcam.evaluate.scan import TestImage, scan_test_set
+from mushcam.exceptions import MushcamError
 from mushcam.finite import naming_model, require_finite
 from mushcam.gradcam import eval_mode
 from mushcam.manifest import InputSpec, Manifest
 from mushcam.metrics import ModelMetrics, compute_metrics, format_rate
-from mushcam.catalog import load_catalog_entry
 from mushcam.models import file_sha256
 from mushcam.store import Predictions, RunRecord, Skipped, check_writable, save_run
-from mushcam.evaluate.scan import TestImage, scan_test_set
 
 MAX_BATCH_SIZE = 1024
 
@@ -158,7 +158,7 @@ def library_versions() -> dict[str, str]:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -221,8 +221,8 @@ def evaluate_models(
     check_writable(out)  # a locked, read-only or foreign store is refused before any model runs
 
     test_set = scan_test_set(data_root, manifest)
-    for reason, items in _group_by_reason(test_set.skipped).items():
-        log(f"skipped {len(items)} file{'s' if len(items) != 1 else ''} ({_examples(items)}): {reason}")
+    for reason, items in group_by_reason(test_set.skipped).items():
+        log(f"skipped {len(items)} file{'s' if len(items) != 1 else ''} ({examples(items)}): {reason}")
     if not test_set.images:
         raise MushcamError(
             f"no images of the manifest's classes under {test_set.root} (expected ROOT/<Class>/<image>, "
@@ -284,7 +284,8 @@ def evaluate_models(
         log(
             f"{backbone}: {len(predictions)} images in {output.seconds:.1f} s "
             f"({len(predictions) / max(output.seconds, 1e-9):.1f} images/s); accuracy {metrics.accuracy:.1%}; "
-            f"poisonous->edible {format_rate(metrics.dangerous_count, metrics.dangerous_rate, metrics.poisonous_images)}"
+            "poisonous->edible "
+            f"{format_rate(metrics.dangerous_count, metrics.dangerous_rate, metrics.poisonous_images)}"
         )
         summaries.append(RunSummary(replace(run, run_id=run_id), metrics, skipped))
     log(f"results written to {out}; print them with: python -m mushcam report {out}")
@@ -306,12 +307,12 @@ def check_model_names(manifest: Manifest, names: Sequence[str]) -> list[str]:
     return chosen
 
 
-def _group_by_reason(skipped: Sequence[Skipped]) -> dict[str, list[str]]:
+def group_by_reason(skipped: Sequence[Skipped]) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
     for item in skipped:
         groups.setdefault(item.reason, []).append(item.path)
     return groups
 
 
-def _examples(paths: Sequence[str], n: int = 3) -> str:
+def examples(paths: Sequence[str], n: int = 3) -> str:
     return ", ".join(paths[:n]) + (f", ... {len(paths) - n} more" if len(paths) > n else "")

@@ -16,8 +16,8 @@ from PIL import Image
 
 from mushcam.cache import CachedCam, cam_key, entry_fits, roundtrip, store_explanation
 from mushcam.catalog import cache_digest, cam_layer, entry_fingerprint, load_catalog_entry
-from mushcam.cli import UsageError
 from mushcam.data import ImageLoadError, decode_image, image_sha256, preprocess, read_bytes
+from mushcam.cli import UsageError
 from mushcam.explain import Explanation, render_explanation
 from mushcam.finite import naming_model
 from mushcam.manifest import file_safe_name
@@ -29,14 +29,13 @@ from mushcam.pipeline.device import release_memory
 from mushcam.pipeline.items import ImageItem
 from mushcam.pipeline.writer import (
     CSV_FIELDS,
-    _check_run_settings,
-    _npy_bytes,
-    _run_settings,
+    check_run_settings,
+    npy_bytes,
     output_paths,
+    run_settings,
     write_atomic,
 )
 from mushcam.render import fit_within, to_png
-
 
 MAX_QUEUE = 256  # done images (no pixels held) waiting for a batch to fill: bounds a mostly-cached run
 PROGRESS_SECONDS = 10.0
@@ -116,9 +115,10 @@ class _ModelPass:
         self.cache_sha = cache_digest(self.checkpoint_sha, entry_fingerprint(self.manifest, self.backbone))
         if self.layer is None:  # the entry names no layer: the model says which (loaded now, not lazily)
             self._model()
-        _check_run_settings(self.out_dir, _run_settings(self.config, self.backbone, self.checkpoint_sha, self.layer),
+        check_run_settings(self.out_dir, run_settings(self.config, self.backbone, self.checkpoint_sha, self.layer),
                             self.config.force)
-        csv_name = "predictions.csv" if self.config.shard is None else "predictions.shard-{}-of-{}.csv".format(*self.config.shard)
+        shard = self.config.shard
+        csv_name = "predictions.csv" if shard is None else "predictions.shard-{}-of-{}.csv".format(*shard)
         csv_tmp = self.out_dir / f".{csv_name}.{uuid.uuid4().hex}.tmp"
         last_progress = time.monotonic()
         try:
@@ -261,7 +261,7 @@ class _ModelPass:
         paths = output_paths(self.out_dir, item.relpath, self.config.views)
         for view in self.config.views:
             write_atomic(paths[view], to_png(pixels[view], self.config.png_level))
-        write_atomic(paths["cam"], _npy_bytes(explanation.cam.numpy().astype(np.float32)))
+        write_atomic(paths["cam"], npy_bytes(explanation.cam.numpy().astype(np.float32)))
 
     def _model(self) -> torch.nn.Module:
         """The backbone, loaded on first need (a fully cached pass never loads it)."""

@@ -16,7 +16,6 @@ from mushcam.files import write_bytes_atomic
 from mushcam.methods import DEFAULT_METHOD
 from mushcam.pipeline.config import PipelineConfig
 
-
 RUN_FORMAT = 1
 CSV_FIELDS = ("image", "true_class", "predicted", "confidence", "explained_class", "explained_probability", "cam_max")
 
@@ -33,13 +32,13 @@ def write_atomic(path: Path, data: bytes) -> None:
     write_bytes_atomic(path, data)
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
+def npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
 
 
-def _run_settings(config: PipelineConfig, backbone: str, checkpoint_sha: str, layer: str) -> dict[str, object]:
+def run_settings(config: PipelineConfig, backbone: str, checkpoint_sha: str, layer: str) -> dict[str, object]:
     spec = config.manifest.input
     return {
         "format": RUN_FORMAT,
@@ -63,7 +62,7 @@ def _run_settings(config: PipelineConfig, backbone: str, checkpoint_sha: str, la
     }
 
 
-def _check_run_settings(out_dir: Path, settings: dict[str, object], force: bool) -> None:
+def check_run_settings(out_dir: Path, settings: dict[str, object], force: bool) -> None:
     """Refuse to mix files made with other settings into one folder (unless --force)."""
     path = out_dir / "run.json"
     if path.is_file() and not force:
@@ -73,7 +72,8 @@ def _check_run_settings(out_dir: Path, settings: dict[str, object], force: bool)
             previous = None
         if previous != settings:
             differing = (
-                sorted(k for k in settings if previous.get(k) != settings[k]) if isinstance(previous, dict) else ["run.json"]
+                sorted(k for k in settings if previous.get(k) != settings[k])
+                if isinstance(previous, dict) else ["run.json"]
             )
             raise UsageError(
                 f"{out_dir} holds results made with other settings ({', '.join(differing)} differ); "
