@@ -7,14 +7,13 @@
 - :mod:`mushcam.compare.tables`     — the numbers per model, per pair, per image, and as CSV.
 - :mod:`mushcam.compare.figure`     — the grid drawn as one PNG, and the export files
   ``gradcam_detailed_comparison_{timestamp}.png`` / ``.csv`` / ``_summary.csv``.
-- :mod:`mushcam.compare.cli`        — ``python -m mushcam compare IMAGES_OR_FOLDER ... --out DIR``.
 
-Every public name is re-exported here, so ``from mushcam.compare import X`` keeps working.
+Every public name is re-exported here, so ``from mushcam.compare import X`` keeps working. The
+command ``python -m mushcam compare IMAGES_OR_FOLDER ... --out DIR`` is :mod:`mushcam.cli.compare`.
 """
 
 from __future__ import annotations
 
-from mushcam.compare.cli import MAX_GRID_IMAGES, add_cli, run_compare, usable_backbones
 from mushcam.compare.comparison import (
     MEASURE_SIDE,
     NORMALISATIONS,
@@ -75,6 +74,4 @@ __all__ = [
     # figure
     "EXPORT_STEM", "GRID_VIEWS", "PANEL_SIDE", "SHORT_NAMES", "ExportPaths", "cell_picture", "export_name",
     "fit_to", "fmt", "render_comparison", "short_name", "summary_lines", "verdict", "write_export",
-    # cli
-    "MAX_GRID_IMAGES", "add_cli", "run_compare", "usable_backbones",
 ]

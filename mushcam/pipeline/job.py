@@ -17,7 +17,7 @@ from PIL import Image
 from mushcam.cache import CachedCam, cam_key, entry_fits, roundtrip, store_explanation
 from mushcam.catalog import cache_digest, cam_layer, entry_fingerprint, load_catalog_entry
 from mushcam.data import ImageLoadError, decode_image, image_sha256, preprocess, read_bytes
-from mushcam.cli import UsageError
+from mushcam.exceptions import UsageError
 from mushcam.explain import Explanation, render_explanation
 from mushcam.finite import naming_model
 from mushcam.manifest import file_safe_name

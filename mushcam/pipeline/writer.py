@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from mushcam.catalog import entry_fingerprint
-from mushcam.cli import UsageError
+from mushcam.exceptions import UsageError
 from mushcam.files import write_bytes_atomic
 from mushcam.methods import DEFAULT_METHOD
 from mushcam.pipeline.config import PipelineConfig
