@@ -74,7 +74,8 @@ def plan_output(
     return existing, {}
 
 
-def write_manifest(out_dir: Path, classes: Sequence[ClassInfo], spec: InputSpec, entries: dict[str, ModelEntry]) -> None:
+def write_manifest(out_dir: Path, classes: Sequence[ClassInfo], spec: InputSpec,
+                   entries: dict[str, ModelEntry]) -> None:
     ordered = {b: entries[b] for b in BACKBONES if b in entries}
     save_manifest(Manifest(classes=tuple(classes), input=spec, models=ordered, root=out_dir), out_dir / MANIFEST_NAME)
 
