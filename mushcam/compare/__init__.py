@@ -7,55 +7,38 @@
 - :mod:`mushcam.compare.tables`     — the numbers per model, per pair, per image, and as CSV.
 - :mod:`mushcam.compare.figure`     — the grid drawn as one PNG, and the export files
   ``gradcam_detailed_comparison_{timestamp}.png`` / ``.csv`` / ``_summary.csv``.
-- :mod:`mushcam.compare.cli`        — ``python -m mushcam compare IMAGES_OR_FOLDER ... --out DIR``.
 
-Every public name is re-exported here, so ``from mushcam.compare import X`` keeps working.
+The command ``python -m mushcam compare IMAGES_OR_FOLDER ... --out DIR`` is :mod:`mushcam.cli.compare`.
+
+Re-exported here: the names the pages, ``ui/``, the tests, the benchmarks and the docs use
+(``from mushcam.compare import select_sample`` works); everything else is imported from its module.
 """
 
 from __future__ import annotations
 
-from mushcam.compare.cli import MAX_GRID_IMAGES, add_cli, run_compare, usable_backbones
 from mushcam.compare.comparison import (
-    MEASURE_SIDE,
     NORMALISATIONS,
-    Cell,
     Comparison,
     ExplainFn,
     Memo,
-    ProgressFn,
-    Row,
-    column_key,
     column_label,
     compute_comparison,
-    make_cell,
-    measure_map,
     outcome_with,
     split_column,
 )
 from mushcam.compare.figure import (
-    EXPORT_STEM,
-    GRID_VIEWS,
     PANEL_SIDE,
-    SHORT_NAMES,
-    ExportPaths,
     cell_picture,
     export_name,
     fit_to,
     fmt,
     render_comparison,
-    short_name,
-    summary_lines,
     verdict,
     write_export,
 )
 from mushcam.compare.sample import (
     DEFAULT_SAMPLE_SIZE,
-    DISPLAY_MAX_SIDE,
     CompareImage,
-    OutcomeFn,
-    flat_folder_images,
-    gather_images,
-    label_toxicity,
     load_compare_image,
     manifest_class,
     select_sample,
@@ -64,17 +47,12 @@ from mushcam.compare.tables import backbone_summary, image_table, pair_summary, 
 
 __all__ = [
     # sample
-    "DEFAULT_SAMPLE_SIZE", "DISPLAY_MAX_SIDE", "CompareImage", "OutcomeFn", "flat_folder_images",
-    "gather_images", "label_toxicity", "load_compare_image", "manifest_class", "select_sample",
+    "DEFAULT_SAMPLE_SIZE", "CompareImage", "load_compare_image", "manifest_class", "select_sample",
     # comparison
-    "MEASURE_SIDE", "NORMALISATIONS", "Cell", "Comparison", "ExplainFn", "Memo", "ProgressFn", "Row",
-    "column_key", "column_label", "compute_comparison", "make_cell", "measure_map", "outcome_with",
+    "NORMALISATIONS", "Comparison", "ExplainFn", "Memo", "column_label", "compute_comparison", "outcome_with",
     "split_column",
     # tables
     "backbone_summary", "image_table", "pair_summary", "summary_long", "to_csv",
     # figure
-    "EXPORT_STEM", "GRID_VIEWS", "PANEL_SIDE", "SHORT_NAMES", "ExportPaths", "cell_picture", "export_name",
-    "fit_to", "fmt", "render_comparison", "short_name", "summary_lines", "verdict", "write_export",
-    # cli
-    "MAX_GRID_IMAGES", "add_cli", "run_compare", "usable_backbones",
+    "PANEL_SIDE", "cell_picture", "export_name", "fit_to", "fmt", "render_comparison", "verdict", "write_export",
 ]

@@ -10,13 +10,14 @@ import datetime as dt
 import functools
 import math
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from mushcam.compare.comparison import Cell, Comparison, split_column
+from mushcam.compare.comparison import Cell, Comparison, Row, split_column
 from mushcam.compare.tables import backbone_summary, image_table, pair_summary, summary_long, to_csv
 from mushcam.data import crop_box
 from mushcam.exceptions import MushcamError
@@ -132,6 +133,23 @@ def summary_lines(comparison: Comparison) -> list[str]:
     return lines
 
 
+@dataclass(frozen=True)
+class _GridLayout:
+    """Sizes of the comparison grid in pixels, and the fonts (see :func:`render_comparison`)."""
+
+    panel: int
+    pad: int
+    big: int
+    line: int
+    font: ImageFont.ImageFont
+    bold: ImageFont.ImageFont
+    agree_w: int
+    width: int
+    header_h: int
+    row_h: int
+    height: int
+
+
 def render_comparison(
     comparison: Comparison,
     manifest: Manifest,
@@ -145,6 +163,43 @@ def render_comparison(
     """The whole grid as one RGB picture: original first, one column per backbone, each cell
     marked (correct / wrong / poisonous called edible) with its prediction and focus, each
     row's pairwise agreement on the right, and the summaries at the bottom."""
+    header = _grid_header(comparison, normalisation, view, created)
+    footer = summary_lines(comparison)
+    layout = _grid_layout(comparison, header, footer, panel)
+    canvas = Image.new("RGB", (layout.width, layout.height), "white")
+    draw = ImageDraw.Draw(canvas)
+    _draw_header(draw, comparison, header, layout)
+    y = layout.header_h
+    for row in comparison.rows:
+        _draw_row(canvas, draw, comparison, row, manifest, y, layout, (normalisation, view, alpha, colormap))
+        y += layout.row_h
+    y += layout.pad
+    for text in footer:
+        draw.text((layout.pad, y), _ascii(text), fill=_TEXT, font=layout.font)
+        y += layout.line
+    return np.asarray(canvas)
+
+
+def _grid_header(comparison: Comparison, normalisation: str, view: str, created: str) -> list[str]:
+    """The title line, then what the maps and the focus numbers are, then what agreement is."""
+    top = round(comparison.fraction * 100)
+    return [
+        (f"Grad-CAM comparison: {len(comparison.rows)} images x {len(comparison.backbones)} models"
+         if all(split_column(b)[1] == DEFAULT_METHOD for b in comparison.backbones)
+         else f"CAM comparison: {len(comparison.rows)} images x {len(comparison.backbones)} columns "
+         "(models x methods)")
+        + (f"  ({created})" if created else ""),
+        f"{'Overlay' if view == 'overlay' else 'Heatmap'}; maps normalised "
+        f"{'per image (each to its own maximum)' if normalisation == 'per_image' else 'shared across each row (the row largest raw maximum)'}. "  # noqa: E501
+        f"Focus: half-mass area (share of the image holding half the map, smaller = focused), "
+        f"entropy H/log n (0 = one point, 1 = uniform).",
+        f"Agreement: IoU of the top-{top}% regions and Spearman rank correlation of the maps. "
+        + ", ".join(f"{short_name(b)} = {comparison.label(b)}" for b in comparison.backbones),
+    ]
+
+
+def _grid_layout(comparison: Comparison, header: Sequence[str], footer: Sequence[str], panel: int) -> _GridLayout:
+    """Width from the widest of grid and text; row height from the captions or the agreement column."""
     pad, small, big = 12, 14, 20
     line = small + 6
     font, bold = _font(small), _font(big)
@@ -152,22 +207,8 @@ def render_comparison(
     agree_w = 290 if n_pairs else 0
     columns = 1 + len(comparison.backbones)
     scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    top = round(comparison.fraction * 100)
-    header = [
-        (f"Grad-CAM comparison: {len(comparison.rows)} images x {len(comparison.backbones)} models"
-         if all(split_column(b)[1] == DEFAULT_METHOD for b in comparison.backbones)
-         else f"CAM comparison: {len(comparison.rows)} images x {len(comparison.backbones)} columns (models x methods)")
-        + (f"  ({created})" if created else ""),
-        f"{'Overlay' if view == 'overlay' else 'Heatmap'}; maps normalised "
-        f"{'per image (each to its own maximum)' if normalisation == 'per_image' else 'shared across each row (the row largest raw maximum)'}. "
-        f"Focus: half-mass area (share of the image holding half the map, smaller = focused), "
-        f"entropy H/log n (0 = one point, 1 = uniform).",
-        f"Agreement: IoU of the top-{top}% regions and Spearman rank correlation of the maps. "
-        + ", ".join(f"{short_name(b)} = {comparison.label(b)}" for b in comparison.backbones),
-    ]
-    footer = summary_lines(comparison)
     grid_w = pad + columns * (panel + pad) + (agree_w + pad if agree_w else 0)
-    text_w = max(scratch.textlength(_ascii(t), font=font) for t in header[1:] + footer) + 2 * pad
+    text_w = max(scratch.textlength(_ascii(t), font=font) for t in [*header[1:], *footer]) + 2 * pad
     width = int(max(grid_w, text_w, scratch.textlength(_ascii(header[0]), font=bold) + 2 * pad))
     caption_h = 3 * line + 6
     agreement_h = 4 + n_pairs * (2 * line + 4)  # with many models, the agreement column sets the row height
@@ -175,75 +216,78 @@ def render_comparison(
     header_h = pad + big + 8 + 2 * line + pad + line
     footer_h = pad + len(footer) * line + pad
     height = header_h + len(comparison.rows) * row_h + footer_h
-    canvas = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(canvas)
+    return _GridLayout(panel, pad, big, line, font, bold, agree_w, width, header_h, row_h, height)
 
+
+def _draw_header(draw: ImageDraw.ImageDraw, comparison: Comparison, header: Sequence[str], layout: _GridLayout) -> None:
+    pad, panel, font = layout.pad, layout.panel, layout.font
     y = pad
-    draw.text((pad, y), _ascii(header[0]), fill=_TEXT, font=bold)
-    y += big + 8
+    draw.text((pad, y), _ascii(header[0]), fill=_TEXT, font=layout.bold)
+    y += layout.big + 8
     for text in header[1:]:
         draw.text((pad, y), _ascii(text), fill=_MUTED, font=font)
-        y += line
+        y += layout.line
     y += pad
-    titles = ["Image"] + [comparison.label(b) for b in comparison.backbones] + (["Agreement"] if agree_w else [])
+    titles = ["Image"] + [comparison.label(b) for b in comparison.backbones] + (["Agreement"] if layout.agree_w else [])
     for i, title in enumerate(titles):
         draw.text((pad + i * (panel + pad), y), _fit_text(draw, title, panel, font), fill=_TEXT, font=font)
-    y = header_h
 
-    for row in comparison.rows:
-        thumb = fit_to(row.image.preview, panel - 12)
-        scale = row.scale(normalisation)
-        x = pad
-        pictures = [np.asarray(thumb.convert("RGB"), dtype=np.uint8)] + [
-            cell_picture(thumb, row.cells[b].explanation, manifest.input, scale, view, alpha, colormap)
-            for b in comparison.backbones
-        ]
-        for i, picture in enumerate(pictures):
-            ox = x + (panel - picture.shape[1]) // 2
-            oy = y + (panel - picture.shape[0]) // 2
-            if i > 0:
-                cell = row.cells[comparison.backbones[i - 1]]
-                mark, colour = verdict(cell)
-                thick = 6 if cell.dangerous else 3
-                draw.rectangle(
-                    (ox - thick, oy - thick, ox + picture.shape[1] + thick - 1, oy + picture.shape[0] + thick - 1),
-                    fill=colour,
-                )
-            canvas.paste(Image.fromarray(picture), (ox, oy))
-            ty = y + panel + 4
-            if i == 0:
-                truth = (
-                    f"true: {row.image.label} ({row.true_toxicity or 'not in manifest'})"
-                    if row.image.label is not None else "true class unknown"
-                )
-                lines = [(row.image.name, _TEXT), (truth, _MUTED)]
-            else:
-                cell = row.cells[comparison.backbones[i - 1]]
-                mark, colour = verdict(cell)
-                lines = [
-                    (f"{cell.predicted} {cell.confidence:.1%}", _TEXT),
-                    (mark, colour),
-                    (f"half-mass {fmt(cell.focus.half_mass_area, 3, True)} | H {fmt(cell.focus.entropy, 3)}", _MUTED),
-                ]
-            for text, colour in lines:
-                draw.text((x, ty), _fit_text(draw, text, panel, font), fill=colour, font=font)
-                ty += line
-            x += panel + pad
-        if agree_w:
-            ty = y + 4
-            for pair in row.agreement:
-                draw.text((x, ty), _fit_text(draw, f"{short_name(pair.first)} - {short_name(pair.second)}:", agree_w, font),
-                          fill=_TEXT, font=font)
-                ty += line
-                draw.text((x + 10, ty), f"IoU {fmt(pair.iou)}  Spearman {fmt(pair.spearman)}", fill=_MUTED, font=font)
-                ty += line + 4
-        y += row_h
 
-    y += pad
-    for text in footer:
-        draw.text((pad, y), _ascii(text), fill=_TEXT, font=font)
-        y += line
-    return np.asarray(canvas)
+def _draw_row(canvas: Image.Image, draw: ImageDraw.ImageDraw, comparison: Comparison, row: Row, manifest: Manifest,
+              y: int, layout: _GridLayout, style: tuple[str, str, float, str]) -> None:
+    """One image's row at height ``y``: its pictures with marks and captions, then its agreement."""
+    normalisation, view, alpha, colormap = style
+    pad, panel, font, line = layout.pad, layout.panel, layout.font, layout.line
+    thumb = fit_to(row.image.preview, panel - 12)
+    scale = row.scale(normalisation)
+    x = pad
+    pictures = [np.asarray(thumb.convert("RGB"), dtype=np.uint8)] + [
+        cell_picture(thumb, row.cells[b].explanation, manifest.input, scale, view, alpha, colormap)
+        for b in comparison.backbones
+    ]
+    for i, picture in enumerate(pictures):
+        ox = x + (panel - picture.shape[1]) // 2
+        oy = y + (panel - picture.shape[0]) // 2
+        if i > 0:
+            cell = row.cells[comparison.backbones[i - 1]]
+            mark, colour = verdict(cell)
+            thick = 6 if cell.dangerous else 3
+            draw.rectangle(
+                (ox - thick, oy - thick, ox + picture.shape[1] + thick - 1, oy + picture.shape[0] + thick - 1),
+                fill=colour,
+            )
+        canvas.paste(Image.fromarray(picture), (ox, oy))
+        ty = y + panel + 4
+        for text, colour in _captions(comparison, row, i):
+            draw.text((x, ty), _fit_text(draw, text, panel, font), fill=colour, font=font)
+            ty += line
+        x += panel + pad
+    if layout.agree_w:
+        ty = y + 4
+        for pair in row.agreement:
+            draw.text((x, ty), _fit_text(draw, f"{short_name(pair.first)} - {short_name(pair.second)}:",
+                                         layout.agree_w, font),
+                      fill=_TEXT, font=font)
+            ty += line
+            draw.text((x + 10, ty), f"IoU {fmt(pair.iou)}  Spearman {fmt(pair.spearman)}", fill=_MUTED, font=font)
+            ty += line + 4
+
+
+def _captions(comparison: Comparison, row: Row, i: int) -> list[tuple[str, tuple[int, int, int]]]:
+    """Under picture ``i`` of a row (0: the image itself): the lines of text and their colours."""
+    if i == 0:
+        truth = (
+            f"true: {row.image.label} ({row.true_toxicity or 'not in manifest'})"
+            if row.image.label is not None else "true class unknown"
+        )
+        return [(row.image.name, _TEXT), (truth, _MUTED)]
+    cell = row.cells[comparison.backbones[i - 1]]
+    mark, colour = verdict(cell)
+    return [
+        (f"{cell.predicted} {cell.confidence:.1%}", _TEXT),
+        (mark, colour),
+        (f"half-mass {fmt(cell.focus.half_mass_area, 3, True)} | H {fmt(cell.focus.entropy, 3)}", _MUTED),
+    ]
 
 
 def fit_to(image: Image.Image, side: int) -> Image.Image:
@@ -284,7 +328,8 @@ def write_export(
     when = when or dt.datetime.now()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = ExportPaths(out / export_name(when), out / export_name(when, ".csv"), out / export_name(when, "_summary.csv"))
+    paths = ExportPaths(out / export_name(when), out / export_name(when, ".csv"),
+                        out / export_name(when, "_summary.csv"))
     picture = render_comparison(comparison, manifest, normalisation, view, alpha, colormap,
                                 created=f"{when:%Y-%m-%d %H:%M:%S}")
     # Every text is made before any file is written, and each file is written atomically:

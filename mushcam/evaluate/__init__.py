@@ -19,14 +19,12 @@ The package, one module per role:
 - :mod:`mushcam.evaluate.predict` — each model's probabilities in batches (:func:`predict_images`)
   and the runs saved to the store (:func:`evaluate_models`).
 - :mod:`mushcam.evaluate.report`  — a stored run's metrics and the text report (:func:`format_report`).
-- :mod:`mushcam.evaluate.cli`     — ``python -m mushcam evaluate ...`` and ``python -m mushcam report ...``.
-
-Every public name is re-exported here, so ``from mushcam.evaluate import X`` keeps working.
+Every public name is re-exported here, so ``from mushcam.evaluate import X`` keeps working. The
+commands ``python -m mushcam evaluate ...`` and ``report ...`` are in :mod:`mushcam.cli.evaluate`.
 """
 
 from __future__ import annotations
 
-from mushcam.evaluate.cli import add_cli, run_evaluate, run_report
 from mushcam.evaluate.predict import (
     MAX_BATCH_SIZE,
     BatchOutput,
@@ -48,6 +46,4 @@ __all__ = [
     "library_versions", "predict_images",
     # report
     "format_report", "run_label", "run_metrics",
-    # cli
-    "add_cli", "run_evaluate", "run_report",
 ]

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -19,16 +19,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from mushcam.exceptions import MushcamError
+from mushcam.catalog import load_catalog_entry
 from mushcam.data import ImageLoadError, decode_image, image_sha256, preprocess, read_bytes
+from mushcam.evaluate.scan import TestImage, TestSet, scan_test_set
+from mushcam.exceptions import MushcamError
 from mushcam.finite import naming_model, require_finite
 from mushcam.gradcam import eval_mode
 from mushcam.manifest import InputSpec, Manifest
 from mushcam.metrics import ModelMetrics, compute_metrics, format_rate
-from mushcam.catalog import load_catalog_entry
 from mushcam.models import file_sha256
 from mushcam.store import Predictions, RunRecord, Skipped, check_writable, save_run
-from mushcam.evaluate.scan import TestImage, scan_test_set
 
 MAX_BATCH_SIZE = 1024
 
@@ -158,7 +158,7 @@ def library_versions() -> dict[str, str]:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -201,28 +201,55 @@ def evaluate_models(
     """
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise MushcamError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}; got {batch_size}")
-    requested = list(models or []) + list(backbones or [])
+    chosen = chosen_models(manifest, list(models or []) + list(backbones or []), log)
+    out = checked_store_path(out)
+    test_set = scanned_test_set(data_root, manifest, log)
+    images = list(test_set.images)
+    unreadable: list[Skipped] = []
+    summaries = []
+    for backbone in chosen:
+        summary, newly_unreadable = evaluate_one(backbone, manifest, images, test_set, unreadable, out, batch_size,
+                                                 log, progress_stream)
+        if newly_unreadable:
+            unreadable.extend(newly_unreadable)
+            bad = {s.path for s in newly_unreadable}
+            images = [i for i in images if i.relpath not in bad]  # later models skip them at once
+        summaries.append(summary)
+    log(f"results written to {out}; print them with: python -m mushcam report {out}")
+    return summaries
+
+
+def chosen_models(manifest: Manifest, requested: Sequence[str], log: Callable[[str], None]) -> list[str]:
+    """The requested models (checked), or every manifest model whose checkpoint exists."""
     if requested:
-        chosen = check_model_names(manifest, requested)
-    else:
-        chosen = []
-        for backbone in manifest.models:
-            if manifest.checkpoint_path(backbone).is_file():
-                chosen.append(backbone)
-            else:
-                log(f"skipping {backbone}: checkpoint not found at {manifest.checkpoint_path(backbone)}")
-        if not chosen:
-            raise FileNotFoundError("none of the manifest's checkpoints exist; nothing to evaluate")
+        return check_model_names(manifest, requested)
+    chosen = []
+    for backbone in manifest.models:
+        if manifest.checkpoint_path(backbone).is_file():
+            chosen.append(backbone)
+        else:
+            log(f"skipping {backbone}: checkpoint not found at {manifest.checkpoint_path(backbone)}")
+    if not chosen:
+        raise FileNotFoundError("none of the manifest's checkpoints exist; nothing to evaluate")
+    return chosen
+
+
+def checked_store_path(out: str | Path) -> Path:
+    """``--out`` as a path, refused (a folder, no parent, locked, read-only, foreign) before any model runs."""
     out = Path(out).expanduser()
     if out.is_dir():
         raise IsADirectoryError(f"--out {out} is a folder; give a file such as {out / 'results.sqlite'}")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"the folder for --out does not exist: {out.parent}")
-    check_writable(out)  # a locked, read-only or foreign store is refused before any model runs
+    check_writable(out)
+    return out
 
+
+def scanned_test_set(data_root: str | Path, manifest: Manifest, log: Callable[[str], None]) -> TestSet:
+    """The test set under ``data_root``, with what was skipped and the class counts logged."""
     test_set = scan_test_set(data_root, manifest)
-    for reason, items in _group_by_reason(test_set.skipped).items():
-        log(f"skipped {len(items)} file{'s' if len(items) != 1 else ''} ({_examples(items)}): {reason}")
+    for reason, items in group_by_reason(test_set.skipped).items():
+        log(f"skipped {len(items)} file{'s' if len(items) != 1 else ''} ({examples(items)}): {reason}")
     if not test_set.images:
         raise MushcamError(
             f"no images of the manifest's classes under {test_set.root} (expected ROOT/<Class>/<image>, "
@@ -234,61 +261,66 @@ def evaluate_models(
         f"{len(test_set.images)} images of {manifest.num_classes - len(absent)} classes in {test_set.root}"
         + (f" (no images of: {', '.join(absent)})" if absent else "")
     )
+    return test_set
 
-    images = list(test_set.images)
-    unreadable: list[Skipped] = []
-    summaries = []
-    for backbone in chosen:
-        checkpoint = manifest.checkpoint_path(backbone)
-        started = _now()
-        digest = file_sha256(checkpoint)
-        loaded = load_catalog_entry(manifest, backbone)
-        model, layer = loaded.model, loaded.layer
-        bar = Progress(f"{backbone}", len(images), progress_stream)
-        try:
-            with naming_model(backbone):
-                output = predict_images(model, images, manifest.input, batch_size, bar.update)
-        except KeyboardInterrupt:
-            log(f"\ninterrupted while evaluating {backbone}: nothing written for it; earlier results are intact")
-            raise
-        finally:
-            del model, loaded
-        if output.skipped:
-            for item in output.skipped:
-                log(f"skipped {item.path}: {item.reason}")
-            unreadable.extend(output.skipped)
-            bad = {s.path for s in output.skipped}
-            images = [i for i in images if i.relpath not in bad]  # later models skip them at once
-        skipped = test_set.skipped + tuple(unreadable)
-        predictions = _sorted_predictions(output.predictions)
-        run = RunRecord(
-            backbone=backbone,
-            checkpoint_path=str(checkpoint.resolve()),
-            checkpoint_sha256=digest,
-            layer=layer,
-            arch=manifest.models[backbone].arch,
-            data_root=str(test_set.root),
-            manifest=manifest.to_dict(),
-            started_at=started,
-            finished_at=_now(),
-            versions=library_versions(),
-            batch_size=batch_size,
-            seconds=output.seconds,
-            n_images=len(predictions),
-        )
-        if len(predictions) == 0:
-            raise MushcamError(f"no image under {test_set.root} could be read")
-        run_id = save_run(out, run, predictions, skipped)
-        metrics = compute_metrics(predictions.true_idx, predictions.pred_idx, manifest.class_names,
-                                  [c.toxicity for c in manifest.classes])
-        log(
-            f"{backbone}: {len(predictions)} images in {output.seconds:.1f} s "
-            f"({len(predictions) / max(output.seconds, 1e-9):.1f} images/s); accuracy {metrics.accuracy:.1%}; "
-            f"poisonous->edible {format_rate(metrics.dangerous_count, metrics.dangerous_rate, metrics.poisonous_images)}"
-        )
-        summaries.append(RunSummary(replace(run, run_id=run_id), metrics, skipped))
-    log(f"results written to {out}; print them with: python -m mushcam report {out}")
-    return summaries
+
+def evaluate_one(
+    backbone: str,
+    manifest: Manifest,
+    images: Sequence[TestImage],
+    test_set: TestSet,
+    unreadable: Sequence[Skipped],
+    out: Path,
+    batch_size: int,
+    log: Callable[[str], None],
+    progress_stream: TextIO | None,
+) -> tuple[RunSummary, tuple[Skipped, ...]]:
+    """One model over ``images``, its run saved; the summary and the images it could not read."""
+    checkpoint = manifest.checkpoint_path(backbone)
+    started = _now()
+    digest = file_sha256(checkpoint)
+    loaded = load_catalog_entry(manifest, backbone)
+    model, layer = loaded.model, loaded.layer
+    bar = Progress(f"{backbone}", len(images), progress_stream)
+    try:
+        with naming_model(backbone):
+            output = predict_images(model, images, manifest.input, batch_size, bar.update)
+    except KeyboardInterrupt:
+        log(f"\ninterrupted while evaluating {backbone}: nothing written for it; earlier results are intact")
+        raise
+    finally:
+        del model, loaded
+    for item in output.skipped:
+        log(f"skipped {item.path}: {item.reason}")
+    skipped = test_set.skipped + tuple(unreadable) + tuple(output.skipped)
+    predictions = _sorted_predictions(output.predictions)
+    run = RunRecord(
+        backbone=backbone,
+        checkpoint_path=str(checkpoint.resolve()),
+        checkpoint_sha256=digest,
+        layer=layer,
+        arch=manifest.models[backbone].arch,
+        data_root=str(test_set.root),
+        manifest=manifest.to_dict(),
+        started_at=started,
+        finished_at=_now(),
+        versions=library_versions(),
+        batch_size=batch_size,
+        seconds=output.seconds,
+        n_images=len(predictions),
+    )
+    if len(predictions) == 0:
+        raise MushcamError(f"no image under {test_set.root} could be read")
+    run_id = save_run(out, run, predictions, skipped)
+    metrics = compute_metrics(predictions.true_idx, predictions.pred_idx, manifest.class_names,
+                              [c.toxicity for c in manifest.classes])
+    log(
+        f"{backbone}: {len(predictions)} images in {output.seconds:.1f} s "
+        f"({len(predictions) / max(output.seconds, 1e-9):.1f} images/s); accuracy {metrics.accuracy:.1%}; "
+        "poisonous->edible "
+        f"{format_rate(metrics.dangerous_count, metrics.dangerous_rate, metrics.poisonous_images)}"
+    )
+    return RunSummary(replace(run, run_id=run_id), metrics, skipped), tuple(output.skipped)
 
 
 def check_model_names(manifest: Manifest, names: Sequence[str]) -> list[str]:
@@ -306,12 +338,12 @@ def check_model_names(manifest: Manifest, names: Sequence[str]) -> list[str]:
     return chosen
 
 
-def _group_by_reason(skipped: Sequence[Skipped]) -> dict[str, list[str]]:
+def group_by_reason(skipped: Sequence[Skipped]) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
     for item in skipped:
         groups.setdefault(item.reason, []).append(item.path)
     return groups
 
 
-def _examples(paths: Sequence[str], n: int = 3) -> str:
+def examples(paths: Sequence[str], n: int = 3) -> str:
     return ", ".join(paths[:n]) + (f", ... {len(paths) - n} more" if len(paths) > n else "")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mushcam.evaluate.predict import examples, group_by_reason
 from mushcam.metrics import ModelMetrics, compute_metrics, format_rate
 from mushcam.store import RunRecord, StoreContents
-from mushcam.evaluate.predict import _examples, _group_by_reason
 
 
 def run_metrics(contents: StoreContents, run_id: int) -> ModelMetrics:
@@ -61,7 +61,8 @@ def format_report(contents: StoreContents, markdown: bool = False, summary_only:
     for run in contents.runs:
         m = run_metrics(contents, run.run_id)
         rows.append([
-            run_label(run, contents.runs), run.checkpoint_sha256[:8], str(m.n_images), _pct(m.accuracy), _num(m.macro_f1),
+            run_label(run, contents.runs), run.checkpoint_sha256[:8], str(m.n_images), _pct(m.accuracy),
+            _num(m.macro_f1),
             format_rate(m.dangerous_count, m.dangerous_rate, m.poisonous_images),
             format_rate(m.benign_count, m.benign_rate, m.edible_images),
             str(len(contents.skipped.get(run.run_id, ()))),
@@ -92,6 +93,6 @@ def format_report(contents: StoreContents, markdown: bool = False, summary_only:
         skipped = contents.skipped.get(run.run_id, ())
         if skipped:
             parts.append(f"\nnot evaluated: {len(skipped)} file{'s' if len(skipped) != 1 else ''}")
-            for reason, paths in _group_by_reason(skipped).items():
-                parts.append(f"  {len(paths)} x {reason} ({_examples(paths)})")
+            for reason, paths in group_by_reason(skipped).items():
+                parts.append(f"  {len(paths)} x {reason} ({examples(paths)})")
     return "\n".join(parts)

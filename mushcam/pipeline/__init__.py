@@ -31,13 +31,13 @@ Output (``--out DIR``)::
 The package, one module per role: :mod:`~mushcam.pipeline.items` (the images and shards),
 :mod:`~mushcam.pipeline.device` (``--device``, freeing memory), :mod:`~mushcam.pipeline.config`
 (the run's settings and per-model report), :mod:`~mushcam.pipeline.writer` (output files and
-``run.json``), :mod:`~mushcam.pipeline.job` (the model passes) and :mod:`~mushcam.pipeline.cli`
-(the command). Everything public is re-exported here: ``from mushcam.pipeline import X`` works.
+``run.json``), :mod:`~mushcam.pipeline.job` (the model passes) and :mod:`~mushcam.pipeline.summary`
+(the closing table). Everything public is re-exported here: ``from mushcam.pipeline import X`` works.
+The command's options and their checks are in :mod:`mushcam.cli.pipeline`.
 """
 
 from __future__ import annotations
 
-from mushcam.pipeline.cli import add_cli, config_from_args, format_summary, run_gradcam
 from mushcam.pipeline.config import (
     DEFAULT_MAX_SIDE,
     DEFAULT_PNG_LEVEL,
@@ -50,6 +50,7 @@ from mushcam.pipeline.config import (
 from mushcam.pipeline.device import release_memory, resolve_device
 from mushcam.pipeline.items import ImageItem, collect_images, parse_shard, select_shard, shard_of
 from mushcam.pipeline.job import MAX_QUEUE, PROGRESS_SECONDS, check_targets, run_pipeline
+from mushcam.pipeline.summary import format_summary
 from mushcam.pipeline.writer import CSV_FIELDS, RUN_FORMAT, output_paths, write_atomic
 
 __all__ = [
@@ -65,16 +66,13 @@ __all__ = [
     "ImageItem",
     "ModelReport",
     "PipelineConfig",
-    "add_cli",
     "check_targets",
     "collect_images",
-    "config_from_args",
     "format_summary",
     "output_paths",
     "parse_shard",
     "release_memory",
     "resolve_device",
-    "run_gradcam",
     "run_pipeline",
     "select_shard",
     "shard_of",

@@ -13,7 +13,6 @@ from mushcam.manifest import Manifest
 from mushcam.methods import DEFAULT_METHOD
 from mushcam.render import DEFAULT_ALPHA, DEFAULT_COLORMAP
 
-
 VIEW_NAMES: tuple[str, ...] = ("original", "heatmap", "overlay", "combined")
 DEFAULT_VIEWS: tuple[str, ...] = ("overlay", "heatmap", "combined")
 DEFAULT_MAX_SIDE = 1024  # views are rendered at most this large (as in the app)

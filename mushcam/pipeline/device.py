@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from mushcam.cli import UsageError
+from mushcam.exceptions import UsageError
 
 
 def release_memory(device: torch.device) -> None:

@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mushcam.cli import UsageError
 from mushcam.data import IMAGE_EXTENSIONS, is_utf8_name, printable, scan_images
+from mushcam.exceptions import UsageError
 
 
 @dataclass(frozen=True)

@@ -9,16 +9,16 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
 from mushcam.cache import CachedCam, cam_key, entry_fits, roundtrip, store_explanation
 from mushcam.catalog import cache_digest, cam_layer, entry_fingerprint, load_catalog_entry
-from mushcam.cli import UsageError
 from mushcam.data import ImageLoadError, decode_image, image_sha256, preprocess, read_bytes
-from mushcam.explain import Explanation, render_explanation
+from mushcam.exceptions import UsageError
+from mushcam.explain import Explanation
 from mushcam.finite import naming_model
 from mushcam.manifest import file_safe_name
 from mushcam.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss
@@ -29,14 +29,13 @@ from mushcam.pipeline.device import release_memory
 from mushcam.pipeline.items import ImageItem
 from mushcam.pipeline.writer import (
     CSV_FIELDS,
-    _check_run_settings,
-    _npy_bytes,
-    _run_settings,
+    check_run_settings,
+    csv_row,
     output_paths,
-    write_atomic,
+    run_settings,
+    write_image_files,
 )
-from mushcam.render import fit_within, to_png
-
+from mushcam.render import fit_within
 
 MAX_QUEUE = 256  # done images (no pixels held) waiting for a batch to fill: bounds a mostly-cached run
 PROGRESS_SECONDS = 10.0
@@ -81,6 +80,56 @@ def check_targets(config: PipelineConfig, items: Sequence[ImageItem]) -> None:
         )
 
 
+def start_measuring(report: ModelReport, device: torch.device) -> None:
+    """Reset the peaks (resident memory, CUDA) so that the report's are this model's own."""
+    report.peak_is_per_model = reset_peak_rss()
+    report.rss_start_bytes = current_rss_bytes()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def stop_measuring(report: ModelReport, device: torch.device) -> None:
+    """The pass's peaks into ``report``: peak = max(loading, work), the work's own kept beside it."""
+    report.peak_rss_bytes = peak_rss_bytes()
+    if report.load_peak_rss_bytes is not None and report.peak_rss_bytes is not None:
+        report.work_peak_rss_bytes = report.peak_rss_bytes
+        report.peak_rss_bytes = max(report.peak_rss_bytes, report.load_peak_rss_bytes)
+    if device.type == "cuda":
+        report.cuda_max_allocated_bytes = int(torch.cuda.max_memory_allocated(device))
+
+
+def prepare_item(config: PipelineConfig, out_dir: Path, cache_sha: str, layer: str | None, item: ImageItem,
+                 failed: list[str]) -> _Pending | None:
+    """Read and hash one image; look its map up; decide what remains to do (None: unreadable, noted in ``failed``)."""
+    manifest = config.manifest
+    try:
+        data = read_bytes(item.path)
+    except ImageLoadError as exc:
+        failed.append(f"{item.relpath}: {exc}")
+        return None
+    image_sha = image_sha256(data)
+    target = _class_target(config, item)
+    key = cam_key(cache_sha, image_sha, layer, target, manifest.input, config.method)
+    entry = None if config.force else config.cache.get_entry(key)
+    if entry is not None and not entry_fits(entry, manifest.input, manifest.num_classes):
+        entry = None  # recorded without what the CSV needs: recompute
+    pending = _Pending(item, image_sha, target, entry)
+    if entry is not None:
+        paths = output_paths(out_dir, item.relpath, config.views)
+        pending.render = config.force or not all(path.is_file() for path in paths.values())
+        if not pending.render:
+            return pending
+    try:
+        image = decode_image(data)
+    except ImageLoadError as exc:
+        failed.append(f"{item.relpath}: {exc}")
+        return None
+    if entry is None:
+        pending.tensor = preprocess(image, manifest.input)
+    pending.image = fit_within(image, config.max_side)
+    return pending
+
+
 class _ModelPass:
     """One backbone over all images: lazy model, batches, cache, files, CSV."""
 
@@ -106,83 +155,48 @@ class _ModelPass:
     # -- the pass
     def run(self) -> ModelReport:
         device = self.config.device
-        report = self.report
-        report.peak_is_per_model = reset_peak_rss()
-        report.rss_start_bytes = current_rss_bytes()
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
+        start_measuring(self.report, device)
         started = time.perf_counter()
         self.checkpoint_sha = self.config.cache.checkpoint_sha256(self.checkpoint)  # once per run, memoised
         self.cache_sha = cache_digest(self.checkpoint_sha, entry_fingerprint(self.manifest, self.backbone))
         if self.layer is None:  # the entry names no layer: the model says which (loaded now, not lazily)
             self._model()
-        _check_run_settings(self.out_dir, _run_settings(self.config, self.backbone, self.checkpoint_sha, self.layer),
+        check_run_settings(self.out_dir, run_settings(self.config, self.backbone, self.checkpoint_sha, self.layer),
                             self.config.force)
-        csv_name = "predictions.csv" if self.config.shard is None else "predictions.shard-{}-of-{}.csv".format(*self.config.shard)
+        shard = self.config.shard
+        csv_name = "predictions.csv" if shard is None else "predictions.shard-{}-of-{}.csv".format(*shard)
         csv_tmp = self.out_dir / f".{csv_name}.{uuid.uuid4().hex}.tmp"
-        last_progress = time.monotonic()
         try:
             with open(csv_tmp, "w", newline="", encoding="utf-8") as handle:
-                writer = csv.writer(handle, lineterminator="\n")
-                writer.writerow(CSV_FIELDS)
-                queue: list[_Pending] = []
-                decoded = 0  # images held in memory: at most one batch, whether to compute or only to draw
-                for done, item in enumerate(self.items, start=1):
-                    pending = self._prepare(item)
-                    if pending is not None:
-                        queue.append(pending)
-                        decoded += pending.image is not None
-                    if decoded >= self.config.batch_size or len(queue) >= MAX_QUEUE:
-                        self._flush(queue, writer)
-                        queue, decoded = [], 0
-                    if time.monotonic() - last_progress >= PROGRESS_SECONDS:
-                        self.progress(f"{self.backbone}: {done}/{len(self.items)} images")
-                        last_progress = time.monotonic()
-                self._flush(queue, writer)
+                self._process_items(csv.writer(handle, lineterminator="\n"))
             os.replace(csv_tmp, self.out_dir / csv_name)
         finally:
             csv_tmp.unlink(missing_ok=True)
             if self.model is not None:  # a full collection costs ~0.4 s here: only when there is a model to free
                 self.model = None
                 release_memory(device)
-        report.seconds = time.perf_counter() - started
-        report.peak_rss_bytes = peak_rss_bytes()
-        if report.load_peak_rss_bytes is not None and report.peak_rss_bytes is not None:
-            report.work_peak_rss_bytes = report.peak_rss_bytes
-            report.peak_rss_bytes = max(report.peak_rss_bytes, report.load_peak_rss_bytes)
-        if device.type == "cuda":
-            report.cuda_max_allocated_bytes = int(torch.cuda.max_memory_allocated(device))
-        return report
+        self.report.seconds = time.perf_counter() - started
+        stop_measuring(self.report, device)
+        return self.report
 
-    def _prepare(self, item: ImageItem) -> _Pending | None:
-        """Read and hash one image; look its map up; decide what remains to do."""
-        config = self.config
-        try:
-            data = read_bytes(item.path)
-        except ImageLoadError as exc:
-            self.report.failed.append(f"{item.relpath}: {exc}")
-            return None
-        image_sha = image_sha256(data)
-        target = _class_target(config, item)
-        key = cam_key(self.cache_sha, image_sha, self.layer, target, self.manifest.input, config.method)
-        entry = None if config.force else config.cache.get_entry(key)
-        if entry is not None and not entry_fits(entry, self.manifest.input, self.manifest.num_classes):
-            entry = None  # recorded without what the CSV needs: recompute
-        pending = _Pending(item, image_sha, target, entry)
-        if entry is not None:
-            paths = output_paths(self.out_dir, item.relpath, config.views)
-            pending.render = config.force or not all(path.is_file() for path in paths.values())
-            if not pending.render:
-                return pending
-        try:
-            image = decode_image(data)
-        except ImageLoadError as exc:
-            self.report.failed.append(f"{item.relpath}: {exc}")
-            return None
-        if entry is None:
-            pending.tensor = preprocess(image, self.manifest.input)
-        pending.image = fit_within(image, config.max_side)
-        return pending
+    def _process_items(self, writer: csv.writer) -> None:
+        """Every image in order into batches of at most ``batch_size`` decoded images, and its CSV row."""
+        writer.writerow(CSV_FIELDS)
+        last_progress = time.monotonic()
+        queue: list[_Pending] = []
+        decoded = 0  # images held in memory: at most one batch, whether to compute or only to draw
+        for done, item in enumerate(self.items, start=1):
+            pending = prepare_item(self.config, self.out_dir, self.cache_sha, self.layer, item, self.report.failed)
+            if pending is not None:
+                queue.append(pending)
+                decoded += pending.image is not None
+            if decoded >= self.config.batch_size or len(queue) >= MAX_QUEUE:
+                self._flush(queue, writer)
+                queue, decoded = [], 0
+            if time.monotonic() - last_progress >= PROGRESS_SECONDS:
+                self.progress(f"{self.backbone}: {done}/{len(self.items)} images")
+                last_progress = time.monotonic()
+        self._flush(queue, writer)
 
     def _flush(self, queue: list[_Pending], writer: csv.writer) -> None:
         """Compute the queue's missing maps in one batch, then write every image's files in order."""
@@ -231,17 +245,7 @@ class _ModelPass:
             assert pending.image is not None
             explanation = Explanation(stored, probabilities, class_idx, self.layer, self.config.method)
             self._write_files(item, pending.image, explanation)
-        names = self.manifest.class_names
-        predicted = int(probabilities.argmax())
-        writer.writerow([
-            item.relpath,
-            item.label or "",
-            names[predicted],
-            f"{float(probabilities[predicted]):.6f}",
-            names[class_idx],
-            f"{float(probabilities[class_idx]):.6f}",
-            repr(float(stored.max())) if stored.numel() else "0.0",
-        ])
+        writer.writerow(csv_row(self.manifest.class_names, item, stored, probabilities, class_idx))
 
     def _store(self, cam: torch.Tensor, probabilities: torch.Tensor, class_idx: int, is_predicted: bool,
                image_sha: str) -> None:
@@ -255,13 +259,7 @@ class _ModelPass:
                 self.cache_warned = True
 
     def _write_files(self, item: ImageItem, image: Image.Image, explanation: Explanation) -> None:
-        views = render_explanation(image, explanation, self.manifest, self.report.label,
-                                   self.config.alpha, self.config.colormap, max_side=self.config.max_side)
-        pixels = {name.lower(): array for name, array in views.as_dict().items()}
-        paths = output_paths(self.out_dir, item.relpath, self.config.views)
-        for view in self.config.views:
-            write_atomic(paths[view], to_png(pixels[view], self.config.png_level))
-        write_atomic(paths["cam"], _npy_bytes(explanation.cam.numpy().astype(np.float32)))
+        write_image_files(self.config, self.out_dir, self.report.label, item.relpath, image, explanation)
 
     def _model(self) -> torch.nn.Module:
         """The backbone, loaded on first need (a fully cached pass never loads it)."""

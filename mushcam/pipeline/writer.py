@@ -1,5 +1,5 @@
-"""The files a run writes into ``OUT/<model>/``: where each one goes, atomic writes, and the
-``run.json`` that keeps one folder to one set of settings."""
+"""The files a run writes into ``OUT/<model>/``: where each one goes, atomic writes, each image's
+views, map and CSV row, and the ``run.json`` that keeps one folder to one set of settings."""
 
 from __future__ import annotations
 
@@ -9,13 +9,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
+from PIL import Image
 
 from mushcam.catalog import entry_fingerprint
-from mushcam.cli import UsageError
+from mushcam.exceptions import UsageError
+from mushcam.explain import Explanation, render_explanation
 from mushcam.files import write_bytes_atomic
 from mushcam.methods import DEFAULT_METHOD
 from mushcam.pipeline.config import PipelineConfig
-
+from mushcam.pipeline.items import ImageItem
+from mushcam.render import to_png
 
 RUN_FORMAT = 1
 CSV_FIELDS = ("image", "true_class", "predicted", "confidence", "explained_class", "explained_probability", "cam_max")
@@ -33,13 +37,13 @@ def write_atomic(path: Path, data: bytes) -> None:
     write_bytes_atomic(path, data)
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
+def npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
 
 
-def _run_settings(config: PipelineConfig, backbone: str, checkpoint_sha: str, layer: str) -> dict[str, object]:
+def run_settings(config: PipelineConfig, backbone: str, checkpoint_sha: str, layer: str) -> dict[str, object]:
     spec = config.manifest.input
     return {
         "format": RUN_FORMAT,
@@ -63,7 +67,7 @@ def _run_settings(config: PipelineConfig, backbone: str, checkpoint_sha: str, la
     }
 
 
-def _check_run_settings(out_dir: Path, settings: dict[str, object], force: bool) -> None:
+def check_run_settings(out_dir: Path, settings: dict[str, object], force: bool) -> None:
     """Refuse to mix files made with other settings into one folder (unless --force)."""
     path = out_dir / "run.json"
     if path.is_file() and not force:
@@ -73,10 +77,38 @@ def _check_run_settings(out_dir: Path, settings: dict[str, object], force: bool)
             previous = None
         if previous != settings:
             differing = (
-                sorted(k for k in settings if previous.get(k) != settings[k]) if isinstance(previous, dict) else ["run.json"]
+                sorted(k for k in settings if previous.get(k) != settings[k])
+                if isinstance(previous, dict) else ["run.json"]
             )
             raise UsageError(
                 f"{out_dir} holds results made with other settings ({', '.join(differing)} differ); "
                 "choose another --out, or pass --force to recompute and overwrite them"
             )
     write_atomic(path, (json.dumps(settings, indent=2) + "\n").encode("utf-8"))
+
+
+def write_image_files(config: PipelineConfig, out_dir: Path, label: str, relpath: str, image: Image.Image,
+                      explanation: Explanation) -> None:
+    """One image's view PNGs (``config.views``) and its raw map ``.cam.npy`` in ``out_dir``."""
+    views = render_explanation(image, explanation, config.manifest, label,
+                               config.alpha, config.colormap, max_side=config.max_side)
+    pixels = {name.lower(): array for name, array in views.as_dict().items()}
+    paths = output_paths(out_dir, relpath, config.views)
+    for view in config.views:
+        write_atomic(paths[view], to_png(pixels[view], config.png_level))
+    write_atomic(paths["cam"], npy_bytes(explanation.cam.numpy().astype(np.float32)))
+
+
+def csv_row(names: Sequence[str], item: ImageItem, stored: torch.Tensor, probabilities: torch.Tensor,
+            class_idx: int) -> list[str]:
+    """One image's row of ``predictions.csv`` (columns: :data:`CSV_FIELDS`)."""
+    predicted = int(probabilities.argmax())
+    return [
+        item.relpath,
+        item.label or "",
+        names[predicted],
+        f"{float(probabilities[predicted]):.6f}",
+        names[class_idx],
+        f"{float(probabilities[class_idx]):.6f}",
+        repr(float(stored.max())) if stored.numel() else "0.0",
+    ]

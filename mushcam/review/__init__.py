@@ -5,5 +5,6 @@ and near-duplicate marks in the results store), :mod:`agreement` (Cohen's kappa 
 reviewers), :mod:`figures` (the error figure: original, predicted- and true-class Grad-CAM),
 :mod:`report` (Markdown + self-contained HTML), :mod:`labels` (label-fix CSV),
 :mod:`dedup` (near-duplicate photos across splits), :mod:`paths` (reading images only under
-the folder the user gave), :mod:`cli` (``review-report``, ``export-labels``, ``check-data``).
+the folder the user gave). The commands (``review-report``, ``export-labels``, ``check-data``)
+are in :mod:`mushcam.cli.review`.
 """

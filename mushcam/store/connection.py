@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from mushcam.store.records import _SCHEMA, APPLICATION_ID, SCHEMA_VERSION, StoreError
+from mushcam.store.records import APPLICATION_ID, SCHEMA, SCHEMA_VERSION, StoreError
 
 DEFAULT_TIMEOUT = 10.0  # seconds to wait for another writer before calling the store locked
 
@@ -47,7 +47,7 @@ def _describe(exc: sqlite3.Error, path: Path) -> str:
 
 
 @contextlib.contextmanager
-def _connect(path: str | os.PathLike[str], write: bool, timeout: float | None) -> Iterator[sqlite3.Connection]:
+def connect(path: str | os.PathLike[str], write: bool, timeout: float | None) -> Iterator[sqlite3.Connection]:
     """A connection in autocommit mode (we open transactions ourselves); errors become StoreError."""
     path = Path(path).expanduser()
     if path.is_dir():
@@ -117,7 +117,7 @@ def check_writable(path: str | os.PathLike[str], timeout: float | None = None) -
         return
     if path.stat().st_size == 0:
         return  # an empty file (left by an older version) becomes a store on the first save
-    with _connect(path, write=True, timeout=timeout) as connection:
+    with connect(path, write=True, timeout=timeout) as connection:
         connection.execute("BEGIN IMMEDIATE")
         try:
             _check_identity(connection, path, empty_ok=True)
@@ -126,16 +126,16 @@ def check_writable(path: str | os.PathLike[str], timeout: float | None = None) -
                 connection.execute("ROLLBACK")
 
 
-def _has_arch(connection: sqlite3.Connection) -> bool:
+def has_arch(connection: sqlite3.Connection) -> bool:
     """Whether ``runs`` has the ``arch`` column (stores of version 1 do not)."""
     return any(row[1] == "arch" for row in connection.execute("PRAGMA table_info(runs)"))
 
 
 @contextlib.contextmanager
-def _reading(path: str | os.PathLike[str], timeout: float | None) -> Iterator[sqlite3.Connection]:
+def reading(path: str | os.PathLike[str], timeout: float | None) -> Iterator[sqlite3.Connection]:
     """A read-only connection inside one read transaction (a consistent snapshot)."""
     path = Path(path).expanduser()
-    with _connect(path, write=False, timeout=timeout) as connection:
+    with connect(path, write=False, timeout=timeout) as connection:
         connection.execute("BEGIN")
         try:
             _check_identity(connection, path, empty_ok=False)
@@ -161,14 +161,14 @@ def _committed(connection: sqlite3.Connection, begin: str) -> Iterator[None]:
 
 def _create_schema(connection: sqlite3.Connection) -> None:
     """The core tables and the file's MushCAM identity, in a new (empty) store."""
-    for statement in _SCHEMA.split(";"):
+    for statement in SCHEMA.split(";"):
         if statement.strip():
             connection.execute(statement)
     connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
-def _prepare_schema(connection: sqlite3.Connection, path: Path) -> None:
+def prepare_schema(connection: sqlite3.Connection, path: Path) -> None:
     """Inside a write transaction: create the schema in a new file, or upgrade a version-1 store.
 
     Version 1 had no ``runs.arch``; the column is added (empty: read as the run's name) in the
@@ -176,7 +176,7 @@ def _prepare_schema(connection: sqlite3.Connection, path: Path) -> None:
     """
     if not _check_identity(connection, path, empty_ok=True):
         _create_schema(connection)
-    elif not _has_arch(connection):
+    elif not has_arch(connection):
         connection.execute("ALTER TABLE runs ADD COLUMN arch TEXT NOT NULL DEFAULT ''")
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -193,7 +193,7 @@ def transaction(path: str | os.PathLike[str], write: bool = False,
     path = Path(path).expanduser()
     if write and not path.is_file():
         raise StoreError(f"no results store at {path}; create one with: python -m mushcam evaluate --data ROOT --out {path}")
-    with _connect(path, write=write, timeout=timeout) as connection, \
+    with connect(path, write=write, timeout=timeout) as connection, \
             _committed(connection, "BEGIN IMMEDIATE" if write else "BEGIN"):
         _check_identity(connection, path, empty_ok=False)
         yield connection
@@ -209,6 +209,6 @@ def write_transaction(path: str | os.PathLike[str], timeout: float | None = None
     back on any failure.
     """
     path = Path(path).expanduser()
-    with _connect(path, write=True, timeout=timeout) as connection, _committed(connection, "BEGIN IMMEDIATE"):
-        _prepare_schema(connection, path)
+    with connect(path, write=True, timeout=timeout) as connection, _committed(connection, "BEGIN IMMEDIATE"):
+        prepare_schema(connection, path)
         yield connection

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from mushcam.models import BACKBONES
-from mushcam.store.connection import _has_arch, _reading
+from mushcam.store.connection import has_arch, reading
 from mushcam.store.records import Predictions, RunRecord, Skipped, StoreContents, StoreError
 
 
@@ -59,7 +59,7 @@ _RUN_COLUMNS = (
 
 
 def _read_runs(connection: sqlite3.Connection) -> tuple[RunRecord, ...]:
-    arch = "arch" if _has_arch(connection) else "'' AS arch"
+    arch = "arch" if has_arch(connection) else "'' AS arch"
     rows = connection.execute(f"SELECT {_RUN_COLUMNS}, {arch} FROM runs ORDER BY run_id").fetchall()
     runs = [_run_from_row(row) for row in rows]
     order = {name: i for i, name in enumerate(BACKBONES)}
@@ -111,13 +111,13 @@ def _read_skipped(connection: sqlite3.Connection, run_id: int) -> tuple[Skipped,
 
 def load_runs(path: str | os.PathLike[str], timeout: float | None = None) -> tuple[RunRecord, ...]:
     """Every run in the store, ordered by data root, model (presets first, in registry order) and age."""
-    with _reading(path, timeout) as connection:
+    with reading(path, timeout) as connection:
         return _read_runs(connection)
 
 
 def load_predictions(path: str | os.PathLike[str], run_id: int, timeout: float | None = None) -> Predictions:
     """One run's rows as column arrays."""
-    with _reading(path, timeout) as connection:
+    with reading(path, timeout) as connection:
         runs = {r.run_id: r for r in _read_runs(connection)}
         if run_id not in runs:
             raise StoreError(f"no run {run_id} in {path}")
@@ -126,13 +126,13 @@ def load_predictions(path: str | os.PathLike[str], run_id: int, timeout: float |
 
 def load_skipped(path: str | os.PathLike[str], run_id: int, timeout: float | None = None) -> tuple[Skipped, ...]:
     """The files and folders one run left out, with reasons."""
-    with _reading(path, timeout) as connection:
+    with reading(path, timeout) as connection:
         return _read_skipped(connection, run_id)
 
 
 def load_store(path: str | os.PathLike[str], timeout: float | None = None) -> StoreContents:
     """All runs, their rows and their skipped files, from one consistent snapshot."""
-    with _reading(path, timeout) as connection:
+    with reading(path, timeout) as connection:
         runs = _read_runs(connection)
         return StoreContents(
             runs=runs,

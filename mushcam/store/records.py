@@ -18,7 +18,7 @@ from mushcam.models import DISPLAY_NAMES
 SCHEMA_VERSION = 2  # 2: runs.arch (the model's architecture; ``backbone`` holds its name)
 APPLICATION_ID = 0x4D434D31  # "MCM1": marks the file as a MushCAM results store
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id INTEGER PRIMARY KEY AUTOINCREMENT,
     backbone TEXT NOT NULL,

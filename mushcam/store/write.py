@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mushcam.store.connection import _connect, _prepare_schema
+from mushcam.store.connection import connect, prepare_schema
 from mushcam.store.records import Predictions, RunRecord, Skipped, StoreError
 
 
@@ -52,10 +52,10 @@ def save_run(
         )
         for i in range(n)
     ]
-    with _connect(path, write=True, timeout=timeout) as connection:
+    with connect(path, write=True, timeout=timeout) as connection:
         connection.execute("BEGIN IMMEDIATE")  # takes the write lock now: fails fast if locked
         try:
-            _prepare_schema(connection, path)
+            prepare_schema(connection, path)
             old = [
                 row[0]
                 for row in connection.execute(

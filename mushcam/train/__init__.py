@@ -21,13 +21,12 @@ interrupted run leaves the best checkpoint so far and a manifest that matches it
 The package, one module per role: :mod:`~mushcam.train.data` (classes, photos, toxicities),
 :mod:`~mushcam.train.metrics` (loss weights and metrics), :mod:`~mushcam.train.config` (a run's
 settings and results), :mod:`~mushcam.train.output` (the output folder: manifest, checkpoints,
-summaries), :mod:`~mushcam.train.loop` (the training itself) and :mod:`~mushcam.train.cli` (the
-command). Everything public is re-exported here: ``from mushcam.train import X`` works.
+summaries) and :mod:`~mushcam.train.loop` (the training itself); the command is :mod:`mushcam.cli.train`.
+Everything public is re-exported here: ``from mushcam.train import X`` works.
 """
 
 from __future__ import annotations
 
-from mushcam.train.cli import add_cli, run_train
 from mushcam.train.config import TrainConfig, TrainResult
 from mushcam.train.data import Report, TrainingData, find_classes, load_training_data, resolve_toxicities
 from mushcam.train.loop import (
@@ -59,7 +58,6 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "TrainingData",
-    "add_cli",
     "batches",
     "class_weights",
     "cosine_factor",
@@ -72,7 +70,6 @@ __all__ = [
     "plan_output",
     "resolve_device",
     "resolve_toxicities",
-    "run_train",
     "set_batchnorm_momentum",
     "train",
     "train_backbone",

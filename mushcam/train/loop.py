@@ -26,18 +26,18 @@ from mushcam.models import (
     load_imagenet_model,
     load_model,
 )
-from mushcam.train.config import TrainConfig, TrainResult, _check_config
+from mushcam.train.config import TrainConfig, TrainResult, check_config
 from mushcam.train.data import Report, TrainingData, find_classes, load_training_data, resolve_toxicities
 from mushcam.train.metrics import SplitMetrics, class_weights, evaluate_tensors
 from mushcam.train.output import (
     LOG_COLUMNS,
-    _pct,
-    _save_state,
-    _shielded_from_ctrl_c,
-    _summary_line,
-    _write_manifest,
-    _write_summary,
+    pct,
     plan_output,
+    save_state,
+    shielded_from_ctrl_c,
+    summary_line,
+    write_manifest,
+    write_summary,
 )
 
 
@@ -175,11 +175,11 @@ def train_backbone(
                 improved = math.isfinite(val.loss) and val.loss < best_loss
                 seconds = time.perf_counter() - epoch_start
                 # checkpoint, manifest, bookkeeping and log row: all or nothing under Ctrl-C
-                with _shielded_from_ctrl_c():
+                with shielded_from_ctrl_c():
                     if improved:
-                        _save_state(model, checkpoint)
+                        save_state(model, checkpoint)
                         entries[backbone] = ModelEntry(backbone, checkpoint.name, DEFAULT_LAYERS[backbone])
-                        _write_manifest(out_dir, classes, data.spec, entries)
+                        write_manifest(out_dir, classes, data.spec, entries)
                         best_loss, best_epoch, best_val = val.loss, epoch, val
                     writer.writerow([
                         epoch, f"{train_loss:.5f}", f"{train_acc:.5f}", f"{val.loss:.5f}", f"{val.accuracy:.5f}",
@@ -188,7 +188,7 @@ def train_backbone(
                     handle.flush()
                 report(
                     f"{backbone} epoch {epoch}/{config.epochs}: train loss {train_loss:.3f} acc {train_acc:.1%} | "
-                    f"val loss {val.loss:.3f} acc {val.accuracy:.1%} dangerous {_pct(val.dangerous_error_rate)} | "
+                    f"val loss {val.loss:.3f} acc {val.accuracy:.1%} dangerous {pct(val.dangerous_error_rate)} | "
                     f"lr {lr:.2g} | {seconds:.0f} s" + ("  * best" if improved else "")
                 )
                 if epoch - best_epoch >= config.patience:
@@ -254,7 +254,7 @@ def train(
     for backbone in backbones:
         if backbone not in BACKBONES:
             raise MushcamError(f"unknown backbone {backbone!r}; choose from {', '.join(BACKBONES)} or all")
-    _check_config(config)
+    check_config(config)
     device = resolve_device(config.device)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -289,14 +289,14 @@ def train(
                 f"interrupted: {backbone} keeps epoch {result.best_epoch} (val loss {result.val.loss:.3f}, "
                 f"acc {result.val.accuracy:.1%}) in {result.checkpoint}; {out / MANIFEST_NAME} lists it"
             )
-            _write_summary(out, result, config, data, toxicities)
+            write_summary(out, result, config, data, toxicities)
             raise KeyboardInterrupt
         test = None
         if data.test_inputs is not None and data.test_labels is not None:
             final = load_manifest(out)
             test = evaluate_checkpoint(final, backbone, data.test_inputs, data.test_labels, weights, device)
         result = replace(result, test=test)
-        _write_summary(out, result, config, data, toxicities)
+        write_summary(out, result, config, data, toxicities)
         results.append(result)
-        report(_summary_line(result))
+        report(summary_line(result))
     return results

@@ -1,6 +1,5 @@
 """Can the map be trusted? Faithfulness metrics, the sanity check, their storage and report.
 
-- :mod:`mushcam.trust.explainers`  — one entry to the CAM methods (``explain_maps``).
 - :mod:`mushcam.trust.faithfulness` — deletion / insertion curves and AUC, Average Drop and
   Increase in Confidence, ROAD; a random map and the inverted map beside each real one.
 - :mod:`mushcam.trust.imputation`  — ROAD's noisy linear imputation (a sparse solve per image).
@@ -8,6 +7,8 @@
 - :mod:`mushcam.trust.store`       — their tables in the results store.
 - :mod:`mushcam.trust.report`      — tables with bootstrap intervals.
 - :mod:`mushcam.trust.run`         — over a test folder, per model x method, streamed into the store.
-- :mod:`mushcam.trust.cli`         — ``python -m mushcam faithfulness`` and ``sanity``.
 - :mod:`mushcam.trust.figure`      — the mean curves as a PNG.
+
+The commands ``python -m mushcam faithfulness`` and ``sanity`` are in :mod:`mushcam.cli.trust`; every
+method is reached through :func:`mushcam.methods.cam` (``mushcam.trust.explainers`` is an old alias).
 """

@@ -20,13 +20,14 @@ import torch
 
 from mushcam.catalog import load_catalog_entry
 from mushcam.data import ImageLoadError, decode_image, image_sha256, preprocess, read_bytes
-from mushcam.evaluate import Progress, TestImage, scan_test_set
+from mushcam.evaluate.predict import Progress
+from mushcam.evaluate.scan import TestImage, scan_test_set
 from mushcam.exceptions import MushcamError
 from mushcam.manifest import Manifest
 from mushcam.memory import peak_rss_bytes, reset_peak_rss
+from mushcam.methods import METHODS, UnknownMethodError, cam, check_method
 from mushcam.models import file_sha256
 from mushcam.trust import store as trust_store
-from mushcam.trust.explainers import check_methods, explain_maps
 from mushcam.trust.faithfulness import FaithfulnessSettings, evaluate_map
 from mushcam.trust.sanity import method_explainer, sanity_check
 
@@ -38,6 +39,14 @@ class TrustRunSummary:
     n_images: int
     seconds: float
     peak_rss_mb: float | None
+
+
+def check_methods(methods: Sequence[str]) -> list[str]:
+    """The CAM method names, de-duplicated in order; none, or an unknown one, is an :class:`UnknownMethodError`."""
+    chosen = list(dict.fromkeys(m.strip() for m in methods if m.strip()))
+    if not chosen:
+        raise UnknownMethodError(f"no CAM method given; choose from {', '.join(METHODS)}")
+    return [check_method(name) for name in chosen]
 
 
 def image_generator(seed: int, image_sha: str) -> torch.Generator:
@@ -106,34 +115,50 @@ def faithfulness_over_folder(
         try:
             for method in chosen_methods:
                 key = trust_store.RunKey(name, digest, str(test_set.root), method, loaded.layer)
-                frun_id = trust_store.begin_faithfulness(out, key, settings)
-                bar = Progress(f"{name} · {method}", len(images), progress_stream)
-                start = time.perf_counter()
-                done = 0
-                for first in range(0, len(images), cam_batch_size):
-                    tensors, kept = _decoded(images[first:first + cam_batch_size], manifest, log)
-                    rows = []
-                    if tensors:
-                        batch = torch.stack(tensors)
-                        result = explain_maps(loaded.model, batch, loaded.layer, None, method)
-                        for i, (item, sha) in enumerate(kept):
-                            scores = evaluate_map(loaded.model, batch[i], result.cams[i], int(result.class_idx[i]),
-                                                  settings, image_generator(settings.seed, sha))
-                            rows.append((item.relpath, sha, item.true_idx, scores))
-                        trust_store.append_faithfulness(out, frun_id, rows)
-                    done += min(cam_batch_size, len(images) - first)
-                    bar.update(done)
-                seconds = time.perf_counter() - start
-                trust_store.finish_faithfulness(out, frun_id, seconds)
-                peak = peak_rss_bytes()
-                summaries.append(TrustRunSummary(name, method, len(images), seconds, peak / 2**20 if peak else None))
-                log(f"{name} · {method}: {len(images)} images in {seconds:.1f} s"
-                    + (f"; peak resident memory {peak / 2**20:.0f} MB" if peak else ""))
+                summaries.append(faithfulness_pass(out, key, loaded, images, manifest, settings, cam_batch_size,
+                                                   log, progress_stream))
         finally:
             del loaded
             gc.collect()
     log(f"results written to {out}; print them with: python -m mushcam report {out}")
     return summaries
+
+
+def faithfulness_pass(
+    out: str | Path,
+    key: trust_store.RunKey,
+    loaded,  # noqa: ANN001 - mushcam.catalog's loaded entry: .model and .layer
+    images: Sequence[TestImage],
+    manifest: Manifest,
+    settings: FaithfulnessSettings,
+    cam_batch_size: int,
+    log: Callable[[str], None],
+    progress_stream: TextIO | None,
+) -> TrustRunSummary:
+    """One (model, method) over ``images``: each batch's maps scored and appended to the store as it goes."""
+    frun_id = trust_store.begin_faithfulness(out, key, settings)
+    bar = Progress(f"{key.model} · {key.method}", len(images), progress_stream)
+    start = time.perf_counter()
+    done = 0
+    for first in range(0, len(images), cam_batch_size):
+        tensors, kept = _decoded(images[first:first + cam_batch_size], manifest, log)
+        rows = []
+        if tensors:
+            batch = torch.stack(tensors)
+            result = cam(loaded.model, batch, loaded.layer, None, key.method)
+            for i, (item, sha) in enumerate(kept):
+                scores = evaluate_map(loaded.model, batch[i], result.cams[i], int(result.class_idx[i]),
+                                      settings, image_generator(settings.seed, sha))
+                rows.append((item.relpath, sha, item.true_idx, scores))
+            trust_store.append_faithfulness(out, frun_id, rows)
+        done += min(cam_batch_size, len(images) - first)
+        bar.update(done)
+    seconds = time.perf_counter() - start
+    trust_store.finish_faithfulness(out, frun_id, seconds)
+    peak = peak_rss_bytes()
+    log(f"{key.model} · {key.method}: {len(images)} images in {seconds:.1f} s"
+        + (f"; peak resident memory {peak / 2**20:.0f} MB" if peak else ""))
+    return TrustRunSummary(key.model, key.method, len(images), seconds, peak / 2**20 if peak else None)
 
 
 def sanity_over_folder(
@@ -158,7 +183,8 @@ def sanity_over_folder(
     start = time.perf_counter()
     result = sanity_check(loaded.model, torch.stack(tensors), method_explainer(loaded.layer, method), seed=seed)
     seconds = time.perf_counter() - start
-    key = trust_store.RunKey(model, file_sha256(manifest.checkpoint_path(model)), str(test_set.root), method, loaded.layer)
+    digest = file_sha256(manifest.checkpoint_path(model))
+    key = trust_store.RunKey(model, digest, str(test_set.root), method, loaded.layer)
     paths = tuple(item.relpath for item, _ in kept)
     srun_id = trust_store.save_sanity(out, key, paths, result, seed, seconds) if out else -1
     return trust_store.SanityRun(srun_id, key, result.blocks, paths, result.spearman, result.ssim)

@@ -37,7 +37,7 @@ from torch.nn import functional as F
 from mushcam.agreement import spearman
 from mushcam.exceptions import MushcamError
 from mushcam.gradcam import eval_mode, predicted_classes
-from mushcam.trust.explainers import explain_maps
+from mushcam.methods import cam as explain_maps  # same arguments: model, inputs, layer, class_idx, method
 from mushcam.trust.faithfulness import saliency
 
 FLAG_THRESHOLD = 0.5

@@ -6,10 +6,11 @@ import argparse
 
 import torch
 
-from mushcam.exceptions import MushcamError
-from mushcam.store import load_store
+from mushcam.cli.common import resolve_manifest
 from mushcam.evaluate.predict import evaluate_models
 from mushcam.evaluate.report import format_report
+from mushcam.exceptions import MushcamError
+from mushcam.store import load_store
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +20,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
         help="run each model over a test set (ROOT/<Class>/<image>) and store every prediction in SQLite",
     )
     parser.add_argument("--data", required=True, help="test-set folder: ROOT/<Class>/<image> (class = manifest class)")
-    parser.add_argument("--manifest", help="manifest.json or its folder (default: $MUSHCAM_CHECKPOINTS or checkpoints/)")
+    parser.add_argument("--manifest", help="manifest.json or its folder (default: $MUSHCAM_CHECKPOINTS or "
+                                           "checkpoints/)")
     parser.add_argument("--model", "--models", "--backbone", "--backbones", dest="models", nargs="+", metavar="NAME",
                         help="models to evaluate, by their manifest name (default: every manifest model with a "
                         "checkpoint); --backbones is the old spelling")
@@ -29,7 +31,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
                         help="CPU threads for inference (default: torch's choice; 1 is fastest on a busy shared host)")
     parser.set_defaults(handler=run_evaluate)
 
-    report = subparsers.add_parser("report", help="print accuracy, per-class scores, confusion matrix and toxicity-aware error rates")
+    report = subparsers.add_parser("report", help="print accuracy, per-class scores, confusion matrix and "
+                                                  "toxicity-aware error rates")
     report.add_argument("store", help="results store written by `evaluate`")
     report.add_argument("--markdown", action="store_true", help="markdown tables")
     report.add_argument("--summary", action="store_true", help="only the one-row-per-model summary")
@@ -37,8 +40,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from mushcam.cli import resolve_manifest
-
+    """``evaluate``: every chosen model over the test folder, one run each in the store."""
     if args.threads is not None:
         if args.threads < 1:
             raise MushcamError(f"--threads must be at least 1; got {args.threads}")
@@ -49,6 +51,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    """``report``: the runs' metrics, then the trust tables when the store holds any."""
     from mushcam.trust.report import format_trust_report
     from mushcam.trust.store import load_trust
 

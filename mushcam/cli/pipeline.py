@@ -1,4 +1,4 @@
-"""``python -m mushcam gradcam``: its options, their checks, and the summary printed at the end."""
+"""``python -m mushcam gradcam``: its options and their checks; the job is :mod:`mushcam.pipeline`."""
 
 from __future__ import annotations
 
@@ -11,25 +11,25 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 from mushcam.cache import DEFAULT_MAX_BYTES, CamCache, default_cache_dir
-from mushcam.cli import UsageError, resolve_manifest
+from mushcam.cli.common import resolve_manifest
+from mushcam.exceptions import UsageError
 from mushcam.files import write_json_atomic
+from mushcam.manifest import Manifest
 from mushcam.memory import current_rss_bytes, peak_rss_bytes
-from mushcam.methods import DEFAULT_METHOD, METHOD_LABELS, METHODS
+from mushcam.methods import DEFAULT_METHOD, METHODS
 from mushcam.pipeline.config import (
     DEFAULT_MAX_SIDE,
     DEFAULT_PNG_LEVEL,
     DEFAULT_VIEWS,
     MAX_MAX_SIDE,
     VIEW_NAMES,
-    ModelReport,
     PipelineConfig,
 )
 from mushcam.pipeline.device import resolve_device
 from mushcam.pipeline.items import collect_images, parse_shard, select_shard
 from mushcam.pipeline.job import run_pipeline
+from mushcam.pipeline.summary import format_summary
 from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP
 
 
@@ -39,37 +39,8 @@ def _split_list(values: Sequence[str] | None) -> list[str]:
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
 
-def _mb(value: int | None) -> str:
-    return "n/a" if value is None else f"{value / 2**20:.0f} MB"
-
-
-def format_summary(reports: Sequence[ModelReport], total_seconds: float, device: torch.device,
-                   method: str = DEFAULT_METHOD) -> str:
-    """The table printed at the end of a run."""
-    lines = [f"{METHOD_LABELS[method]} on {device}: {total_seconds:.1f} s in all"]
-    header = f"{'model':<20} {'images':>6} {'computed':>8} {'cached':>6} {'seconds':>8} {'img/s':>7} {'peak RSS':>9} {'above start':>11}"
-    if device.type == "cuda":
-        header += f" {'CUDA max alloc':>14}"
-    lines.append(header)
-    for r in reports:
-        above = None if r.peak_rss_bytes is None or r.rss_start_bytes is None else r.peak_rss_bytes - r.rss_start_bytes
-        line = (f"{(r.label or r.backbone):<20} {r.images:>6} {r.computed:>8} {r.cached:>6} "
-                f"{r.seconds:>8.2f} {r.images_per_second:>7.1f} {_mb(r.peak_rss_bytes):>9} {_mb(above):>11}")
-        if device.type == "cuda":
-            line += f" {_mb(r.cuda_max_allocated_bytes):>14}"
-        lines.append(line)
-    if reports and not reports[0].peak_is_per_model:
-        lines.append("(peak RSS is the process's high-water mark so far: it could not be reset per model here)")
-    failed = [f for r in reports for f in (f"{r.backbone}: {x}" for x in r.failed)]
-    if failed:
-        lines.append(f"{len(failed)} images could not be processed:")
-        lines.extend(f"  {f}" for f in failed[:20])
-        if len(failed) > 20:
-            lines.append(f"  … {len(failed) - 20} more")
-    return "\n".join(lines)
-
-
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``gradcam``."""
     parser = subparsers.add_parser(
         "gradcam",
         help="batch Grad-CAM: many images, several models, one model at a time, cached and resumable",
@@ -89,13 +60,18 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--views", default=",".join(DEFAULT_VIEWS),
                         help=f"PNG views to write, comma-separated, from {', '.join(VIEW_NAMES)} "
                         f"(default {','.join(DEFAULT_VIEWS)}); the raw map is always written")
-    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help=f"heat map opacity 0..1 (default {DEFAULT_ALPHA})")
-    parser.add_argument("--colormap", default=DEFAULT_COLORMAP, help=f"{', '.join(COLORMAPS)} (default {DEFAULT_COLORMAP})")
+    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="heat map opacity 0..1 (default "
+                                                                           f"{DEFAULT_ALPHA})")
+    parser.add_argument("--colormap", default=DEFAULT_COLORMAP, help=f"{', '.join(COLORMAPS)} (default "
+                                                                     f"{DEFAULT_COLORMAP})")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
-    parser.add_argument("--manifest", help="manifest.json or its folder (default: $MUSHCAM_CHECKPOINTS or checkpoints/)")
-    parser.add_argument("--cache", help="cache folder (default: $MUSHCAM_CACHE or ~/.cache/mushcam/cams, shared with the app)")
+    parser.add_argument("--manifest", help="manifest.json or its folder (default: $MUSHCAM_CHECKPOINTS or "
+                                           "checkpoints/)")
+    parser.add_argument("--cache", help="cache folder (default: $MUSHCAM_CACHE or ~/.cache/mushcam/cams, shared with "
+                                        "the app)")
     parser.add_argument("--cache-max-mb", type=float, default=DEFAULT_MAX_BYTES / 2**20,
-                        help=f"cache size cap; least recently used maps are evicted (default {DEFAULT_MAX_BYTES // 2**20})")
+                        help="cache size cap; least recently used maps are evicted (default "
+                             f"{DEFAULT_MAX_BYTES // 2**20})")
     parser.add_argument("--shard", metavar="k/N", help="process only shard k of N (1..N), for N independent jobs")
     parser.add_argument("--force", action="store_true", help="recompute every map and rewrite every file")
     parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
@@ -119,36 +95,8 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
             raise UsageError(f"--model: no model named {backbone!r} in the manifest; "
                              f"choose from {', '.join(manifest.models)}")
     backbones = list(dict.fromkeys(backbones))
-    target_text = str(args.target).strip()
-    if target_text.lower() in ("predicted", "true"):
-        target: str | int = target_text.lower()
-    elif re.fullmatch(r"[0-9]+", target_text):  # ASCII digits only: '²'.isdigit() is True
-        target = int(target_text)
-        if not 0 <= target < manifest.num_classes:
-            raise UsageError(f"--target {target} is out of range: there are {manifest.num_classes} classes")
-    else:
-        try:
-            target = manifest.class_index(target_text)
-        except KeyError as exc:
-            raise UsageError(f"--target {target_text!r}: {exc.args[0]}") from None
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1; got {args.batch_size}")
-    views = tuple(dict.fromkeys(_split_list([args.views])))
-    bad = [v for v in views if v not in VIEW_NAMES]
-    if bad or not views:
-        raise UsageError(f"--views must list some of {', '.join(VIEW_NAMES)}; got {args.views!r}")
-    if not 0.0 <= args.alpha <= 1.0:
-        raise UsageError(f"--alpha must be between 0 and 1; got {args.alpha}")
-    if args.colormap not in COLORMAPS:
-        raise UsageError(f"--colormap must be one of {', '.join(COLORMAPS)}; got {args.colormap!r}")
-    if not 16 <= args.max_side <= MAX_MAX_SIDE:
-        raise UsageError(f"--max-side must be between 16 and {MAX_MAX_SIDE} pixels (views are for people); got {args.max_side}")
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise UsageError(f"--out {args.out} is a file; give a folder (it is created)")
-    if not 0 <= args.png_level <= 9:
-        raise UsageError(f"--png-level must be between 0 and 9; got {args.png_level}")
-    if not (math.isfinite(args.cache_max_mb) and args.cache_max_mb > 0):
-        raise UsageError(f"--cache-max-mb must be a positive, finite number of megabytes; got {args.cache_max_mb}")
+    target = parse_target(args.target, manifest)
+    views = check_output_options(args)
     cache = CamCache(Path(args.cache) if args.cache else default_cache_dir(), max_bytes=int(args.cache_max_mb * 2**20))
     return PipelineConfig(
         manifest=manifest,
@@ -167,6 +115,46 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         shard=parse_shard(args.shard),
         method=args.method,
     )
+
+
+def parse_target(text: str, manifest: Manifest) -> str | int:
+    """``--target``: ``predicted``, ``true``, a class index (ASCII digits) or a class name."""
+    target_text = str(text).strip()
+    if target_text.lower() in ("predicted", "true"):
+        return target_text.lower()
+    if re.fullmatch(r"[0-9]+", target_text):  # ASCII digits only: '²'.isdigit() is True
+        target = int(target_text)
+        if not 0 <= target < manifest.num_classes:
+            raise UsageError(f"--target {target} is out of range: there are {manifest.num_classes} classes")
+        return target
+    try:
+        return manifest.class_index(target_text)
+    except KeyError as exc:
+        raise UsageError(f"--target {target_text!r}: {exc.args[0]}") from None
+
+
+def check_output_options(args: argparse.Namespace) -> tuple[str, ...]:
+    """The batch, view, drawing, output and cache options checked (errors name the option); the views."""
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1; got {args.batch_size}")
+    views = tuple(dict.fromkeys(_split_list([args.views])))
+    bad = [v for v in views if v not in VIEW_NAMES]
+    if bad or not views:
+        raise UsageError(f"--views must list some of {', '.join(VIEW_NAMES)}; got {args.views!r}")
+    if not 0.0 <= args.alpha <= 1.0:
+        raise UsageError(f"--alpha must be between 0 and 1; got {args.alpha}")
+    if args.colormap not in COLORMAPS:
+        raise UsageError(f"--colormap must be one of {', '.join(COLORMAPS)}; got {args.colormap!r}")
+    if not 16 <= args.max_side <= MAX_MAX_SIDE:
+        raise UsageError(f"--max-side must be between 16 and {MAX_MAX_SIDE} pixels (views are for people); got "
+                         f"{args.max_side}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out} is a file; give a folder (it is created)")
+    if not 0 <= args.png_level <= 9:
+        raise UsageError(f"--png-level must be between 0 and 9; got {args.png_level}")
+    if not (math.isfinite(args.cache_max_mb) and args.cache_max_mb > 0):
+        raise UsageError(f"--cache-max-mb must be a positive, finite number of megabytes; got {args.cache_max_mb}")
+    return views
 
 
 def run_gradcam(args: argparse.Namespace) -> int:

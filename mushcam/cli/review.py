@@ -7,6 +7,7 @@ import csv
 import sys
 from pathlib import Path
 
+from mushcam.cli.common import resolve_manifest
 from mushcam.exceptions import MushcamError
 
 
@@ -56,7 +57,8 @@ def _write_text(path: str, text: str) -> None:
 def run_review_report(args: argparse.Namespace) -> int:
     from mushcam.cache import CamCache, default_cache_dir
     from mushcam.manifest import ManifestError
-    from mushcam.review import causes, labels, report, store as review_store
+    from mushcam.review import causes, labels, report
+    from mushcam.review import store as review_store
     from mushcam.review.figures import FigureSource
     from mushcam.store import load_store
 
@@ -71,8 +73,6 @@ def run_review_report(args: argparse.Namespace) -> int:
     figures = None
     source = None
     if not args.no_figures:
-        from mushcam.cli import resolve_manifest
-
         try:
             manifest = resolve_manifest(args.manifest)
         except ManifestError as exc:
@@ -97,7 +97,8 @@ def run_review_report(args: argparse.Namespace) -> int:
 
 
 def run_export_labels(args: argparse.Namespace) -> int:
-    from mushcam.review import labels, store as review_store
+    from mushcam.review import labels
+    from mushcam.review import store as review_store
 
     fixes = labels.label_fixes(review_store.load_reviews(args.store))
     _write_text(args.out, labels.to_csv(fixes))
@@ -107,7 +108,8 @@ def run_export_labels(args: argparse.Namespace) -> int:
 
 
 def run_check_data(args: argparse.Namespace) -> int:
-    from mushcam.review import dedup, store as review_store
+    from mushcam.review import dedup
+    from mushcam.review import store as review_store
 
     threshold = dedup.DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     if args.store:  # fail before hashing, not after

@@ -1,6 +1,6 @@
 """``python -m mushcam compare IMAGES_OR_FOLDER [--model ...] [--method ...] [--n 12] [--seed 0] --out DIR``.
 
-Registered by :mod:`mushcam.cli` through :func:`add_cli`: checks the options, picks the
+Registered by :mod:`mushcam.cli.main` through :func:`add_cli`: checks the options, picks the
 models, gathers the images, computes the comparison with a :class:`Memo` and writes the export.
 """
 
@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mushcam.cache import CamCache
+from mushcam.cli.common import resolve_manifest
 from mushcam.compare.comparison import NORMALISATIONS, Memo, compute_comparison, outcome_with
 from mushcam.compare.figure import GRID_VIEWS, summary_lines, write_export
 from mushcam.compare.sample import DEFAULT_SAMPLE_SIZE, gather_images, manifest_class
-from mushcam.exceptions import MushcamError
+from mushcam.exceptions import MushcamError, UsageError
 from mushcam.manifest import Manifest
 from mushcam.methods import DEFAULT_METHOD, METHODS
 from mushcam.render import DEFAULT_ALPHA, DEFAULT_COLORMAP
@@ -24,10 +25,12 @@ MAX_GRID_IMAGES = 100  # rows of one exported grid: the figure is for people (10
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``compare``."""
     parser = subparsers.add_parser(
         "compare",
         help="the models side by side on several images: grid PNG with agreement and focus numbers, CSV",
-        description="The CAM maps (--method; Grad-CAM by default) of every chosen model on several images, with how much the maps agree "
+        description="The CAM maps (--method; Grad-CAM by default) of every chosen model on several images, with how "
+                    "much the maps agree "
         "(top-20% IoU, Spearman) and how focused each is (half-mass area, entropy). Writes "
         "gradcam_detailed_comparison_{timestamp}.png, .csv and _summary.csv.",
     )
@@ -45,7 +48,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--n", type=int, default=DEFAULT_SAMPLE_SIZE, help="images sampled from a folder (default 12)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--out", required=True, help="output folder (created)")
-    parser.add_argument("--manifest", help="manifest.json or its folder (default: $MUSHCAM_CHECKPOINTS or checkpoints/)")
+    parser.add_argument("--manifest", help="manifest.json or its folder (default: $MUSHCAM_CHECKPOINTS or "
+                                           "checkpoints/)")
     parser.add_argument("--normalise", choices=NORMALISATIONS, default="per_image",
                         help="per_image: each map to its own maximum (default); shared: each row to its largest map")
     parser.add_argument("--view", choices=GRID_VIEWS, default="overlay", help="overlay (default) or heatmap alone")
@@ -86,8 +90,8 @@ def usable_backbones(manifest: Manifest, requested: Sequence[str] | None) -> lis
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    """``compare``: check the options, pick the models and images, write the grid PNG and CSVs."""
     from mushcam.catalog import load_catalog_entry
-    from mushcam.cli import UsageError, resolve_manifest
     from mushcam.render import COLORMAPS
 
     if not 1 <= args.n <= MAX_GRID_IMAGES:
@@ -119,7 +123,8 @@ def run_compare(args: argparse.Namespace) -> int:
 
     comparison = compute_comparison(images, backbones, manifest, memo, progress=progress, methods=args.method)
     paths = write_export(comparison, manifest, args.out, args.normalise, args.view, args.alpha, args.colormap)
-    unlisted = sorted({img.label for img in images if img.label is not None and manifest_class(manifest, img.label) is None})
+    unlisted = sorted({img.label for img in images
+                       if img.label is not None and manifest_class(manifest, img.label) is None})
     if unlisted:
         print(f"note: classes not in the manifest (correctness unknown): {', '.join(unlisted)}", file=sys.stderr)
     print("\n".join(summary_lines(comparison)))

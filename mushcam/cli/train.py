@@ -32,18 +32,28 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--backbone", required=True, choices=[*BACKBONES, "all"])
     parser.add_argument("--manifest", metavar="FILE", help="manifest (or its folder) giving each class's toxicity")
     parser.add_argument("--epochs", type=int, default=30, metavar="N", help="at most N epochs (default 30)")
-    parser.add_argument("--image-size", type=int, default=224, metavar="S", help="network input side in pixels (default 224)")
+    parser.add_argument("--image-size", type=int, default=224, metavar="S", help="network input side in pixels "
+                                                                                 "(default 224)")
     parser.add_argument("--batch-size", type=int, default=32, metavar="B", help="default 32")
-    parser.add_argument("--poisonous-weight", type=float, default=4.0, metavar="W", help="loss weight factor of poisonous classes (default 4)")
+    parser.add_argument("--poisonous-weight", type=float, default=4.0, metavar="W", help="loss weight factor of "
+                                                                                         "poisonous classes (default "
+                                                                                         "4)")
     parser.add_argument("--inverse-frequency", action="store_true", help="also weight each class by N / (C * n_c)")
     parser.add_argument("--pretrained", action="store_true", help="start from torchvision's ImageNet weights")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--seed", type=int, default=0, metavar="N", help="same seed, same data, same machine: same weights")
-    parser.add_argument("--lr", type=float, default=None, metavar="LR", help="peak learning rate (default 1e-3; 3e-4 with --pretrained)")
-    parser.add_argument("--weight-decay", type=float, default=0.05, metavar="WD", help="AdamW weight decay (default 0.05)")
-    parser.add_argument("--patience", type=int, default=5, metavar="N", help="stop after this many epochs without a better val loss")
-    parser.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch (default: the CPUs available; 1 is faster on a busy shared host)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created); its manifest.json is merged")
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="same seed, same data, same machine: same "
+                                                                         "weights")
+    parser.add_argument("--lr", type=float, default=None, metavar="LR", help="peak learning rate (default 1e-3; 3e-4 "
+                                                                             "with --pretrained)")
+    parser.add_argument("--weight-decay", type=float, default=0.05, metavar="WD", help="AdamW weight decay (default "
+                                                                                       "0.05)")
+    parser.add_argument("--patience", type=int, default=5, metavar="N", help="stop after this many epochs without a "
+                                                                             "better val loss")
+    parser.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch (default: the "
+                                                                               "CPUs available; 1 is faster on a busy "
+                                                                               "shared host)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created); its manifest.json is "
+                                                                    "merged")
     parser.set_defaults(handler=run_train)
 
 

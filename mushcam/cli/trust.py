@@ -12,8 +12,9 @@ from pathlib import Path
 
 import torch
 
+from mushcam.cli.common import resolve_manifest
 from mushcam.exceptions import MushcamError
-from mushcam.trust.explainers import DEFAULT_METHOD, available_methods
+from mushcam.methods import DEFAULT_METHOD, METHODS
 from mushcam.trust.faithfulness import BASELINES, DEFAULT_ROAD_PERCENTAGES, DEFAULT_STEPS, FaithfulnessSettings
 
 
@@ -23,7 +24,9 @@ def _percentages(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(p) for p in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole percentages such as 10,50,90; got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated whole percentages such as 10,50,90; got {text!r}"
+        ) from None
 
 
 def _threads(value: int | None) -> None:
@@ -35,23 +38,28 @@ def _threads(value: int | None) -> None:
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
     """Register ``faithfulness`` and ``sanity``."""
-    methods = ", ".join(available_methods())
+    methods = ", ".join(METHODS)
     parser = subparsers.add_parser(
         "faithfulness",
-        help="deletion/insertion AUC, Average Drop, ROAD of every model x method over a test folder, into the results store",
+        help="deletion/insertion AUC, Average Drop, ROAD of every model x method over a test folder, into the results "
+             "store",
     )
     parser.add_argument("--data", required=True, help="test folder: ROOT/<Class>/<image>")
-    parser.add_argument("--manifest", help="manifest.json or its folder (default: $MUSHCAM_CHECKPOINTS or checkpoints/)")
+    parser.add_argument("--manifest", help="manifest.json or its folder (default: $MUSHCAM_CHECKPOINTS or "
+                                           "checkpoints/)")
     parser.add_argument("--models", "--backbones", nargs="+", metavar="MODEL",
                         help="manifest model names (default: every model with a checkpoint)")
-    parser.add_argument("--methods", default=DEFAULT_METHOD, help=f"comma-separated CAM methods ({methods}; default gradcam)")
+    parser.add_argument("--methods", default=DEFAULT_METHOD, help=f"comma-separated CAM methods ({methods}; default "
+                                                                  "gradcam)")
     parser.add_argument("--baseline", choices=BASELINES, default="blur",
                         help="what a removed pixel becomes: the blurred image (default) or the mean colour")
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"deletion/insertion steps (default {DEFAULT_STEPS})")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="deletion/insertion steps (default "
+                                                                         f"{DEFAULT_STEPS})")
     parser.add_argument("--road-percentages", type=_percentages, default=DEFAULT_ROAD_PERCENTAGES,
                         help="ROAD removal percentages, comma-separated (default 10,...,90; 'none' to skip ROAD)")
     parser.add_argument("--batch-size", type=int, default=32, help="perturbed images per forward pass (default 32)")
-    parser.add_argument("--limit", type=int, help="only N images, taken at even intervals over the folder (every class gets its share)")
+    parser.add_argument("--limit", type=int, help="only N images, taken at even intervals over the folder (every class "
+                                                  "gets its share)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random maps, tie-breaking and ROAD noise")
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
     parser.add_argument("--out", required=True, help="results store (the evaluate command's file), e.g. results.sqlite")
@@ -71,7 +79,6 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_faithfulness(args: argparse.Namespace) -> int:
-    from mushcam.cli import resolve_manifest
     from mushcam.trust.run import faithfulness_over_folder
 
     _threads(args.threads)
@@ -87,7 +94,6 @@ def run_faithfulness(args: argparse.Namespace) -> int:
 
 def run_sanity(args: argparse.Namespace) -> int:
     from mushcam.catalog import load_catalog_entry
-    from mushcam.cli import resolve_manifest
     from mushcam.data import load_image, preprocess
     from mushcam.trust.report import format_sanity
     from mushcam.trust.run import choose_models, sanity_over_folder
@@ -111,7 +117,8 @@ def run_sanity(args: argparse.Namespace) -> int:
     print(f"{args.model} · {args.method} · layer {run.key.layer}: {len(run.image_paths)} image(s); "
           "Spearman and SSIM between the trained model's map and the map after randomising, from the logits down:")
     for step, block in enumerate(result.blocks):
-        print(f"  {step + 1:2d}. + {block:<24} Spearman {result.mean_spearman[step]:+.3f}   SSIM {result.mean_ssim[step]:.3f}")
+        print(f"  {step + 1:2d}. + {block:<24} Spearman {result.mean_spearman[step]:+.3f}   SSIM "
+              f"{result.mean_ssim[step]:.3f}")
     print(format_sanity([run]))
     if args.out and args.data:
         print(f"saved in {args.out}; the report shows it: python -m mushcam report {args.out}")

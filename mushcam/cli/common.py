@@ -1,0 +1,48 @@
+"""Helpers shared by the command modules: the manifest named by ``--manifest``, argparse types."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from mushcam.exceptions import MushcamError
+
+if TYPE_CHECKING:
+    from mushcam.manifest import Manifest
+
+
+def resolve_manifest(manifest_arg: str | None) -> Manifest:
+    """The manifest named on the command line, or the default checkpoint folder's one.
+
+    A manifest that Python's json cannot even hold (nesting deep enough for RecursionError,
+    an integer of more than 4,300 digits) is a user error here too, not a traceback.
+    """
+    from mushcam.manifest import ManifestError, default_checkpoint_dir, load_manifest
+
+    where = manifest_arg if manifest_arg else default_checkpoint_dir()
+    try:
+        return load_manifest(where)
+    except MushcamError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        if isinstance(exc, RecursionError):
+            reason = "it is nested too deeply to be a manifest"
+        elif "digits" in str(exc):
+            reason = "it holds a number with more than 4,300 digits"
+        else:
+            reason = str(exc)
+        raise ManifestError(f"the manifest in {where} cannot be read: {reason}") from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (argparse names the option in its message)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
+    return value
+
+
+__all__ = ["positive_int", "resolve_manifest"]
