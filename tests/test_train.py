@@ -332,7 +332,7 @@ def test_ctrl_c_keeps_the_best_checkpoint_and_a_matching_manifest(
 def test_ctrl_c_during_a_save_is_deferred_until_it_is_complete() -> None:
     steps = []
     with pytest.raises(KeyboardInterrupt):
-        with output._shielded_from_ctrl_c():
+        with output.shielded_from_ctrl_c():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)  # the signal is delivered here, while "saving"
             steps.append("saved")

@@ -52,7 +52,7 @@ class TrainResult:
     interrupted: bool
 
 
-def _check_config(config: TrainConfig) -> None:
+def check_config(config: TrainConfig) -> None:
     if config.epochs < 1:
         raise MushcamError(f"--epochs must be at least 1; got {config.epochs}")
     if not 32 <= config.image_size <= 2048:

@@ -33,7 +33,6 @@ from mushcam.train.config import TrainConfig, TrainResult
 from mushcam.train.data import Report, TrainingData
 from mushcam.train.metrics import SplitMetrics
 
-
 LOG_COLUMNS: tuple[str, ...] = (
     "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
     "val_dangerous_error_rate", "lr", "seconds", "best",
@@ -75,13 +74,16 @@ def plan_output(
     return existing, {}
 
 
-def _write_manifest(out_dir: Path, classes: Sequence[ClassInfo], spec: InputSpec, entries: dict[str, ModelEntry]) -> None:
+def write_manifest(
+    out_dir: Path, classes: Sequence[ClassInfo], spec: InputSpec, entries: dict[str, ModelEntry]
+) -> None:
+    """The output folder's manifest: the classes, the input and every model trained into it (atomic)."""
     ordered = {b: entries[b] for b in BACKBONES if b in entries}
     save_manifest(Manifest(classes=tuple(classes), input=spec, models=ordered, root=out_dir), out_dir / MANIFEST_NAME)
 
 
 @contextlib.contextmanager
-def _shielded_from_ctrl_c() -> Iterator[None]:
+def shielded_from_ctrl_c() -> Iterator[None]:
     """Defer SIGINT for the block (a save must not be cut in half); re-raise it afterwards."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -99,7 +101,7 @@ def _shielded_from_ctrl_c() -> Iterator[None]:
             previous(signal.SIGINT, None)
 
 
-def _save_state(model: nn.Module, path: Path) -> None:
+def save_state(model: nn.Module, path: Path) -> None:
     """The model's weights as a plain state dict on CPU, written atomically (a reader never sees half a file)."""
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     buffer = io.BytesIO()
@@ -107,17 +109,17 @@ def _save_state(model: nn.Module, path: Path) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
-def _pct(value: float) -> str:
+def pct(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.1%}"
 
 
-def _summary_line(result: TrainResult) -> str:
+def summary_line(result: TrainResult) -> str:
     line = (
         f"{result.backbone}: best epoch {result.best_epoch}/{result.epochs_run}, val acc {result.val.accuracy:.1%} "
-        f"dangerous {_pct(result.val.dangerous_error_rate)}"
+        f"dangerous {pct(result.val.dangerous_error_rate)}"
     )
     if result.test is not None:
-        line += f"; test acc {result.test.accuracy:.1%} dangerous {_pct(result.test.dangerous_error_rate)}"
+        line += f"; test acc {result.test.accuracy:.1%} dangerous {pct(result.test.dangerous_error_rate)}"
     return line + f"; {result.seconds / 60:.1f} min -> {result.checkpoint}"
 
 
@@ -126,7 +128,7 @@ def _json_metrics(metrics: SplitMetrics) -> dict[str, float | int | None]:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(metrics).items()}
 
 
-def _write_summary(
+def write_summary(
     out: Path, result: TrainResult, config: TrainConfig, data: TrainingData, toxicities: Sequence[str]
 ) -> None:
     summary = {
@@ -139,7 +141,11 @@ def _write_summary(
         "seconds": round(result.seconds, 1),
         "val": _json_metrics(result.val),
         "test": _json_metrics(result.test) if result.test else None,
-        "classes": [{"name": c, "toxicity": t, "train_images": n} for c, t, n in zip(data.classes, toxicities, data.counts, strict=True)],
+        "classes": [
+            {"name": c, "toxicity": t, "train_images": n}
+            for c, t, n in zip(data.classes, toxicities, data.counts, strict=True)
+        ],
         "config": {**asdict(config), "learning_rate": config.learning_rate},
     }
-    write_text_atomic(out / f"{result.backbone}.train.json", json.dumps(summary, indent=2, default=str, allow_nan=False) + "\n")
+    text = json.dumps(summary, indent=2, default=str, allow_nan=False) + "\n"
+    write_text_atomic(out / f"{result.backbone}.train.json", text)
