@@ -24,8 +24,8 @@ from typing import Any
 
 from mushcam.exceptions import MushcamError
 from mushcam.models import BACKBONES, DEFAULT_LAYERS, DISPLAY_NAMES
+from mushcam.toxicity import TOXICITIES, Toxicity
 
-TOXICITIES: tuple[str, ...] = ("poisonous", "edible", "inedible", "mixed", "unknown")
 RESIZE_MODES: tuple[str, ...] = ("squash", "center_crop")
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -56,7 +56,7 @@ class ManifestError(MushcamError):
 @dataclass(frozen=True)
 class ClassInfo:
     name: str
-    toxicity: str = "unknown"
+    toxicity: str = Toxicity.UNKNOWN.value
 
 
 @dataclass(frozen=True)
@@ -308,7 +308,7 @@ def manifest_from_dict(
         name = item.get("name")
         if not isinstance(name, str) or not name.strip():
             raise fail(f"classes[{i}].name", "must be a non-empty string")
-        toxicity = item.get("toxicity", "unknown")
+        toxicity = item.get("toxicity", Toxicity.UNKNOWN.value)
         if toxicity not in TOXICITIES:
             raise fail(f"classes[{i}].toxicity", f"must be one of {', '.join(TOXICITIES)}; got {_short(toxicity)}")
         classes.append(ClassInfo(name.strip(), toxicity))
@@ -378,7 +378,8 @@ def _model_entry(name: str, entry: Any, fail: Any) -> ModelEntry:
         raise fail(f"{where}.label", "must be a string")
     activation = entry.get("head_activation", "relu")
     if activation not in HEAD_ACTIVATIONS:
-        raise fail(f"{where}.head_activation", f"must be one of {', '.join(HEAD_ACTIVATIONS)}; got {_short(activation)}")
+        choices = ", ".join(HEAD_ACTIVATIONS)
+        raise fail(f"{where}.head_activation", f"must be one of {choices}; got {_short(activation)}")
     code = entry.get("code")
     if code is not None and (not isinstance(code, str) or code.count(":") != 1 or not all(code.split(":"))):
         raise fail(f"{where}.code", f"must be 'file.py:ClassName' (a file beside the manifest); got {_short(code)}")

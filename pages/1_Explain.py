@@ -8,6 +8,7 @@ from mushcam.exceptions import MushcamError  # noqa: E402
 from mushcam.explain import explanation_title, render_explanation, top_k  # noqa: E402
 from mushcam.methods import METHOD_LABELS, METHODS  # noqa: E402
 from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP, to_png  # noqa: E402
+from mushcam.toxicity import Toxicity  # noqa: E402
 from ui import explain_support as support  # noqa: E402
 from ui import state  # noqa: E402
 from ui.charts import top_k_bar, toxicity_badge  # noqa: E402
@@ -78,7 +79,7 @@ with left:
     st.caption(support.model_summary(loaded_model))
     if photo.true_label is not None:
         st.markdown(support.truth_line(photo.true_label, predicted, manifest))
-    if toxicity == "poisonous":
+    if toxicity == Toxicity.POISONOUS:
         st.error("The model calls this a **poisonous** genus.", icon="☠️")
     rows = top_k(prediction.probabilities, names, 5)
     st.plotly_chart(

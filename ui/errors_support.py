@@ -23,6 +23,7 @@ from mushcam.evaluate import run_label, run_metrics
 from mushcam.metrics import ModelMetrics, format_rate
 from mushcam.review.paths import dataset_file
 from mushcam.store import RunRecord, StoreContents, StoreError, load_store
+from mushcam.toxicity import Toxicity
 from ui import state
 
 RESULTS_ENV = "MUSHCAM_RESULTS"
@@ -148,7 +149,7 @@ def dangerous_summary(path: str, version: str, contents: StoreContents) -> None:
     st.subheader("Poisonous predicted as edible")
     per_row = min(len(contents.runs), 3)
     for start in range(0, len(contents.runs), per_row):
-        for column, run in zip(st.columns(per_row), contents.runs[start:start + per_row]):
+        for column, run in zip(st.columns(per_row), contents.runs[start:start + per_row], strict=False):
             m = metrics_for(path, version, run.run_id)
             with column.container(border=True):
                 st.metric(
@@ -177,7 +178,8 @@ def confusion_figure(metrics: ModelMetrics, selected: tuple[int, int] | None) ->
     ii, jj = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
     heatmap = {
         "type": "heatmap", "z": counts, "x": names, "y": names, "colorscale": "Blues", "showscale": False,
-        "text": counts, "texttemplate": "%{text}", "hovertemplate": "true %{y}<br>predicted %{x}<br>%{z} images<extra></extra>",
+        "text": counts, "texttemplate": "%{text}",
+        "hovertemplate": "true %{y}<br>predicted %{x}<br>%{z} images<extra></extra>",
     }
     markers = {
         "type": "scatter", "mode": "markers", "showlegend": False,
@@ -190,8 +192,8 @@ def confusion_figure(metrics: ModelMetrics, selected: tuple[int, int] | None) ->
     def box(i: int, j: int, line: dict[str, object]) -> dict[str, object]:
         return {"type": "rect", "x0": j - 0.5, "x1": j + 0.5, "y0": i - 0.5, "y1": i + 0.5, "line": line}
 
-    poisonous = [t == "poisonous" for t in metrics.toxicities]
-    edible = [t == "edible" for t in metrics.toxicities]
+    poisonous = [t == Toxicity.POISONOUS for t in metrics.toxicities]
+    edible = [t == Toxicity.EDIBLE for t in metrics.toxicities]
     shapes = [box(i, j, {"color": "#d62728", "width": 3}) for i in range(n) for j in range(n)
               if poisonous[i] and edible[j] and z[i, j] > 0]
     if selected is not None:

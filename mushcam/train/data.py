@@ -15,7 +15,7 @@ from mushcam.augment import AugmentConfig, prepare_image
 from mushcam.data import ImageLoadError, load_image, preprocess, scan_image_folder
 from mushcam.exceptions import MushcamError
 from mushcam.manifest import InputSpec, Manifest
-
+from mushcam.toxicity import Toxicity
 
 Report = Callable[[str], None]
 
@@ -83,7 +83,9 @@ def load_training_data(
     root = Path(data_root)
     classes = find_classes(root)
     if not (root / "val").is_dir():
-        raise FileNotFoundError(f"{root} has no val/ folder: early stopping needs validation photos in {root}/val/<Class>/")
+        raise FileNotFoundError(
+            f"{root} has no val/ folder: early stopping needs validation photos in {root}/val/<Class>/"
+        )
     spec = InputSpec(size=image_size, resize="squash")
     skipped: list[str] = []
 
@@ -98,7 +100,9 @@ def load_training_data(
         return out, kept
 
     train_paths, train_labels = _scan(root / "train", classes, warn)
-    train_images, train_kept = decode(train_paths, train_labels, lambda im: prepare_image(im, image_size, augment.margin))
+    train_images, train_kept = decode(
+        train_paths, train_labels, lambda im: prepare_image(im, image_size, augment.margin)
+    )
     val_paths, val_labels = _scan(root / "val", classes, warn)
     val_inputs, val_kept = decode(val_paths, val_labels, lambda im: preprocess(im, spec))
     if not val_inputs:
@@ -146,7 +150,7 @@ def resolve_toxicities(
                 break
         if found is None:
             unknown.append(name)
-            found = "unknown"
+            found = Toxicity.UNKNOWN.value
         toxicities.append(found)
     if unknown:
         warn(
