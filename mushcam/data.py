@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from mushcam.exceptions import MushcamError
-
 import hashlib
 import io
 import os
@@ -15,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from mushcam.exceptions import MushcamError
 from mushcam.manifest import InputSpec
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
@@ -234,7 +233,8 @@ def scan_images(root: str | os.PathLike[str], max_entries: int = MAX_SCAN_ENTRIE
             continue
         target = _links_above(class_dir, resolved_root)
         if target is not None:
-            skipped.append((class_dir.name, f"the class folder links to {target}, which holds the data folder itself; not followed"))
+            reason = f"the class folder links to {target}, which holds the data folder itself; not followed"
+            skipped.append((class_dir.name, reason))
             continue
         files: list[Path] = []
         for folder, _dirs, names in os.walk(class_dir, onerror=None, followlinks=False):
