@@ -19,6 +19,7 @@ from mushcam.manifest import InputSpec
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 MAX_BYTES = 50 * 1024 * 1024  # 50 MB: larger than any camera JPEG
 MAX_PIXELS = 64_000_000  # 64 MP: refuses decompression bombs before decoding
+DISPLAY_MAX_SIDE = 1024  # px: the display copy of a photo (app, compare, views); the model sees full resolution
 
 ImageSource = str | os.PathLike[str] | bytes | BinaryIO
 

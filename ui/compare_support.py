@@ -177,8 +177,8 @@ __all__ = [
 
 
 @st.cache_data(show_spinner=False, max_entries=1024)
-def _map_aucs(_model: object, _image: object, _manifest: object, model_key: str, image_sha: str, class_idx: int,
-              _cam: object, method: str = "gradcam") -> tuple[float, float]:
+def _map_aucs(_model: object, _image: object, _manifest: object, identity: state.ModelIdentity, image_sha: str,
+              class_idx: int, _cam: object, method: str = "gradcam") -> tuple[float, float]:
     """Deletion and insertion AUC of one cached map (computed once per model, image, class and CAM method)."""
     from mushcam.data import preprocess
     from mushcam.trust.faithfulness import map_aucs
