@@ -26,30 +26,11 @@ from mushcam.store import RunRecord, StoreContents, StoreError, load_store
 from mushcam.toxicity import Toxicity
 from ui import state
 
-RESULTS_ENV = "MUSHCAM_RESULTS"
+# moved to ui.store_picker (one field shared with the Trust page); re-exported for ui/home.py
+from ui.store_picker import STORE_KEY, default_store_path, store_path_input  # noqa: F401
+
 DATA_ENV = "MUSHCAM_DATA"
-STORE_KEY = "err_store"
 DATA_KEY = "err_data"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def default_store_path() -> str:
-    """``$MUSHCAM_RESULTS`` if set, else ``runs/results.sqlite`` in the project."""
-    configured = os.environ.get(RESULTS_ENV, "").strip()
-    return configured or str(PROJECT_ROOT / "runs" / "results.sqlite")
-
-
-def store_path_input() -> Path:
-    """The sidebar's results-store field (defaults to :func:`default_store_path`)."""
-    st.session_state.setdefault(STORE_KEY, default_store_path())
-    with st.sidebar:
-        st.text_input(
-            "Results store",
-            key=STORE_KEY,
-            help=f"SQLite file written by `python -m mushcam evaluate ... --out FILE` (default: ${RESULTS_ENV} "
-            "or runs/results.sqlite)",
-        )
-    return Path(st.session_state[STORE_KEY].strip()).expanduser()
 
 
 def data_folder_input() -> str:
