@@ -35,20 +35,20 @@ except state.ImageLoadError as exc:
 
 # --- model and target ---------------------------------------------------------------------
 controls = st.columns([2, 3, 2, 2])
-backbone = controls[0].selectbox("Model", ctx.available, format_func=ctx.label, key="backbone")
-label = ctx.label(backbone)
+name = controls[0].selectbox("Model", ctx.available, format_func=ctx.label, key="backbone")
+label = ctx.label(name)
 method = controls[0].selectbox("CAM method", METHODS, format_func=METHOD_LABELS.get, key="method",
                                help="How the map is made (docs/methods.md). Ablation-CAM and Score-CAM run "
                                "the model once per channel of the layer: seconds to minutes on a CPU.")
 try:
-    loaded_model = state.get_loaded(ctx, backbone)
+    loaded_model = state.get_loaded(ctx, name)
 except (MushcamError, OSError, RuntimeError) as exc:
     st.error(f"{label} cannot be loaded: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}", icon="🚫")
     st.caption("The Home page shows the details.")
     st.stop()
 model = loaded_model.model
-layer = state.cam_layer(ctx, backbone, loaded_model)
-identity = state.model_identity(ctx, backbone)
+layer = state.cam_layer(ctx, name, loaded_model)
+identity = state.model_identity(ctx, name)
 with st.spinner("Running the model…"), state.shown_errors(label):
     prediction = state.cached_explanation(model, loaded.image, manifest, identity, loaded.sha256, layer, None, method)
 names = manifest.class_names
@@ -101,7 +101,7 @@ with right:
     st.download_button(
         "Download the combined figure (PNG)",
         data=lambda: to_png(views.combined),
-        file_name=support.download_name(loaded.name, backbone, names[explanation.class_idx]),
+        file_name=support.download_name(loaded.name, name, names[explanation.class_idx]),
         mime="image/png",
         key="download_combined",
         icon="⬇️",

@@ -131,14 +131,14 @@ def _sample(
     n: int,
     seed: int,
     explain: compare.ExplainFn | None,
-    backbones: Sequence[str],
+    names: Sequence[str],
     progress: Progress,
     load: Callable[[LabelledImage], compare.CompareImage],
 ) -> list[LabelledImage]:
     """The seeded sample, remembered for this browser session: a rerun (a slider moved)
     neither re-checks candidates nor re-reads the files it did not choose."""
     assert ctx.manifest is not None
-    identities = tuple(state.model_identity(ctx, b) for b in backbones) if explain is not None else ()
+    identities = tuple(state.model_identity(ctx, name) for name in names) if explain is not None else ()
     signature = (str(root.resolve()), tuple(i.relpath for i in items), n, seed, identities)
     remembered = st.session_state.get(SAMPLE_KEY)
     if remembered is not None and remembered[0] == signature:
@@ -146,7 +146,7 @@ def _sample(
         return [by_path[relpath] for relpath in remembered[1]]
     outcome = None
     if explain is not None:
-        check = compare.outcome_with(explain, backbones, ctx.manifest, load)
+        check = compare.outcome_with(explain, names, ctx.manifest, load)
         outcome = _checked_outcome(check, 3 * min(n, len(items)), progress)
     chosen = compare.select_sample(items, ctx.manifest, n, seed, outcome)
     st.session_state[SAMPLE_KEY] = (signature, [i.relpath for i in chosen])
@@ -159,7 +159,7 @@ def images_from_folder(
     n: int,
     seed: int,
     explain: compare.ExplainFn | None,
-    backbones: Sequence[str],
+    names: Sequence[str],
     progress: Progress,
 ) -> tuple[list[compare.CompareImage], list[str]]:
     """A seeded, balanced sample of ``folder/<Class>/*``; with ``explain``, mixing right and wrong."""
@@ -178,7 +178,7 @@ def images_from_folder(
         return loaded[item.relpath]
 
     images = []
-    for item in _sample(ctx, root, items, n, seed, explain, backbones, progress, load):
+    for item in _sample(ctx, root, items, n, seed, explain, names, progress, load):
         try:
             images.append(load(item))
         except (ValueError, OSError) as exc:

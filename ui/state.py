@@ -69,9 +69,9 @@ class AppContext:
         return DISPLAY_NAMES.get(name, name)
 
 
-def display_name(backbone: str) -> str:
+def display_name(name: str) -> str:
     """A preset's display name (pages use :meth:`AppContext.label`, which knows the manifest's labels)."""
-    return DISPLAY_NAMES.get(backbone, backbone)
+    return DISPLAY_NAMES.get(name, name)
 
 
 def sidebar() -> AppContext:
