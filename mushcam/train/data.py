@@ -69,6 +69,20 @@ def _scan(folder: Path, classes: list[str], warn: Report) -> tuple[list[Path], l
     return [item.path for item in items], [index[item.label] for item in items]
 
 
+def _decode(
+    paths: list[Path], labels: list[int], convert: Callable, skipped: list[str]
+) -> tuple[list[torch.Tensor], list[int]]:
+    """Each photo converted, with its label; an unreadable one is added to ``skipped``."""
+    out, kept = [], []
+    for path, label in zip(paths, labels, strict=True):
+        try:
+            out.append(convert(load_image(path)))
+            kept.append(label)
+        except ImageLoadError as exc:
+            skipped.append(f"{path}: {exc}")
+    return out, kept
+
+
 def load_training_data(
     data_root: str | os.PathLike[str],
     image_size: int,
@@ -89,28 +103,18 @@ def load_training_data(
     spec = InputSpec(size=image_size, resize="squash")
     skipped: list[str] = []
 
-    def decode(paths: list[Path], labels: list[int], convert: Callable) -> tuple[list[torch.Tensor], list[int]]:
-        out, kept = [], []
-        for path, label in zip(paths, labels, strict=True):
-            try:
-                out.append(convert(load_image(path)))
-                kept.append(label)
-            except ImageLoadError as exc:
-                skipped.append(f"{path}: {exc}")
-        return out, kept
-
     train_paths, train_labels = _scan(root / "train", classes, warn)
-    train_images, train_kept = decode(
-        train_paths, train_labels, lambda im: prepare_image(im, image_size, augment.margin)
+    train_images, train_kept = _decode(
+        train_paths, train_labels, lambda im: prepare_image(im, image_size, augment.margin), skipped
     )
     val_paths, val_labels = _scan(root / "val", classes, warn)
-    val_inputs, val_kept = decode(val_paths, val_labels, lambda im: preprocess(im, spec))
+    val_inputs, val_kept = _decode(val_paths, val_labels, lambda im: preprocess(im, spec), skipped)
     if not val_inputs:
         raise MushcamError(f"no readable validation photos in {root / 'val'}")
     test_inputs = test_labels = None
     if (root / "test").is_dir():
         test_paths, test_labels_list = _scan(root / "test", classes, warn)
-        test_list, test_kept = decode(test_paths, test_labels_list, lambda im: preprocess(im, spec))
+        test_list, test_kept = _decode(test_paths, test_labels_list, lambda im: preprocess(im, spec), skipped)
         if test_list:
             test_inputs, test_labels = torch.stack(test_list), torch.tensor(test_kept)
     for line in skipped[:10]:
