@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from mushcam.exceptions import MushcamError
-
 import hashlib
 import io
 import os
@@ -15,11 +13,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from mushcam.exceptions import MushcamError
 from mushcam.manifest import InputSpec
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 MAX_BYTES = 50 * 1024 * 1024  # 50 MB: larger than any camera JPEG
 MAX_PIXELS = 64_000_000  # 64 MP: refuses decompression bombs before decoding
+DISPLAY_MAX_SIDE = 1024  # px: the display copy of a photo (app, compare, views); the model sees full resolution
 
 ImageSource = str | os.PathLike[str] | bytes | BinaryIO
 
@@ -234,7 +234,8 @@ def scan_images(root: str | os.PathLike[str], max_entries: int = MAX_SCAN_ENTRIE
             continue
         target = _links_above(class_dir, resolved_root)
         if target is not None:
-            skipped.append((class_dir.name, f"the class folder links to {target}, which holds the data folder itself; not followed"))
+            reason = f"the class folder links to {target}, which holds the data folder itself; not followed"
+            skipped.append((class_dir.name, reason))
             continue
         files: list[Path] = []
         for folder, _dirs, names in os.walk(class_dir, onerror=None, followlinks=False):

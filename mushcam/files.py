@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from mushcam.data import printable
 from mushcam.exceptions import MushcamError
 
 
@@ -39,7 +40,7 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         _unlink_quietly(tmp)
-        raise OutputError(f"cannot write {_printable(path)}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot write {printable(path)}: {exc.strerror or exc}") from None
     except BaseException:
         _unlink_quietly(tmp)
         raise
@@ -50,7 +51,9 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     try:
         data = text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise OutputError(f"cannot write {_printable(path)}: the text holds characters that are not valid UTF-8 ({exc.reason})") from None
+        raise OutputError(
+            f"cannot write {printable(path)}: the text holds characters that are not valid UTF-8 ({exc.reason})"
+        ) from None
     write_bytes_atomic(path, data)
 
 
@@ -69,17 +72,14 @@ def dumps_json(value: Any, what: str = "the output", indent: int | None = 2) -> 
     """``json.dumps`` that refuses NaN and infinities with a message naming the fields."""
     bad = non_finite_fields(value)
     if bad:
-        raise OutputError(f"{what} would hold non-finite numbers (NaN or infinity) in: {', '.join(bad[:5])}; nothing was written")
+        fields = ", ".join(bad[:5])
+        raise OutputError(f"{what} would hold non-finite numbers (NaN or infinity) in: {fields}; nothing was written")
     return json.dumps(value, indent=indent, allow_nan=False)
 
 
 def write_json_atomic(path: str | os.PathLike[str], value: Any, what: str | None = None) -> None:
     """Strict JSON (see :func:`dumps_json`), written atomically, with a final newline."""
-    write_text_atomic(path, dumps_json(value, what or _printable(path)) + "\n")
-
-
-def _printable(path: str | os.PathLike[str]) -> str:
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    write_text_atomic(path, dumps_json(value, what or printable(path)) + "\n")
 
 
 def _unlink_quietly(path: Path) -> None:
@@ -89,4 +89,6 @@ def _unlink_quietly(path: Path) -> None:
         pass
 
 
-__all__ = ["OutputError", "dumps_json", "non_finite_fields", "write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
+__all__ = [
+    "OutputError", "dumps_json", "non_finite_fields", "write_bytes_atomic", "write_json_atomic", "write_text_atomic",
+]

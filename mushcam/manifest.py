@@ -18,14 +18,15 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mushcam.exceptions import MushcamError
 from mushcam.models import BACKBONES, DEFAULT_LAYERS, DISPLAY_NAMES
+from mushcam.toxicity import TOXICITIES, Toxicity
 
-TOXICITIES: tuple[str, ...] = ("poisonous", "edible", "inedible", "mixed", "unknown")
 RESIZE_MODES: tuple[str, ...] = ("squash", "center_crop")
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -56,7 +57,7 @@ class ManifestError(MushcamError):
 @dataclass(frozen=True)
 class ClassInfo:
     name: str
-    toxicity: str = "unknown"
+    toxicity: str = Toxicity.UNKNOWN.value
 
 
 @dataclass(frozen=True)
@@ -286,6 +287,9 @@ def _nesting_depth(text: str) -> int:
     return deepest
 
 
+Fail = Callable[[str, str], ManifestError]
+
+
 def manifest_from_dict(
     data: Any, root: str | os.PathLike[str] = ".", source: str = "manifest"
 ) -> Manifest:
@@ -296,7 +300,16 @@ def manifest_from_dict(
 
     if not isinstance(data, dict):
         raise ManifestError(f"{source}: must be a JSON object")
-    raw_classes = data.get("classes")
+    return Manifest(
+        classes=_classes(data.get("classes"), fail),
+        input=_input_spec(data.get("input", {}), fail),
+        models=_models(data.get("models", {}), fail),
+        root=Path(root),
+    )
+
+
+def _classes(raw_classes: Any, fail: Fail) -> tuple[ClassInfo, ...]:
+    """``classes``: a non-empty list of names or ``{name, toxicity}`` objects, names unique."""
     if not isinstance(raw_classes, list) or not raw_classes:
         raise fail("classes", "must be a non-empty list")
     classes = []
@@ -308,7 +321,7 @@ def manifest_from_dict(
         name = item.get("name")
         if not isinstance(name, str) or not name.strip():
             raise fail(f"classes[{i}].name", "must be a non-empty string")
-        toxicity = item.get("toxicity", "unknown")
+        toxicity = item.get("toxicity", Toxicity.UNKNOWN.value)
         if toxicity not in TOXICITIES:
             raise fail(f"classes[{i}].toxicity", f"must be one of {', '.join(TOXICITIES)}; got {_short(toxicity)}")
         classes.append(ClassInfo(name.strip(), toxicity))
@@ -316,8 +329,11 @@ def manifest_from_dict(
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise fail("classes", f"has duplicate names: {', '.join(duplicates)}")
+    return tuple(classes)
 
-    raw_input = data.get("input", {})
+
+def _input_spec(raw_input: Any, fail: Fail) -> InputSpec:
+    """``input``: size, resize mode, mean and std (defaults: 224, squash, ImageNet's)."""
     if not isinstance(raw_input, dict):
         raise fail("input", "must be an object")
     size = raw_input.get("size", 224)
@@ -328,8 +344,11 @@ def manifest_from_dict(
         raise fail("input.resize", f"must be one of {', '.join(RESIZE_MODES)}; got {_short(resize)}")
     mean = _triple(raw_input.get("mean", list(IMAGENET_MEAN)), "input.mean", fail, positive=False)
     std = _triple(raw_input.get("std", list(IMAGENET_STD)), "input.std", fail, positive=True)
+    return InputSpec(size=size, resize=resize, mean=mean, std=std)
 
-    raw_models = data.get("models", {})
+
+def _models(raw_models: Any, fail: Fail) -> dict[str, ModelEntry]:
+    """``models``: entries keyed by the user's model name; no two shown under one label."""
     if not isinstance(raw_models, dict):
         raise fail("models", "must be an object keyed by model name")
     models = {}
@@ -343,16 +362,10 @@ def manifest_from_dict(
         if other != name:
             raise fail(f"models.{name}.label", f"shows the model as {entry.display_name!r}, as models.{other} is "
                        "shown: give one of them another label")
-
-    return Manifest(
-        classes=tuple(classes),
-        input=InputSpec(size=size, resize=resize, mean=mean, std=std),
-        models=models,
-        root=Path(root),
-    )
+    return models
 
 
-def _model_entry(name: str, entry: Any, fail: Any) -> ModelEntry:
+def _model_entry(name: str, entry: Any, fail: Fail) -> ModelEntry:
     """One ``models`` entry: a checkpoint file name, or an object with the fields below."""
     where = f"models.{name}"
     if isinstance(entry, str):
@@ -378,7 +391,8 @@ def _model_entry(name: str, entry: Any, fail: Any) -> ModelEntry:
         raise fail(f"{where}.label", "must be a string")
     activation = entry.get("head_activation", "relu")
     if activation not in HEAD_ACTIVATIONS:
-        raise fail(f"{where}.head_activation", f"must be one of {', '.join(HEAD_ACTIVATIONS)}; got {_short(activation)}")
+        choices = ", ".join(HEAD_ACTIVATIONS)
+        raise fail(f"{where}.head_activation", f"must be one of {choices}; got {_short(activation)}")
     code = entry.get("code")
     if code is not None and (not isinstance(code, str) or code.count(":") != 1 or not all(code.split(":"))):
         raise fail(f"{where}.code", f"must be 'file.py:ClassName' (a file beside the manifest); got {_short(code)}")
@@ -392,7 +406,7 @@ def _model_entry(name: str, entry: Any, fail: Any) -> ModelEntry:
     )
 
 
-def _triple(value: Any, where: str, fail: Any, positive: bool) -> tuple[float, float, float]:
+def _triple(value: Any, where: str, fail: Fail, positive: bool) -> tuple[float, float, float]:
     """Three finite numbers (a per-channel mean or std); a std must be at least :data:`MIN_STD`.
 
     Normalisation is ``(pixel - mean) / std`` with pixels in [0, 1]: a NaN or infinite value
@@ -429,7 +443,7 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _check_finite(value: Any, where: str, fail: Any) -> None:
+def _check_finite(value: Any, where: str, fail: Fail) -> None:
     """Every number in ``value`` (nested lists / objects) is finite."""
     stack = [(value, where)]
     while stack:

@@ -8,6 +8,7 @@ from mushcam.exceptions import MushcamError  # noqa: E402
 from mushcam.explain import explanation_title, render_explanation, top_k  # noqa: E402
 from mushcam.methods import METHOD_LABELS, METHODS  # noqa: E402
 from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP, to_png  # noqa: E402
+from mushcam.toxicity import Toxicity  # noqa: E402
 from ui import explain_support as support  # noqa: E402
 from ui import state  # noqa: E402
 from ui.charts import top_k_bar, toxicity_badge  # noqa: E402
@@ -34,20 +35,20 @@ except state.ImageLoadError as exc:
 
 # --- model and target ---------------------------------------------------------------------
 controls = st.columns([2, 3, 2, 2])
-backbone = controls[0].selectbox("Model", ctx.available, format_func=ctx.label, key="backbone")
-label = ctx.label(backbone)
+name = controls[0].selectbox("Model", ctx.available, format_func=ctx.label, key="backbone")
+label = ctx.label(name)
 method = controls[0].selectbox("CAM method", METHODS, format_func=METHOD_LABELS.get, key="method",
                                help="How the map is made (docs/methods.md). Ablation-CAM and Score-CAM run "
                                "the model once per channel of the layer: seconds to minutes on a CPU.")
 try:
-    loaded_model = state.get_loaded(ctx, backbone)
+    loaded_model = state.get_loaded(ctx, name)
 except (MushcamError, OSError, RuntimeError) as exc:
     st.error(f"{label} cannot be loaded: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}", icon="🚫")
     st.caption("The Home page shows the details.")
     st.stop()
 model = loaded_model.model
-layer = state.cam_layer(ctx, backbone, loaded_model)
-identity = state.model_identity(ctx, backbone)
+layer = state.cam_layer(ctx, name, loaded_model)
+identity = state.model_identity(ctx, name)
 with st.spinner("Running the model…"), state.shown_errors(label):
     prediction = state.cached_explanation(model, loaded.image, manifest, identity, loaded.sha256, layer, None, method)
 names = manifest.class_names
@@ -78,7 +79,7 @@ with left:
     st.caption(support.model_summary(loaded_model))
     if photo.true_label is not None:
         st.markdown(support.truth_line(photo.true_label, predicted, manifest))
-    if toxicity == "poisonous":
+    if toxicity == Toxicity.POISONOUS:
         st.error("The model calls this a **poisonous** genus.", icon="☠️")
     rows = top_k(prediction.probabilities, names, 5)
     st.plotly_chart(
@@ -100,7 +101,7 @@ with right:
     st.download_button(
         "Download the combined figure (PNG)",
         data=lambda: to_png(views.combined),
-        file_name=support.download_name(loaded.name, backbone, names[explanation.class_idx]),
+        file_name=support.download_name(loaded.name, name, names[explanation.class_idx]),
         mime="image/png",
         key="download_combined",
         icon="⬇️",

@@ -67,9 +67,9 @@ else:
     uploads = st.file_uploader("Photos", type=["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"],
                                accept_multiple_files=True, key="compare_uploads") or []
 
-backbones = st.multiselect("Models", ctx.available, default=ctx.available, key="compare_backbones",
-                           format_func=ctx.label, help="Any of the manifest's models, in the order chosen: "
-                           "one column each.")
+names = st.multiselect("Models", ctx.available, default=ctx.available, key="compare_backbones",
+                       format_func=ctx.label, help="Any of the manifest's models, in the order chosen: "
+                       "one column each.")
 methods = st.multiselect("CAM methods", METHODS, default=[DEFAULT_METHOD], key="compare_methods",
                          format_func=METHOD_LABELS.get, help="Several methods make the columns models x methods.")
 d1, d2, d3, d4 = st.columns([3, 1.4, 1.2, 1.6])
@@ -80,7 +80,7 @@ colormap = d3.selectbox("Colormap", COLORMAPS, index=COLORMAPS.index(DEFAULT_COL
 alpha = d4.slider("Overlay opacity", 0.0, 1.0, DEFAULT_ALPHA, 0.05, key="compare_alpha", disabled=heatmap_only)
 view = "heatmap" if heatmap_only else "overlay"
 
-if not backbones:
+if not names:
     st.info("Choose at least one model.")
     st.stop()
 if not methods:
@@ -88,16 +88,16 @@ if not methods:
     st.stop()
 
 # --- compute --------------------------------------------------------------------------
-models, failures = support.load_models(ctx, backbones)
-for backbone, reason in failures.items():
-    st.error(f"{ctx.label(backbone)} cannot be loaded: {reason} (the Home page shows the details)")
-backbones = [b for b in backbones if b in models]
-if not backbones:
+models, failures = support.load_models(ctx, names)
+for name, reason in failures.items():
+    st.error(f"{ctx.label(name)} cannot be loaded: {reason} (the Home page shows the details)")
+names = [name for name in names if name in models]
+if not names:
     st.stop()
 explain = support.explainer(ctx, models)
 progress = support.Progress()
 if source == "folder":
-    images, problems = support.images_from_folder(ctx, folder, n, seed, explain if mix else None, backbones, progress)
+    images, problems = support.images_from_folder(ctx, folder, n, seed, explain if mix else None, names, progress)
 else:
     images, problems = support.images_from_uploads(uploads)
 for problem in problems:
@@ -108,9 +108,9 @@ if not images:
             else "No images to compare yet.")
     st.stop()
 with state.shown_errors():
-    comparison = compare.compute_comparison(images, backbones, manifest, explain, progress=progress.maps,
+    comparison = compare.compute_comparison(images, names, manifest, explain, progress=progress.maps,
                                             methods=methods)
-grid = comparison.backbones  # the columns: models x methods
+grid = comparison.backbones  # the columns: model x method keys
 progress.clear()
 
 # --- the grid -------------------------------------------------------------------------
@@ -123,23 +123,23 @@ MARKS = {
 widths = [1] * (1 + len(grid))
 header = st.columns(widths)
 header[0].markdown("**Image**")
-for column, backbone in zip(header[1:], grid, strict=True):
-    column.markdown(f"**{comparison.label(backbone)}**")
+for place, column in zip(header[1:], grid, strict=True):
+    place.markdown(f"**{comparison.label(column)}**")
 for index, row in enumerate(comparison.rows):
     with st.container(border=True, key=f"compare_row_{index}"):
-        columns = st.columns(widths)
+        places = st.columns(widths)
         thumb = compare.fit_to(row.image.preview, support.DISPLAY_SIDE)
         scale = row.scale(normalisation)
-        columns[0].image(thumb, width="stretch")
+        places[0].image(thumb, width="stretch")
         truth = (f"true: **{row.image.label}** ({row.true_toxicity or 'not in manifest'})"
                  if row.image.label is not None else "true class unknown")
-        columns[0].markdown(f"`{row.image.name}`  \n{truth}")
-        for column, backbone in zip(columns[1:], grid, strict=True):
-            cell = row.cells[backbone]
-            column.image(compare.cell_picture(thumb, cell.explanation, manifest.input, scale, view, alpha, colormap),
+        places[0].markdown(f"`{row.image.name}`  \n{truth}")
+        for place, column in zip(places[1:], grid, strict=True):
+            cell = row.cells[column]
+            place.image(compare.cell_picture(thumb, cell.explanation, manifest.input, scale, view, alpha, colormap),
                          width="stretch")
             mark = MARKS["dangerous"] if cell.dangerous else MARKS[cell.correct]
-            column.markdown(
+            place.markdown(
                 f"**{cell.predicted}** {cell.confidence:.1%}  \n{mark}  \n"
                 f":gray[half-mass area {compare.fmt(cell.focus.half_mass_area, 3, True)} · "
                 f"entropy {compare.fmt(cell.focus.entropy, 3)}]"
@@ -161,11 +161,11 @@ st.caption(
 NUMBER = st.column_config.NumberColumn(format="%.3f")
 PERCENT = st.column_config.NumberColumn(format="percent")
 st.markdown("**Per model**")
-by_backbone = [{"model": comparison.label(str(r["backbone"])), **{k: v for k, v in r.items() if k != "backbone"}}
-               for r in compare.backbone_summary(comparison)]
-st.dataframe(by_backbone, hide_index=True, key="compare_backbone_summary",
+by_model = [{"model": comparison.label(str(r["backbone"])), **{k: v for k, v in r.items() if k != "backbone"}}
+            for r in compare.backbone_summary(comparison)]  # "backbone": the summary's column key
+st.dataframe(by_model, hide_index=True, key="compare_backbone_summary",
              column_config={k: (PERCENT if k == "accuracy" or "area" in k else NUMBER)
-                            for k, v in by_backbone[0].items() if isinstance(v, float)})
+                            for k, v in by_model[0].items() if isinstance(v, float)})
 if len(grid) > 1:
     st.markdown("**Per pair of models**")
     by_pair = [{**r, "pair": " vs ".join(comparison.label(b) for b in str(r["pair"]).split(" vs "))}

@@ -16,6 +16,7 @@ from ui import errors_explain as explain  # noqa: E402
 from ui import errors_filters as filters  # noqa: E402
 from ui import errors_support as support  # noqa: E402
 from ui import review_panel as review  # noqa: E402
+from ui import store_picker  # noqa: E402
 
 st.title("Errors")
 st.caption(
@@ -24,7 +25,7 @@ st.caption(
 )
 
 # --- inputs: where the store and the images are, and who is reviewing ------------------
-store_path = support.store_path_input()
+store_path = store_picker.store_path_input()
 data_root = support.data_folder_input()
 reviewer = review.reviewer_input()
 try:

@@ -13,6 +13,7 @@ from mushcam.exceptions import MushcamError  # noqa: E402
 from mushcam.trust.explainers import available_methods  # noqa: E402
 from mushcam.trust.report import least_faithful  # noqa: E402
 from mushcam.trust.sanity import FLAG_THRESHOLD  # noqa: E402
+from ui import store_picker  # noqa: E402
 from ui import trust_support as support  # noqa: E402
 
 st.title("Can the map be trusted?")
@@ -23,7 +24,7 @@ st.caption(
     "model's parameters from the logits down: a map that does not change is not explaining the model."
 )
 
-store_path = support.store_path_input()
+store_path = store_picker.store_path_input()
 try:
     contents, version = support.load_contents(store_path)
 except MushcamError as exc:

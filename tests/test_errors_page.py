@@ -118,7 +118,8 @@ def listed(at: AppTest) -> list[str]:
 
 def test_opens_on_errors_sorted_confident_first(monkeypatch: pytest.MonkeyPatch, written: dict[str, Path]) -> None:
     at = open_page(monkeypatch, written["ckpt"], written["out"])
-    assert at.selectbox(key="err_run").format_func(at.selectbox(key="err_run").value) == "EfficientNet-B0"  # registry order
+    run = at.selectbox(key="err_run")
+    assert run.format_func(run.value) == "EfficientNet-B0"  # registry order
     assert matching(at) == 6
     assert listed(at) == ["Amanita/img_1.png", "Boletus/img_1.png", "Suillus/img_2.png", "Amanita/img_2.png",
                           "Gyromitra/img_1.png", "Gyromitra/img_2.png"]
@@ -221,7 +222,9 @@ def test_alpha_colormap_and_scale_controls(monkeypatch: pytest.MonkeyPatch, writ
     assert any("each map scaled to its own maximum" in c.value for c in at.caption)
 
 
-def test_low_confidence_right_prediction_shows_one_map(monkeypatch: pytest.MonkeyPatch, written: dict[str, Path]) -> None:
+def test_low_confidence_right_prediction_shows_one_map(
+    monkeypatch: pytest.MonkeyPatch, written: dict[str, Path]
+) -> None:
     at = open_page(monkeypatch, written["ckpt"], written["out"])
     at.selectbox(key="err_kind").select("low_confidence").run()
     assert matching(at) == 3
@@ -263,7 +266,7 @@ def test_missing_and_corrupt_stores(monkeypatch: pytest.MonkeyPatch, written: di
     assert any("no results store at" in i.value and "mushcam evaluate" in i.value for i in at.info)
     bad = tmp_path / "bad.sqlite"
     bad.write_bytes(b"garbage" * 500)
-    at.text_input(key="err_store").input(str(bad)).run()
+    at.text_input(key="results_store_widget").input(str(bad)).run()
     assert not at.exception
     assert any("not a readable SQLite results store" in e.value for e in at.error)
     assert not at.dataframe

@@ -15,17 +15,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 from factories import CLASSES, make_image, write_checkpoint, write_image_folder, write_manifest
+from PIL import Image
 
 from mushcam import cli, train
-from mushcam.train import loop, output
 from mushcam.augment import AugmentConfig, augment_batch, crop_params, prepare_image
 from mushcam.catalog import load_catalog_model
 from mushcam.data import load_image, preprocess, scan_image_folder
 from mushcam.explain import explain_image
 from mushcam.manifest import InputSpec, load_manifest, manifest_from_dict
 from mushcam.models import BACKBONES, DEFAULT_LAYERS, build_model, imagenet_weights_path
+from mushcam.train import loop, output
 
 NAMES = [name for name, _ in CLASSES]  # Amanita (poisonous), Boletus, Gyromitra (poisonous), Suillus
 EXAMPLE_MANIFEST = Path(__file__).resolve().parent.parent / "examples" / "shared-mushrooms.manifest.json"
@@ -82,7 +82,8 @@ def test_class_weights_change_the_loss() -> None:
     weights = train.class_weights([1, 1], ["poisonous", "edible"], 4.0)
     loss = torch.nn.CrossEntropyLoss(weight=weights, reduction="sum")(logits, targets)
     assert float(loss) == pytest.approx(4 * float(per_image[0]) + float(per_image[1]), rel=1e-6)
-    unweighted = torch.nn.CrossEntropyLoss(weight=train.class_weights([1, 1], ["poisonous", "edible"], 1.0), reduction="sum")
+    plain = train.class_weights([1, 1], ["poisonous", "edible"], 1.0)
+    unweighted = torch.nn.CrossEntropyLoss(weight=plain, reduction="sum")
     assert float(loss) > float(unweighted(logits, targets)) + 3 * float(per_image[0]) - 1e-5
 
 
@@ -273,7 +274,8 @@ def test_same_seed_same_weights_other_seed_other_start(
 
     def retrain(seed: int) -> dict[str, torch.Tensor]:
         out = tmp_path / f"seed{seed}-{len(list(tmp_path.iterdir()))}"
-        train.train(data, ["mobilenet_v3_large"], out, dataclasses.replace(config, seed=seed), given, report=lambda line: None)
+        seeded = dataclasses.replace(config, seed=seed)
+        train.train(data, ["mobilenet_v3_large"], out, seeded, given, report=lambda line: None)
         return torch.load(out / "mobilenet_v3_large.pt", weights_only=True)
 
     reference = torch.load(trained / "mobilenet_v3_large.pt", weights_only=True)
@@ -332,7 +334,7 @@ def test_ctrl_c_keeps_the_best_checkpoint_and_a_matching_manifest(
 def test_ctrl_c_during_a_save_is_deferred_until_it_is_complete() -> None:
     steps = []
     with pytest.raises(KeyboardInterrupt):
-        with output._shielded_from_ctrl_c():
+        with output.shielded_from_ctrl_c():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)  # the signal is delivered here, while "saving"
             steps.append("saved")

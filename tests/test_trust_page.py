@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from factories import CLASSES, write_image_folder, write_manifest
 from streamlit.testing.v1 import AppTest
 
-from factories import CLASSES, write_image_folder, write_manifest
 from mushcam.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +67,9 @@ def test_table_curves_and_sanity_chart(setup: dict[str, Path], monkeypatch: pyte
     assert len(at.button) >= 6  # six least faithful photos, each with its button
 
 
-def test_open_on_explain_hands_over_the_photo_and_model(setup: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_open_on_explain_hands_over_the_photo_and_model(
+    setup: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MUSHCAM_CHECKPOINTS", str(setup["ckpt"]))
     monkeypatch.setenv("MUSHCAM_RESULTS", str(setup["store"]))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180).run()  # from home: pages can switch
@@ -106,7 +108,9 @@ def test_without_a_store_the_page_says_how_to_make_one(tmp_path: Path, monkeypat
     assert "python -m mushcam faithfulness" in at.info[0].value
 
 
-def test_compare_page_gains_each_maps_deletion_and_insertion_auc(setup: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compare_page_gains_each_maps_deletion_and_insertion_auc(
+    setup: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MUSHCAM_CHECKPOINTS", str(setup["ckpt"]))
     monkeypatch.setenv("MUSHCAM_SAMPLES", str(setup["data"]))
     at = AppTest.from_file(str(ROOT / "pages" / "2_Compare.py"), default_timeout=180)
@@ -135,3 +139,19 @@ def test_a_broken_store_is_one_message(tmp_path: Path, monkeypatch: pytest.Monke
     at = AppTest.from_file(TRUST, default_timeout=60).run()
     assert not at.exception
     assert at.info and ("not a readable SQLite" in at.info[0].value or "no results store" in at.info[0].value)
+
+
+def test_the_store_picked_on_trust_is_the_one_errors_reads(
+    setup: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """One results-store field for both pages: the file picked on one is remembered on the other."""
+    monkeypatch.setenv("MUSHCAM_CHECKPOINTS", str(setup["ckpt"]))
+    monkeypatch.setenv("MUSHCAM_RESULTS", str(tmp_path / "absent.sqlite"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180).run()  # from home: pages can switch
+    at.switch_page("pages/4_Trust.py").run()
+    at.text_input(key="results_store_widget").input(str(setup["store"])).run()
+    assert not at.exception and at.dataframe  # the picked store's faithfulness table
+    at.switch_page("pages/3_Errors.py").run()
+    assert not at.exception
+    assert at.session_state["results_store"] == str(setup["store"])
+    assert any(f"{setup['store']} holds no runs yet" in i.value for i in at.info)  # trust results only

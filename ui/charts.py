@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from mushcam.toxicity import Toxicity
+
 TOXICITY_COLOURS: dict[str, str] = {
-    "poisonous": "#c0392b",
-    "mixed": "#e67e22",
-    "inedible": "#8e7f6f",
-    "edible": "#2e8b57",
-    "unknown": "#7f8c8d",
+    Toxicity.POISONOUS: "#c0392b",
+    Toxicity.MIXED: "#e67e22",
+    Toxicity.INEDIBLE: "#8e7f6f",
+    Toxicity.EDIBLE: "#2e8b57",
+    Toxicity.UNKNOWN: "#7f8c8d",
+}
+BADGE_COLOURS: dict[str, str] = {
+    Toxicity.POISONOUS: "red", Toxicity.MIXED: "orange", Toxicity.EDIBLE: "green", Toxicity.INEDIBLE: "gray",
 }
 
 
 def toxicity_badge(toxicity: str) -> str:
     """A short coloured Markdown label, e.g. ':red[poisonous]'."""
-    colour = {"poisonous": "red", "mixed": "orange", "edible": "green", "inedible": "gray"}.get(toxicity, "gray")
+    colour = BADGE_COLOURS.get(toxicity, "gray")
     return f":{colour}[{toxicity}]"
 
 
@@ -32,7 +37,7 @@ def top_k_bar(
     ``true_name`` (where the true class is known) is labelled "← true".
     """
     names = [
-        ("☠ " if tox == "poisonous" else "") + name + ("  ← true" if name == true_name else "")
+        ("☠ " if tox == Toxicity.POISONOUS else "") + name + ("  ← true" if name == true_name else "")
         for (name, _), tox in zip(rows, toxicities, strict=True)
     ]
     values = [p for _, p in rows]

@@ -8,7 +8,7 @@ one map per (model, image, layer, class)) and to the page's progress bar.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import streamlit as st
@@ -95,13 +95,71 @@ class Progress:
         self.bar.empty()
 
 
+def _scan(root: Path) -> tuple[list[LabelledImage], list[str]]:
+    """The folder's labelled images and what to say about it (files left out, or nothing found)."""
+    try:
+        scan = scan_images(root)
+    except (MushcamError, OSError) as exc:
+        return [], [str(exc)]
+    problems: list[str] = [f"Left out {path}: {reason}" for path, reason in scan.skipped[:5]]
+    if len(scan.skipped) > 5:
+        problems.append(f"... and {len(scan.skipped) - 5} more files left out")
+    if not scan.images:
+        problems.append(f"No images found in {root}: expected {root}/<Class>/<image>.")
+    return scan.images, problems
+
+
+def _checked_outcome(check: compare.OutcomeFn, budget: int, progress: Progress) -> compare.OutcomeFn:
+    """``check`` with progress, and None (unknown) for a photo that cannot be read."""
+    counter = [0]
+
+    def outcome(item: LabelledImage) -> bool | None:
+        counter[0] += 1
+        progress.checking(counter[0], budget)
+        try:
+            return check(item)
+        except ValueError:
+            return None  # unreadable: reported when chosen
+
+    return outcome
+
+
+def _sample(
+    ctx: state.AppContext,
+    root: Path,
+    items: Sequence[LabelledImage],
+    n: int,
+    seed: int,
+    explain: compare.ExplainFn | None,
+    names: Sequence[str],
+    progress: Progress,
+    load: Callable[[LabelledImage], compare.CompareImage],
+) -> list[LabelledImage]:
+    """The seeded sample, remembered for this browser session: a rerun (a slider moved)
+    neither re-checks candidates nor re-reads the files it did not choose."""
+    assert ctx.manifest is not None
+    identities = tuple(state.model_identity(ctx, name) for name in names) if explain is not None else ()
+    signature = (str(root.resolve()), tuple(i.relpath for i in items), n, seed, identities)
+    remembered = st.session_state.get(SAMPLE_KEY)
+    if remembered is not None and remembered[0] == signature:
+        by_path = {i.relpath: i for i in items}
+        return [by_path[relpath] for relpath in remembered[1]]
+    outcome = None
+    if explain is not None:
+        check = compare.outcome_with(explain, names, ctx.manifest, load)
+        outcome = _checked_outcome(check, 3 * min(n, len(items)), progress)
+    chosen = compare.select_sample(items, ctx.manifest, n, seed, outcome)
+    st.session_state[SAMPLE_KEY] = (signature, [i.relpath for i in chosen])
+    return chosen
+
+
 def images_from_folder(
     ctx: state.AppContext,
     folder: str,
     n: int,
     seed: int,
     explain: compare.ExplainFn | None,
-    backbones: Sequence[str],
+    names: Sequence[str],
     progress: Progress,
 ) -> tuple[list[compare.CompareImage], list[str]]:
     """A seeded, balanced sample of ``folder/<Class>/*``; with ``explain``, mixing right and wrong."""
@@ -109,16 +167,9 @@ def images_from_folder(
     root = Path(folder.strip()).expanduser()
     if not folder.strip():
         return [], ["Enter a test folder (root/<Class>/images), or set $MUSHCAM_SAMPLES."]
-    try:
-        scan = scan_images(root)
-    except (MushcamError, OSError) as exc:
-        return [], [str(exc)]
-    items = scan.images
-    problems: list[str] = [f"Left out {path}: {reason}" for path, reason in scan.skipped[:5]]
-    if len(scan.skipped) > 5:
-        problems.append(f"... and {len(scan.skipped) - 5} more files left out")
+    items, problems = _scan(root)
     if not items:
-        return [], [*problems, f"No images found in {root}: expected {root}/<Class>/<image>."]
+        return [], problems
     loaded: dict[str, compare.CompareImage] = {}
 
     def load(item: LabelledImage) -> compare.CompareImage:
@@ -126,33 +177,8 @@ def images_from_folder(
             loaded[item.relpath] = to_compare_image(item.relpath, item.path.read_bytes(), item.label)
         return loaded[item.relpath]
 
-    # The sample is deterministic: remember it for this browser session, so that a rerun (a
-    # slider moved) neither re-checks candidates nor re-reads the files it did not choose.
-    identities = tuple(state.model_identity(ctx, b) for b in backbones) if explain is not None else ()
-    signature = (str(root.resolve()), tuple(i.relpath for i in items), n, seed, identities)
-    remembered = st.session_state.get(SAMPLE_KEY)
-    if remembered is not None and remembered[0] == signature:
-        by_path = {i.relpath: i for i in items}
-        chosen = [by_path[relpath] for relpath in remembered[1]]
-    else:
-        outcome = None
-        if explain is not None:
-            check = compare.outcome_with(explain, backbones, ctx.manifest, load)
-            budget = 3 * min(n, len(items))
-            counter = [0]
-
-            def outcome(item: LabelledImage) -> bool | None:  # type: ignore[misc]
-                counter[0] += 1
-                progress.checking(counter[0], budget)
-                try:
-                    return check(item)
-                except ValueError:
-                    return None  # unreadable: reported below when chosen
-
-        chosen = compare.select_sample(items, ctx.manifest, n, seed, outcome)
-        st.session_state[SAMPLE_KEY] = (signature, [i.relpath for i in chosen])
     images = []
-    for item in chosen:
+    for item in _sample(ctx, root, items, n, seed, explain, names, progress, load):
         try:
             images.append(load(item))
         except (ValueError, OSError) as exc:
@@ -177,8 +203,8 @@ __all__ = [
 
 
 @st.cache_data(show_spinner=False, max_entries=1024)
-def _map_aucs(_model: object, _image: object, _manifest: object, model_key: str, image_sha: str, class_idx: int,
-              _cam: object, method: str = "gradcam") -> tuple[float, float]:
+def _map_aucs(_model: object, _image: object, _manifest: object, identity: state.ModelIdentity, image_sha: str,
+              class_idx: int, _cam: object, method: str = "gradcam") -> tuple[float, float]:
     """Deletion and insertion AUC of one cached map (computed once per model, image, class and CAM method)."""
     from mushcam.data import preprocess
     from mushcam.trust.faithfulness import map_aucs

@@ -23,32 +23,14 @@ from mushcam.evaluate import run_label, run_metrics
 from mushcam.metrics import ModelMetrics, format_rate
 from mushcam.review.paths import dataset_file
 from mushcam.store import RunRecord, StoreContents, StoreError, load_store
+from mushcam.toxicity import Toxicity
 from ui import state
 
-RESULTS_ENV = "MUSHCAM_RESULTS"
+# moved to ui.store_picker (one field shared with the Trust page); re-exported for ui/home.py
+from ui.store_picker import STORE_KEY, default_store_path, store_path_input  # noqa: F401
+
 DATA_ENV = "MUSHCAM_DATA"
-STORE_KEY = "err_store"
 DATA_KEY = "err_data"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def default_store_path() -> str:
-    """``$MUSHCAM_RESULTS`` if set, else ``runs/results.sqlite`` in the project."""
-    configured = os.environ.get(RESULTS_ENV, "").strip()
-    return configured or str(PROJECT_ROOT / "runs" / "results.sqlite")
-
-
-def store_path_input() -> Path:
-    """The sidebar's results-store field (defaults to :func:`default_store_path`)."""
-    st.session_state.setdefault(STORE_KEY, default_store_path())
-    with st.sidebar:
-        st.text_input(
-            "Results store",
-            key=STORE_KEY,
-            help=f"SQLite file written by `python -m mushcam evaluate ... --out FILE` (default: ${RESULTS_ENV} "
-            "or runs/results.sqlite)",
-        )
-    return Path(st.session_state[STORE_KEY].strip()).expanduser()
 
 
 def data_folder_input() -> str:
@@ -148,7 +130,7 @@ def dangerous_summary(path: str, version: str, contents: StoreContents) -> None:
     st.subheader("Poisonous predicted as edible")
     per_row = min(len(contents.runs), 3)
     for start in range(0, len(contents.runs), per_row):
-        for column, run in zip(st.columns(per_row), contents.runs[start:start + per_row]):
+        for column, run in zip(st.columns(per_row), contents.runs[start:start + per_row], strict=False):
             m = metrics_for(path, version, run.run_id)
             with column.container(border=True):
                 st.metric(
@@ -177,7 +159,8 @@ def confusion_figure(metrics: ModelMetrics, selected: tuple[int, int] | None) ->
     ii, jj = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
     heatmap = {
         "type": "heatmap", "z": counts, "x": names, "y": names, "colorscale": "Blues", "showscale": False,
-        "text": counts, "texttemplate": "%{text}", "hovertemplate": "true %{y}<br>predicted %{x}<br>%{z} images<extra></extra>",
+        "text": counts, "texttemplate": "%{text}",
+        "hovertemplate": "true %{y}<br>predicted %{x}<br>%{z} images<extra></extra>",
     }
     markers = {
         "type": "scatter", "mode": "markers", "showlegend": False,
@@ -190,8 +173,8 @@ def confusion_figure(metrics: ModelMetrics, selected: tuple[int, int] | None) ->
     def box(i: int, j: int, line: dict[str, object]) -> dict[str, object]:
         return {"type": "rect", "x0": j - 0.5, "x1": j + 0.5, "y0": i - 0.5, "y1": i + 0.5, "line": line}
 
-    poisonous = [t == "poisonous" for t in metrics.toxicities]
-    edible = [t == "edible" for t in metrics.toxicities]
+    poisonous = [t == Toxicity.POISONOUS for t in metrics.toxicities]
+    edible = [t == Toxicity.EDIBLE for t in metrics.toxicities]
     shapes = [box(i, j, {"color": "#d62728", "width": 3}) for i in range(n) for j in range(n)
               if poisonous[i] and edible[j] and z[i, j] > 0]
     if selected is not None:

@@ -13,6 +13,7 @@ from mushcam.data import scan_images
 from mushcam.exceptions import MushcamError
 from mushcam.explain import Explanation
 from mushcam.manifest import Manifest, file_safe_name
+from mushcam.toxicity import Toxicity
 from ui import state
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"]
@@ -97,7 +98,7 @@ def target_label(class_idx: int | None, prediction: Explanation, manifest: Manif
     if class_idx is None:
         index = prediction.predicted_idx
         return f"Predicted: {names[index]} ({prediction.confidence:.1%})"
-    mark = " ☠" if manifest.toxicity(class_idx) == "poisonous" else ""
+    mark = " ☠" if manifest.toxicity(class_idx) == Toxicity.POISONOUS else ""
     return f"{names[class_idx]} ({float(prediction.probabilities[class_idx]):.1%}){mark}"
 
 
@@ -107,8 +108,8 @@ def truth_line(true_label: str, predicted: str, manifest: Manifest) -> str:
         return f"True class: **{true_label}** · :green[correct]"
     dangerous = (
         true_label in manifest.class_names
-        and manifest.toxicity(true_label) == "poisonous"
-        and manifest.toxicity(predicted) == "edible"
+        and manifest.toxicity(true_label) == Toxicity.POISONOUS
+        and manifest.toxicity(predicted) == Toxicity.EDIBLE
     )
     kind = ":red[**poisonous called edible**]" if dangerous else ":orange[wrong]"
     return f"True class: **{true_label}** · {kind}"

@@ -17,14 +17,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import streamlit as st
-from streamlit.errors import StreamlitAPIException
 import torch
 from PIL import Image
+from streamlit.errors import StreamlitAPIException
 
 from mushcam import cache as cam_cache
 from mushcam import catalog
 from mushcam.cache import CamCache, default_cache_dir
-from mushcam.data import ImageLoadError, decode_image, image_sha256, read_bytes
+from mushcam.data import DISPLAY_MAX_SIDE, ImageLoadError, decode_image, image_sha256, read_bytes
 from mushcam.exceptions import MushcamError
 from mushcam.explain import Explanation
 from mushcam.finite import naming_model
@@ -35,7 +35,7 @@ from mushcam.render import fit_within
 DEMO_KEY = "demo_mode"
 FOLDER_KEY = "checkpoint_folder"
 SAMPLES_ENV = "MUSHCAM_SAMPLES"
-MAX_DISPLAY_SIDE = 1024  # images are shown and rendered at most this large: fast sliders
+MAX_DISPLAY_SIDE = DISPLAY_MAX_SIDE  # images are shown and rendered at most this large: fast sliders
 NAVIGATION = (
     ("app.py", "Home", "🍄"),
     ("pages/1_Explain.py", "Explain", "🔎"),
@@ -69,9 +69,9 @@ class AppContext:
         return DISPLAY_NAMES.get(name, name)
 
 
-def display_name(backbone: str) -> str:
+def display_name(name: str) -> str:
     """A preset's display name (pages use :meth:`AppContext.label`, which knows the manifest's labels)."""
-    return DISPLAY_NAMES.get(backbone, backbone)
+    return DISPLAY_NAMES.get(name, name)
 
 
 def sidebar() -> AppContext:
@@ -175,33 +175,43 @@ def file_version(path: Path) -> str:
     return f"{stat.st_mtime_ns}-{stat.st_size}"
 
 
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What makes a loaded model what it is; any change to it is a new model for every cache.
+
+    ``entry_digest`` digests the manifest entry as it affects the model (architecture, layer,
+    head activation, code and its file's version, keyword arguments; not the label), so two
+    names sharing a checkpoint file, or an edited entry, never share a cached model;
+    ``fingerprint`` (:func:`mushcam.catalog.entry_fingerprint`) is what the checkpoint's hash
+    is combined with in the on-disk CAM cache. Streamlit hashes it field by field.
+    """
+
+    checkpoint: str  # the checkpoint file's path
+    version: str  # :func:`file_version` of it, or "absent"
+    num_classes: int
+    entry_digest: str
+    fingerprint: str
+
+    @property
+    def key(self) -> str:
+        """``'<checkpoint>::<version>::<class count>::<entry digest>::<fingerprint>'``, as text."""
+        return f"{self.checkpoint}::{self.version}::{self.num_classes}::{self.entry_digest}::{self.fingerprint}"
+
+
 @st.cache_resource(show_spinner="Loading model…", max_entries=8)
-def cached_entry(_manifest: Manifest, name: str, identity: str, demo: bool) -> catalog.LoadedModel:
+def cached_entry(_manifest: Manifest, name: str, identity: ModelIdentity, demo: bool) -> catalog.LoadedModel:
     """The model ``name``, loaded, with how it was understood; one copy per :func:`model_identity`."""
     return catalog.load_catalog_entry(_manifest, name, demo=demo)
 
 
-def cached_model(_manifest: Manifest, backbone: str, identity: str, demo: bool) -> torch.nn.Module:
-    """The module of :func:`cached_entry` (kept for older callers)."""
-    return cached_entry(_manifest, backbone, identity, demo).model
-
-
-def model_identity(ctx: AppContext, name: str) -> str:
-    """``'<checkpoint file>::<file version>::<class count>::<entry>::<fingerprint>'``: changes
-    whenever the model would.
-
-    ``<entry>`` is a digest of the manifest entry as it affects the model (architecture, layer,
-    head activation, code and its file's version, keyword arguments; not the label), so two
-    names sharing a checkpoint file, or an edited entry, never share a cached model. It keys
-    the model cache and the explanation caches; its first part also tells
-    :func:`cached_explanation` which file to hash for the shared on-disk CAM cache, and its
-    last (:func:`mushcam.catalog.entry_fingerprint`) what to combine that hash with.
-    """
+def model_identity(ctx: AppContext, name: str) -> ModelIdentity:
+    """The :class:`ModelIdentity` of the model ``name`` now: it keys the model cache and the
+    explanation caches, and names the file hashed for the shared on-disk CAM cache."""
     assert ctx.manifest is not None
     path = ctx.manifest.checkpoint_path(name)
     version = file_version(path) if path.is_file() else "absent"
-    return (f"{path}::{version}::{ctx.manifest.num_classes}::{_entry_digest(ctx.manifest, name)}"
-            f"::{catalog.entry_fingerprint(ctx.manifest, name)}")
+    return ModelIdentity(str(path), version, ctx.manifest.num_classes, _entry_digest(ctx.manifest, name),
+                         catalog.entry_fingerprint(ctx.manifest, name))
 
 
 def _entry_digest(manifest: Manifest, name: str) -> str:
@@ -237,13 +247,13 @@ def cam_layer(ctx: AppContext, name: str, loaded: catalog.LoadedModel) -> str:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def checkpoint_sha256(identity: str) -> str:
-    """SHA-256 of the checkpoint file named in a :func:`model_identity`.
+def checkpoint_sha256(identity: ModelIdentity) -> str:
+    """SHA-256 of the checkpoint file of a :func:`model_identity`.
 
     Memoised in the on-disk CAM cache too (``CamCache.checkpoint_sha256``), shared with the
     command line, so a restarted app does not hash a 100 MB file again.
     """
-    return CamCache(default_cache_dir()).checkpoint_sha256(identity.split("::", 1)[0])
+    return CamCache(default_cache_dir()).checkpoint_sha256(identity.checkpoint)
 
 
 @dataclass(frozen=True)
@@ -274,7 +284,7 @@ def cached_explanation(
     _model: torch.nn.Module,
     _image: Image.Image,
     _manifest: Manifest,
-    model_key: str,
+    identity: ModelIdentity,
     image_sha: str,
     layer: str,
     class_idx: int | None,
@@ -284,12 +294,12 @@ def cached_explanation(
 
     Two levels: this in-memory cache, then the on-disk CAM cache shared with
     ``python -m mushcam gradcam`` ($MUSHCAM_CACHE), so a map the pipeline made needs no
-    model call here. ``model_key`` is :func:`model_identity`.
+    model call here. ``identity`` is :func:`model_identity`.
     """
     cache = CamCache(default_cache_dir())
+    digest = catalog.cache_digest(checkpoint_sha256(identity), identity.fingerprint)
     return cam_cache.cached_explanation(
-        cache, _model, _image, _manifest.input, layer, class_idx,
-        catalog.cache_digest(checkpoint_sha256(model_key), model_key.rsplit("::", 1)[-1]), image_sha, method
+        cache, _model, _image, _manifest.input, layer, class_idx, digest, image_sha, method
     )
 
 
@@ -305,9 +315,9 @@ __all__ = [
     "AppContext",
     "ImageLoadError",
     "LoadedImage",
+    "ModelIdentity",
     "cached_explanation",
     "cached_entry",
-    "cached_model",
     "cam_layer",
     "checkpoint_sha256",
     "context",

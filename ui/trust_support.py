@@ -7,7 +7,6 @@ image, method). Figures are plain Plotly built from the library's numbers.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,23 +21,10 @@ from mushcam.trust import store as trust_store
 from mushcam.trust.sanity import SanityResult, method_explainer, sanity_check
 from ui import state
 
-RESULTS_ENV = "MUSHCAM_RESULTS"
-STORE_KEY = "trust_store"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Session keys the Explain page reads (ui/explain_support.py): a photo opened from another page.
 EXPLAIN_FOLDER_KEY = "explain_folder"
 EXPLAIN_PAGE = "pages/1_Explain.py"
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
-
-
-def store_path_input() -> Path:
-    """The sidebar's results-store field (default ``$MUSHCAM_RESULTS`` or runs/results.sqlite)."""
-    default = os.environ.get(RESULTS_ENV, "").strip() or str(PROJECT_ROOT / "runs" / "results.sqlite")
-    st.session_state.setdefault(STORE_KEY, default)
-    with st.sidebar:
-        st.text_input("Results store", key=STORE_KEY,
-                      help="SQLite file written by `python -m mushcam faithfulness ... --out FILE`")
-    return Path(st.session_state[STORE_KEY].strip()).expanduser()
 
 
 @st.cache_resource(show_spinner="Reading the trust results…", max_entries=4)
@@ -123,7 +109,8 @@ def curves_figure(kind: str, labelled: list[tuple[str, trust_store.MeanCurves]])
     figure.update_layout(
         title={"text": f"{kind.capitalize()}: probability of the explained class"},
         xaxis_title=f"% of pixels {'removed' if kind == 'deletion' else 'restored'}, most relevant first",
-        yaxis_title="probability", yaxis={"rangemode": "tozero"}, height=460, margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        yaxis_title="probability", yaxis={"rangemode": "tozero"}, height=460,
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
         legend=BELOW_PLOT,  # beside the plot it took half the width of a half-width column
     )
     return figure
@@ -159,7 +146,7 @@ def load_image(data_root: str, relpath: str) -> state.LoadedImage:
 
 
 @st.cache_data(show_spinner="Randomising the network block by block…", max_entries=32)
-def cached_sanity(_ctx: state.AppContext, model: str, identity: str, image_sha: str, _image: object,
+def cached_sanity(_ctx: state.AppContext, model: str, identity: state.ModelIdentity, image_sha: str, _image: object,
                   method: str) -> SanityResult:
     """The sanity check of one image, computed once per (model identity, image, method)."""
     assert _ctx.manifest is not None

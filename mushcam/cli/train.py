@@ -40,7 +40,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
                                                                                          "4)")
     parser.add_argument("--inverse-frequency", action="store_true", help="also weight each class by N / (C * n_c)")
     parser.add_argument("--pretrained", action="store_true", help="start from torchvision's ImageNet weights")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="same seed, same data, same machine: same "
                                                                          "weights")
     parser.add_argument("--lr", type=float, default=None, metavar="LR", help="peak learning rate (default 1e-3; 3e-4 "

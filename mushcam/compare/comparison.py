@@ -28,6 +28,7 @@ from mushcam.manifest import InputSpec, Manifest
 from mushcam.methods import DEFAULT_METHOD, METHOD_LABELS, METHODS
 from mushcam.models import DISPLAY_NAMES
 from mushcam.render import cam_scale, upsample_cam
+from mushcam.toxicity import Toxicity
 
 MEASURE_SIDE = 224  # the common grid on which maps of different backbones are compared
 NORMALISATIONS: tuple[str, ...] = ("per_image", "shared")
@@ -125,7 +126,7 @@ def make_cell(backbone: str, explanation: Explanation, manifest: Manifest, true_
     correct = None if true_class is None else predicted == true_class
     dangerous = (
         true_class is not None
-        and manifest.toxicity(true_class) == "poisonous"
+        and manifest.toxicity(true_class) == Toxicity.POISONOUS
         and predicted_toxicity == "edible"
     )
     return Cell(backbone, explanation, predicted, predicted_toxicity, explanation.confidence, correct,

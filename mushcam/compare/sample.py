@@ -17,13 +17,21 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mushcam.data import IMAGE_EXTENSIONS, LabelledImage, decode_image, image_sha256, printable, read_bytes
+from mushcam.data import (
+    DISPLAY_MAX_SIDE,
+    IMAGE_EXTENSIONS,
+    LabelledImage,
+    decode_image,
+    image_sha256,
+    printable,
+    read_bytes,
+)
 from mushcam.exceptions import MushcamError
 from mushcam.manifest import Manifest
 from mushcam.render import fit_within
+from mushcam.toxicity import Toxicity
 
 DEFAULT_SAMPLE_SIZE = 12
-DISPLAY_MAX_SIDE = 1024  # the display copy of an image (the model sees the full resolution)
 
 OutcomeFn = Callable[[LabelledImage], "bool | None"]
 
@@ -128,7 +136,7 @@ def select_sample(
     for item in sorted(items, key=lambda i: i.relpath):
         by_class.setdefault(item.label, []).append(item)
     pools = {c: [group[i] for i in rng.permutation(len(group))] for c, group in sorted(by_class.items())}
-    poisonous = {c for c in pools if label_toxicity(manifest, c) == "poisonous"}
+    poisonous = {c for c in pools if label_toxicity(manifest, c) == Toxicity.POISONOUS}
     slots = _class_slots(pools, poisonous, min(n, len(items)), rng)
 
     chosen: list[LabelledImage] = []

@@ -16,13 +16,10 @@ from mushcam.models.checkpoint import CheckpointError, file_sha256, read_weights
 from mushcam.models.heads import HeadError
 from mushcam.models.layers import LayerError, choose_layer, get_layer, resolve_layer
 from mushcam.models.loading import (
-    fit_state_dict,
     imagenet_weights_path,
     load_checkpoint,
     load_imagenet_model,
     load_model,
-    num_classes_in,
-    read_state_dict,
 )
 from mushcam.models.recognise import Recognised
 from mushcam.models.registry import (
@@ -59,15 +56,12 @@ __all__ = [
     "choose_layer",
     "display_name",
     "file_sha256",
-    "fit_state_dict",
     "get_layer",
     "imagenet_weights",
     "imagenet_weights_path",
     "load_checkpoint",
     "load_imagenet_model",
     "load_model",
-    "num_classes_in",
-    "read_state_dict",
     "read_weights",
     "resolve_layer",
     "torchvision_architectures",

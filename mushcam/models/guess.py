@@ -124,14 +124,6 @@ def guess_architecture(state: Mapping[str, torch.Tensor]) -> Guess | None:
     return best if best and best.matched else None
 
 
-def family_of(state: Mapping[str, torch.Tensor]) -> str | None:
-    """A family name for a message (``resnet``), without building anything."""
-    for marker, prefixes in _FAMILY_MARKERS:
-        if any(marker in key for key in state):
-            return "/".join(p.rstrip("_") for p in prefixes)
-    return None
-
-
 def write_signatures(path: Path = SIGNATURES) -> int:
     """Rebuild the signature table (every torchvision classifier; about a minute)."""
     table: dict[str, dict] = {}
@@ -140,7 +132,8 @@ def write_signatures(path: Path = SIGNATURES) -> int:
         trunk = [t for t in sk.trunk if not t.endswith("num_batches_tracked")]
         numel = sum(int(torch.Size(sk.shapes[t]).numel()) for t in trunk)
         table[arch] = {"slot": sk.slot, "trunk_keys": len(trunk), "trunk_numel": numel}
-    path.write_text(json.dumps({"torchvision": torchvision.__version__, "architectures": table}, indent=1, sort_keys=True) + "\n")
+    document = {"torchvision": torchvision.__version__, "architectures": table}
+    path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
     return len(table)
 
 
@@ -148,4 +141,4 @@ if __name__ == "__main__":
     print(f"{write_signatures()} architectures written to {SIGNATURES}")
 
 
-__all__ = ["Guess", "family_of", "guess_architecture", "write_signatures"]
+__all__ = ["Guess", "guess_architecture", "write_signatures"]

@@ -47,7 +47,9 @@ def resolve_layer(model: nn.Module, path: str) -> str:
 
 
 def get_layer(model: nn.Module, path: str) -> nn.Module:
-    """The sub-module at a dotted path (``layer4``, ``features.7``, ``backbone.layer4``); a wrong path lists valid ones."""
+    """The sub-module at a dotted path (``layer4``, ``features.7``, ``backbone.layer4``).
+
+    A wrong path lists valid ones."""
     return model.get_submodule(resolve_layer(model, path))
 
 
@@ -118,47 +120,45 @@ def spatial_size(output: torch.Tensor, layout: str) -> tuple[int, int]:
     return int(fmap.shape[2]), int(fmap.shape[3])
 
 
-def choose_layer(model: nn.Module, size: int) -> tuple[str, str]:
-    """The Grad-CAM layer when none is given, and a note saying which and why.
+class _MapRecorder:
+    """Forward hooks that keep every square spatial map a module outputs (a clone, so it is a
+    leaf of its own gradient) and what the last Linear received (the features behind the logits)."""
 
-    One forward and one gradient on a fixed random ``size`` x ``size`` input, with hooks on
-    every module (the gradient is of the features the last Linear receives, so that an
-    untrained head cannot hide anything): the answer is the last module (in the order outputs are produced; the
-    outermost of modules returning the same tensor) whose output is a spatial map with
-    h·w > 1 and whose gradient reaches more than one of its positions (a ViT's last blocks
-    pass only the class token on to the logits, so their maps would be empty), preferring
-    maps as wide as the features the head reads.
-    """
-    records: list[tuple[str, torch.Tensor, str]] = []
-    seen: dict[int, int] = {}
-    head_input: list[torch.Tensor] = []  # what the last Linear received: the features behind the logits
-    names = {module: name for name, module in model.named_modules() if name}
-    handles = []
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.names = {module: name for name, module in model.named_modules() if name}
+        self.records: list[tuple[str, torch.Tensor, str]] = []  # (name, kept output, layout)
+        self.seen: dict[int, int] = {}  # id(tensor) -> index in records
+        self.head_input: list[torch.Tensor] = []
 
-    def hook(module: nn.Module, inputs: object, output: object) -> object:
+    def hook(self, module: nn.Module, inputs: object, output: object) -> object:
         if isinstance(module, nn.Linear) and inputs and isinstance(inputs[0], torch.Tensor):  # type: ignore[index]
-            head_input[:] = [inputs[0]]  # type: ignore[index]
-        if not isinstance(output, torch.Tensor) or module not in names:
+            self.head_input[:] = [inputs[0]]  # type: ignore[index]
+        if not isinstance(output, torch.Tensor) or module not in self.names:
             return None
-        if id(output) in seen:  # a container returning its last child's tensor: keep the outer name
-            index = seen[id(output)]
-            records[index] = (names[module], records[index][1], records[index][2])
+        records = self.records
+        if id(output) in self.seen:  # a container returning its last child's tensor: keep the outer name
+            index = self.seen[id(output)]
+            records[index] = (self.names[module], records[index][1], records[index][2])
             records.append(records.pop(index))
-            seen.update({id(t): i for i, (_, t, _) in enumerate(records)})
+            self.seen.update({id(t): i for i, (_, t, _) in enumerate(records)})
             return None
-        layout = layout_of(output, channels_last_module(model, names[module]))
+        layout = layout_of(output, channels_last_module(self.model, self.names[module]))
         if layout is None:
             return None
         h, w = spatial_size(output, layout)
         if h * w <= 1 or h != w:  # inputs are square: a non-square "map" is not spatial (attention heads)
             return None
         kept = output.clone()
-        records.append((names[module], kept, layout))
-        seen[id(kept)] = len(records) - 1
+        records.append((self.names[module], kept, layout))
+        self.seen[id(kept)] = len(records) - 1
         return kept
 
-    for module in names:
-        handles.append(module.register_forward_hook(hook))
+
+def _probe(model: nn.Module, size: int, recorder: _MapRecorder) -> tuple[torch.Tensor | None, ...]:
+    """One forward of a fixed random input with the hooks on, then the gradient of the head's
+    features (randomly weighted) with respect to every recorded map; modes restored after."""
+    handles = [module.register_forward_hook(recorder.hook) for module in recorder.names]
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(1, 3, size, size, generator=generator)
     parameter = next(model.parameters(), None)
@@ -172,27 +172,35 @@ def choose_layer(model: nn.Module, size: int) -> tuple[str, str]:
             logits = model(x)
             if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
                 raise LayerError("the model does not return N x C logits, so no layer can be chosen")
-            if not records:
+            if not recorder.records:
                 raise LayerError(
                     f"no module of {type(model).__name__} outputs a spatial feature map at {size} px: set \"layer\" "
                     "in the manifest entry"
                 )
             # The features behind the logits, not the logits: a fresh head may be all zeros (ViT's is).
+            head_input = recorder.head_input
             if head_input and head_input[0].requires_grad:
                 features = head_input[0]
                 weights = torch.rand(features.shape, generator=generator).to(features) + 0.5
                 score = (features * weights).sum()
             else:
                 score = logits[0, int(logits[0].argmax())]
-            grads = torch.autograd.grad(score, [t for _, t, _ in records], allow_unused=True)
+            return torch.autograd.grad(score, [t for _, t, _ in recorder.records], allow_unused=True)
     finally:
         for handle in handles:
             handle.remove()
         for module, training in was_training:
             module.training = training
-    width = int(head_input[0].shape[-1]) if head_input else None
+
+
+def _pick(
+    model: nn.Module, recorder: _MapRecorder, grads: tuple[torch.Tensor | None, ...]
+) -> list[tuple[str, torch.Tensor]]:
+    """The maps whose gradient reaches more than one position, preferring the head's width;
+    the last of them is the answer."""
+    width = int(recorder.head_input[0].shape[-1]) if recorder.head_input else None
     valid: list[tuple[str, torch.Tensor]] = []
-    for (name, tensor, layout), grad in zip(records, grads, strict=True):
+    for (name, tensor, layout), grad in zip(recorder.records, grads, strict=True):
         if grad is not None and int((as_feature_map(grad, layout).abs().sum(dim=1)[0] > 0).sum()) > 1:
             valid.append((name, as_feature_map(tensor, layout)))
     # Prefer the width the head reads (a ViT's residual stream, not its q/k/v projections).
@@ -202,11 +210,29 @@ def choose_layer(model: nn.Module, size: int) -> tuple[str, str]:
     while len(chosen) > 1 and not any(True for _ in model.get_submodule(chosen[-1][0]).parameters()) \
             and chosen[-1][1].shape == chosen[-2][1].shape and torch.equal(chosen[-1][1], chosen[-2][1]):
         chosen = chosen[:-1]
+    return chosen
+
+
+def choose_layer(model: nn.Module, size: int) -> tuple[str, str]:
+    """The Grad-CAM layer when none is given, and a note saying which and why.
+
+    One forward and one gradient on a fixed random ``size`` x ``size`` input, with hooks on
+    every module (the gradient is of the features the last Linear receives, so that an
+    untrained head cannot hide anything): the answer is the last module (in the order outputs
+    are produced; the outermost of modules returning the same tensor) whose output is a spatial
+    map with h·w > 1 and whose gradient reaches more than one of its positions (a ViT's last
+    blocks pass only the class token on to the logits, so their maps would be empty),
+    preferring maps as wide as the features the head reads.
+    """
+    recorder = _MapRecorder(model)
+    chosen = _pick(model, recorder, _probe(model, size, recorder))
     if chosen:
         name, fmap = chosen[-1]
         k, h, w = fmap.shape[1:]
         return name, f"chosen automatically: {name} (the last {k}×{h}×{w} feature map before the logits at {size} px)"
-    raise LayerError("no spatial feature map of the model influences the logits at more than one position: set \"layer\"")
+    raise LayerError(
+        "no spatial feature map of the model influences the logits at more than one position: set \"layer\""
+    )
 
 
 __all__ = [

@@ -22,15 +22,11 @@ from mushcam.models.checkpoint import CheckpointError
 from mushcam.models.recognise import Recognised, load_planned, plan
 from mushcam.models.registry import (
     BACKBONES,
-    HEAD_WEIGHT_KEYS,
     TIMM_PREFIX,
     PretrainedWeightsUnavailable,
     build_model,
     imagenet_weights,
 )
-
-# Prefixes that wrappers add to parameter names (the old loader's rule, kept for read_state_dict).
-_KEY_PREFIXES = ("module.", "model.", "backbone.", "_orig_mod.", "net.")
 
 
 def _source_notes(path: Path, raw_dtypes: set[torch.dtype], where: str) -> list[str]:
@@ -108,47 +104,6 @@ def load_model(
     return load_checkpoint(checkpoint_path, backbone, num_classes, kwargs, head_activation).model
 
 
-def read_state_dict(checkpoint_path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """A checkpoint's plain ``{name: tensor}`` state dict with wrapper prefixes stripped (older API)."""
-    path = Path(checkpoint_path)
-    state, _ = ckpt.find_state_dict(ckpt.read_checkpoint(path), path.name)
-    out = {}
-    for key, value in state.items():
-        stripped = True
-        while stripped:
-            stripped = False
-            for prefix in _KEY_PREFIXES:
-                if key.startswith(prefix):
-                    key, stripped = key[len(prefix):], True
-        out[key] = value
-    return out
-
-
-def num_classes_in(state: Mapping[str, torch.Tensor], backbone: str) -> int:
-    """Number of classes of a preset's stock state dict: the first dimension of the head's weight."""
-    key = HEAD_WEIGHT_KEYS[backbone]
-    if key not in state:
-        raise CheckpointError(f"checkpoint has no {key!r}: it is not a {backbone} (first keys: {', '.join(list(state)[:4])})")
-    return int(state[key].shape[0])
-
-
-def fit_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], backbone: str) -> None:
-    """Load ``state`` into ``model`` strictly; a mismatch names the keys and shapes."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in state if k in expected and state[k].shape != expected[k].shape
-    ]
-    if missing or unexpected or shapes:
-        parts = [f"{len(missing)} missing keys ({', '.join(missing[:5])})"] if missing else []
-        parts += [f"{len(unexpected)} unexpected keys ({', '.join(unexpected[:5])})"] if unexpected else []
-        parts += [f"{len(shapes)} shape mismatches ({', '.join(shapes[:5])})"] if shapes else []
-        raise CheckpointError(f"checkpoint does not fit {backbone}: " + "; ".join(parts))
-    model.load_state_dict(dict(state), strict=False)
-
-
 def imagenet_weights_path(backbone: str) -> Path:
     """Where torchvision keeps a preset's ImageNet weights file in the torch hub cache."""
     url = imagenet_weights(backbone).url
@@ -180,11 +135,8 @@ def load_imagenet_model(backbone: str, download: bool = True) -> nn.Module:
 __all__ = [
     "BACKBONES",
     "build_model",
-    "fit_state_dict",
     "imagenet_weights_path",
     "load_checkpoint",
     "load_imagenet_model",
     "load_model",
-    "num_classes_in",
-    "read_state_dict",
 ]

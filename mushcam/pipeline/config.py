@@ -9,13 +9,14 @@ from pathlib import Path
 import torch
 
 from mushcam.cache import CamCache
+from mushcam.data import DISPLAY_MAX_SIDE
 from mushcam.manifest import Manifest
 from mushcam.methods import DEFAULT_METHOD
 from mushcam.render import DEFAULT_ALPHA, DEFAULT_COLORMAP
 
 VIEW_NAMES: tuple[str, ...] = ("original", "heatmap", "overlay", "combined")
 DEFAULT_VIEWS: tuple[str, ...] = ("overlay", "heatmap", "combined")
-DEFAULT_MAX_SIDE = 1024  # views are rendered at most this large (as in the app)
+DEFAULT_MAX_SIDE = DISPLAY_MAX_SIDE  # views are rendered at most this large (as in the app)
 MAX_MAX_SIDE = 8192  # the largest --max-side: a combined figure is then at most ~25,000 px wide
 DEFAULT_PNG_LEVEL = 1  # zlib level: PNG encoding is the costliest step after the model (see README)
 

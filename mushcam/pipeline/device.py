@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import re
 import sys
 
 import torch
 
+from mushcam import device as devices
 from mushcam.exceptions import UsageError
 
 
@@ -25,17 +25,9 @@ def release_memory(device: torch.device) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` (CUDA when there is one), ``cpu``, ``cuda`` or ``cuda:N``."""
-    name = (name or "auto").strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if re.fullmatch(r"cuda(:\d+)?", name):
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {name}: no CUDA GPU is available here (torch.cuda.is_available() is False)")
-        device = torch.device(name)
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
-        return device
-    raise UsageError(f"--device must be auto, cpu, cuda or cuda:N; got {name!r}")
+    """``auto`` (CUDA when there is one), ``cpu``, ``cuda`` or ``cuda:N``: :func:`mushcam.device.resolve_device`,
+    its refusal raised as the command line's :class:`UsageError`."""
+    try:
+        return devices.resolve_device(name)
+    except devices.DeviceError as exc:
+        raise UsageError(str(exc)) from None

@@ -131,14 +131,12 @@ def build_report(contents: StoreContents, reviews: ReviewIndex, causes: Sequence
     return builder.report
 
 
-class _Builder:
-    """Adds the report's sections one by one; knows each run's errors and their reviews."""
+class _Findings:
+    """What the report states, before any of it is written: each run's errors (with their
+    review keys), error kinds and summary, and the causes in use."""
 
-    def __init__(self, contents: StoreContents, reviews: ReviewIndex, causes: Sequence[Cause],
-                 figures: FigureMaker | None, duplicates: dict[str, tuple[NearDuplicate, ...]]) -> None:
-        self.report = Report()
-        self.blocks = self.report.blocks
-        self.contents, self.reviews, self.figures, self.duplicates = contents, reviews, figures, duplicates
+    def __init__(self, contents: StoreContents, reviews: ReviewIndex, causes: Sequence[Cause]) -> None:
+        self.contents, self.reviews = contents, reviews
         self.runs = contents.runs
         self.labels = labels_of(causes)
         self.keys = [c.key for c in causes]
@@ -151,29 +149,62 @@ class _Builder:
                 _Error(run, rows, i, ReviewKey(rows.image_sha256[i], model_name(run), run.checkpoint_sha256))
                 for i in np.flatnonzero(rows.true_idx != rows.pred_idx).tolist()
             ]
-        for run in self.runs:
-            m = run_metrics(contents, run.run_id)
-            errs = self.errors[run.run_id]
-            self.report.summaries.append(ModelSummary(
-                run_label(run, self.runs), m.n_images, m.accuracy, len(errs),
-                int((self.kinds[run.run_id] == DANGEROUS).sum()), m.poisonous_images, m.benign_count,
-                sum(1 for e in errs if reviews.of(e.key)), {k: self.count(errs, k) for k in self.keys}))
-        self.used = [k for k in self.keys if any(s.cause_counts[k] for s in self.report.summaries)]
+        self.summaries = [self.summary(run) for run in self.runs]
+        self.used = [k for k in self.keys if any(s.cause_counts[k] for s in self.summaries)]
+
+    def summary(self, run: RunRecord) -> ModelSummary:
+        m = run_metrics(self.contents, run.run_id)
+        errs = self.errors[run.run_id]
+        return ModelSummary(
+            run_label(run, self.runs), m.n_images, m.accuracy, len(errs),
+            int((self.kinds[run.run_id] == DANGEROUS).sum()), m.poisonous_images, m.benign_count,
+            sum(1 for e in errs if self.reviews.of(e.key)), {k: self.count(errs, k) for k in self.keys})
 
     def count(self, errs: Sequence[_Error], cause: str) -> int:
         """Errors that at least one reviewer tagged with ``cause``."""
         return sum(1 for e in errs if any(cause in r.causes for r in self.reviews.of(e.key)))
 
+    def reviewed_pairs(self, run: RunRecord) -> dict[tuple[str, str], list[_Error]]:
+        """The run's reviewed errors grouped by (true class, predicted class)."""
+        names = run.class_names
+        groups: dict[tuple[str, str], list[_Error]] = {}
+        for e in self.errors[run.run_id]:
+            if self.reviews.of(e.key):
+                pair = (names[int(e.rows.true_idx[e.index])], names[int(e.rows.pred_idx[e.index])])
+                groups.setdefault(pair, []).append(e)
+        return groups
+
+    def examples_of(self, cause: str) -> list[_Error]:
+        """Every error tagged ``cause`` by someone, over all runs, each photo once."""
+        examples, seen = [], set()
+        for run in self.runs:
+            for error in self.errors[run.run_id]:
+                if error.key.image_sha256 not in seen and any(cause in r.causes for r in self.reviews.of(error.key)):
+                    examples.append(error)
+                    seen.add(error.key.image_sha256)
+        return examples
+
+
+class _Builder(_Findings):
+    """Adds the report's sections one by one, from the :class:`_Findings`."""
+
+    def __init__(self, contents: StoreContents, reviews: ReviewIndex, causes: Sequence[Cause],
+                 figures: FigureMaker | None, duplicates: dict[str, tuple[NearDuplicate, ...]]) -> None:
+        super().__init__(contents, reviews, causes)
+        self.report = Report(summaries=self.summaries)
+        self.blocks = self.report.blocks
+        self.figures, self.duplicates = figures, duplicates
+
     def introduction(self, title: str) -> None:
         n_runs, n_reviews = len(self.runs), len(self.reviews.reviews)
         reviewers = sorted({r.reviewer for r in self.reviews.reviews})
-        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         self.blocks.append(Block("h1", title))
-        self.blocks.append(Block("p", f"Written {now} from {n_runs} evaluated model run{'s' if n_runs != 1 else ''} and "
-                                      f"{n_reviews} review{'s' if n_reviews != 1 else ''} by "
-                                      f"{', '.join(reviewers) if reviewers else 'nobody yet'}. An error has a cause when "
-                                      "at least one reviewer tagged it; shares are over the model's reviewed errors and "
-                                      "can add up to more than 100 % (an error may have several causes)."))
+        self.blocks.append(Block("p", f"Written {now} from {n_runs} evaluated model run{'s' if n_runs != 1 else ''} "
+                                      f"and {n_reviews} review{'s' if n_reviews != 1 else ''} by "
+                                      f"{', '.join(reviewers) if reviewers else 'nobody yet'}. An error has a cause "
+                                      "when at least one reviewer tagged it; shares are over the model's reviewed "
+                                      "errors and can add up to more than 100 % (an error may have several causes)."))
 
     def models(self) -> None:
         self.blocks.append(Block("h2", "Models"))
@@ -195,16 +226,12 @@ class _Builder:
                 share = s.cause_counts[k] / s.reviewed if s.reviewed else math.nan
                 cells.append(f"{s.cause_counts[k]} ({_pct(share)})")
             rows.append(tuple(cells))
-        self.blocks.append(Block("table", header=("cause", *(s.label for s in self.report.summaries)), rows=tuple(rows)))
+        header = ("cause", *(s.label for s in self.report.summaries))
+        self.blocks.append(Block("table", header=header, rows=tuple(rows)))
         self.blocks.append(Block("h2", "Causes per class pair"))
         pair_rows = []
         for run in self.runs:
-            names = run.class_names
-            groups: dict[tuple[str, str], list[_Error]] = {}
-            for e in self.errors[run.run_id]:
-                if self.reviews.of(e.key):
-                    pair = (names[int(e.rows.true_idx[e.index])], names[int(e.rows.pred_idx[e.index])])
-                    groups.setdefault(pair, []).append(e)
+            groups = self.reviewed_pairs(run)
             for (t, p), errs in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
                 counts = [self.count(errs, k) for k in self.used]
                 pair_rows.append((run_label(run, self.runs), f"{t} → {p}", str(len(errs)),
@@ -268,12 +295,7 @@ class _Builder:
         """Up to :data:`EXAMPLES_PER_CAUSE` errors per cause, each photo once."""
         self.blocks.append(Block("h2", "Examples per cause"))
         for k in self.used:
-            examples, seen = [], set()
-            for run in self.runs:
-                for error in self.errors[run.run_id]:
-                    if error.key.image_sha256 not in seen and any(k in r.causes for r in self.reviews.of(error.key)):
-                        examples.append(error)
-                        seen.add(error.key.image_sha256)
+            examples = self.examples_of(k)
             total = len(examples)
             self.blocks.append(Block("h3", f"{self.labels[k]} ({total} error{'s' if total != 1 else ''}; "
                                            f"{min(total, EXAMPLES_PER_CAUSE)} shown)"))
@@ -301,8 +323,8 @@ class _Builder:
                                            for m in self.duplicates.get(e.key.image_sha256, ())))
             rows.append((run_label(run, self.runs), str(len(errs)), str(n)))
         self.blocks.append(Block("h2", "Near-duplicates of training photos"))
-        self.blocks.append(Block("table", header=("model", "errors", "errors on a photo with a near-duplicate in train"),
-                                 rows=tuple(rows)))
+        header = ("model", "errors", "errors on a photo with a near-duplicate in train")
+        self.blocks.append(Block("table", header=header, rows=tuple(rows)))
 
 
 # ------------------------------------------------------------------------------ rendering

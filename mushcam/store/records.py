@@ -14,6 +14,7 @@ import numpy as np
 
 from mushcam.exceptions import MushcamError
 from mushcam.models import DISPLAY_NAMES
+from mushcam.toxicity import Toxicity
 
 SCHEMA_VERSION = 2  # 2: runs.arch (the model's architecture; ``backbone`` holds its name)
 APPLICATION_ID = 0x4D434D31  # "MCM1": marks the file as a MushCAM results store
@@ -108,7 +109,7 @@ class RunRecord:
 
     @property
     def toxicities(self) -> list[str]:
-        return [c.get("toxicity", "unknown") for c in self.manifest["classes"]]
+        return [c.get("toxicity", Toxicity.UNKNOWN.value) for c in self.manifest["classes"]]
 
     @property
     def images_per_second(self) -> float:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mushcam.data import printable
 from mushcam.store.connection import connect, prepare_schema
 from mushcam.store.records import Predictions, RunRecord, Skipped, StoreError
 
@@ -30,16 +31,34 @@ def save_run(
 
     Returns the new run's id. The store file is created if needed.
     """
-    names = run.class_names
-    n = len(predictions)
+    n, names = len(predictions), run.class_names
     if predictions.probabilities.shape != (n, len(names)):
         raise ValueError(
             f"probabilities have shape {predictions.probabilities.shape}; expected ({n}, {len(names)})"
         )
     _check_finite_run(run, predictions)
+    rows = _prediction_rows(names, predictions)
     path = Path(path).expanduser()
     created = not path.exists()
-    rows = [
+    with connect(path, write=True, timeout=timeout) as connection:
+        connection.execute("BEGIN IMMEDIATE")  # takes the write lock now: fails fast if locked
+        try:
+            prepare_schema(connection, path)
+            run_id = _replace_run(connection, run, rows, skipped)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            if created:  # never leave an empty store behind
+                _remove_if_empty(path)
+            raise
+    return run_id
+
+
+def _prediction_rows(names: Sequence[str], predictions: Predictions) -> list[tuple[object, ...]]:
+    """One ``predictions`` row per image (without its run id), class names beside the indices."""
+    return [
         (
             predictions.image_paths[i],
             predictions.image_sha256[i],
@@ -50,50 +69,44 @@ def save_run(
             float(predictions.confidence[i]),
             _blob(predictions.probabilities[i]),
         )
-        for i in range(n)
+        for i in range(len(predictions))
     ]
-    with connect(path, write=True, timeout=timeout) as connection:
-        connection.execute("BEGIN IMMEDIATE")  # takes the write lock now: fails fast if locked
-        try:
-            prepare_schema(connection, path)
-            old = [
-                row[0]
-                for row in connection.execute(
-                    "SELECT run_id FROM runs WHERE backbone = ? AND checkpoint_sha256 = ? AND data_root = ?",
-                    (run.backbone, run.checkpoint_sha256, run.data_root),
-                )
-            ]
-            cursor = connection.execute(
-                "INSERT INTO runs (backbone, checkpoint_path, checkpoint_sha256, layer, data_root, manifest_json,"
-                " started_at, finished_at, versions_json, batch_size, seconds, n_images, arch)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run.backbone, run.checkpoint_path, run.checkpoint_sha256, run.layer, run.data_root,
-                    json.dumps(run.manifest), run.started_at, run.finished_at, json.dumps(run.versions),
-                    int(run.batch_size), float(run.seconds), int(run.n_images), run.arch,
-                ),
-            )
-            run_id = int(cursor.lastrowid)
-            connection.executemany(
-                "INSERT INTO predictions (run_id, image_path, image_sha256, true_idx, true_class, pred_idx,"
-                " pred_class, confidence, probabilities) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(run_id, *row) for row in rows],
-            )
-            connection.executemany(
-                "INSERT INTO skipped (run_id, path, reason) VALUES (?, ?, ?)",
-                [(run_id, s.path, s.reason) for s in skipped],
-            )
-            for old_id in old:
-                for table in ("predictions", "skipped", "runs"):
-                    connection.execute(f"DELETE FROM {table} WHERE run_id = ?", (old_id,))
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    connection.execute("ROLLBACK")
-            if created:  # never leave an empty store behind
-                _remove_if_empty(path)
-            raise
+
+
+def _replace_run(
+    connection: sqlite3.Connection, run: RunRecord, rows: list[tuple[object, ...]], skipped: Sequence[Skipped]
+) -> int:
+    """Inside the open transaction: insert the run and its rows, then delete the runs it replaces."""
+    old = [
+        row[0]
+        for row in connection.execute(
+            "SELECT run_id FROM runs WHERE backbone = ? AND checkpoint_sha256 = ? AND data_root = ?",
+            (run.backbone, run.checkpoint_sha256, run.data_root),
+        )
+    ]
+    cursor = connection.execute(
+        "INSERT INTO runs (backbone, checkpoint_path, checkpoint_sha256, layer, data_root, manifest_json,"
+        " started_at, finished_at, versions_json, batch_size, seconds, n_images, arch)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            run.backbone, run.checkpoint_path, run.checkpoint_sha256, run.layer, run.data_root,
+            json.dumps(run.manifest), run.started_at, run.finished_at, json.dumps(run.versions),
+            int(run.batch_size), float(run.seconds), int(run.n_images), run.arch,
+        ),
+    )
+    run_id = int(cursor.lastrowid)
+    connection.executemany(
+        "INSERT INTO predictions (run_id, image_path, image_sha256, true_idx, true_class, pred_idx,"
+        " pred_class, confidence, probabilities) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(run_id, *row) for row in rows],
+    )
+    connection.executemany(
+        "INSERT INTO skipped (run_id, path, reason) VALUES (?, ?, ?)",
+        [(run_id, s.path, s.reason) for s in skipped],
+    )
+    for old_id in old:
+        for table in ("predictions", "skipped", "runs"):
+            connection.execute(f"DELETE FROM {table} WHERE run_id = ?", (old_id,))
     return run_id
 
 
@@ -106,7 +119,8 @@ def _remove_if_empty(path: Path) -> None:
 def _check_finite_run(run: RunRecord, predictions: Predictions) -> None:
     """Refuse, before the file is touched, what SQLite or JSON would turn into NULL or invalid text."""
     probabilities = np.asarray(predictions.probabilities, dtype=np.float64)
-    if not (np.isfinite(probabilities).all() and np.isfinite(np.asarray(predictions.confidence, dtype=np.float64)).all()):
+    confidence = np.asarray(predictions.confidence, dtype=np.float64)
+    if not (np.isfinite(probabilities).all() and np.isfinite(confidence).all()):
         raise StoreError(
             f"{run.backbone}: the model's probabilities are not finite numbers (NaN or infinity); "
             "its checkpoint is probably damaged; nothing was written"
@@ -118,5 +132,6 @@ def _check_finite_run(run: RunRecord, predictions: Predictions) -> None:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-            raise StoreError(f"the name {shown} is not valid UTF-8 text and cannot be stored; rename it") from None
+            raise StoreError(
+                f"the name {printable(text)} is not valid UTF-8 text and cannot be stored; rename it"
+            ) from None

@@ -27,6 +27,7 @@ Everything public is re-exported here: ``from mushcam.train import X`` works.
 
 from __future__ import annotations
 
+from mushcam.device import resolve_device
 from mushcam.train.config import TrainConfig, TrainResult
 from mushcam.train.data import Report, TrainingData, find_classes, load_training_data, resolve_toxicities
 from mushcam.train.loop import (
@@ -34,7 +35,6 @@ from mushcam.train.loop import (
     cosine_factor,
     evaluate_checkpoint,
     initial_model,
-    resolve_device,
     set_batchnorm_momentum,
     train,
     train_backbone,

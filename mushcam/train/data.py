@@ -15,7 +15,7 @@ from mushcam.augment import AugmentConfig, prepare_image
 from mushcam.data import ImageLoadError, load_image, preprocess, scan_image_folder
 from mushcam.exceptions import MushcamError
 from mushcam.manifest import InputSpec, Manifest
-
+from mushcam.toxicity import Toxicity
 
 Report = Callable[[str], None]
 
@@ -69,6 +69,20 @@ def _scan(folder: Path, classes: list[str], warn: Report) -> tuple[list[Path], l
     return [item.path for item in items], [index[item.label] for item in items]
 
 
+def _decode(
+    paths: list[Path], labels: list[int], convert: Callable, skipped: list[str]
+) -> tuple[list[torch.Tensor], list[int]]:
+    """Each photo converted, with its label; an unreadable one is added to ``skipped``."""
+    out, kept = [], []
+    for path, label in zip(paths, labels, strict=True):
+        try:
+            out.append(convert(load_image(path)))
+            kept.append(label)
+        except ImageLoadError as exc:
+            skipped.append(f"{path}: {exc}")
+    return out, kept
+
+
 def load_training_data(
     data_root: str | os.PathLike[str],
     image_size: int,
@@ -83,30 +97,24 @@ def load_training_data(
     root = Path(data_root)
     classes = find_classes(root)
     if not (root / "val").is_dir():
-        raise FileNotFoundError(f"{root} has no val/ folder: early stopping needs validation photos in {root}/val/<Class>/")
+        raise FileNotFoundError(
+            f"{root} has no val/ folder: early stopping needs validation photos in {root}/val/<Class>/"
+        )
     spec = InputSpec(size=image_size, resize="squash")
     skipped: list[str] = []
 
-    def decode(paths: list[Path], labels: list[int], convert: Callable) -> tuple[list[torch.Tensor], list[int]]:
-        out, kept = [], []
-        for path, label in zip(paths, labels, strict=True):
-            try:
-                out.append(convert(load_image(path)))
-                kept.append(label)
-            except ImageLoadError as exc:
-                skipped.append(f"{path}: {exc}")
-        return out, kept
-
     train_paths, train_labels = _scan(root / "train", classes, warn)
-    train_images, train_kept = decode(train_paths, train_labels, lambda im: prepare_image(im, image_size, augment.margin))
+    train_images, train_kept = _decode(
+        train_paths, train_labels, lambda im: prepare_image(im, image_size, augment.margin), skipped
+    )
     val_paths, val_labels = _scan(root / "val", classes, warn)
-    val_inputs, val_kept = decode(val_paths, val_labels, lambda im: preprocess(im, spec))
+    val_inputs, val_kept = _decode(val_paths, val_labels, lambda im: preprocess(im, spec), skipped)
     if not val_inputs:
         raise MushcamError(f"no readable validation photos in {root / 'val'}")
     test_inputs = test_labels = None
     if (root / "test").is_dir():
         test_paths, test_labels_list = _scan(root / "test", classes, warn)
-        test_list, test_kept = decode(test_paths, test_labels_list, lambda im: preprocess(im, spec))
+        test_list, test_kept = _decode(test_paths, test_labels_list, lambda im: preprocess(im, spec), skipped)
         if test_list:
             test_inputs, test_labels = torch.stack(test_list), torch.tensor(test_kept)
     for line in skipped[:10]:
@@ -146,7 +154,7 @@ def resolve_toxicities(
                 break
         if found is None:
             unknown.append(name)
-            found = "unknown"
+            found = Toxicity.UNKNOWN.value
         toxicities.append(found)
     if unknown:
         warn(

@@ -9,13 +9,15 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TextIO
 
 import torch
 from torch import nn
 
 from mushcam.augment import augment_batch
+from mushcam.device import resolve_device
 from mushcam.exceptions import MushcamError
 from mushcam.manifest import MANIFEST_NAME, ClassInfo, InputSpec, Manifest, ModelEntry, load_manifest
 from mushcam.models import (
@@ -39,17 +41,6 @@ from mushcam.train.output import (
     write_manifest,
     write_summary,
 )
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto``: CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise MushcamError("--device cuda was asked for, but torch sees no CUDA GPU here; use --device auto or cpu")
-    if name not in ("cpu", "cuda"):
-        raise MushcamError(f"--device must be auto, cpu or cuda; got {name!r}")
-    return torch.device(name)
 
 
 def initial_model(backbone: str, num_classes: int, pretrained: bool) -> nn.Module:
@@ -126,6 +117,112 @@ def _train_epoch(
     return loss_sum / seen, correct / seen
 
 
+@dataclass
+class _Training:
+    """One backbone's model, loss, optimiser and schedule, ready for its first epoch."""
+
+    model: nn.Module
+    weights: torch.Tensor
+    criterion: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator
+    device: torch.device
+
+
+@dataclass
+class _Progress:
+    """Where the epochs stand: the best epoch so far and how the loop ended."""
+
+    epoch: int = 0
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    best_val: SplitMetrics | None = None
+    stopped_early: bool = False
+    interrupted: bool = False
+
+
+@dataclass(frozen=True)
+class _Outputs:
+    """Where one backbone's training writes: its checkpoint, the manifest and the epoch log."""
+
+    backbone: str
+    out_dir: Path
+    classes: tuple[ClassInfo, ...]
+    spec: InputSpec
+    entries: dict[str, ModelEntry]
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out_dir / f"{self.backbone}.pt"
+
+    @property
+    def log_path(self) -> Path:
+        return self.out_dir / f"{self.backbone}.train.csv"
+
+    def save_best(self, model: nn.Module) -> None:
+        """Checkpoint first, then the manifest that lists it (the entry is added at the first save)."""
+        save_state(model, self.checkpoint)
+        self.entries[self.backbone] = ModelEntry(self.backbone, self.checkpoint.name, DEFAULT_LAYERS[self.backbone])
+        write_manifest(self.out_dir, self.classes, self.spec, self.entries)
+
+
+def _prepare(backbone: str, data: TrainingData, toxicities: Sequence[str], config: TrainConfig) -> _Training:
+    """Seeded model, weighted loss, AdamW and the per-step cosine schedule."""
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)  # weight init and dropout
+    generator = torch.Generator().manual_seed(config.seed)  # shuffling and augmentation
+    model = initial_model(backbone, len(data.classes), config.pretrained).to(device)
+    set_batchnorm_momentum(model, config.bn_momentum)
+    weights = class_weights(data.counts, toxicities, config.poisonous_weight, config.inverse_frequency)
+    criterion = nn.CrossEntropyLoss(weight=weights.to(device))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    steps = len(batches(len(data.train_labels), config.batch_size, torch.Generator().manual_seed(0)))
+    total_steps = steps * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_factor(step, total_steps))
+    return _Training(model, weights, criterion, optimizer, scheduler, generator, device)
+
+
+def _epoch_line(backbone: str, epoch: int, config: TrainConfig, train_loss: float, train_acc: float,
+                val: SplitMetrics, lr: float, seconds: float, improved: bool) -> str:
+    return (
+        f"{backbone} epoch {epoch}/{config.epochs}: train loss {train_loss:.3f} acc {train_acc:.1%} | "
+        f"val loss {val.loss:.3f} acc {val.accuracy:.1%} dangerous {pct(val.dangerous_error_rate)} | "
+        f"lr {lr:.2g} | {seconds:.0f} s" + ("  * best" if improved else "")
+    )
+
+
+def _run_epochs(run: _Training, data: TrainingData, toxicities: Sequence[str], config: TrainConfig,
+                outputs: _Outputs, log: TextIO, progress: _Progress, report: Report) -> None:
+    """Train, validate, keep the best epoch and log each; stop after ``patience`` epochs without progress."""
+    writer = csv.writer(log)
+    for epoch in range(1, config.epochs + 1):
+        progress.epoch = epoch
+        epoch_start = time.perf_counter()
+        lr = run.optimizer.param_groups[0]["lr"]
+        train_loss, train_acc = _train_epoch(
+            run.model, data, run.criterion, run.optimizer, run.scheduler, config, run.generator, run.device
+        )
+        val = evaluate_tensors(run.model, data.val_inputs, data.val_labels, run.weights, toxicities, run.device)
+        improved = math.isfinite(val.loss) and val.loss < progress.best_loss
+        seconds = time.perf_counter() - epoch_start
+        # checkpoint, manifest, bookkeeping and log row: all or nothing under Ctrl-C
+        with shielded_from_ctrl_c():
+            if improved:
+                outputs.save_best(run.model)
+                progress.best_loss, progress.best_epoch, progress.best_val = val.loss, epoch, val
+            writer.writerow([
+                epoch, f"{train_loss:.5f}", f"{train_acc:.5f}", f"{val.loss:.5f}", f"{val.accuracy:.5f}",
+                f"{val.dangerous_error_rate:.5f}", f"{lr:.3g}", f"{seconds:.1f}", int(improved),
+            ])
+            log.flush()
+        report(_epoch_line(outputs.backbone, epoch, config, train_loss, train_acc, val, lr, seconds, improved))
+        if epoch - progress.best_epoch >= config.patience:
+            progress.stopped_early = True
+            report(f"{outputs.backbone}: no better validation loss for {config.patience} epochs; stopping")
+            return
+
+
 def train_backbone(
     backbone: str,
     data: TrainingData,
@@ -143,77 +240,36 @@ def train_backbone(
     KeyboardInterrupt propagates.
     """
     started = time.perf_counter()
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)  # weight init and dropout
-    generator = torch.Generator().manual_seed(config.seed)  # shuffling and augmentation
-    model = initial_model(backbone, len(data.classes), config.pretrained).to(device)
-    set_batchnorm_momentum(model, config.bn_momentum)
-    weights = class_weights(data.counts, toxicities, config.poisonous_weight, config.inverse_frequency)
-    criterion = nn.CrossEntropyLoss(weight=weights.to(device))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    steps = len(batches(len(data.train_labels), config.batch_size, torch.Generator().manual_seed(0)))
-    total_steps = steps * config.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_factor(step, total_steps))
-
-    checkpoint = out_dir / f"{backbone}.pt"
-    log_path = out_dir / f"{backbone}.train.csv"
-    classes = [ClassInfo(name, tox) for name, tox in zip(data.classes, toxicities, strict=True)]
-    best_loss, best_epoch, best_val = math.inf, 0, None
-    epoch, stopped_early, interrupted = 0, False, False
-    with open(log_path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(LOG_COLUMNS)
-        handle.flush()
+    run = _prepare(backbone, data, toxicities, config)
+    classes = tuple(ClassInfo(name, tox) for name, tox in zip(data.classes, toxicities, strict=True))
+    outputs = _Outputs(backbone, out_dir, classes, data.spec, entries)
+    progress = _Progress()
+    with open(outputs.log_path, "w", newline="", encoding="utf-8") as log:
+        csv.writer(log).writerow(LOG_COLUMNS)
+        log.flush()
         try:
-            for epoch in range(1, config.epochs + 1):
-                epoch_start = time.perf_counter()
-                lr = optimizer.param_groups[0]["lr"]
-                train_loss, train_acc = _train_epoch(
-                    model, data, criterion, optimizer, scheduler, config, generator, device
-                )
-                val = evaluate_tensors(model, data.val_inputs, data.val_labels, weights, toxicities, device)
-                improved = math.isfinite(val.loss) and val.loss < best_loss
-                seconds = time.perf_counter() - epoch_start
-                # checkpoint, manifest, bookkeeping and log row: all or nothing under Ctrl-C
-                with shielded_from_ctrl_c():
-                    if improved:
-                        save_state(model, checkpoint)
-                        entries[backbone] = ModelEntry(backbone, checkpoint.name, DEFAULT_LAYERS[backbone])
-                        write_manifest(out_dir, classes, data.spec, entries)
-                        best_loss, best_epoch, best_val = val.loss, epoch, val
-                    writer.writerow([
-                        epoch, f"{train_loss:.5f}", f"{train_acc:.5f}", f"{val.loss:.5f}", f"{val.accuracy:.5f}",
-                        f"{val.dangerous_error_rate:.5f}", f"{lr:.3g}", f"{seconds:.1f}", int(improved),
-                    ])
-                    handle.flush()
-                report(
-                    f"{backbone} epoch {epoch}/{config.epochs}: train loss {train_loss:.3f} acc {train_acc:.1%} | "
-                    f"val loss {val.loss:.3f} acc {val.accuracy:.1%} dangerous {pct(val.dangerous_error_rate)} | "
-                    f"lr {lr:.2g} | {seconds:.0f} s" + ("  * best" if improved else "")
-                )
-                if epoch - best_epoch >= config.patience:
-                    stopped_early = True
-                    report(f"{backbone}: no better validation loss for {config.patience} epochs; stopping")
-                    break
+            _run_epochs(run, data, toxicities, config, outputs, log, progress, report)
         except KeyboardInterrupt:
-            interrupted = True
-    if best_val is None:
-        if interrupted:
+            progress.interrupted = True
+    if progress.best_val is None:
+        if progress.interrupted:
             raise KeyboardInterrupt
-        raise MushcamError(f"{backbone}: the validation loss was never finite; no checkpoint written (try a lower --lr)")
-    del model, optimizer
+        raise MushcamError(
+            f"{backbone}: the validation loss was never finite; no checkpoint written (try a lower --lr)"
+        )
+    del run
     gc.collect()
     return TrainResult(
         backbone=backbone,
-        checkpoint=checkpoint,
-        log=log_path,
-        best_epoch=best_epoch,
-        epochs_run=epoch,
-        val=best_val,
+        checkpoint=outputs.checkpoint,
+        log=outputs.log_path,
+        best_epoch=progress.best_epoch,
+        epochs_run=progress.epoch,
+        val=progress.best_val,
         test=None,
         seconds=time.perf_counter() - started,
-        stopped_early=stopped_early,
-        interrupted=interrupted,
+        stopped_early=progress.stopped_early,
+        interrupted=progress.interrupted,
     )
 
 
@@ -236,6 +292,34 @@ def evaluate_checkpoint(
     return evaluate_tensors(model, inputs, labels, weights, toxicities, device)
 
 
+def _check_request(backbones: Sequence[str], config: TrainConfig, out: Path) -> None:
+    """Refuse an unknown backbone, a bad setting or an ``--out`` that is a file, before any work."""
+    for backbone in backbones:
+        if backbone not in BACKBONES:
+            raise MushcamError(f"unknown backbone {backbone!r}; choose from {', '.join(BACKBONES)} or all")
+    check_config(config)
+    resolve_device(config.device)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file, not a folder")
+
+
+def _load_and_report(data_root: str | os.PathLike[str], classes: Sequence[str], toxicities: Sequence[str],
+                     config: TrainConfig, report: Report, warn: Report) -> tuple[TrainingData, torch.Tensor]:
+    """Decode the photos and say what was found, with each class's loss weight."""
+    loading = time.perf_counter()
+    data = load_training_data(data_root, config.image_size, config.augment, warn)
+    weights = class_weights(data.counts, toxicities, config.poisonous_weight, config.inverse_frequency)
+    report(
+        f"data: {len(data.train_labels)} training, {len(data.val_labels)} validation, "
+        f"{0 if data.test_labels is None else len(data.test_labels)} test photos decoded in "
+        f"{time.perf_counter() - loading:.0f} s; device {resolve_device(config.device)}; "
+        f"{torch.get_num_threads()} threads"
+    )
+    for name, count, toxicity, weight in zip(classes, data.counts, toxicities, weights.tolist(), strict=True):
+        report(f"  {name:<16} {count:>5} train  {toxicity:<9} loss weight {weight:.3g}")
+    return data, weights
+
+
 def train(
     data_root: str | os.PathLike[str],
     backbones: Sequence[str],
@@ -251,14 +335,8 @@ def train(
     re-raises KeyboardInterrupt (after saying what was kept).
     """
     warn = warn or report
-    for backbone in backbones:
-        if backbone not in BACKBONES:
-            raise MushcamError(f"unknown backbone {backbone!r}; choose from {', '.join(BACKBONES)} or all")
-    check_config(config)
-    device = resolve_device(config.device)
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {out} is a file, not a folder")
+    _check_request(backbones, config, out)
     classes = find_classes(data_root)
     spec = InputSpec(size=config.image_size, resize="squash")
     existing_path = out / MANIFEST_NAME
@@ -268,35 +346,28 @@ def train(
     if config.pretrained:  # fail before hours of training, not after
         for backbone in backbones:
             load_imagenet_model(backbone, download=True)
-
-    loading = time.perf_counter()
-    data = load_training_data(data_root, config.image_size, config.augment, warn)
-    weights = class_weights(data.counts, toxicities, config.poisonous_weight, config.inverse_frequency)
-    report(
-        f"data: {len(data.train_labels)} training, {len(data.val_labels)} validation, "
-        f"{0 if data.test_labels is None else len(data.test_labels)} test photos decoded in "
-        f"{time.perf_counter() - loading:.0f} s; device {device}; {torch.get_num_threads()} threads"
-    )
-    for name, count, toxicity, weight in zip(classes, data.counts, toxicities, weights.tolist(), strict=True):
-        report(f"  {name:<16} {count:>5} train  {toxicity:<9} loss weight {weight:.3g}")
+    data, weights = _load_and_report(data_root, classes, toxicities, config, report, warn)
     out.mkdir(parents=True, exist_ok=True)
+    return [_train_and_test(b, data, toxicities, weights, config, out, entries, report) for b in backbones]
 
-    results: list[TrainResult] = []
-    for backbone in backbones:
-        result = train_backbone(backbone, data, toxicities, config, out, entries, report)
-        if result.interrupted:
-            report(
-                f"interrupted: {backbone} keeps epoch {result.best_epoch} (val loss {result.val.loss:.3f}, "
-                f"acc {result.val.accuracy:.1%}) in {result.checkpoint}; {out / MANIFEST_NAME} lists it"
-            )
-            write_summary(out, result, config, data, toxicities)
-            raise KeyboardInterrupt
-        test = None
-        if data.test_inputs is not None and data.test_labels is not None:
-            final = load_manifest(out)
-            test = evaluate_checkpoint(final, backbone, data.test_inputs, data.test_labels, weights, device)
-        result = replace(result, test=test)
+
+def _train_and_test(backbone: str, data: TrainingData, toxicities: Sequence[str], weights: torch.Tensor,
+                    config: TrainConfig, out: Path, entries: dict[str, ModelEntry], report: Report) -> TrainResult:
+    """One backbone: train, then score the saved checkpoint on the test photos; write its summary."""
+    result = train_backbone(backbone, data, toxicities, config, out, entries, report)
+    if result.interrupted:
+        report(
+            f"interrupted: {backbone} keeps epoch {result.best_epoch} (val loss {result.val.loss:.3f}, "
+            f"acc {result.val.accuracy:.1%}) in {result.checkpoint}; {out / MANIFEST_NAME} lists it"
+        )
         write_summary(out, result, config, data, toxicities)
-        results.append(result)
-        report(summary_line(result))
-    return results
+        raise KeyboardInterrupt
+    test = None
+    if data.test_inputs is not None and data.test_labels is not None:
+        final = load_manifest(out)
+        device = resolve_device(config.device)
+        test = evaluate_checkpoint(final, backbone, data.test_inputs, data.test_labels, weights, device)
+    result = replace(result, test=test)
+    write_summary(out, result, config, data, toxicities)
+    report(summary_line(result))
+    return result

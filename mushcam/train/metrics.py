@@ -10,11 +10,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mushcam import metrics as classification
 from mushcam.exceptions import MushcamError
+from mushcam.toxicity import Toxicity
 
-
-POISONOUS = "poisonous"
-EDIBLE = "edible"
+POISONOUS = Toxicity.POISONOUS  # kept for ``from mushcam.train import POISONOUS``
+EDIBLE = Toxicity.EDIBLE
 
 
 def class_weights(
@@ -45,20 +46,18 @@ def class_weights(
         total = float(sum(int(n) for n in counts))
         weights = torch.tensor([total / (len(counts) * int(n)) for n in counts], dtype=torch.float64)
     for i, toxicity in enumerate(toxicities):
-        if toxicity == POISONOUS:
+        if toxicity == Toxicity.POISONOUS:
             weights[i] *= float(poisonous_weight)
     return weights.float()
 
 
 def dangerous_error_rate(true_idx: torch.Tensor, pred_idx: torch.Tensor, toxicities: Sequence[str]) -> float:
-    """(# poisonous images predicted as an edible class) / (# poisonous images); NaN if none."""
-    poisonous = torch.tensor([t == POISONOUS for t in toxicities])
-    edible = torch.tensor([t == EDIBLE for t in toxicities])
-    true_idx, pred_idx = true_idx.long().cpu(), pred_idx.long().cpu()
-    at_risk = poisonous[true_idx]
-    if int(at_risk.sum()) == 0:
-        return float("nan")
-    return float((at_risk & edible[pred_idx]).sum()) / float(at_risk.sum())
+    """(# poisonous images predicted as an edible class) / (# poisonous images); NaN if none.
+
+    The tensor form of :func:`mushcam.metrics.dangerous_error_rate` (one definition).
+    """
+    true, predicted = true_idx.long().cpu().numpy(), pred_idx.long().cpu().numpy()
+    return classification.dangerous_error_rate(true, predicted, toxicities)
 
 
 @dataclass(frozen=True)

@@ -74,8 +74,10 @@ def plan_output(
     return existing, {}
 
 
-def write_manifest(out_dir: Path, classes: Sequence[ClassInfo], spec: InputSpec,
-                   entries: dict[str, ModelEntry]) -> None:
+def write_manifest(
+    out_dir: Path, classes: Sequence[ClassInfo], spec: InputSpec, entries: dict[str, ModelEntry]
+) -> None:
+    """The output folder's manifest: the classes, the input and every model trained into it (atomic)."""
     ordered = {b: entries[b] for b in BACKBONES if b in entries}
     save_manifest(Manifest(classes=tuple(classes), input=spec, models=ordered, root=out_dir), out_dir / MANIFEST_NAME)
 
@@ -97,9 +99,6 @@ def shielded_from_ctrl_c() -> Iterator[None]:
             raise KeyboardInterrupt
         if callable(previous):
             previous(signal.SIGINT, None)
-
-
-_shielded_from_ctrl_c = shielded_from_ctrl_c  # the old name (tests call it): a rename, same function
 
 
 def save_state(model: nn.Module, path: Path) -> None:
@@ -142,7 +141,11 @@ def write_summary(
         "seconds": round(result.seconds, 1),
         "val": _json_metrics(result.val),
         "test": _json_metrics(result.test) if result.test else None,
-        "classes": [{"name": c, "toxicity": t, "train_images": n} for c, t, n in zip(data.classes, toxicities, data.counts, strict=True)],
+        "classes": [
+            {"name": c, "toxicity": t, "train_images": n}
+            for c, t, n in zip(data.classes, toxicities, data.counts, strict=True)
+        ],
         "config": {**asdict(config), "learning_rate": config.learning_rate},
     }
-    write_text_atomic(out / f"{result.backbone}.train.json", json.dumps(summary, indent=2, default=str, allow_nan=False) + "\n")
+    text = json.dumps(summary, indent=2, default=str, allow_nan=False) + "\n"
+    write_text_atomic(out / f"{result.backbone}.train.json", text)
