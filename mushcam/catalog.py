@@ -46,6 +46,7 @@ from mushcam.models.usercode import (
     check_kwargs_data,
     code_files,
     consent_message,
+    consent_reason,
     parse_code,
 )
 
@@ -154,7 +155,7 @@ def checkpoint_statuses(manifest: Manifest, consent: CodeConsent | None = None) 
         found = path.is_file()
         status, reason = ("found", "") if found else ("missing", f"no file at {path}")
         if found and name in waiting:
-            status, reason = "needs consent", waiting[name].message
+            status, reason = "needs consent", consent_reason(waiting[name].files)
         statuses.append(ModelStatus(name, status, entry.layer, path, reason,
                                     arch=entry.arch, label=manifest.display_name(name)))
     return statuses

@@ -9,6 +9,7 @@ registered by their own modules through an ``add_cli(subparsers)`` function. A u
 from __future__ import annotations
 
 from mushcam.exceptions import MushcamError
+from mushcam.settings import add_trust_code_option
 
 import argparse
 import importlib
@@ -78,13 +79,14 @@ def add_explain(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--colormap", default=None, help="jet, viridis, hot, inferno, magma, plasma, turbo, gray")
     parser.add_argument("--top-k", type=positive_int, default=5, help="classes listed in prediction.json (at least 1)")
     parser.add_argument("--out", required=True, help="output folder (created)")
+    add_trust_code_option(parser)
     parser.set_defaults(handler=run_explain)
 
 
 def run_explain(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from mushcam.catalog import cam_layer, load_catalog_entry
+    from mushcam.catalog import cam_layer, load_catalog_entry, with_code_consent
     from mushcam.data import load_image, printable
     from mushcam.explain import explain_image, render_explanation, top_k
     from mushcam.files import write_bytes_atomic, write_json_atomic
@@ -102,7 +104,8 @@ def run_explain(args: argparse.Namespace) -> int:
         raise UsageError(f"--colormap must be one of {', '.join(COLORMAPS)}; got {colormap!r}")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise UsageError(f"--out {args.out} is a file; give a folder (it is created)")
-    manifest = with_checkpoint(resolve_manifest(args.manifest), args.model, args.checkpoint)
+    manifest = with_code_consent(with_checkpoint(resolve_manifest(args.manifest), args.model, args.checkpoint),
+                                 trust_code=args.trust_code)
     checkpoint = manifest.checkpoint_path(args.model)
     image = load_image(args.image)
     loaded = load_catalog_entry(manifest, args.model)

@@ -134,12 +134,17 @@ def code_files(root: Path, code: str) -> list[CodeFile]:
     return [CodeFile(p, hashlib.sha256(_read_code(p)).hexdigest()) for p in [path, *siblings]]
 
 
+def consent_reason(files: Sequence[CodeFile], warning: str = "") -> str:
+    """"needs your consent to run model.py (sha256 ab12…): pass --trust-code, or press …"."""
+    shown = ", ".join(f"{f.path.name} (sha256 {f.sha256[:12]}…)" for f in files)
+    return (f"needs your consent to run {shown}: pass --trust-code, or press 'Trust and run' on the Home page"
+            + (f" ({warning})" if warning else ""))
+
+
 def consent_message(files: Sequence[CodeFile], model_name: str = "", code: str = "", warning: str = "") -> str:
     """"model 'x' needs your consent to run model.py (sha256 ab12…): pass --trust-code, or …"."""
     who = f"model {model_name!r}" if model_name else (f"{code!r}" if code else "this entry")
-    shown = ", ".join(f"{f.path.name} (sha256 {f.sha256[:12]}…)" for f in files)
-    return (f"{who} needs your consent to run {shown}: pass --trust-code, or press 'Trust and run' on the "
-            "Home page" + (f" ({warning})" if warning else ""))
+    return f"{who} {consent_reason(files, warning)}"
 
 
 def check_consent(files: Sequence[CodeFile], consent: CodeConsent, model_name: str = "", code: str = "") -> None:
@@ -336,6 +341,7 @@ __all__ = [
     "code_file",
     "code_files",
     "consent_message",
+    "consent_reason",
     "import_class",
     "parse_code",
 ]

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from mushcam.cache import DEFAULT_MAX_BYTES, CamCache, default_cache_dir
+from mushcam.catalog import with_code_consent
 from mushcam.cli import UsageError, resolve_manifest
 from mushcam.files import write_json_atomic
 from mushcam.memory import current_rss_bytes, peak_rss_bytes
@@ -31,6 +32,7 @@ from mushcam.pipeline.device import resolve_device
 from mushcam.pipeline.items import collect_images, parse_shard, select_shard
 from mushcam.pipeline.job import run_pipeline
 from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP
+from mushcam.settings import add_trust_code_option
 
 
 def _split_list(values: Sequence[str] | None) -> list[str]:
@@ -105,12 +107,13 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
                         "for ~2.7x the encoding time, see benchmarks/bench_pipeline.py)")
     parser.add_argument("--summary", metavar="FILE", help="also write the run's summary as JSON to FILE")
     parser.add_argument("--out", required=True, help="output folder (created)")
+    add_trust_code_option(parser)
     parser.set_defaults(handler=run_gradcam)
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     """Validate the command line (errors name the option) and build the run's configuration."""
-    manifest = resolve_manifest(args.manifest)
+    manifest = with_code_consent(resolve_manifest(args.manifest), trust_code=args.trust_code)
     backbones = _split_list(args.models) or list(manifest.models)
     if not backbones:
         raise UsageError("the manifest lists no models; add one under \"models\" or pass --manifest")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from mushcam.exceptions import MushcamError
+from mushcam.settings import add_trust_code_option
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +25,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
                                            "(default: $MUSHCAM_CHECKPOINTS or checkpoints/)")
     report.add_argument("--no-figures", action="store_true", help="leave the Grad-CAM figures out (no model is loaded)")
     report.add_argument("--labels-csv", help="also write the label-fix CSV (errors tagged 'label doubtful') here")
+    add_trust_code_option(report)
     report.set_defaults(handler=run_review_report)
 
     labels = subparsers.add_parser("export-labels", help="CSV of errors tagged 'label doubtful': path, current "
@@ -71,10 +73,11 @@ def run_review_report(args: argparse.Namespace) -> int:
     figures = None
     source = None
     if not args.no_figures:
+        from mushcam.catalog import with_code_consent
         from mushcam.cli import resolve_manifest
 
         try:
-            manifest = resolve_manifest(args.manifest)
+            manifest = with_code_consent(resolve_manifest(args.manifest), trust_code=args.trust_code)
         except ManifestError as exc:
             if args.manifest:
                 raise
