@@ -311,10 +311,12 @@ def test_no_page_runs_code_without_consent(evaluated: dict[str, Path], monkeypat
         at.radio(key="source").set_value("Sample folder").run()
         assert not at.exception
     if page == ERRORS:  # look at the code model's errors too
-        runs = at.selectbox(key="err_run")
+        runs, said = at.selectbox(key="err_run"), []
         for option in runs.options:
             runs.select(option).run()
             assert not at.exception
+            said += [e.value for kind in ("error", "info", "warning", "caption", "markdown") for e in getattr(at, kind)]
+        assert any("My net needs your consent to run model.py" in text for text in said)
     if page in (EXPLAIN, TRUST):  # the model cannot even be chosen until it is trusted
         chooser = at.selectbox(key="backbone" if page == EXPLAIN else "sanity_model")
         assert chooser.options == ["plain"]
