@@ -2,7 +2,7 @@
 
 This is the one loading path for manifest entries, and where the user's consent to run an
 entry's ``code`` is applied: :func:`load_catalog_entry` takes a
-:class:`~mushcam.models.usercode.CodeConsent`, or the one attached to the manifest by
+:class:`~mushcam.models.consent.CodeConsent`, or the one attached to the manifest by
 :func:`with_code_consent` (the command line's ``--trust-code``), or else the one remembered
 on the Home page (:mod:`mushcam.settings`). :func:`code_requests` lists what would run.
 
@@ -36,19 +36,9 @@ from mushcam.models import (
     load_imagenet_model,
     resolve_layer,
 )
+from mushcam.models.consent import CodeConsent, CodeConsentError, CodeFile, consent_message, consent_reason
 from mushcam.models.heads import describe as describe_head
-from mushcam.models.usercode import (
-    CodeConsent,
-    CodeConsentError,
-    CodeFile,
-    UserCodeError,
-    build_from_code,
-    check_kwargs_data,
-    code_files,
-    consent_message,
-    consent_reason,
-    parse_code,
-)
+from mushcam.models.usercode import UserCodeError, build_from_code, check_kwargs_data, code_files, parse_code
 
 # The preset heads (demo mode describes them).
 HEAD_SLOTS = {"resnet50": "fc", "efficientnet_b0": "classifier", "mobilenet_v3_large": "classifier"}

@@ -24,7 +24,8 @@ from streamlit.testing.v1 import AppTest
 from mushcam.catalog import checkpoint_statuses, code_requests, load_catalog_entry, with_code_consent
 from mushcam.cli import main
 from mushcam.manifest import load_manifest
-from mushcam.models.usercode import CodeConsent, CodeConsentError, KwargsError
+from mushcam.models.consent import CodeConsent, CodeConsentError
+from mushcam.models.usercode import KwargsError
 from mushcam.settings import CONFIG_DIR_ENV, read_trusted_code, remember_trusted_code, trusted_code_path
 
 ROOT = Path(__file__).resolve().parent.parent

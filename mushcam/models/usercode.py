@@ -28,8 +28,7 @@ import inspect
 import os
 import sys
 import traceback
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ from torch import nn
 from mushcam.exceptions import MushcamError
 from mushcam.models import checkpoint as ckpt
 from mushcam.models.checkpoint import CheckpointError
-from mushcam.settings import read_trusted_code
+from mushcam.models.consent import CodeConsent, CodeConsentError, CodeFile, check_consent
 
 MAX_CODE_BYTES = 16 * 1024 * 1024  # a model file, not a data set
 
@@ -58,45 +57,8 @@ class UserCodeError(MushcamError):
         self.details = details
 
 
-class CodeConsentError(MushcamError):
-    """A manifest entry wants to run code the user has not trusted; ``files`` lists (file, sha256)."""
-
-    def __init__(self, message: str, files: Sequence[tuple[Path, str]] = ()) -> None:
-        super().__init__(message)
-        self.files = list(files)
-
-
 class KwargsError(MushcamError):
     """An entry's ``kwargs`` name a parameter the class does not take, or a file."""
-
-
-@dataclass(frozen=True)
-class CodeFile:
-    """One user file an entry would run: where, and its SHA-256 as it is now."""
-
-    path: Path
-    sha256: str
-
-
-@dataclass(frozen=True)
-class CodeConsent:
-    """Which user code may run: all of it for this call (``trust_code``, the CLI's
-    ``--trust-code``), else only files whose SHA-256 is in ``trusted`` (the Home page's
-    remembered choice). ``warning``: why the remembered choice could not be read, if so."""
-
-    trust_code: bool = False
-    trusted: frozenset[str] = frozenset()
-    warning: str = ""
-
-    @classmethod
-    def remembered(cls) -> CodeConsent:
-        """The consent the user gave on the Home page (:func:`mushcam.settings.read_trusted_code`)."""
-        found = read_trusted_code()
-        return cls(False, found.hashes, found.warning)
-
-    def allows(self, files: Sequence[CodeFile]) -> bool:
-        """Whether every one of ``files``, as hashed now, may run."""
-        return self.trust_code or all(f.sha256 in self.trusted for f in files)
 
 
 def parse_code(code: str) -> tuple[str, str]:
@@ -132,28 +94,6 @@ def code_files(root: Path, code: str) -> list[CodeFile]:
     path = code_file(root, code)
     siblings = sorted(p for p in path.parent.glob("*.py") if p.is_file() and p.resolve() != path)
     return [CodeFile(p, hashlib.sha256(_read_code(p)).hexdigest()) for p in [path, *siblings]]
-
-
-def consent_reason(files: Sequence[CodeFile], warning: str = "") -> str:
-    """"needs your consent to run model.py (sha256 ab12…): pass --trust-code, or press …"."""
-    shown = ", ".join(f"{f.path.name} (sha256 {f.sha256[:12]}…)" for f in files)
-    return (f"needs your consent to run {shown}: pass --trust-code, or press 'Trust and run' on the Home page"
-            + (f" ({warning})" if warning else ""))
-
-
-def consent_message(files: Sequence[CodeFile], model_name: str = "", code: str = "", warning: str = "") -> str:
-    """"model 'x' needs your consent to run model.py (sha256 ab12…): pass --trust-code, or …"."""
-    who = f"model {model_name!r}" if model_name else (f"{code!r}" if code else "this entry")
-    return f"{who} {consent_reason(files, warning)}"
-
-
-def check_consent(files: Sequence[CodeFile], consent: CodeConsent, model_name: str = "", code: str = "") -> None:
-    """Raise :class:`CodeConsentError` unless ``consent`` allows ``files`` as they are now."""
-    if consent.allows(files):
-        return
-    untrusted = [f for f in files if f.sha256 not in consent.trusted]
-    raise CodeConsentError(consent_message(untrusted, model_name, code, consent.warning),
-                           [(f.path, f.sha256) for f in files])
 
 
 def _user_line(exc: BaseException, path: Path) -> str:
@@ -328,6 +268,8 @@ def build_from_code(
     return model.float().eval()
 
 
+# CodeConsent, CodeConsentError and CodeFile live in mushcam.models.consent; re-exported here
+# because every caller of build_from_code needs them.
 __all__ = [
     "CodeConsent",
     "CodeConsentError",
@@ -335,13 +277,10 @@ __all__ = [
     "KwargsError",
     "UserCodeError",
     "build_from_code",
-    "check_consent",
     "check_kwargs_data",
     "check_kwargs_signature",
     "code_file",
     "code_files",
-    "consent_message",
-    "consent_reason",
     "import_class",
     "parse_code",
 ]
