@@ -27,6 +27,7 @@ st.subheader(f"Models ({len(models)})")
 # A static table (not a scrolling grid): heads such as "Dropout → Linear(2048→512) → ReLU → …"
 # are shown whole, and the text can be selected and copied.
 st.table(models, hide_index=True)
+home.code_consent_panel(ctx)
 for item in model_rows:
     if item.runs_code:
         st.caption(f"⚠️ **{item.label}** runs code from `{item.runs_code}` (its manifest entry names it).")
@@ -62,7 +63,8 @@ with right:
     if ctx.demo:
         st.markdown("ImageNet's 1000 classes; its fungi: " + ", ".join(home.IMAGENET_FUNGI) + ".")
     else:
-        st.markdown("  \n".join(f"{i}. **{c.name}** {toxicity_badge(c.toxicity)}" for i, c in enumerate(ctx.manifest.classes)))
+        st.markdown("  \n".join(f"{i}. **{c.name}** {toxicity_badge(c.toxicity)}"
+                                for i, c in enumerate(ctx.manifest.classes)))
     spec = ctx.manifest.input
     st.subheader("Input")
     st.markdown(

@@ -1,5 +1,11 @@
 """What can be explained: the manifest's models and whether each checkpoint is usable.
 
+This is the one loading path for manifest entries, and where the user's consent to run an
+entry's ``code`` is applied: :func:`load_catalog_entry` takes a
+:class:`~mushcam.models.consent.CodeConsent`, or the one attached to the manifest by
+:func:`with_code_consent` (the command line's ``--trust-code``), or else the one remembered
+on the Home page (:mod:`mushcam.settings`). :func:`code_requests` lists what would run.
+
 Also the explicit demo mode: torchvision's ImageNet-pretrained backbones (1000 classes,
 eight of them fungi), used only when the user asks for it.
 """
@@ -8,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -30,8 +36,9 @@ from mushcam.models import (
     load_imagenet_model,
     resolve_layer,
 )
+from mushcam.models.consent import CodeConsent, CodeConsentError, CodeFile, consent_message, consent_reason
 from mushcam.models.heads import describe as describe_head
-from mushcam.models.usercode import UserCodeError, build_from_code, parse_code
+from mushcam.models.usercode import UserCodeError, build_from_code, check_kwargs_data, code_files, parse_code
 
 # The preset heads (demo mode describes them).
 HEAD_SLOTS = {"resnet50": "fc", "efficientnet_b0": "classifier", "mobilenet_v3_large": "classifier"}
@@ -70,16 +77,77 @@ class ModelStatus:
         return self.name
 
 
-def checkpoint_statuses(manifest: Manifest) -> list[ModelStatus]:
-    """Cheap file check for every model of the manifest, in its order (no loading)."""
+@dataclass(frozen=True)
+class ConsentedManifest(Manifest):
+    """A manifest carrying the user's :class:`CodeConsent` (e.g. ``--trust-code``) to every
+    function that loads its models, so jobs deep below a command need no extra argument."""
+
+    code_consent: CodeConsent = field(default_factory=CodeConsent)
+
+
+def with_code_consent(manifest: Manifest, trust_code: bool = False, consent: CodeConsent | None = None) -> Manifest:
+    """``manifest`` with ``consent`` attached (``trust_code=True``: run every entry's code, for
+    this command only); unchanged when neither is given (the remembered consent applies)."""
+    if consent is None and not trust_code:
+        return manifest
+    values = {f.name: getattr(manifest, f.name) for f in fields(Manifest)}
+    return ConsentedManifest(**values, code_consent=consent or CodeConsent(trust_code=True))
+
+
+def code_consent(manifest: Manifest, consent: CodeConsent | None = None) -> CodeConsent:
+    """The consent that applies: ``consent``, else the manifest's own, else the remembered one."""
+    if consent is not None:
+        return consent
+    attached = getattr(manifest, "code_consent", None)
+    return attached if isinstance(attached, CodeConsent) else CodeConsent.remembered()
+
+
+@dataclass(frozen=True)
+class CodeRequest:
+    """A manifest entry that wants to run code: its files with their SHA-256 as they are now,
+    and whether the consent allows them. ``error``: why the files cannot be listed, if so."""
+
+    name: str
+    code: str
+    files: tuple[CodeFile, ...] = ()
+    trusted: bool = False
+    error: str = ""
+
+    @property
+    def message(self) -> str:
+        """"model 'x' needs your consent to run model.py (sha256 …): …" (empty when trusted)."""
+        return "" if self.trusted or self.error else consent_message(self.files, self.name)
+
+
+def code_requests(manifest: Manifest, consent: CodeConsent | None = None) -> list[CodeRequest]:
+    """Every entry with ``code``, in manifest order: what it would run and whether it may (nothing imported)."""
+    consent = code_consent(manifest, consent)
+    requests = []
+    for name, entry in manifest.models.items():
+        if not entry.code:
+            continue
+        try:
+            files = tuple(code_files(manifest.root, entry.code))
+        except (UserCodeError, OSError) as exc:
+            requests.append(CodeRequest(name, entry.code, error=str(exc)))
+            continue
+        requests.append(CodeRequest(name, entry.code, files, consent.allows(files)))
+    return requests
+
+
+def checkpoint_statuses(manifest: Manifest, consent: CodeConsent | None = None) -> list[ModelStatus]:
+    """Cheap file check for every model of the manifest, in its order (no loading). An entry
+    whose code the consent does not allow is ``needs consent`` (its reason says how to give it)."""
+    waiting = {r.name: r for r in code_requests(manifest, consent) if r.message}
     statuses = []
     for name, entry in manifest.models.items():
         path = manifest.checkpoint_path(name)
         found = path.is_file()
-        statuses.append(ModelStatus(
-            name, "found" if found else "missing", entry.layer, path, "" if found else f"no file at {path}",
-            arch=entry.arch, label=manifest.display_name(name),
-        ))
+        status, reason = ("found", "") if found else ("missing", f"no file at {path}")
+        if found and name in waiting:
+            status, reason = "needs consent", consent_reason(waiting[name].files)
+        statuses.append(ModelStatus(name, status, entry.layer, path, reason,
+                                    arch=entry.arch, label=manifest.display_name(name)))
     return statuses
 
 
@@ -121,11 +189,15 @@ class LoadedModel:
     runs_code: str | None = None
 
 
-def load_catalog_entry(manifest: Manifest, name: str, demo: bool = False) -> LoadedModel:
+def load_catalog_entry(
+    manifest: Manifest, name: str, demo: bool = False, consent: CodeConsent | None = None
+) -> LoadedModel:
     """Load the manifest's model ``name`` with everything the app shows about it.
 
     Without ``code`` the checkpoint is recognised as the entry's ``arch`` (no user code runs);
-    with ``code`` the user's class is built and the weights loaded strictly. The layer is the
+    with ``code`` the user's class is built and the weights loaded strictly, only if
+    :func:`code_consent` allows its files as they are now (else :class:`CodeConsentError`,
+    before anything is imported). ``kwargs`` may not name files. The layer is the
     entry's (in the source model's naming or the architecture's; returned as the model's own
     path) or, when the entry gives none, chosen automatically at the manifest's input size.
     """
@@ -134,12 +206,14 @@ def load_catalog_entry(manifest: Manifest, name: str, demo: bool = False) -> Loa
         return LoadedModel(name, model, name, DEFAULT_LAYERS[name], recognised="torchvision ImageNet weights",
                            head=describe_head(model.get_submodule(HEAD_SLOTS[name])))
     if name not in manifest.models:
-        raise MushcamError(f"no model named {name!r} in the manifest (it lists: {', '.join(manifest.models) or 'none'})")
+        raise MushcamError(f"no model named {name!r} in the manifest "
+                           f"(it lists: {', '.join(manifest.models) or 'none'})")
     entry = manifest.models[name]
     path = manifest.checkpoint_path(name)
+    check_kwargs_data(entry.kwargs, manifest.root, f"models.{name}.kwargs")
     runs_code = None
     if entry.code:
-        model = build_from_code(manifest.root, entry.code, entry.kwargs, path)
+        model = build_from_code(manifest.root, entry.code, entry.kwargs, path, code_consent(manifest, consent), name)
         runs_code = parse_code(entry.code)[0]
         _check_outputs(model, manifest, name, runs_code)
         arch = entry.code
@@ -166,7 +240,8 @@ def _check_outputs(model: nn.Module, manifest: Manifest, name: str, file_name: s
         with torch.no_grad():
             logits = model(x)
     except Exception as exc:  # noqa: BLE001 - the user's forward
-        raise UserCodeError(f"models.{name}: forward of the model from {file_name} raised {type(exc).__name__}: {exc}") from None
+        raise UserCodeError(f"models.{name}: forward of the model from {file_name} raised "
+                            f"{type(exc).__name__}: {exc}") from None
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[1] != manifest.num_classes:
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise UserCodeError(
@@ -220,16 +295,25 @@ def cache_digest(checkpoint_sha256: str, fingerprint: str) -> str:
     maps (they are the same function); two fields that differ never do."""
     if not fingerprint:
         return checkpoint_sha256
-    return hashlib.sha256(f"{checkpoint_sha256}|{fingerprint}".encode("utf-8")).hexdigest()
+    return hashlib.sha256(f"{checkpoint_sha256}|{fingerprint}".encode()).hexdigest()
 
 
-def load_catalog_model(manifest: Manifest, name: str, demo: bool = False) -> nn.Module:
+def load_catalog_model(
+    manifest: Manifest, name: str, demo: bool = False, consent: CodeConsent | None = None
+) -> nn.Module:
     """The manifest's model ``name``, ready for ``grad_cam(model, x, manifest.models[name].layer)``."""
-    return load_catalog_entry(manifest, name, demo).model
+    return load_catalog_entry(manifest, name, demo, consent).model
 
 
 __all__ = [
     "IMAGENET_FUNGI",
+    "CodeConsent",
+    "CodeConsentError",
+    "CodeRequest",
+    "ConsentedManifest",
+    "code_consent",
+    "code_requests",
+    "with_code_consent",
     "LoadedModel",
     "cache_digest",
     "cam_layer",

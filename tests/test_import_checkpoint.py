@@ -20,6 +20,7 @@ from mushcam.catalog import load_catalog_entry
 from mushcam.cli import main
 from mushcam.manifest import load_manifest
 from mushcam.models import CheckpointError, load_model
+from mushcam.models.usercode import CodeConsent
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -100,7 +101,8 @@ def manifest_from_entry(entry_file: Path, classes: int = 4) -> Path:
 
 def test_refused_without_trust_with_the_way_out_named(tmp_path: Path, capsys):
     whole, _ = pickle_whole(tmp_path, "MushroomClassifier")
-    with pytest.raises(CheckpointError, match=r"import-checkpoint MushroomClassifier.pt --trust \[--code DIR\] --out DIR"):
+    way_out = r"import-checkpoint MushroomClassifier.pt --trust \[--code DIR\] --out DIR"
+    with pytest.raises(CheckpointError, match=way_out):
         load_model("resnet18", whole)
     status, _, err = run(["import-checkpoint", str(whole), "--out", str(tmp_path / "out")], capsys)
     assert status == 2
@@ -143,7 +145,8 @@ def test_unrecognisable_model_gives_a_code_entry(tmp_path: Path, capsys, main_mo
     data = json.loads((out / "Tiny.entry.json").read_text())
     data["models"]["Tiny"]["kwargs"] = {"num_classes": 4}
     (out / "Tiny.entry.json").write_text(json.dumps(data))
-    loaded = load_catalog_entry(load_manifest(manifest_from_entry(out / "Tiny.entry.json")), "Tiny")
+    loaded = load_catalog_entry(load_manifest(manifest_from_entry(out / "Tiny.entry.json")), "Tiny",
+                                consent=CodeConsent(trust_code=True))
     assert loaded.runs_code == "thesis_models.py"
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
@@ -177,7 +180,8 @@ def test_malicious_pickle_never_runs(tmp_path: Path, capsys, payload):
         load_model("resnet18", tmp_path / "evil.pt")
     status, _, err = run(["import-checkpoint", str(tmp_path / "evil.pt"), "--out", str(tmp_path / "out")], capsys)
     assert status == 2 and "--trust" in err
-    status, _, err = run(["import-checkpoint", str(tmp_path / "evil.pt"), "--trust", "--out", str(tmp_path / "out")], capsys)
+    status, _, err = run(["import-checkpoint", str(tmp_path / "evil.pt"), "--trust", "--out", str(tmp_path / "out")],
+                         capsys)
     assert status == 2
     assert "refused evil.pt even with --trust" in err and "may be malicious" in err
     assert not target.exists()
@@ -187,6 +191,7 @@ def test_weights_only_file_needs_no_import(tmp_path: Path, capsys):
     import torchvision
 
     torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / "w.pt")
-    status, _, err = run(["import-checkpoint", str(tmp_path / "w.pt"), "--trust", "--out", str(tmp_path / "out")], capsys)
+    status, _, err = run(["import-checkpoint", str(tmp_path / "w.pt"), "--trust", "--out", str(tmp_path / "out")],
+                         capsys)
     assert status == 2
     assert "already a weights-only checkpoint" in err

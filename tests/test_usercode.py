@@ -14,7 +14,11 @@ from mushcam.catalog import load_catalog_entry
 from mushcam.gradcam import grad_cam
 from mushcam.manifest import load_manifest
 from mushcam.models import CheckpointError
-from mushcam.models.usercode import UserCodeError
+from mushcam.models.usercode import CodeConsent, UserCodeError
+
+# These tests are about what the user's code does once it may run: they consent explicitly
+# (tests/test_code_consent.py is about the consent itself).
+TRUSTED = CodeConsent(trust_code=True)
 
 THESIS_MODELS = textwrap.dedent('''
     import torch
@@ -72,14 +76,15 @@ def test_code_entry_builds_the_users_class_and_loads_weights_strictly(tmp_path: 
         source.temperature.fill_(2.5)
     torch.save({"module." + k: v for k, v in source.state_dict().items()}, folder / "mine.pt")
 
-    loaded = load_catalog_entry(load_manifest(folder), "mine")
+    loaded = load_catalog_entry(load_manifest(folder), "mine", consent=TRUSTED)
     assert loaded.runs_code == "thesis_models.py"
     assert loaded.layer == "backbone.layer4"
     assert "built by your code thesis_models.py:MushroomClassifier" in loaded.recognised
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(loaded.model(x), source(x), atol=1e-6)
-    assert torch.allclose(grad_cam(loaded.model, x, "backbone.layer4").cams, grad_cam(source, x, "backbone.layer4").cams)
+    assert torch.allclose(grad_cam(loaded.model, x, "backbone.layer4").cams,
+                          grad_cam(source, x, "backbone.layer4").cams)
 
 
 def test_code_is_not_imported_unless_an_entry_names_it(tmp_path: Path):
@@ -90,16 +95,17 @@ def test_code_is_not_imported_unless_an_entry_names_it(tmp_path: Path):
     import torchvision
 
     torch.save(torchvision.models.resnet18(num_classes=4).state_dict(), folder / "mine.pt")
-    loaded = load_catalog_entry(load_manifest(folder), "mine")
+    loaded = load_catalog_entry(load_manifest(folder), "mine", consent=TRUSTED)
     assert loaded.runs_code is None
     assert not marker.exists()
 
 
 def test_exception_in_user_code_is_one_line_with_the_traceback_kept(tmp_path: Path):
-    folder = write_folder(tmp_path, {"checkpoint": "mine.pt", "code": "thesis_models.py:Broken", "kwargs": {"num_classes": 4}})
+    folder = write_folder(tmp_path, {"checkpoint": "mine.pt", "code": "thesis_models.py:Broken",
+                                     "kwargs": {"num_classes": 4}})
     (folder / "mine.pt").write_bytes(b"")
     with pytest.raises(UserCodeError) as caught:
-        load_catalog_entry(load_manifest(folder), "mine")
+        load_catalog_entry(load_manifest(folder), "mine", consent=TRUSTED)
     message = str(caught.value)
     assert "\n" not in message
     assert "thesis_models.py:Broken" in message and "RuntimeError: forgot to set the backbone" in message
@@ -118,7 +124,7 @@ def test_pretrained_download_in_user_code_says_what_to_do(tmp_path: Path, monkey
                                      "kwargs": {"num_classes": 4, "pretrained": True}})
     (folder / "mine.pt").write_bytes(b"")
     with pytest.raises(UserCodeError, match="tried to download pretrained weights.*weights=None"):
-        load_catalog_entry(load_manifest(folder), "mine")
+        load_catalog_entry(load_manifest(folder), "mine", consent=TRUSTED)
 
 
 @pytest.mark.parametrize(
@@ -134,15 +140,16 @@ def test_bad_code_references_are_clear(tmp_path: Path, code, message):
     folder = write_folder(tmp_path, {"checkpoint": "mine.pt", "code": code})
     (tmp_path / "outside.py").write_text("")
     with pytest.raises(UserCodeError, match=message):
-        load_catalog_entry(load_manifest(folder), "mine")
+        load_catalog_entry(load_manifest(folder), "mine", consent=TRUSTED)
 
 
 def test_weights_that_do_not_fit_the_users_class_name_keys_and_kwargs(tmp_path: Path):
     folder = write_folder(tmp_path, {"checkpoint": "mine.pt", "code": "thesis_models.py:MushroomClassifier",
                                      "kwargs": {"num_classes": 4, "hidden": 32}})
     torch.save(source_model(folder, num_classes=4, hidden=64).state_dict(), folder / "mine.pt")
-    with pytest.raises(CheckpointError, match=r"shape mismatches \(classifier.1.weight: checkpoint \(64, 512\) vs model \(32, 512\).*check 'kwargs'"):
-        load_catalog_entry(load_manifest(folder), "mine")
+    mismatch = r"shape mismatches \(classifier.1.weight: checkpoint \(64, 512\) vs model \(32, 512\).*check 'kwargs'"
+    with pytest.raises(CheckpointError, match=mismatch):
+        load_catalog_entry(load_manifest(folder), "mine", consent=TRUSTED)
 
 
 def test_a_class_count_other_than_the_manifests_is_named(tmp_path: Path):
@@ -150,4 +157,4 @@ def test_a_class_count_other_than_the_manifests_is_named(tmp_path: Path):
                                      "kwargs": {"num_classes": 7, "hidden": 32}}, classes=4)
     torch.save(source_model(folder, num_classes=7, hidden=32).state_dict(), folder / "mine.pt")
     with pytest.raises(UserCodeError, match=r"returns \(1, 7\), but the manifest lists 4 classes"):
-        load_catalog_entry(load_manifest(folder), "mine")
+        load_catalog_entry(load_manifest(folder), "mine", consent=TRUSTED)

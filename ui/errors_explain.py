@@ -31,6 +31,9 @@ def why_no_maps(ctx: state.AppContext, run: RunRecord) -> str:
     name = model_name(run)
     if ctx.manifest is None:
         return f"Grad-CAM needs the checkpoints: {ctx.manifest_error}"
+    waiting = next((s for s in ctx.statuses if s.name == name and s.status == "needs consent"), None)
+    if waiting is not None:  # its code is not trusted yet: Home asks
+        return f"{ctx.label(name)} {waiting.reason}"
     if name not in ctx.available:
         return (f"No checkpoint for {ctx.label(name)} in the checkpoint folder {ctx.folder}; it was "
                 f"evaluated from {run.checkpoint_path}. Choose that folder in the sidebar.")

@@ -9,14 +9,15 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from mushcam.catalog import IMAGENET_FUNGI, PretrainedWeightsUnavailable
+from mushcam.catalog import IMAGENET_FUNGI, CodeRequest, PretrainedWeightsUnavailable, code_requests
 from mushcam.exceptions import MushcamError
 from mushcam.metrics import format_rate
+from mushcam.settings import read_trusted_code, remember_trusted_code
 from mushcam.store import StoreError
-from ui import errors_support, state
+from ui import errors_support, state, store_picker
 
-__all__ = ["IMAGENET_FUNGI", "SAFETY_NOTE", "ModelRow", "enable_demo", "failure_detail", "model_rows", "model_table",
-           "setup_help", "test_metrics"]
+__all__ = ["IMAGENET_FUNGI", "SAFETY_NOTE", "ModelRow", "code_consent_panel", "enable_demo", "failure_detail",
+           "model_rows", "model_table", "pending_code", "setup_help", "test_metrics", "trust_code"]
 
 SAFETY_NOTE = (
     "**Research tool, not a field guide.** The toxicity shown is a genus-level simplification: edibility "
@@ -51,6 +52,36 @@ into the torch cache; needs internet access the first time).
 
 def enable_demo() -> None:
     st.session_state[state.DEMO_KEY] = True
+
+
+def pending_code(ctx: state.AppContext) -> list[CodeRequest]:
+    """The entries whose code waits for the user's consent (nothing of it imported); none in demo mode."""
+    if ctx.manifest is None or ctx.demo:
+        return []
+    return [r for r in code_requests(ctx.manifest) if not r.trusted and not r.error]
+
+
+def trust_code(request: CodeRequest) -> None:
+    """Remember the user's consent to ``request``'s files as hashed when the page showed them."""
+    remember_trusted_code((f.path, f.sha256) for f in request.files)
+
+
+def code_consent_panel(ctx: state.AppContext) -> None:
+    """For each entry that wants to run code: its files with their SHA-256 and a "Trust and run"
+    button; a damaged settings file is said to be (nothing is trusted then)."""
+    warning = read_trusted_code().warning if ctx.manifest is not None and not ctx.demo else ""
+    if warning:
+        st.warning(warning, icon="⚠️")
+    for request in pending_code(ctx):
+        label = ctx.label(request.name)
+        files = ", ".join(f"`{f.path.name}`" for f in request.files)
+        st.warning(f"**{label}** needs your consent to run {files}: its manifest entry builds the model with "
+                   f"`{request.code}`. That code runs with your permissions; trust it only if you wrote it, read "
+                   "it, or trust its author. A changed file asks again.", icon="🔐")
+        st.code("\n".join(f"{f.sha256}  {f.path}" for f in request.files), language=None)
+        st.button("Trust and run", key=f"trust_code_{request.name}",
+                  on_click=trust_code, args=(request,), help="remembered for these files' SHA-256 in "
+                  "the local settings file ($MUSHCAM_CONFIG_DIR, else ~/.config/mushcam)")
 
 
 @dataclass(frozen=True)
@@ -134,7 +165,7 @@ def test_metrics() -> dict[str, object] | None:
     """Accuracy and toxicity-aware error rates per evaluated model, from the results store
     the Errors page reads (its sidebar path, else ``$MUSHCAM_RESULTS`` / runs/results.sqlite).
     None where there is no store yet; a broken store is reported, never raised."""
-    path = Path(st.session_state.get(errors_support.STORE_KEY) or errors_support.default_store_path()).expanduser()
+    path = store_picker.chosen_store_path()
     if not path.is_file():
         return None
     try:

@@ -20,6 +20,7 @@ from mushcam.exceptions import MushcamError, UsageError
 from mushcam.manifest import Manifest
 from mushcam.methods import DEFAULT_METHOD, METHODS
 from mushcam.render import DEFAULT_ALPHA, DEFAULT_COLORMAP
+from mushcam.settings import add_trust_code_option
 
 MAX_GRID_IMAGES = 100  # rows of one exported grid: the figure is for people (100 rows ~ 30,000 px tall)
 
@@ -60,6 +61,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-cache", action="store_true",
                         help="keep maps in memory only (default: the on-disk map cache shared with the app, "
                         "$MUSHCAM_CACHE or ~/.cache/mushcam/cams)")
+    add_trust_code_option(parser)
     parser.set_defaults(handler=run_compare)
 
 
@@ -91,7 +93,7 @@ def usable_backbones(manifest: Manifest, requested: Sequence[str] | None) -> lis
 
 def run_compare(args: argparse.Namespace) -> int:
     """``compare``: check the options, pick the models and images, write the grid PNG and CSVs."""
-    from mushcam.catalog import load_catalog_entry
+    from mushcam.catalog import load_catalog_entry, with_code_consent
     from mushcam.render import COLORMAPS
 
     if not 1 <= args.n <= MAX_GRID_IMAGES:
@@ -105,7 +107,7 @@ def run_compare(args: argparse.Namespace) -> int:
         raise UsageError(f"--alpha must be between 0 and 1; got {args.alpha}")
     if args.colormap not in COLORMAPS:
         raise UsageError(f"--colormap must be one of {', '.join(COLORMAPS)}; got {args.colormap!r}")
-    manifest = resolve_manifest(args.manifest)
+    manifest = with_code_consent(resolve_manifest(args.manifest), trust_code=args.trust_code)
     backbones = usable_backbones(manifest, args.models)
     from mushcam.cache import default_cache_dir
 

@@ -6,10 +6,12 @@ import argparse
 
 import torch
 
+from mushcam.catalog import with_code_consent
 from mushcam.cli.common import resolve_manifest
 from mushcam.evaluate.predict import evaluate_models
 from mushcam.evaluate.report import format_report
 from mushcam.exceptions import MushcamError
+from mushcam.settings import add_trust_code_option
 from mushcam.store import load_store
 
 
@@ -29,6 +31,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="results store to create or update, e.g. results.sqlite")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for inference (default: torch's choice; 1 is fastest on a busy shared host)")
+    add_trust_code_option(parser)
     parser.set_defaults(handler=run_evaluate)
 
     report = subparsers.add_parser("report", help="print accuracy, per-class scores, confusion matrix and "
@@ -45,7 +48,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise MushcamError(f"--threads must be at least 1; got {args.threads}")
         torch.set_num_threads(args.threads)
-    manifest = resolve_manifest(args.manifest)
+    manifest = with_code_consent(resolve_manifest(args.manifest), trust_code=args.trust_code)
     evaluate_models(args.data, manifest, args.out, batch_size=args.batch_size, models=args.models)
     return 0
 

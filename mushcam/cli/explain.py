@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mushcam.cli.common import positive_int, resolve_manifest
 from mushcam.exceptions import UsageError
+from mushcam.settings import add_trust_code_option
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -40,18 +41,20 @@ def add_explain(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--colormap", default=None, help="jet, viridis, hot, inferno, magma, plasma, turbo, gray")
     parser.add_argument("--top-k", type=positive_int, default=5, help="classes listed in prediction.json (at least 1)")
     parser.add_argument("--out", required=True, help="output folder (created)")
+    add_trust_code_option(parser)
     parser.set_defaults(handler=run_explain)
 
 
 def run_explain(args: argparse.Namespace) -> int:
     """``explain``: check the options, compute the map, write the views, cam.npy and prediction.json."""
-    from mushcam.catalog import cam_layer, load_catalog_entry
+    from mushcam.catalog import cam_layer, load_catalog_entry, with_code_consent
     from mushcam.data import load_image
     from mushcam.explain import explain_image
     from mushcam.finite import naming_model
 
     alpha, colormap = check_explain_options(args)
-    manifest = with_checkpoint(resolve_manifest(args.manifest), args.model, args.checkpoint)
+    manifest = with_code_consent(with_checkpoint(resolve_manifest(args.manifest), args.model, args.checkpoint),
+                                 trust_code=args.trust_code)
     image = load_image(args.image)
     loaded = load_catalog_entry(manifest, args.model)
     layer = args.layer or cam_layer(manifest, args.model, loaded)

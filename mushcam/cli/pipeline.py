@@ -12,6 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from mushcam.cache import DEFAULT_MAX_BYTES, CamCache, default_cache_dir
+from mushcam.catalog import with_code_consent
 from mushcam.cli.common import resolve_manifest
 from mushcam.exceptions import UsageError
 from mushcam.files import write_json_atomic
@@ -31,6 +32,7 @@ from mushcam.pipeline.items import collect_images, parse_shard, select_shard
 from mushcam.pipeline.job import run_pipeline
 from mushcam.pipeline.summary import format_summary
 from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP
+from mushcam.settings import add_trust_code_option
 
 
 def _split_list(values: Sequence[str] | None) -> list[str]:
@@ -81,12 +83,13 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
                         "for ~2.7x the encoding time, see benchmarks/bench_pipeline.py)")
     parser.add_argument("--summary", metavar="FILE", help="also write the run's summary as JSON to FILE")
     parser.add_argument("--out", required=True, help="output folder (created)")
+    add_trust_code_option(parser)
     parser.set_defaults(handler=run_gradcam)
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     """Validate the command line (errors name the option) and build the run's configuration."""
-    manifest = resolve_manifest(args.manifest)
+    manifest = with_code_consent(resolve_manifest(args.manifest), trust_code=args.trust_code)
     backbones = _split_list(args.models) or list(manifest.models)
     if not backbones:
         raise UsageError("the manifest lists no models; add one under \"models\" or pass --manifest")

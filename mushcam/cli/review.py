@@ -7,8 +7,10 @@ import csv
 import sys
 from pathlib import Path
 
+from mushcam.catalog import with_code_consent
 from mushcam.cli.common import resolve_manifest
 from mushcam.exceptions import MushcamError
+from mushcam.settings import add_trust_code_option
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -25,6 +27,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
                                            "(default: $MUSHCAM_CHECKPOINTS or checkpoints/)")
     report.add_argument("--no-figures", action="store_true", help="leave the Grad-CAM figures out (no model is loaded)")
     report.add_argument("--labels-csv", help="also write the label-fix CSV (errors tagged 'label doubtful') here")
+    add_trust_code_option(report)
     report.set_defaults(handler=run_review_report)
 
     labels = subparsers.add_parser("export-labels", help="CSV of errors tagged 'label doubtful': path, current "
@@ -74,7 +77,7 @@ def run_review_report(args: argparse.Namespace) -> int:
     source = None
     if not args.no_figures:
         try:
-            manifest = resolve_manifest(args.manifest)
+            manifest = with_code_consent(resolve_manifest(args.manifest), trust_code=args.trust_code)
         except ManifestError as exc:
             if args.manifest:
                 raise

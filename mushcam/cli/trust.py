@@ -12,9 +12,11 @@ from pathlib import Path
 
 import torch
 
+from mushcam.catalog import with_code_consent
 from mushcam.cli.common import resolve_manifest
 from mushcam.exceptions import MushcamError
 from mushcam.methods import DEFAULT_METHOD, METHODS
+from mushcam.settings import add_trust_code_option
 from mushcam.trust.faithfulness import BASELINES, DEFAULT_ROAD_PERCENTAGES, DEFAULT_STEPS, FaithfulnessSettings
 
 
@@ -63,6 +65,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random maps, tie-breaking and ROAD noise")
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
     parser.add_argument("--out", required=True, help="results store (the evaluate command's file), e.g. results.sqlite")
+    add_trust_code_option(parser)
     parser.set_defaults(handler=run_faithfulness)
 
     sanity = subparsers.add_parser("sanity", help="cascading-randomisation sanity check of one model x method")
@@ -75,6 +78,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     sanity.add_argument("--seed", type=int, default=0)
     sanity.add_argument("--threads", type=int, help="CPU threads")
     sanity.add_argument("--out", help="results store to save the check in (with --data), for the report")
+    add_trust_code_option(sanity)
     sanity.set_defaults(handler=run_sanity)
 
 
@@ -87,13 +91,14 @@ def run_faithfulness(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
     if out.is_dir():
         raise MushcamError(f"--out {out} is a folder; give a file such as {out / 'results.sqlite'}")
-    faithfulness_over_folder(args.data, resolve_manifest(args.manifest), out, args.methods.split(","), args.models,
+    manifest = with_code_consent(resolve_manifest(args.manifest), trust_code=args.trust_code)
+    faithfulness_over_folder(args.data, manifest, out, args.methods.split(","), args.models,
                              settings, limit=args.limit)
     return 0
 
 
 def run_sanity(args: argparse.Namespace) -> int:
-    from mushcam.catalog import load_catalog_entry
+    from mushcam.catalog import load_catalog_entry, with_code_consent
     from mushcam.data import load_image, preprocess
     from mushcam.trust.report import format_sanity
     from mushcam.trust.run import choose_models, sanity_over_folder
@@ -101,7 +106,7 @@ def run_sanity(args: argparse.Namespace) -> int:
     from mushcam.trust.store import RunKey, SanityRun
 
     _threads(args.threads)
-    manifest = resolve_manifest(args.manifest)
+    manifest = with_code_consent(resolve_manifest(args.manifest), trust_code=args.trust_code)
     if bool(args.images) == bool(args.data):
         raise MushcamError("give image files or --data FOLDER (one of the two)")
     if args.data:

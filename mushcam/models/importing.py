@@ -5,17 +5,24 @@ whatever code the file names: MushCAM never does that on its own. This command d
 once, only with ``--trust``, and writes what MushCAM loads without trust: a weights-only
 checkpoint (``OUT/<name>.pt``) and the manifest entry that loads it
 (``OUT/<name>.entry.json``), verified by comparing logits with the unpickled model. The
-model's class must be importable: ``--code DIR`` puts DIR on ``sys.path`` (and resolves
-classes pickled from a training script's ``__main__`` in DIR's files). A file whose pickle
-would call ``os.system``, ``subprocess``, ``eval``... is refused even with ``--trust``.
+model's class must be importable: ``--code DIR`` puts DIR on ``sys.path``, so the module the
+pickle names is imported from there; a class pickled from a training script's ``__main__``
+is looked up in DIR's files by reading them (no import), and only the file that defines it
+is imported. Nothing else in DIR runs.
+
+``--trust`` means what it says: a trusted pickle can run anything. A file whose pickle names
+an obvious payload (``os.system``, ``subprocess``, ``eval``...) is refused, with or without
+``--trust``, but that list cannot catch every payload; it is a courtesy, not a safety check.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import inspect
 import json
 import pickle
+import re
 import shutil
 import sys
 import types
@@ -34,7 +41,7 @@ from mushcam.models import safety
 from mushcam.models.checkpoint import CheckpointError
 from mushcam.models.guess import guess_architecture
 from mushcam.models.loading import load_checkpoint
-from mushcam.models.usercode import build_from_code
+from mushcam.models.usercode import CodeConsent, build_from_code
 
 TOLERANCE = 1e-4
 
@@ -50,24 +57,41 @@ class ImportResult:
     verified: str
 
 
-def _code_modules(code_dir: Path | None) -> list[types.ModuleType]:
-    """Import every ``.py`` file of ``code_dir`` (trusted by the user) to resolve ``__main__`` classes."""
-    modules = []
-    for path in sorted(code_dir.glob("*.py")) if code_dir else []:
-        module = sys.modules.get(path.stem)
-        if module is None or Path(getattr(module, "__file__", "") or "").resolve() != path.resolve():
-            spec = importlib.util.spec_from_file_location(path.stem, path)
-            if spec is None or spec.loader is None:
-                continue
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[path.stem] = module
-            try:
-                spec.loader.exec_module(module)
-            except Exception as exc:  # noqa: BLE001 - the user's file failed to import
-                sys.modules.pop(path.stem, None)
-                raise MushcamError(f"importing {path.name} from --code failed: {type(exc).__name__}: {exc}") from None
-        modules.append(module)
-    return modules
+def _defines_class(path: Path, name: str) -> bool:
+    """Whether ``path`` defines a top-level class ``name``, read with ``ast`` (nothing runs)."""
+    try:
+        tree = ast.parse(path.read_bytes(), str(path))
+    except (OSError, SyntaxError, ValueError):
+        return False
+    return any(isinstance(node, ast.ClassDef) and node.name == name for node in tree.body)
+
+
+def _import_file(path: Path) -> types.ModuleType:
+    """Import one ``.py`` file of ``--code`` under its own name (trusted by the user)."""
+    module = sys.modules.get(path.stem)
+    if module is not None and Path(getattr(module, "__file__", "") or "").resolve() == path.resolve():
+        return module
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    if spec is None or spec.loader is None:
+        raise MushcamError(f"cannot import {path.name} from --code: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - the user's file failed to import
+        sys.modules.pop(path.stem, None)
+        raise MushcamError(f"importing {path.name} from --code failed: {type(exc).__name__}: {exc}") from None
+    return module
+
+
+def _code_modules(code_dir: Path | None, names: list[str]) -> list[types.ModuleType]:
+    """The ``--code`` files that define the pickle's ``__main__`` classes, imported; no other file."""
+    wanted = [n.split(".", 1)[1] for n in names if n.startswith("__main__.")]
+    if code_dir is None or not wanted:
+        return []
+    files = sorted(code_dir.glob("*.py"))
+    chosen = [next((p for p in files if _defines_class(p, name)), None) for name in wanted]
+    return [_import_file(path) for path in dict.fromkeys(p for p in chosen if p is not None)]
 
 
 def _trusted_pickle(modules: list[types.ModuleType]) -> types.ModuleType:
@@ -129,7 +153,7 @@ def unpickle_trusted(path: Path, code_dir: Path | None) -> nn.Module:
             "model needs (run commands or code); it is not a model file and may be malicious"
         )
     with _on_path(code_dir):
-        modules = _code_modules(code_dir)
+        modules = _code_modules(code_dir, names)
         try:
             obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_trusted_pickle(modules))
         except MushcamError:
@@ -143,7 +167,8 @@ def unpickle_trusted(path: Path, code_dir: Path | None) -> nn.Module:
             raise CheckpointError(f"cannot unpickle {path.name}: {type(exc).__name__}: {exc}") from None
     module = _find_module(obj)
     if module is None:
-        raise CheckpointError(f"{path.name} holds a {type(obj).__name__}, not a torch.nn.Module (or a dict holding one)")
+        raise CheckpointError(f"{path.name} holds a {type(obj).__name__}, "
+                              "not a torch.nn.Module (or a dict holding one)")
     return module.float().eval()
 
 
@@ -175,6 +200,7 @@ def import_checkpoint(
             "'checkpoint' (with 'arch')"
         )
     if not trust:
+        _refuse_code_payload(path)
         raise MushcamError(
             f"{path.name} is a whole pickled model: reading it runs code named in the file. If you trust its "
             "source, run again with --trust (and --code DIR for the folder holding the model's class)"
@@ -190,6 +216,19 @@ def import_checkpoint(
     entry_file = out_dir / f"{name}.entry.json"
     entry_file.write_text(json.dumps({"models": {name: entry}}, indent=2) + "\n", encoding="utf-8")
     return ImportResult(weights, entry_file, name, entry, verified)
+
+
+def _refuse_code_payload(path: Path) -> None:
+    """A pickle that names ``os.system``, ``eval``... is not a model: say what it would run."""
+    kind = safety.sniff(path)
+    names = safety.pickle_globals(safety.pickle_bytes(path, kind.kind))
+    dangerous = safety.dangerous_globals([safety.readable(n) for n in names])
+    if dangerous:
+        shown = [re.sub(r"^(posix|nt)\.", "os.", name) for name in dangerous[:3]]  # as the user would write it
+        raise CheckpointError(
+            f"refused {path.name}: this file would run code: {', '.join(shown)}. It is not a pickled model "
+            "and may be malicious: do not pass --trust"
+        )
 
 
 def _entry_for(source: nn.Module, weights: Path, out_dir: Path, code: Path | None, arch: str | None,
@@ -222,7 +261,8 @@ def _entry_for(source: nn.Module, weights: Path, out_dir: Path, code: Path | Non
     shutil.copy2(source_file, out_dir / source_file.name)
     entry = {"checkpoint": weights.name, "code": f"{source_file.name}:{type(source).__name__}", "kwargs": {}}
     try:
-        built = build_from_code(out_dir, entry["code"], {}, weights)
+        # the class's file already ran (it unpickled the model, with --trust): checking it runs it again
+        built = build_from_code(out_dir, entry["code"], {}, weights, CodeConsent(trust_code=True))
         diff = _verify(source, built, size)
         verified = f"built by {entry['code']}; logits equal to the pickled model's (max |Δ| {diff:.1e})"
     except MushcamError as exc:

@@ -3,15 +3,28 @@
 ``"code": "thesis_models.py:MushroomClassifier", "kwargs": {"num_classes": 9}`` imports
 that file (it must lie inside the manifest's folder), calls the class with the kwargs, and
 loads the checkpoint's weights strictly (wrapper prefixes such as ``module.`` and
-``_orig_mod.`` removed). This runs the user's code: the Home page says so. Any exception
-inside it becomes one :class:`UserCodeError` line naming the file, the line and the error;
-the full traceback is kept on the exception (``details``) for an expander or a log.
+``_orig_mod.`` removed).
+
+This runs the user's code, so it happens only with consent: :func:`import_class` is the one
+place a user file is imported, and it refuses (:class:`CodeConsentError`) unless the
+:class:`CodeConsent` it is given trusts the file *as it is now*: its SHA-256 and those of the
+other ``.py`` files beside it (which it could import). The consent comes from the command
+line's ``--trust-code`` or from the hashes the user trusted on the Home page
+(:mod:`mushcam.settings`); none given means the remembered ones. The bytes that were hashed
+are the bytes that run.
+
+``kwargs`` are checked before the class is called: every key must be one of its parameters
+(:func:`check_kwargs_signature`), and none may name a file (:func:`check_kwargs_data`).
+
+Any exception inside the user's code becomes one :class:`UserCodeError` line naming the
+file, the line and the error; the full traceback is kept on the exception (``details``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import os
 import sys
 import traceback
@@ -25,6 +38,15 @@ from torch import nn
 from mushcam.exceptions import MushcamError
 from mushcam.models import checkpoint as ckpt
 from mushcam.models.checkpoint import CheckpointError
+from mushcam.models.consent import CodeConsent, CodeConsentError, CodeFile, check_consent
+
+MAX_CODE_BYTES = 16 * 1024 * 1024  # a model file, not a data set
+
+# Keys that name a file or a download in kwargs (timm's checkpoint_path loaded a zip bomb):
+# the checkpoint's own checks are the only way weights get in.
+PATH_KEYS = frozenset({"file", "filename", "path", "url", "weights_path", "checkpoint", "pretrained_cfg",
+                       "pretrained_cfg_overlay"})
+PATH_KEY_SUFFIXES = ("_path", "_file", "_dir", "_url", "_filename")
 
 
 class UserCodeError(MushcamError):
@@ -33,6 +55,10 @@ class UserCodeError(MushcamError):
     def __init__(self, message: str, details: str = "") -> None:
         super().__init__(message)
         self.details = details
+
+
+class KwargsError(MushcamError):
+    """An entry's ``kwargs`` name a parameter the class does not take, or a file."""
 
 
 def parse_code(code: str) -> tuple[str, str]:
@@ -48,10 +74,26 @@ def code_file(root: Path, code: str) -> Path:
     file_name, _ = parse_code(code)
     path = (root / file_name).resolve()
     if not path.is_relative_to(root.resolve()):
-        raise UserCodeError(f"code file {file_name!r} is outside the manifest's folder {root}: put it beside manifest.json")
+        raise UserCodeError(f"code file {file_name!r} is outside the manifest's folder {root}: "
+                            "put it beside manifest.json")
     if not path.is_file():
         raise UserCodeError(f"code file not found: {path} (the entry's 'code' names it; put it beside manifest.json)")
     return path
+
+
+def _read_code(path: Path) -> bytes:
+    if path.stat().st_size > MAX_CODE_BYTES:
+        raise UserCodeError(f"code file {path.name} is over {MAX_CODE_BYTES // (1024 * 1024)} MiB: "
+                            "not a model's source")
+    return path.read_bytes()
+
+
+def code_files(root: Path, code: str) -> list[CodeFile]:
+    """The files an entry's ``code`` would run, hashed now: its file first, then the other
+    ``.py`` files beside it (it may import them; subfolders are not covered)."""
+    path = code_file(root, code)
+    siblings = sorted(p for p in path.parent.glob("*.py") if p.is_file() and p.resolve() != path)
+    return [CodeFile(p, hashlib.sha256(_read_code(p)).hexdigest()) for p in [path, *siblings]]
 
 
 def _user_line(exc: BaseException, path: Path) -> str:
@@ -68,41 +110,101 @@ def _fail(what: str, exc: BaseException, path: Path) -> UserCodeError:
         hint = (" — it tried to download pretrained weights; the checkpoint holds all the weights, so build "
                 "the backbone with weights=None (e.g. a 'pretrained' argument set to false in 'kwargs'), or drop "
                 "'code' and let MushCAM recognise the checkpoint on its own")
-    return UserCodeError(f"{what} raised {type(exc).__name__}{': ' + text if text else ''}{_user_line(exc, path)}{hint}", details)
+    said = f": {text}" if text else ""
+    return UserCodeError(f"{what} raised {type(exc).__name__}{said}{_user_line(exc, path)}{hint}", details)
 
 
-def import_class(root: Path, code: str) -> type:
-    """Import the user's file (its folder on ``sys.path`` during the import) and return the class."""
+def import_class(root: Path, code: str, consent: CodeConsent | None = None, model_name: str = "") -> type:
+    """Import the user's file (its folder on ``sys.path`` during the import) and return the class.
+
+    Only with ``consent`` (default: the remembered one) for the file and its siblings as they
+    are now; the bytes hashed are the bytes executed.
+    """
     path = code_file(root, code)
     _, class_name = parse_code(code)
-    digest = hashlib.sha256(str(path).encode() + str(path.stat().st_mtime_ns).encode()).hexdigest()[:12]
+    source = _read_code(path)
+    files = [CodeFile(path, hashlib.sha256(source).hexdigest()), *code_files(root, code)[1:]]
+    check_consent(files, consent if consent is not None else CodeConsent.remembered(), model_name, code)
+    digest = hashlib.sha256(str(path).encode() + files[0].sha256.encode()).hexdigest()[:12]
     module_name = f"mushcam_user_{path.stem}_{digest}"
-    module = sys.modules.get(module_name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        if spec is None or spec.loader is None:
-            raise UserCodeError(f"cannot import {path.name}: not a Python file")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module  # dataclasses and pickling look classes up here
-        folder = str(path.parent)
-        sys.path.insert(0, folder)
-        try:
-            spec.loader.exec_module(module)
-        except BaseException as exc:  # noqa: BLE001 - anything the user's file does at import
-            sys.modules.pop(module_name, None)
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            raise _fail(f"importing {path.name}", exc, path) from None
-        finally:
-            if folder in sys.path:
-                sys.path.remove(folder)
+    module = sys.modules.get(module_name) or _execute(path, module_name, source)
     cls = getattr(module, class_name, None)
     if cls is None:
-        found = sorted(n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == module_name)
-        raise UserCodeError(f"{path.name} has no class {class_name!r} (its nn.Module classes: {', '.join(found) or 'none'})")
+        found = sorted(n for n, v in vars(module).items()
+                       if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == module_name)
+        raise UserCodeError(f"{path.name} has no class {class_name!r} "
+                            f"(its nn.Module classes: {', '.join(found) or 'none'})")
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise UserCodeError(f"{path.name}:{class_name} is not a torch.nn.Module subclass")
     return cls
+
+
+def _execute(path: Path, module_name: str, source: bytes) -> Any:
+    """Run ``source`` (the user's file, already consented to) as module ``module_name``."""
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise UserCodeError(f"cannot import {path.name}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look classes up here
+    folder = str(path.parent)
+    sys.path.insert(0, folder)
+    try:
+        exec(compile(source, str(path), "exec"), module.__dict__)  # noqa: S102 - the consented file
+    except BaseException as exc:  # noqa: BLE001 - anything the user's file does at import
+        sys.modules.pop(module_name, None)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise _fail(f"importing {path.name}", exc, path) from None
+    finally:
+        if folder in sys.path:
+            sys.path.remove(folder)
+    return module
+
+
+def check_kwargs_signature(cls: type, kwargs: Mapping[str, Any], code: str) -> None:
+    """Every key of ``kwargs`` must be a parameter of ``cls`` (unless it takes ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return  # no signature to check against (a C extension type): the call itself will say
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    accepted = [n for n, p in parameters.items()
+                if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    unknown = [k for k in kwargs if k not in accepted]
+    if unknown:
+        raise KwargsError(f"kwargs {', '.join(map(repr, unknown))} {'is' if len(unknown) == 1 else 'are'} not "
+                          f"accepted by {code} (it accepts: {', '.join(accepted) or 'no keyword arguments'})")
+
+
+def check_kwargs_data(kwargs: Mapping[str, Any], root: Path, where: str = "kwargs") -> None:
+    """``kwargs`` are plain settings, never a way to bring in a file: a key named like a path
+    (``file``, ``path``, ``url``, ``checkpoint``, ``pretrained_cfg[_overlay]``, ``*_path``,
+    ``*_file``, ``*_dir``, ``*_url``) is refused, and so is any text value, at any depth, that
+    contains ``/``, ``\\`` or ``://`` or names an existing file (beside the manifest or here)."""
+    for key, value in kwargs.items():
+        lowered = str(key).lower()
+        if lowered in PATH_KEYS or lowered.endswith(PATH_KEY_SUFFIXES):
+            raise KwargsError(f"{where}.{key}: kwargs may not name files or downloads (the checkpoint is the "
+                              "entry's 'checkpoint', checked before it is read); remove this key")
+        _check_value(value, root, f"{where}.{key}")
+
+
+def _check_value(value: Any, root: Path, where: str) -> None:
+    if isinstance(value, Mapping):
+        check_kwargs_data(value, root, where)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_value(item, root, f"{where}[{i}]")
+    elif isinstance(value, str) and value:
+        looks_like_path = "/" in value or "\\" in value or "://" in value
+        try:
+            exists = (root / value).exists() or Path(value).exists()
+        except (OSError, ValueError):
+            exists = False
+        if looks_like_path or exists:
+            raise KwargsError(f"{where} = {value[:60]!r}: kwargs may not name files or URLs (a value with '/', "
+                              "'\\' or '://', or naming an existing file, is refused)")
 
 
 def _strip_to_fit(state: Mapping[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
@@ -118,11 +220,18 @@ def _strip_to_fit(state: Mapping[str, torch.Tensor], expected: set[str]) -> dict
 
 
 def build_from_code(
-    root: Path, code: str, kwargs: Mapping[str, Any], checkpoint_path: str | os.PathLike[str]
+    root: Path, code: str, kwargs: Mapping[str, Any], checkpoint_path: str | os.PathLike[str],
+    consent: CodeConsent | None = None, model_name: str = "",
 ) -> nn.Module:
-    """The user's class built with ``kwargs``, the checkpoint's weights loaded strictly, eval mode."""
-    cls = import_class(root, code)
+    """The user's class built with ``kwargs``, the checkpoint's weights loaded strictly, eval mode.
+
+    Refused (:class:`CodeConsentError`) unless ``consent`` (default: the remembered one) trusts
+    the code as it is now; ``kwargs`` are checked before the class is called.
+    """
+    check_kwargs_data(kwargs, root)
+    cls = import_class(root, code, consent, model_name)
     path = code_file(root, code)
+    check_kwargs_signature(cls, kwargs, code)
     try:
         model = cls(**dict(kwargs))
     except BaseException as exc:  # noqa: BLE001 - anything the user's constructor does
@@ -159,4 +268,19 @@ def build_from_code(
     return model.float().eval()
 
 
-__all__ = ["UserCodeError", "build_from_code", "code_file", "import_class", "parse_code"]
+# CodeConsent, CodeConsentError and CodeFile live in mushcam.models.consent; re-exported here
+# because every caller of build_from_code needs them.
+__all__ = [
+    "CodeConsent",
+    "CodeConsentError",
+    "CodeFile",
+    "KwargsError",
+    "UserCodeError",
+    "build_from_code",
+    "check_kwargs_data",
+    "check_kwargs_signature",
+    "code_file",
+    "code_files",
+    "import_class",
+    "parse_code",
+]
