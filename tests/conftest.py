@@ -48,6 +48,14 @@ def private_cam_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
     return folder
 
 
+@pytest.fixture(autouse=True)
+def private_settings(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own settings folder (remembered code consent): ~/.config is never read or written."""
+    folder = tmp_path_factory.mktemp("settings")
+    monkeypatch.setenv("MUSHCAM_CONFIG_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture
 def fresh_streamlit_caches() -> Iterator[None]:
     """Empty Streamlit's caches before and after a test (they outlive AppTest instances)."""
