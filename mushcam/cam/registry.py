@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, KeysView, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -157,22 +157,36 @@ def method_help() -> str:
     return f"CAM method: {listed}"
 
 
-class MethodNames(Sequence[str]):
-    """A read-only, live view of the registered names: equal to the tuple of them."""
+class MethodTable(Mapping[str, Method]):
+    """A read-only, live view ``name -> Method`` of the registry, in registration order."""
 
-    def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's int/slice protocol
-        return method_names()[index]
+    def __getitem__(self, name: str) -> Method:
+        try:
+            return REGISTRY.get(name)
+        except UnknownMethodError:
+            raise KeyError(name) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(method_names())
 
     def __len__(self) -> int:
         return len(method_names())
 
-    def __contains__(self, name: object) -> bool:
-        return name in method_names()
+
+class MethodNames(KeysView[str]):
+    """A read-only, live view of the registered names; equal to the tuple of them.
+
+    A keys view (not a plain Sequence) so that Streamlit's option widgets take it as a list.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(MethodTable())
+
+    def __getitem__(self, index: int) -> str:
+        return method_names()[index]
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, MethodNames):
-            return True
-        if isinstance(other, (tuple, list)):
+        if isinstance(other, (tuple, list, MethodNames)):
             return method_names() == tuple(other)
         return NotImplemented
 
@@ -187,24 +201,22 @@ class MethodField(Mapping[str, str]):
 
     def __init__(self, field: str) -> None:
         self._field = field
+        self._table = MethodTable()
 
     def __getitem__(self, name: str) -> str:
-        try:
-            return getattr(REGISTRY.get(name), self._field)
-        except UnknownMethodError:
-            raise KeyError(name) from None
+        return getattr(self._table[name], self._field)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(method_names())
+        return iter(self._table)
 
     def __len__(self) -> int:
-        return len(method_names())
+        return len(self._table)
 
     def __repr__(self) -> str:
         return repr(dict(self.items()))
 
 
-METHODS: Sequence[str] = MethodNames()
+METHODS: MethodNames = MethodNames()
 METHOD_LABELS: Mapping[str, str] = MethodField("label")
 COSTS: Mapping[str, str] = MethodField("cost")
 

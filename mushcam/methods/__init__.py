@@ -6,7 +6,8 @@ and the old sub-modules (``mushcam.methods.core``, ``.gradient``, ``.eigen``, ``
 views of the registry.
 """
 
-from mushcam.cam.engine import cam
+from mushcam.cam.core import GradCAMResult, capture, eval_mode, layer_names
+from mushcam.cam.engine import cam, grad_cam
 from mushcam.cam.registry import (
     COSTS,
     DEFAULT_METHOD,
@@ -16,4 +17,17 @@ from mushcam.cam.registry import (
     check_method,
 )
 
-__all__ = ["COSTS", "DEFAULT_METHOD", "METHODS", "METHOD_LABELS", "UnknownMethodError", "cam", "check_method"]
+__all__ = [
+    "COSTS",
+    "DEFAULT_METHOD",
+    "METHODS",
+    "METHOD_LABELS",
+    "GradCAMResult",
+    "UnknownMethodError",
+    "cam",
+    "capture",
+    "check_method",
+    "eval_mode",
+    "grad_cam",
+    "layer_names",
+]
