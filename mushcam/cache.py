@@ -1,9 +1,11 @@
-"""On-disk cache of raw Grad-CAM maps, shared by the batch pipeline and the app.
+"""On-disk cache of raw CAM maps, shared by the batch pipeline and the app: storage only.
 
 A map depends on the weights, the image, the preprocessing, the layer, the explained
-class and the CAM method (:mod:`mushcam.methods`), so its key is the SHA-256 of all of them
+class and the CAM method (:mod:`mushcam.cam`), so its key is the SHA-256 of all of them
 (:func:`cam_key`). Grad-CAM's key material is the same as before methods existed, so maps
-cached by earlier versions stay valid; every other method appends its name. The same key computed by
+cached by earlier versions stay valid; every other method appends its name
+(:func:`method_key_part`). Computing a missing map is not done here: see
+:func:`mushcam.explain.cached_explanation`. The same key computed by
 ``python -m mushcam gradcam`` and by a page finds the same file: a map made by the pipeline
 shows up in the browser without a model call, and the other way round.
 
@@ -45,9 +47,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
-from torch import nn
 
+from mushcam.cam.registry import DEFAULT_METHOD
 from mushcam.manifest import InputSpec
 from mushcam.models import file_sha256
 
@@ -85,21 +86,28 @@ def cam_key(
     layer: str,
     class_idx: int | None,
     spec: InputSpec,
-    method: str = "gradcam",
+    method: str = DEFAULT_METHOD,
 ) -> str:
     """The cache key (64 hex digits) of one map.
 
     ``class_idx`` None means "the class the model predicts": an alias entry that lets a
     caller who does not know the prediction yet find the map without running the model
-    (the entry records which class it is). ``method`` is a :data:`mushcam.methods.METHODS`
-    name; "gradcam" keeps the key of the maps cached before there were other methods.
+    (the entry records which class it is). ``method`` is a :data:`mushcam.cam.METHODS`
+    name, turned into key material by :func:`method_key_part`.
     """
     target = "predicted" if class_idx is None else str(int(class_idx))
-    parts = [KEY_VERSION, checkpoint_sha256, image_sha256, layer, target, spec_token(spec)]
-    if method != "gradcam":
-        parts.append(f"method={method}")
+    parts = [KEY_VERSION, checkpoint_sha256, image_sha256, layer, target, spec_token(spec), *method_key_part(method)]
     material = "|".join(parts)
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+def method_key_part(method: str) -> tuple[str, ...]:
+    """The key material that names ``method``: ``("method=<name>",)``, or nothing for Grad-CAM.
+
+    Grad-CAM keeps the key it had before there were other methods (no suffix), so that maps
+    cached by earlier versions still hit; every other method gets its own entries.
+    """
+    return () if method == DEFAULT_METHOD else (f"method={method}",)
 
 
 def quantize(cam: torch.Tensor | np.ndarray) -> tuple[np.ndarray, float]:
@@ -138,12 +146,114 @@ class CachedCam:
     class_idx: int | None
 
 
-class CamCache:
-    """A folder of compressed raw maps with a byte cap and least-recently-used eviction.
+def encode_entry(
+    key: str,
+    cam: torch.Tensor | np.ndarray,
+    probabilities: torch.Tensor | np.ndarray | None = None,
+    class_idx: int | None = None,
+) -> bytes:
+    """The ``.npz`` bytes of one entry (see the module docstring for the arrays).
 
-    ``get(key)`` returns the float32 map or None (a miss: absent, unreadable or corrupt);
-    ``put(key, cam, probabilities=None, class_idx=None)`` stores one. Counters ``hits``,
-    ``misses`` and ``corrupt`` describe this instance's use.
+    Raises ValueError for a map that is not h x w, finite and non-negative.
+    """
+    normalised, scale = quantize(cam)
+    arrays: dict[str, np.ndarray] = {"cam": normalised, "scale": np.asarray(scale, dtype=np.float32)}
+    if probabilities is not None:
+        probs = torch.as_tensor(probabilities).detach().cpu().float().numpy().reshape(-1)
+        arrays["probabilities"] = probs.astype(np.float32)
+    arrays["class_idx"] = np.asarray(-1 if class_idx is None else int(class_idx), dtype=np.int64)
+    arrays["key"] = np.asarray(key)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def decode_entry(data: bytes, key: str | None = None) -> CachedCam | None:
+    """Parse an entry file; None for anything that is not a well-formed entry for ``key``."""
+    arrays = _read_arrays(data, key)
+    if arrays is None:
+        return None
+    normalised, scale, probabilities, class_idx = arrays
+    if normalised.dtype != np.float16 or normalised.ndim != 2 or scale.shape != () or scale.dtype != np.float32:
+        return None
+    scale_value = float(scale)
+    if not np.isfinite(scale_value) or scale_value < 0:
+        return None
+    if not np.isfinite(normalised).all() or (normalised < 0).any() or (normalised > 1).any():
+        return None
+    probs = None
+    if probabilities is not None:
+        if probabilities.dtype != np.float32 or probabilities.ndim != 1 or not np.isfinite(probabilities).all():
+            return None
+        probs = torch.from_numpy(probabilities.copy())
+    index: int | None = None
+    if class_idx is not None:
+        if class_idx.shape != () or class_idx.dtype != np.int64:
+            return None
+        index = int(class_idx) if int(class_idx) >= 0 else None
+        if index is not None and probs is not None and index >= probs.numel():
+            return None
+    return CachedCam(dequantize(normalised, scale_value), probs, index)
+
+
+_EntryArrays = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
+
+
+def _read_arrays(data: bytes, key: str | None) -> _EntryArrays | None:
+    """(cam, scale, probabilities or None, class_idx or None) of an entry file; None if unreadable
+    or written for another key (a copied or renamed file: a miss, never a wrong answer)."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            if key is not None and ("key" not in archive.files or str(archive["key"][()]) != key):
+                return None
+            normalised = np.asarray(archive["cam"])
+            scale = np.asarray(archive["scale"])
+            probabilities = np.asarray(archive["probabilities"]) if "probabilities" in archive.files else None
+            class_idx = np.asarray(archive["class_idx"]) if "class_idx" in archive.files else None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError):
+        return None
+    except Exception:  # noqa: BLE001 - zlib and numpy raise many types on damaged data
+        return None
+    return normalised, scale, probabilities, class_idx
+
+
+def checkpoint_digest(memo_root: Path, path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a checkpoint file, memoised in ``memo_root/checkpoints.json``.
+
+    Hashing 100 MB costs a few tenths of a second, on every run and every app start;
+    the memo is keyed by the file's resolved path, size, inode and mtime in nanoseconds
+    (as ``git`` and ``make`` trust them), so a replaced or rewritten file is hashed again.
+    """
+    resolved = Path(path).resolve()
+    stat = resolved.stat()
+    stamp = [stat.st_size, stat.st_ino, stat.st_mtime_ns]
+    memo_path = memo_root / DIGESTS_NAME
+    try:
+        memo = json.loads(memo_path.read_text(encoding="utf-8"))
+        if not isinstance(memo, dict):
+            memo = {}
+    except (OSError, UnicodeDecodeError, ValueError):
+        memo = {}
+    known = memo.get(str(resolved))
+    if isinstance(known, dict) and known.get("stamp") == stamp and isinstance(known.get("sha256"), str):
+        return known["sha256"]
+    digest = file_sha256(resolved)
+    memo[str(resolved)] = {"stamp": stamp, "sha256": digest}
+    try:
+        memo_root.mkdir(parents=True, exist_ok=True)
+        tmp = memo_root / f".{DIGESTS_NAME}.{uuid.uuid4().hex}{TMP_SUFFIX}"
+        tmp.write_text(json.dumps(memo, indent=1), encoding="utf-8")
+        os.replace(tmp, memo_path)
+    except OSError:
+        pass  # a read-only cache only loses the memo
+    return digest
+
+
+class CacheFolder:
+    """The folder side of the cache: where entries live, what they weigh, and eviction.
+
+    The folder is capped at ``max_bytes`` (sum of entry file sizes); past the cap the least
+    recently used entries (by mtime) are deleted down to 90 % of it.
     """
 
     def __init__(self, root: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES) -> None:
@@ -151,11 +261,7 @@ class CamCache:
             raise ValueError(f"the cache size cap must be positive; got {max_bytes} bytes")
         self.root = Path(root).expanduser()
         self.max_bytes = int(max_bytes)
-        self.hits = 0
-        self.misses = 0
-        self.corrupt = 0
-        self.write_error: str | None = None  # why the last write failed (the caller carried on in memory)
-        self._bytes: int | None = None  # running estimate of the folder's size (scan on first put)
+        self._bytes: int | None = None  # running estimate of the folder's size (scan on first write)
 
     def path(self, key: str) -> Path:
         """Where an entry lives: ``root/<key[:2]>/<key>.npz``."""
@@ -163,92 +269,8 @@ class CamCache:
             raise ValueError(f"not a cache key (use cam_key()): {key!r}")
         return self.root / key[:2] / f"{key}{SUFFIX}"
 
-    def checkpoint_sha256(self, path: str | os.PathLike[str]) -> str:
-        """SHA-256 of a checkpoint file, memoised in ``root/checkpoints.json``.
-
-        Hashing 100 MB costs a few tenths of a second, on every run and every app start;
-        the memo is keyed by the file's resolved path, size, inode and mtime in nanoseconds
-        (as ``git`` and ``make`` trust them), so a replaced or rewritten file is hashed again.
-        """
-        resolved = Path(path).resolve()
-        stat = resolved.stat()
-        stamp = [stat.st_size, stat.st_ino, stat.st_mtime_ns]
-        memo_path = self.root / DIGESTS_NAME
-        try:
-            memo = json.loads(memo_path.read_text(encoding="utf-8"))
-            if not isinstance(memo, dict):
-                memo = {}
-        except (OSError, UnicodeDecodeError, ValueError):
-            memo = {}
-        known = memo.get(str(resolved))
-        if isinstance(known, dict) and known.get("stamp") == stamp and isinstance(known.get("sha256"), str):
-            return known["sha256"]
-        digest = file_sha256(resolved)
-        memo[str(resolved)] = {"stamp": stamp, "sha256": digest}
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            tmp = self.root / f".{DIGESTS_NAME}.{uuid.uuid4().hex}{TMP_SUFFIX}"
-            tmp.write_text(json.dumps(memo, indent=1), encoding="utf-8")
-            os.replace(tmp, memo_path)
-        except OSError:
-            pass  # a read-only cache only loses the memo
-        return digest
-
-    def contains(self, key: str) -> bool:
-        """Whether an entry file exists (cheap; it may still turn out corrupt on ``get``)."""
-        return self.path(key).is_file()
-
-    def get(self, key: str) -> torch.Tensor | None:
-        """The map stored under ``key``, or None."""
-        entry = self.get_entry(key)
-        return None if entry is None else entry.cam
-
-    def get_entry(self, key: str) -> CachedCam | None:
-        """The whole entry under ``key``, or None; a hit refreshes its LRU time."""
-        path = self.path(key)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            self.misses += 1
-            return None
-        except OSError:
-            self.misses += 1
-            return None
-        entry = _decode_entry(data, key)
-        if entry is None:
-            self.corrupt += 1
-            self.misses += 1
-            _unlink_quietly(path)
-            return None
-        try:
-            os.utime(path)
-        except OSError:
-            pass  # evicted by another process a moment ago: the data read is still good
-        self.hits += 1
-        return entry
-
-    def put(
-        self,
-        key: str,
-        cam: torch.Tensor | np.ndarray,
-        probabilities: torch.Tensor | np.ndarray | None = None,
-        class_idx: int | None = None,
-    ) -> int:
-        """Store a map (atomically); returns the entry's size in bytes.
-
-        Raises ValueError for a map that is not h x w, finite and non-negative.
-        """
-        normalised, scale = quantize(cam)
-        arrays: dict[str, np.ndarray] = {"cam": normalised, "scale": np.asarray(scale, dtype=np.float32)}
-        if probabilities is not None:
-            probs = torch.as_tensor(probabilities).detach().cpu().float().numpy().reshape(-1)
-            arrays["probabilities"] = probs.astype(np.float32)
-        arrays["class_idx"] = np.asarray(-1 if class_idx is None else int(class_idx), dtype=np.int64)
-        arrays["key"] = np.asarray(key)
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
-        payload = buffer.getvalue()
-
+    def write_atomically(self, key: str, payload: bytes) -> None:
+        """Write one entry (temp file, then ``os.replace``) and evict if the cap is passed."""
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f".{key}.{uuid.uuid4().hex}{TMP_SUFFIX}"
@@ -266,7 +288,6 @@ class CamCache:
             self._bytes += len(payload) - previous
         if self._bytes > self.max_bytes:
             self.evict()
-        return len(payload)
 
     def entries(self) -> list[tuple[Path, int, float]]:
         """Every entry as (path, size in bytes, mtime); removes stale temp files on the way."""
@@ -312,7 +333,6 @@ class CamCache:
         self._bytes = total
         return removed
 
-
     def writable(self) -> str | None:
         """None when entries can be written here; else the reason (the folder, or what blocks it)."""
         try:
@@ -326,40 +346,69 @@ class CamCache:
         return None
 
 
-def _decode_entry(data: bytes, key: str | None = None) -> CachedCam | None:
-    """Parse an entry file; None for anything that is not a well-formed entry for ``key``."""
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            if key is not None and ("key" not in archive.files or str(archive["key"][()]) != key):
-                return None  # written for another key (a copied or renamed file): a miss, never a wrong answer
-            normalised = np.asarray(archive["cam"])
-            scale = np.asarray(archive["scale"])
-            probabilities = np.asarray(archive["probabilities"]) if "probabilities" in archive.files else None
-            class_idx = np.asarray(archive["class_idx"]) if "class_idx" in archive.files else None
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError):
-        return None
-    except Exception:  # noqa: BLE001 - zlib and numpy raise many types on damaged data
-        return None
-    if normalised.dtype != np.float16 or normalised.ndim != 2 or scale.shape != () or scale.dtype != np.float32:
-        return None
-    scale_value = float(scale)
-    if not np.isfinite(scale_value) or scale_value < 0:
-        return None
-    if not np.isfinite(normalised).all() or (normalised < 0).any() or (normalised > 1).any():
-        return None
-    probs = None
-    if probabilities is not None:
-        if probabilities.dtype != np.float32 or probabilities.ndim != 1 or not np.isfinite(probabilities).all():
+class CamCache(CacheFolder):
+    """A folder of compressed raw maps with a byte cap and least-recently-used eviction.
+
+    ``get(key)`` returns the float32 map or None (a miss: absent, unreadable or corrupt);
+    ``put(key, cam, probabilities=None, class_idx=None)`` stores one. Counters ``hits``,
+    ``misses`` and ``corrupt`` describe this instance's use.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        super().__init__(root, max_bytes)
+        self.hits = 0
+        self.misses = 0
+        self.corrupt = 0
+        self.write_error: str | None = None  # why the last write failed (the caller carried on in memory)
+
+    def checkpoint_sha256(self, path: str | os.PathLike[str]) -> str:
+        """SHA-256 of a checkpoint file, memoised beside the entries (:func:`checkpoint_digest`)."""
+        return checkpoint_digest(self.root, path)
+
+    def contains(self, key: str) -> bool:
+        """Whether an entry file exists (cheap; it may still turn out corrupt on ``get``)."""
+        return self.path(key).is_file()
+
+    def get(self, key: str) -> torch.Tensor | None:
+        """The map stored under ``key``, or None."""
+        entry = self.get_entry(key)
+        return None if entry is None else entry.cam
+
+    def get_entry(self, key: str) -> CachedCam | None:
+        """The whole entry under ``key``, or None; a hit refreshes its LRU time."""
+        path = self.path(key)
+        try:
+            data = path.read_bytes()
+        except OSError:  # absent, or unreadable
+            self.misses += 1
             return None
-        probs = torch.from_numpy(probabilities.copy())
-    index: int | None = None
-    if class_idx is not None:
-        if class_idx.shape != () or class_idx.dtype != np.int64:
+        entry = decode_entry(data, key)
+        if entry is None:
+            self.corrupt += 1
+            self.misses += 1
+            _unlink_quietly(path)
             return None
-        index = int(class_idx) if int(class_idx) >= 0 else None
-        if index is not None and probs is not None and index >= probs.numel():
-            return None
-    return CachedCam(dequantize(normalised, scale_value), probs, index)
+        try:
+            os.utime(path)
+        except OSError:
+            pass  # evicted by another process a moment ago: the data read is still good
+        self.hits += 1
+        return entry
+
+    def put(
+        self,
+        key: str,
+        cam: torch.Tensor | np.ndarray,
+        probabilities: torch.Tensor | np.ndarray | None = None,
+        class_idx: int | None = None,
+    ) -> int:
+        """Store a map (atomically); returns the entry's size in bytes.
+
+        Raises ValueError for a map that is not h x w, finite and non-negative.
+        """
+        payload = encode_entry(key, cam, probabilities, class_idx)
+        self.write_atomically(key, payload)
+        return len(payload)
 
 
 def _size_or_zero(path: Path) -> int:
@@ -374,39 +423,6 @@ def _unlink_quietly(path: Path) -> None:
         path.unlink()
     except OSError:
         pass
-
-
-def cached_explanation(
-    cache: CamCache,
-    model: nn.Module,
-    image: Image.Image,
-    spec: InputSpec,
-    layer: str,
-    class_idx: int | None,
-    checkpoint_sha256: str,
-    image_sha256: str,
-    method: str = "gradcam",
-):  # noqa: ANN201 - returns mushcam.explain.Explanation
-    """:func:`mushcam.explain.explain_image` through the cache: the app's entry point.
-
-    A hit costs no model call. A miss computes, then stores the map under its class and,
-    when it is the predicted class, under the "predicted" alias too. The returned map is
-    always the stored form (:func:`roundtrip`), so the first view and later ones match.
-    """
-    from mushcam.explain import Explanation, explain_image
-
-    key = cam_key(checkpoint_sha256, image_sha256, layer, class_idx, spec, method)
-    entry = cache.get_entry(key)
-    if entry_fits(entry, spec) and (class_idx is None or entry.class_idx == class_idx):
-        return Explanation(entry.cam, entry.probabilities, entry.class_idx, layer, method)
-    fresh = explain_image(model, image, spec, layer, class_idx, method)
-    is_predicted = class_idx is None or fresh.class_idx == fresh.predicted_idx
-    try:
-        store_explanation(cache, fresh.cam, fresh.probabilities, fresh.class_idx, is_predicted,
-                          checkpoint_sha256, image_sha256, layer, spec, method)
-    except OSError as exc:  # a read-only or full cache: the answer is still good, kept in memory only
-        cache.write_error = f"the map cache {cache.root} cannot be written ({exc.strerror or exc})"
-    return Explanation(roundtrip(fresh.cam), fresh.probabilities, fresh.class_idx, layer, method)
 
 
 def entry_fits(entry: CachedCam | None, spec: InputSpec, num_classes: int | None = None) -> bool:
@@ -430,7 +446,7 @@ def store_explanation(
     image_sha256: str,
     layer: str,
     spec: InputSpec,
-    method: str = "gradcam",
+    method: str = DEFAULT_METHOD,
 ) -> None:
     """Put one computed map under its class key, and under the "predicted" alias when
     ``class_idx`` is the model's prediction (the caller says so: with near-tied logits, the
@@ -440,3 +456,13 @@ def store_explanation(
         keys.append(cam_key(checkpoint_sha256, image_sha256, layer, None, spec, method))
     for key in keys:
         cache.put(key, cam, probabilities, class_idx)
+
+
+def __getattr__(name: str) -> object:
+    """``cached_explanation`` moved to :func:`mushcam.explain.cached_explanation` (it runs the
+    model; this module is storage only); the old import path still finds it."""
+    if name == "cached_explanation":
+        from mushcam.explain import cached_explanation
+
+        return cached_explanation
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,9 @@
 """One image, one model: prediction plus a raw CAM (Grad-CAM or another method), and how to draw it.
 
-The pages and the command line call this; it ties data (preprocessing), the engine and
-rendering together without any user-interface code.
+The pages and the command line call this; it ties data (preprocessing), the engine
+(:mod:`mushcam.cam`), the map cache (:mod:`mushcam.cache`, storage only) and rendering
+together without any user-interface code. :func:`cached_explanation` is the one place that
+runs the model for a map missing from the cache.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import torch
 from PIL import Image
 from torch import nn
 
+from mushcam.cache import CamCache, cam_key, entry_fits, roundtrip, store_explanation
+from mushcam.cam import DEFAULT_METHOD, CamResult, grad_cam, method_label
+from mushcam.cam import cam as compute_cam
 from mushcam.data import crop_box, preprocess
-from mushcam.gradcam import grad_cam
-from mushcam.methods import DEFAULT_METHOD, METHOD_LABELS
-from mushcam.methods import cam as compute_cam
 from mushcam.manifest import InputSpec, Manifest
 from mushcam.render import DEFAULT_ALPHA, DEFAULT_COLORMAP, MAX_VIEW_SIDE, Views, fit_within, render_views, upsample_cam
 
@@ -25,7 +27,7 @@ from mushcam.render import DEFAULT_ALPHA, DEFAULT_COLORMAP, MAX_VIEW_SIDE, Views
 class Explanation:
     """The raw map (h x w, float32, CPU) for ``class_idx`` and the full probability vector.
 
-    ``method``: the :data:`mushcam.methods.METHODS` name that made the map.
+    ``method``: the :data:`mushcam.cam.METHODS` name that made the map.
     """
 
     cam: torch.Tensor
@@ -54,10 +56,7 @@ def explain_image(
 ) -> Explanation:
     """Predict ``image`` and compute the ``method`` map of ``class_idx`` (None: the predicted class)."""
     inputs = preprocess(image, spec).unsqueeze(0)
-    if method == DEFAULT_METHOD:
-        result = grad_cam(model, inputs, layer, class_idx)  # what compute_cam would call, by its own name
-    else:
-        result = compute_cam(model, inputs, layer, class_idx, method=method)
+    result = run_engine(model, inputs, layer, class_idx, method)
     return Explanation(
         cam=result.cams[0].cpu(),
         probabilities=result.probabilities[0].cpu(),
@@ -67,13 +66,62 @@ def explain_image(
     )
 
 
+def run_engine(
+    model: nn.Module, inputs: torch.Tensor, layer: str, class_idx: int | None, method: str
+) -> CamResult:
+    """The engine's result for one batch: :func:`mushcam.cam.cam` with ``method``.
+
+    Grad-CAM is called by its own name (:func:`mushcam.cam.grad_cam`, the same map as
+    ``compute_cam(..., method="gradcam")``) so that the page tests can count engine calls
+    per method through this module's two names.
+    """
+    if method == DEFAULT_METHOD:
+        return grad_cam(model, inputs, layer, class_idx)
+    return compute_cam(model, inputs, layer, class_idx, method=method)
+
+
+def cached_explanation(
+    cache: CamCache,
+    model: nn.Module,
+    image: Image.Image,
+    spec: InputSpec,
+    layer: str,
+    class_idx: int | None,
+    checkpoint_sha256: str,
+    image_sha256: str,
+    method: str = DEFAULT_METHOD,
+) -> Explanation:
+    """:func:`explain_image` through the cache: the app's entry point (moved from mushcam.cache).
+
+    A hit costs no model call. A miss computes, then stores the map under its class and,
+    when it is the predicted class, under the "predicted" alias too. The returned map is
+    always the stored form (:func:`mushcam.cache.roundtrip`), so the first view and later
+    ones match. A cache that cannot be written keeps the answer in memory only and says
+    why in ``cache.write_error``.
+    """
+    key = cam_key(checkpoint_sha256, image_sha256, layer, class_idx, spec, method)
+    entry = cache.get_entry(key)
+    if entry_fits(entry, spec) and (class_idx is None or entry.class_idx == class_idx):
+        return Explanation(entry.cam, entry.probabilities, entry.class_idx, layer, method)
+    fresh = explain_image(model, image, spec, layer, class_idx, method)
+    is_predicted = class_idx is None or fresh.class_idx == fresh.predicted_idx
+    try:
+        store_explanation(cache, fresh.cam, fresh.probabilities, fresh.class_idx, is_predicted,
+                          checkpoint_sha256, image_sha256, layer, spec, method)
+    except OSError as exc:  # a read-only or full cache: the answer is still good, kept in memory only
+        cache.write_error = f"the map cache {cache.root} cannot be written ({exc.strerror or exc})"
+    return Explanation(roundtrip(fresh.cam), fresh.probabilities, fresh.class_idx, layer, method)
+
+
 def top_k(probabilities: torch.Tensor, class_names: list[str], k: int = 5) -> list[tuple[str, float]]:
     """The ``k`` most probable classes as (name, probability), highest first; ties keep class order."""
     values, indices = torch.sort(probabilities, descending=True, stable=True)
     return [(class_names[int(i)], float(v)) for v, i in zip(values[:k], indices[:k], strict=True)]
 
 
-def heat_for_image(explanation: Explanation, image: Image.Image, spec: InputSpec, scale: float | None = None) -> np.ndarray:
+def heat_for_image(
+    explanation: Explanation, image: Image.Image, spec: InputSpec, scale: float | None = None
+) -> np.ndarray:
     """The map upsampled onto ``image`` (any display size), in [0, 1]; NaN outside the crop."""
     return upsample_cam(explanation.cam, image.size, crop_box(image.size, spec), scale)
 
@@ -84,8 +132,8 @@ def explanation_title(explanation: Explanation, manifest: Manifest, model_name: 
     target = names[explanation.class_idx]
     predicted = names[explanation.predicted_idx]
     target_p = float(explanation.probabilities[explanation.class_idx])
-    if explanation.method != DEFAULT_METHOD:
-        model_name = f"{model_name} · {METHOD_LABELS[explanation.method]}"
+    if explanation.method != DEFAULT_METHOD:  # Grad-CAM titles read as they did before methods
+        model_name = f"{model_name} · {method_label(explanation.method)}"
     title = f"{model_name}: predicted {predicted} ({explanation.confidence:.1%})"
     if explanation.class_idx != explanation.predicted_idx:
         title += f"; map for {target} ({target_p:.1%})"

@@ -1,4 +1,4 @@
-"""Turning a raw Grad-CAM map into pictures: upsample, normalise, colour, blend, export.
+"""Turning a raw CAM map (Grad-CAM or another method) into pictures: upsample, normalise, colour, blend, export.
 
 Rendering is separate from the engine so that moving an alpha slider or picking another
 colormap only reruns this module, never the model. On a 1024-px image the steps cost a few
@@ -175,7 +175,8 @@ def combine_panels(panels: list[np.ndarray], labels: list[str], title: str = "")
         draw.text((width // 2, gap + font_size // 2), title, fill="black", font=_font(font_size), anchor="mm")
     x = gap
     for panel, label in zip(panels, labels, strict=True):
-        draw.text((x + panel.shape[1] // 2, title_h + label_h // 2), label, fill=(60, 60, 60), font=_font(font_size), anchor="mm")
+        centre = (x + panel.shape[1] // 2, title_h + label_h // 2)
+        draw.text(centre, label, fill=(60, 60, 60), font=_font(font_size), anchor="mm")
         canvas[top : top + panel.shape[0], x : x + panel.shape[1]] = panel
         x += panel.shape[1] + gap
     canvas[:top] = np.asarray(header)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from mushcam.agreement import (
+from mushcam.metrics.agreement import (
     Focus,
     average_ranks,
     focus,

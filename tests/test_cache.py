@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from factories import make_image
+
 from mushcam import cache as cache_module
-from mushcam.cache import CamCache, cached_explanation, cam_key, quantize, roundtrip
+from mushcam.cache import CamCache, cam_key, quantize, roundtrip
+from mushcam.explain import cached_explanation
 from mushcam.manifest import InputSpec
 from mushcam.models import build_model
 

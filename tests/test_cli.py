@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from factories import make_image
 from PIL import Image
 
-from factories import make_image
+from mushcam.cam import grad_cam
 from mushcam.cli import main
 from mushcam.data import preprocess
-from mushcam.gradcam import grad_cam
 from mushcam.manifest import load_manifest
 from mushcam.models import load_model
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from mushcam.gradcam import GradCAMError, eval_mode, grad_cam
+from mushcam.cam import GradCAMError, eval_mode, grad_cam
 from mushcam.models import BACKBONES, DEFAULT_LAYERS, build_model, get_layer
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from factories import write_image_folder, write_manifest
 from streamlit.testing.v1 import AppTest
 
 import mushcam.explain
-from factories import write_image_folder, write_manifest
-from mushcam.methods import METHODS
+from mushcam.cam import METHODS
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,17 +14,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
 from cam_peers import grad_cam_lib_raw, torchcam_raw
 from factories import make_image
+from torch import nn
+
+from mushcam.cam import METHODS, UnknownMethodError, cam, capture, grad_cam
+from mushcam.cam.activation import eigen_projection
 from mushcam.data import load_image, preprocess, scan_image_folder
 from mushcam.exceptions import MushcamError
-from mushcam.gradcam import grad_cam
 from mushcam.manifest import InputSpec
-from mushcam.methods import METHODS, UnknownMethodError, cam
-from mushcam.methods.core import capture
-from mushcam.methods.eigen import eigen_projection
 from mushcam.models import BACKBONES, DEFAULT_LAYERS, build_model, get_layer
 
 GRADIENT_METHODS = ("gradcam", "gradcampp", "xgradcam", "hirescam", "layercam")

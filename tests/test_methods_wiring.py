@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from factories import make_image, write_image_folder
+
 from mushcam import compare
-from mushcam.cache import KEY_VERSION, CamCache, cam_key, cached_explanation, spec_token
+from mushcam.cache import KEY_VERSION, CamCache, cam_key, spec_token
+from mushcam.cam import METHODS, cam
 from mushcam.cli import main
-from mushcam.explain import explain_image
+from mushcam.explain import cached_explanation, explain_image
 from mushcam.manifest import InputSpec, load_manifest
-from mushcam.methods import METHODS, cam
 from mushcam.models import build_model
 
 

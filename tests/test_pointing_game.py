@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mushcam.gradcam import grad_cam
+from mushcam.cam import grad_cam
 from mushcam.render import upsample_cam
 
 SIZE = 48
