@@ -18,6 +18,8 @@ from torch import nn
 from mushcam.cache import CamCache, cam_key, entry_fits, roundtrip, store_explanation
 from mushcam.cam import DEFAULT_METHOD, CamResult, grad_cam, method_label
 from mushcam.cam import cam as compute_cam
+from mushcam.cam.core import Progress
+from mushcam.map_scale import map_range
 from mushcam.data import crop_box, preprocess
 from mushcam.manifest import InputSpec, Manifest
 from mushcam.render import DEFAULT_ALPHA, DEFAULT_COLORMAP, MAX_VIEW_SIDE, Views, fit_within, render_views, upsample_cam
@@ -53,10 +55,13 @@ def explain_image(
     layer: str,
     class_idx: int | None = None,
     method: str = DEFAULT_METHOD,
+    progress: Progress | None = None,
 ) -> Explanation:
-    """Predict ``image`` and compute the ``method`` map of ``class_idx`` (None: the predicted class)."""
+    """Predict ``image`` and compute the ``method`` map of ``class_idx`` (None: the predicted class).
+
+    ``progress(done, total)`` hears from long methods after every batch (see :func:`mushcam.cam.cam`)."""
     inputs = preprocess(image, spec).unsqueeze(0)
-    result = run_engine(model, inputs, layer, class_idx, method)
+    result = run_engine(model, inputs, layer, class_idx, method, progress)
     return Explanation(
         cam=result.cams[0].cpu(),
         probabilities=result.probabilities[0].cpu(),
@@ -67,7 +72,8 @@ def explain_image(
 
 
 def run_engine(
-    model: nn.Module, inputs: torch.Tensor, layer: str, class_idx: int | None, method: str
+    model: nn.Module, inputs: torch.Tensor, layer: str, class_idx: int | None, method: str,
+    progress: Progress | None = None,
 ) -> CamResult:
     """The engine's result for one batch: :func:`mushcam.cam.cam` with ``method``.
 
@@ -77,7 +83,7 @@ def run_engine(
     """
     if method == DEFAULT_METHOD:
         return grad_cam(model, inputs, layer, class_idx)
-    return compute_cam(model, inputs, layer, class_idx, method=method)
+    return compute_cam(model, inputs, layer, class_idx, method=method, progress=progress)
 
 
 def cached_explanation(
@@ -90,6 +96,7 @@ def cached_explanation(
     checkpoint_sha256: str,
     image_sha256: str,
     method: str = DEFAULT_METHOD,
+    progress: Progress | None = None,
 ) -> Explanation:
     """:func:`explain_image` through the cache: the app's entry point (moved from mushcam.cache).
 
@@ -99,11 +106,10 @@ def cached_explanation(
     ones match. A cache that cannot be written keeps the answer in memory only and says
     why in ``cache.write_error``.
     """
-    key = cam_key(checkpoint_sha256, image_sha256, layer, class_idx, spec, method)
-    entry = cache.get_entry(key)
-    if entry_fits(entry, spec) and (class_idx is None or entry.class_idx == class_idx):
-        return Explanation(entry.cam, entry.probabilities, entry.class_idx, layer, method)
-    fresh = explain_image(model, image, spec, layer, class_idx, method)
+    hit = cached_only(cache, spec, layer, class_idx, checkpoint_sha256, image_sha256, method)
+    if hit is not None:
+        return hit
+    fresh = explain_image(model, image, spec, layer, class_idx, method, progress)
     is_predicted = class_idx is None or fresh.class_idx == fresh.predicted_idx
     try:
         store_explanation(cache, fresh.cam, fresh.probabilities, fresh.class_idx, is_predicted,
@@ -111,6 +117,26 @@ def cached_explanation(
     except OSError as exc:  # a read-only or full cache: the answer is still good, kept in memory only
         cache.write_error = f"the map cache {cache.root} cannot be written ({exc.strerror or exc})"
     return Explanation(roundtrip(fresh.cam), fresh.probabilities, fresh.class_idx, layer, method)
+
+
+def cached_only(
+    cache: CamCache,
+    spec: InputSpec,
+    layer: str,
+    class_idx: int | None,
+    checkpoint_sha256: str,
+    image_sha256: str,
+    method: str = DEFAULT_METHOD,
+) -> Explanation | None:
+    """The explanation the cache holds for these keys, or None: never a model call.
+
+    What a page asks before it offers to start a long method (a map the batch pipeline made
+    shows at once)."""
+    key = cam_key(checkpoint_sha256, image_sha256, layer, class_idx, spec, method)
+    entry = cache.get_entry(key)
+    if entry_fits(entry, spec) and (class_idx is None or entry.class_idx == class_idx):
+        return Explanation(entry.cam, entry.probabilities, entry.class_idx, layer, method)
+    return None
 
 
 def top_k(probabilities: torch.Tensor, class_names: list[str], k: int = 5) -> list[tuple[str, float]]:
@@ -132,8 +158,7 @@ def explanation_title(explanation: Explanation, manifest: Manifest, model_name: 
     target = names[explanation.class_idx]
     predicted = names[explanation.predicted_idx]
     target_p = float(explanation.probabilities[explanation.class_idx])
-    if explanation.method != DEFAULT_METHOD:  # Grad-CAM titles read as they did before methods
-        model_name = f"{model_name} · {method_label(explanation.method)}"
+    model_name = f"{model_name} · {method_label(explanation.method)}"  # every title names its method
     title = f"{model_name}: predicted {predicted} ({explanation.confidence:.1%})"
     if explanation.class_idx != explanation.predicted_idx:
         title += f"; map for {target} ({target_p:.1%})"
@@ -156,5 +181,10 @@ def render_explanation(
     63 MP float heat map."""
     drawn = fit_within(image, max_side)
     heat = heat_for_image(explanation, drawn, manifest.input)
-    views = render_views(drawn, heat, alpha, colormap, explanation_title(explanation, manifest, model_name), max_side)
+    scale = map_range(explanation.cam)
+    title = explanation_title(explanation, manifest, model_name)
+    if scale.flat:
+        title += " · flat map" if not scale.empty else " · empty map"
+    views = render_views(drawn, heat, alpha, colormap, title, max_side, method_label(explanation.method),
+                         scale.high, scale.flat)
     return replace(views, scaled_from=image.size) if drawn is not image else views

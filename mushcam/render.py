@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from mushcam.map_scale import colorbar
+
 COLORMAPS: tuple[str, ...] = ("jet", "viridis", "hot", "inferno", "magma", "plasma", "turbo", "gray")
 DEFAULT_ALPHA = 0.45
 DEFAULT_COLORMAP = "jet"
@@ -132,12 +134,19 @@ def render_views(
     colormap: str = DEFAULT_COLORMAP,
     title: str = "",
     max_side: int = MAX_VIEW_SIDE,
+    map_label: str = "Grad-CAM",
+    scale: float = 1.0,
+    flat: bool = False,
 ) -> Views:
-    """Original | Heatmap | Overlay, and Combined (the three side by side under a title).
+    """Original | Heatmap | Overlay, and Combined (the three side by side under a title, with
+    the colour bar of ``colormap`` beside them).
 
     ``heat`` comes from :func:`upsample_cam` for this image. An image longer than
     ``max_side`` is drawn scaled down to it (``Views.scaled_from`` says so): the combined
     figure is then at most about 3 x ``max_side`` wide, whatever the photo's size.
+    ``map_label`` names the method on the heatmap panel and the colour bar; ``scale`` is the
+    raw value the top of the bar stands for (the map was divided by it); ``flat`` marks a map
+    that does not single out a region (:mod:`mushcam.map_scale`) on the bar.
     """
     if heat.shape != (image.size[1], image.size[0]):
         raise ValueError(f"heat map {heat.shape} does not match the image {(image.size[1], image.size[0])}")
@@ -149,7 +158,9 @@ def render_views(
     original = np.asarray(image.convert("RGB"), dtype=np.uint8)
     heat_rgb = colorize(heat, colormap)
     blended = blend(original, heat_rgb, alpha, heat)
-    combined = combine_panels([original, heat_rgb, blended], ["Original", "Grad-CAM heatmap", "Overlay"], title)
+    bar = colorbar(colormap_lut(colormap), original.shape[0], scale, map_label, flat)
+    combined = combine_panels([original, heat_rgb, blended, bar], ["Original", f"{map_label} heatmap", "Overlay", ""],
+                              title)
     return Views(original, heat_rgb, blended, combined, scaled_from)
 
 

@@ -1,13 +1,12 @@
-"""Explain page: one photo, one model (by its manifest name), any target class; the four Grad-CAM views."""
+"""Explain page: one photo, one model (by its manifest name), any target class and CAM method; the four views."""
 
 import streamlit as st
 
 st.set_page_config(page_title="Explain · MushCAM", page_icon="🍄", layout="wide")
 
+from mushcam.cam import DEFAULT_METHOD, METHODS, method_label  # noqa: E402
 from mushcam.exceptions import MushcamError  # noqa: E402
-from mushcam.explain import explanation_title, render_explanation, top_k  # noqa: E402
-from mushcam.methods import METHOD_LABELS, METHODS  # noqa: E402
-from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP, to_png  # noqa: E402
+from mushcam.explain import top_k  # noqa: E402
 from mushcam.toxicity import Toxicity  # noqa: E402
 from ui import explain_support as support  # noqa: E402
 from ui import state  # noqa: E402
@@ -33,13 +32,14 @@ except state.ImageLoadError as exc:
     st.error(f"**{photo.name}** cannot be used: {exc}. Please choose another file.", icon="🚫")
     st.stop()
 
-# --- model and target ---------------------------------------------------------------------
-controls = st.columns([2, 3, 2, 2])
+# --- model, method and target ---------------------------------------------------------------
+controls = st.columns([2, 2, 3])
 name = controls[0].selectbox("Model", ctx.available, format_func=ctx.label, key="backbone")
 label = ctx.label(name)
-method = controls[0].selectbox("CAM method", METHODS, format_func=METHOD_LABELS.get, key="method",
-                               help="How the map is made (docs/methods.md). Ablation-CAM and Score-CAM run "
-                               "the model once per channel of the layer: seconds to minutes on a CPU.")
+method = controls[1].selectbox("CAM method", METHODS, format_func=method_label, key="method",
+                               help="How the map is made (docs/methods.md). Long methods (Ablation-CAM, "
+                               "Score-CAM: one pass per channel of the layer) say how long they will take and "
+                               "start only when you press their button.")
 try:
     loaded_model = state.get_loaded(ctx, name)
 except (MushcamError, OSError, RuntimeError) as exc:
@@ -50,24 +50,19 @@ model = loaded_model.model
 layer = state.cam_layer(ctx, name, loaded_model)
 identity = state.model_identity(ctx, name)
 with st.spinner("Running the model…"), state.shown_errors(label):
-    prediction = state.cached_explanation(model, loaded.image, manifest, identity, loaded.sha256, layer, None, method)
+    # The prediction never waits for a long map: it comes with Grad-CAM's, one forward pass.
+    prediction = state.cached_explanation(model, loaded.image, manifest, identity, loaded.sha256, layer, None,
+                                          DEFAULT_METHOD)
 names = manifest.class_names
-target = controls[1].selectbox(
+target = controls[2].selectbox(
     "Explain class",
     [None, *range(len(names))],
     format_func=lambda i: support.target_label(i, prediction, manifest),
     key="target",
     help="Default: the predicted class. Pick another to ask 'why not this one?'",
 )
-alpha = controls[2].slider("Heat-map opacity (alpha)", 0.0, 1.0, DEFAULT_ALPHA, 0.05, key="alpha")
-colormap = controls[3].selectbox("Colormap", COLORMAPS, index=COLORMAPS.index(DEFAULT_COLORMAP), key="colormap")
-
-if target is None or target == prediction.class_idx:
-    explanation = prediction
-else:
-    with st.spinner(f"{METHOD_LABELS[method]} for {names[target]}…"), state.shown_errors(label):
-        explanation = state.cached_explanation(model, loaded.image, manifest, identity, loaded.sha256, layer, target,
-                                               method)
+map_class = None if target is None or target == prediction.class_idx else target
+explained = prediction.class_idx if map_class is None else map_class
 
 # --- prediction -----------------------------------------------------------------------------
 left, right = st.columns([2, 3], gap="large")
@@ -83,31 +78,25 @@ with left:
         st.error("The model calls this a **poisonous** genus.", icon="☠️")
     rows = top_k(prediction.probabilities, names, 5)
     st.plotly_chart(
-        top_k_bar(rows, [manifest.toxicity(n) for n, _ in rows], highlight=names[explanation.class_idx]),
+        top_k_bar(rows, [manifest.toxicity(n) for n, _ in rows], highlight=names[explained]),
         key="top_k_chart",
         config={"displayModeBar": False},
     )
-    st.caption("Top-5 probabilities. ☠ and red: poisonous genus. Outlined: the class the map explains.")
+    st.caption("Top-5 probabilities, coloured by the genus's toxicity (key above the bars). "
+               "Outlined: the class the map explains.")
 
-# --- the four views -----------------------------------------------------------------------
-views = render_explanation(loaded.display, explanation, manifest, label, alpha, colormap)
+# --- the map ----------------------------------------------------------------------------------
 with right:
-    st.markdown(f"**{explanation_title(explanation, manifest, label)}**")
-    tabs = st.tabs(["Overlay", "Heatmap", "Original", "Combined"])
-    tabs[0].image(views.overlay, width="stretch", output_format="JPEG")
-    tabs[1].image(views.heatmap, width="stretch", output_format="JPEG")
-    tabs[2].image(views.original, width="stretch", output_format="JPEG")
-    tabs[3].image(views.combined, width="stretch", output_format="JPEG")
-    st.download_button(
-        "Download the combined figure (PNG)",
-        data=lambda: to_png(views.combined),
-        file_name=support.download_name(loaded.name, name, names[explanation.class_idx]),
-        mime="image/png",
-        key="download_combined",
-        icon="⬇️",
-    )
-    st.caption(
-        "Red: regions that raised the score of the explained class most; blue: little or none. "
-        "The map is scaled to its own maximum."
-        + (" Grey: outside the centre crop the network saw." if manifest.input.resize == "center_crop" else "")
-    )
+    if method == DEFAULT_METHOD and map_class is None:
+        explanation = prediction
+    else:
+        cost = support.cost_of(model, identity, layer, manifest.input.size, method)
+        ask = support.MapAsk(model, loaded.image, manifest, identity, loaded.sha256, layer, map_class, method)
+        if cost.long:
+            explanation = support.long_map(ask, cost, label, names[explained])
+        else:
+            with st.spinner(f"{method_label(method)} for {names[explained]}…"), state.shown_errors(label):
+                explanation = state.cached_explanation(model, loaded.image, manifest, identity, loaded.sha256, layer,
+                                                       map_class, method)
+    if explanation is not None:
+        support.views_panel(loaded, explanation, manifest, label, name)

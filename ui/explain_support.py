@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
+import torch
+from PIL import Image
 
+from mushcam.cache import CamCache, default_cache_dir
+from mushcam.cam import DEFAULT_METHOD, CostEstimate, LayerProbe, estimate_cost, method_label, probe_layer
 from mushcam.catalog import LoadedModel
 from mushcam.data import scan_images
 from mushcam.exceptions import MushcamError
-from mushcam.explain import Explanation
+from mushcam.explain import Explanation, cached_explanation, cached_only, explanation_title, render_explanation
 from mushcam.manifest import Manifest, file_safe_name
+from mushcam.map_scale import colormap_caption, map_range, with_colorbar
+from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP, colormap_lut, to_png
 from mushcam.toxicity import Toxicity
-from ui import state
+from ui import cam_jobs, state
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"]
 UPLOAD, SAMPLE = "Upload a photo", "Sample folder"
@@ -115,8 +122,133 @@ def truth_line(true_label: str, predicted: str, manifest: Manifest) -> str:
     return f"True class: **{true_label}** · {kind}"
 
 
-def download_name(image_name: str, model_name: str, class_name: str) -> str:
-    """A file name that says what the figure is (image, model, class), safe on every file system."""
+def download_name(image_name: str, model_name: str, class_name: str, method: str = DEFAULT_METHOD) -> str:
+    """A file name that says what the figure is (method, image, model, class), safe on every file system."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(image_name).stem)[:60] or "image"
     label = re.sub(r"[^A-Za-z0-9._-]+", "_", class_name)[:40]
-    return f"gradcam_{stem}_{file_safe_name(model_name)}_{label}.png"
+    return f"{file_safe_name(method)}_{stem}_{file_safe_name(model_name)}_{label}.png"
+
+
+# --- maps that take long: an estimate first, then a worker with progress and Stop ------------------
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def layer_probe(_model: torch.nn.Module, identity: state.ModelIdentity, layer: str, size: int) -> LayerProbe:
+    """K at ``layer`` and the model's forward time at the manifest's input size (one probe per model x layer)."""
+    inputs = torch.zeros(1, 3, size, size)
+    return probe_layer(_model, inputs, layer)
+
+
+def cost_of(model: torch.nn.Module, identity: state.ModelIdentity, layer: str, size: int, method: str) -> CostEstimate:
+    """What ``method`` would cost on one photo with this model (passes and seconds, measured here)."""
+    return estimate_cost(method, layer_probe(model, identity, layer, size))
+
+
+@dataclass(frozen=True)
+class MapAsk:
+    """One map the page wants: which model, photo, layer, class and method."""
+
+    model: torch.nn.Module
+    image: Image.Image
+    manifest: Manifest
+    identity: state.ModelIdentity
+    image_sha: str
+    layer: str
+    class_idx: int | None
+    method: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.identity.key}|{self.image_sha}|{self.layer}|{self.class_idx}|{self.method}"
+
+
+def long_map(ask: MapAsk, cost: CostEstimate, model_label: str, class_name: str) -> Explanation | None:
+    """The map of a long method: from the caches, from a finished job, or None (the panel is drawn).
+
+    Never starts anything by itself: a model or photo change shows the estimate and a button,
+    so a Score-CAM left selected does not silently start minutes of work.
+    """
+    cache = CamCache(default_cache_dir())
+    digest = state.map_digest(ask.identity)
+    hit = cached_only(cache, ask.manifest.input, ask.layer, ask.class_idx, digest, ask.image_sha, ask.method)
+    if hit is not None:
+        return hit
+    job = cam_jobs.job_for(ask.key)
+    if job is not None and not job.running and job.error is None:
+        return job.result
+    _long_map_panel(ask, cost, model_label, class_name, job, cache, digest)
+    return None
+
+
+def _long_map_panel(ask: MapAsk, cost: CostEstimate, model_label: str, class_name: str,
+                    job: cam_jobs.CamJob | None, cache: CamCache, digest: str) -> None:
+    if job is not None and job.running and not job.stop_event.is_set():
+        _progress(ask.key)
+        return
+    if job is not None and job.error is not None and not job.stopped and not job.stop_event.is_set():
+        if not isinstance(job.error, MushcamError):
+            raise job.error
+        st.error(f"{cost.label} failed: {job.error}", icon="🚫")
+    elif job is not None:
+        st.info(f"{cost.label} was stopped; nothing was kept. Start it again when you want it.", icon="⏹️")
+    st.info(
+        f"**{cost.label}** of {model_label} for {class_name} runs about **{cost.passes:,.0f} forward passes**: "
+        f"roughly **{cam_jobs.format_seconds(cost.seconds)}** on this machine. The prediction is final already; "
+        "the map is computed only when you ask, and you can stop it.", icon="⏱️")
+    if st.button(f"Compute {cost.label}", key="start_long_map", type="primary", icon="▶️"):
+        def work(progress: Callable[[int, int], None]) -> Explanation:
+            return cached_explanation(cache, ask.model, ask.image, ask.manifest.input, ask.layer, ask.class_idx,
+                                      digest, ask.image_sha, ask.method, progress)
+
+        cam_jobs.start_job(ask.key, cost.label, work)
+        st.rerun()
+
+
+@st.fragment(run_every=cam_jobs.POLL_SECONDS)
+def _progress(key: str) -> None:
+    """Progress of the running job, redrawn twice a second; Stop; a full rerun once it is over."""
+    job = cam_jobs.job_for(key)
+    if job is None or not job.running or job.stop_event.is_set():
+        st.rerun()
+        return
+    eta = job.eta_seconds()
+    text = (f"{job.label}: {job.done:,} of {job.total:,} channels · about {cam_jobs.format_seconds(eta)} left"
+            if eta is not None else f"{job.label}: starting…")
+    st.progress(job.fraction, text=text)
+    if st.button("Stop", key="stop_long_map", icon="⏹️"):
+        job.stop()
+        st.rerun()
+
+
+@st.fragment
+def views_panel(loaded: state.LoadedImage, explanation: Explanation, manifest: Manifest, label: str,
+                name: str) -> None:
+    """The four views with their colour bar, alpha and colormap: a fragment, so moving a slider
+    redraws only this part of the page (no model call, no rerun of the page above)."""
+    names = manifest.class_names
+    c1, c2 = st.columns(2)
+    alpha = c1.slider("Heat-map opacity (alpha)", 0.0, 1.0, DEFAULT_ALPHA, 0.05, key="alpha")
+    colormap = c2.selectbox("Colormap", COLORMAPS, index=COLORMAPS.index(DEFAULT_COLORMAP), key="colormap")
+    views = render_explanation(loaded.display, explanation, manifest, label, alpha, colormap)
+    scale = map_range(explanation.cam)
+    lut = colormap_lut(colormap)
+    map_name = method_label(explanation.method)
+    st.markdown(f"**{explanation_title(explanation, manifest, label)}**")
+    if scale.warning is not None:
+        st.warning(f"This map is {scale.warning}", icon="🟰")
+    tabs = st.tabs(["Overlay", "Heatmap", "Original", "Combined"])
+    tabs[0].image(with_colorbar(views.overlay, lut, scale.high, map_name, scale.flat), width="stretch",
+                  output_format="JPEG")
+    tabs[1].image(with_colorbar(views.heatmap, lut, scale.high, map_name, scale.flat), width="stretch",
+                  output_format="JPEG")
+    tabs[2].image(views.original, width="stretch", output_format="JPEG")
+    tabs[3].image(views.combined, width="stretch", output_format="JPEG")
+    st.download_button(
+        "Download the combined figure (PNG)",
+        data=lambda: to_png(views.combined),
+        file_name=download_name(loaded.name, name, names[explanation.class_idx], explanation.method),
+        mime="image/png",
+        key="download_combined",
+        icon="⬇️",
+    )
+    crop = " Grey: outside the centre crop the network saw." if manifest.input.resize == "center_crop" else ""
+    st.caption(colormap_caption(colormap) + crop)

@@ -256,6 +256,11 @@ def checkpoint_sha256(identity: ModelIdentity) -> str:
     return CamCache(default_cache_dir()).checkpoint_sha256(identity.checkpoint)
 
 
+def map_digest(identity: ModelIdentity) -> str:
+    """The model's part of every on-disk map key: its checkpoint's hash with its entry's fingerprint."""
+    return catalog.cache_digest(checkpoint_sha256(identity), identity.fingerprint)
+
+
 @dataclass(frozen=True)
 class LoadedImage:
     """An uploaded or sample photo: full resolution for the model, a smaller copy for display."""

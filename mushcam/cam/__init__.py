@@ -3,7 +3,8 @@
 
 The methods live by kind: :mod:`mushcam.cam.gradient` (Grad-CAM, Grad-CAM++, XGrad-CAM,
 HiResCAM, LayerCAM), :mod:`mushcam.cam.activation` (Eigen-CAM), :mod:`mushcam.cam.ablation`
-and :mod:`mushcam.cam.score` (the perturbation methods Ablation-CAM and Score-CAM).
+and :mod:`mushcam.cam.score` (the perturbation methods Ablation-CAM and Score-CAM);
+:mod:`mushcam.cam.cost` says how long a method will take before it starts.
 """
 
 from mushcam.cam.core import (
@@ -22,6 +23,7 @@ from mushcam.cam.core import (
     recorded_forward,
     weighted_sum,
 )
+from mushcam.cam.cost import CostEstimate, LayerProbe, estimate_cost, probe_layer
 from mushcam.cam.engine import cam, grad_cam
 from mushcam.cam.registry import (
     COSTS,
@@ -49,8 +51,10 @@ __all__ = [
     "CamResult",
     "Capture",
     "Column",
+    "CostEstimate",
     "GradCAMError",
     "GradCAMResult",
+    "LayerProbe",
     "LayerRecorder",
     "MapRequest",
     "Method",
@@ -58,6 +62,7 @@ __all__ = [
     "cam",
     "capture",
     "check_method",
+    "estimate_cost",
     "eval_mode",
     "get_method",
     "grad_cam",
@@ -67,6 +72,7 @@ __all__ = [
     "method_label",
     "method_names",
     "predicted_classes",
+    "probe_layer",
     "prepare_inputs",
     "recorded_forward",
     "register",

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -126,8 +127,11 @@ def ablation_scores(
     batch_size: int,
     layout: str = "nchw",
     channels: int | None = None,
+    on_batch: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
-    """``y_c^k`` for every channel k of one image's raw layer output (batch 1): (K,)."""
+    """``y_c^k`` for every channel k of one image's raw layer output (batch 1): (K,).
+
+    ``on_batch(channels_done)`` is called after every chunk of ablated copies."""
     channels = activation.shape[1] if channels is None else channels
     scores = torch.empty(channels, dtype=torch.float32, device=activation.device)
     broadcast = True
@@ -141,6 +145,8 @@ def ablation_scores(
                 broadcast = False
                 logits = _replay(model, hook, image, chunk, broadcast)
             scores[start:stop] = logits[:, class_idx].float()
+            if on_batch is not None:
+                on_batch(stop)
     return scores
 
 
@@ -154,11 +160,16 @@ def ablation_cam(request: MapRequest) -> torch.Tensor:
     if size < 1:
         raise GradCAMError(f"batch_size must be at least 1; got {request.batch_size}")
     weights = torch.empty(activation.shape[:2], dtype=torch.float32, device=activation.device)
-    for n in range(activation.shape[0]):
+    images, channels = activation.shape[:2]
+    for n in range(images):
         c = int(captured.class_idx[n])
         original = float(captured.logits[n, c])
+
+        def on_batch(done: int, n: int = n) -> None:
+            request.report(n * channels + done, images * channels)
+
         ablated = ablation_scores(model, captured.inputs[n : n + 1], raw[n : n + 1], module, c, size, layout,
-                                  activation.shape[1])
+                                  channels, on_batch)
         if original == 0.0:
             weights[n] = 0.0  # the paper's weight is undefined for a zero score
         else:

@@ -32,6 +32,7 @@ from mushcam.exceptions import MushcamError
 from mushcam.finite import require_finite
 from mushcam.models.layers import as_feature_map, channels_last_module, get_layer, layout_of, resolve_layer
 
+Progress = Callable[[int, int], None]  # progress(done, total), called by long methods after each batch
 ClassIndex = int | Sequence[int] | torch.Tensor | None
 
 
@@ -319,12 +320,20 @@ def _head_gradients(
 @dataclass(frozen=True)
 class MapRequest:
     """What a method's function gets to make the maps of one layer: the model (for methods
-    that re-run it), the capture, the layer's name and the caller's ``batch_size`` (or None)."""
+    that re-run it), the capture, the layer's name, the caller's ``batch_size`` (or None) and
+    ``progress(done, total)``, which long methods call after every batch (a caller stops the
+    computation by raising from it: the engine unwinds, its hooks removed in ``finally``)."""
 
     model: nn.Module
     captured: Capture
     layer: str
     batch_size: int | None = None
+    progress: Progress | None = None
+
+    def report(self, done: int, total: int) -> None:
+        """Tell the caller ``done`` of ``total`` steps are finished (nothing when no one listens)."""
+        if self.progress is not None:
+            self.progress(done, total)
 
     @property
     def activation(self) -> torch.Tensor:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mushcam.cam.core import CamResult, ClassIndex, MapRequest, capture, eval_mode, layer_names
+from mushcam.cam.core import CamResult, ClassIndex, MapRequest, Progress, capture, eval_mode, layer_names
 from mushcam.cam.registry import DEFAULT_METHOD, get_method
 from mushcam.finite import require_finite
 
@@ -25,6 +25,7 @@ def cam(
     class_idx: ClassIndex = None,
     method: str = DEFAULT_METHOD,
     batch_size: int | None = None,
+    progress: Progress | None = None,
 ) -> CamResult:
     """Raw maps of ``method`` for a batch ``inputs`` (N x 3 x H x W) at ``layer``.
 
@@ -34,7 +35,9 @@ def cam(
     image's predicted class), one int for all images, or one per image (Eigen-CAM's map does
     not depend on the class, but the class is still recorded). ``batch_size`` bounds the copies
     run together by Ablation-CAM (default: 128 MiB of ablated activations) and Score-CAM
-    (default 32 masked inputs).
+    (default 32 masked inputs). ``progress(done, total)`` is called by the long methods after
+    every batch; an exception raised from it stops the computation (hooks removed, eval mode
+    restored) and propagates.
     """
     entry = get_method(method)
     layers = layer_names(layer)
@@ -42,7 +45,7 @@ def cam(
         captured = capture(model, inputs, layers, class_idx, gradients=entry.needs_gradient)
         cams_by_layer: dict[str, torch.Tensor] = {}
         for name in layers:
-            raw_map = entry.function(MapRequest(model, captured, name, batch_size))
+            raw_map = entry.function(MapRequest(model, captured, name, batch_size, progress))
             require_finite(raw_map, f"{entry.label} maps at layer {name!r}")
             cams_by_layer[name] = raw_map.float()
     return CamResult(

@@ -20,6 +20,8 @@ time: the masks are upsampled chunk by chunk, so memory is bounded by ``batch_si
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -47,8 +49,11 @@ def masked_scores(
     activation: torch.Tensor,
     class_idx: int,
     batch_size: int,
+    on_batch: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
-    """``y_c(X * H_k)`` for every channel of one image (image 1 x 3 x H x W): (K,)."""
+    """``y_c(X * H_k)`` for every channel of one image (image 1 x 3 x H x W): (K,).
+
+    ``on_batch(channels_done)`` is called after every batch of masked inputs."""
     channels = activation.shape[1]
     scores = torch.empty(channels, dtype=torch.float32, device=activation.device)
     size = (image.shape[-2], image.shape[-1])
@@ -60,6 +65,8 @@ def masked_scores(
             if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
                 raise GradCAMError("the model must return logits of shape N x C")
             scores[start:stop] = logits[:, class_idx].float()
+            if on_batch is not None:
+                on_batch(stop)
     return scores
 
 
@@ -70,8 +77,13 @@ def score_cam(request: MapRequest) -> torch.Tensor:
     if size < 1:
         raise GradCAMError(f"batch_size must be at least 1; got {request.batch_size}")
     weights = torch.empty(activation.shape[:2], dtype=torch.float32, device=activation.device)
-    for n in range(activation.shape[0]):
+    images, channels = activation.shape[:2]
+    for n in range(images):
         c = int(captured.class_idx[n])
-        scores = masked_scores(request.model, captured.inputs[n : n + 1], activation[n : n + 1], c, size)
+
+        def on_batch(done: int, n: int = n) -> None:
+            request.report(n * channels + done, images * channels)
+
+        scores = masked_scores(request.model, captured.inputs[n : n + 1], activation[n : n + 1], c, size, on_batch)
         weights[n] = torch.softmax(scores, dim=0)
     return weighted_sum(weights.to(activation.dtype), activation)
