@@ -47,10 +47,12 @@ def model_digest(manifest: Manifest, name: str, cache: CamCache) -> str:
 
 
 def training_photos(data_root: str | os.PathLike[str], split: str = "train") -> list[LabelledImage]:
-    """Every photo under ``data_root/<split>/<Class>/`` (or ``data_root/<Class>/`` when there is no such split)."""
+    """Every photo under ``data_root/<split>/<Class>/`` (or ``data_root/<Class>/`` when there is no such split),
+    with paths relative to ``data_root`` (``train/Amanita/x.jpg``), as the results store writes them."""
     root = Path(data_root).expanduser()
-    folder = root / split if (root / split).is_dir() else root
-    return scan_images(folder).images
+    if not (root / split).is_dir():
+        return scan_images(root).images
+    return [LabelledImage(p.path, f"{split}/{p.relpath}", p.label) for p in scan_images(root / split).images]
 
 
 def _hash_all(photos: Sequence[LabelledImage]) -> tuple[list[tuple[LabelledImage, str]], list[tuple[str, str]]]:
