@@ -8,6 +8,11 @@ and of the two stages, and the time of each stage; then (``--real``) the time on
 photos, read-only.
 
     python benchmarks/bench_matching.py [--originals 160] [--real ../shared/data/mushrooms]
+        [--skip-made] [--skip-real] [--search 100000] [--embed mobilenet_v3_large]
+
+``--search ROWS`` times exact cosine search over ROWS made 2,048-wide float16 embeddings;
+``--embed ARCH`` times the look-alike embeddings of ``--real``'s train split for a random-init
+ARCH at 224 px, cold (computed) and warm (read back from disk).
 """
 
 from __future__ import annotations
@@ -161,11 +166,14 @@ def run_made(originals: int) -> dict[str, object]:
         proposed = {tuple(sorted((paths[c.i].name, paths[c.j].name))) for c in candidates}
         per_kind = {k: _score({f for f in found if k in f[1] or k in f[0]},
                               {t for t in truth if k in t[1]})["recall"] for k in VARIANTS}
+        hash_per_kind = {k: _score({f for f in hashes_only if k in f[1] or k in f[0]},
+                                   {t for t in truth if k in t[1]})["recall"] for k in VARIANTS}
         missed = sorted(truth - found)
         false = sorted(found - truth)
     return {"photos": len(paths), "hash_stage": _score(hashes_only, truth), "candidates": len(candidates),
             "candidate_recall": _score(proposed, truth)["recall"], "two_stages": _score(found, truth),
-            "recall_by_kind": per_kind, "missed": missed[:10], "false": false[:10],
+            "recall_by_kind": per_kind, "hash_recall_by_kind": hash_per_kind,
+            "missed": missed[:10], "false": false[:10],
             "seconds": {"hash_stage": round(hash_seconds, 2), "propose": round(propose_seconds, 2),
                         "confirm": round(confirm_seconds, 2)}}
 
@@ -189,15 +197,71 @@ def run_real(root: Path) -> dict[str, object]:
             "seconds": {"propose": round(propose_seconds, 1), "confirm": round(confirm_seconds, 1)}}
 
 
+def run_search(rows: int, width: int, queries: int = 20) -> dict[str, object]:
+    """Exact cosine search (:func:`mushcam.lookalike.nearest`) over ``rows`` made float16 embeddings."""
+    from mushcam.lookalike.search import nearest
+    from mushcam.lookalike.store import EmbeddingIndex
+
+    rng = np.random.default_rng(0)
+    vectors = np.empty((rows, width), dtype=np.float16)
+    for start in range(0, rows, 8192):  # made in blocks: no float64 copy of the whole matrix
+        block = rng.standard_normal((min(8192, rows - start), width), dtype=np.float32)
+        vectors[start:start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    labels = tuple(("A", "B", "C", "D")[i % 4] for i in range(rows))
+    index = EmbeddingIndex("0" * 64, vectors, tuple(map(str, range(rows))), tuple(f"{i:064x}" for i in range(rows)),
+                           labels, np.ones(rows, np.float32))
+    times = []
+    for q in range(queries):
+        start = time.perf_counter()
+        nearest(vectors[q].astype(np.float32), index, k=5, classes=["B"])
+        times.append(time.perf_counter() - start)
+    return {"rows": rows, "width": width, "megabytes": round(vectors.nbytes / 2**20), "median_ms": round(
+        1000 * float(np.median(times)), 1)}
+
+
+def run_embed(root: Path, arch: str, size: int) -> dict[str, object]:
+    """Build the embeddings of ``root/train`` for a random-init ``arch`` (cold), then again (warm: from disk)."""
+    import torch
+    import torchvision
+
+    from mushcam.lookalike import build_index, training_photos
+    from mushcam.manifest import InputSpec
+
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(arch, weights=None, num_classes=8).eval()
+    photos = training_photos(root)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        cold = build_index(model, photos, InputSpec(size=size), tmp, "bench-" + arch)
+        cold_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        warm = build_index(model, photos, InputSpec(size=size), tmp, "bench-" + arch)
+        warm_seconds = time.perf_counter() - start
+        stored = sum(f.stat().st_size for f in Path(tmp).iterdir())
+    return {"arch": arch, "size": size, "photos": len(cold.index), "cold_seconds": round(cold_seconds, 1),
+            "warm_seconds": round(warm_seconds, 2), "warm_computed": warm.computed, "stored_megabytes": round(
+                stored / 2**20, 1)}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--originals", type=int, default=160)
     parser.add_argument("--real", type=Path, default=None, help="a data folder ROOT/<split>/<Class>/ (read only)")
+    parser.add_argument("--skip-made", action="store_true", help="skip the made set")
+    parser.add_argument("--skip-real", action="store_true", help="do not match --real's photos")
+    parser.add_argument("--search", type=int, default=0, metavar="ROWS", help="time nearest() over ROWS embeddings")
+    parser.add_argument("--embed", default="", metavar="ARCH", help="also time the embeddings of --real's train split")
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
-    results: dict[str, object] = {"made": run_made(args.originals)}
-    if args.real is not None:
+    results: dict[str, object] = {}
+    if not args.skip_made:
+        results["made"] = run_made(args.originals)
+    if args.real is not None and not args.skip_real:
         results["real"] = run_real(args.real)
+    if args.search:
+        results["search"] = run_search(args.search, 2048)
+    if args.embed and args.real is not None:
+        results["embed"] = run_embed(args.real, args.embed, 224)
     print(json.dumps(results, indent=1))
 
 

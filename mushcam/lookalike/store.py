@@ -91,7 +91,7 @@ def load_index(root: str | os.PathLike[str], key: str) -> EmbeddingIndex | None:
         name = str(meta["vectors"])
         if Path(name).name != name or not name.startswith(key):
             return None
-        vectors = np.load(base / name, mmap_mode="r", allow_pickle=False)
+        vectors = np.load(base / name, mmap_mode="c", allow_pickle=False)  # copy-on-write: never written back
         paths = tuple(str(r["path"]) for r in rows)
         sha256s = tuple(str(r["sha256"]) for r in rows)
         labels = tuple(str(r["label"]) for r in rows)
