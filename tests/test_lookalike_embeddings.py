@@ -157,3 +157,15 @@ def test_look_alikes_of_a_training_photo_are_its_own_class_first(resnet, tmp_pat
     pool = found.of_true if found.true != found.predicted else found.of_predicted
     assert pool[0].path == "train/Boletus/img_1.png" and pool[0].distance < 1e-3
     assert all(n.label == found.predicted for n in found.of_predicted)
+
+
+def test_a_photo_that_cannot_be_decoded_is_left_out_and_the_file_is_not_rewritten(resnet, tmp_path: Path) -> None:
+    manifest, model = resnet
+    root = _photos(tmp_path / "data", per_class=1)
+    (root / "train" / "Amanita" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    first = build_index(model, training_photos(root), manifest.input, tmp_path / "emb", "f" * 64)
+    assert len(first.index) == 4 and [path for path, _ in first.unreadable] == ["train/Amanita/broken.png"]
+    (npy,) = (tmp_path / "emb").glob("*.npy")
+    again = build_index(model, training_photos(root), manifest.input, tmp_path / "emb", "f" * 64)
+    assert again.computed == 0 and again.unreadable == first.unreadable
+    assert list((tmp_path / "emb").glob("*.npy")) == [npy]

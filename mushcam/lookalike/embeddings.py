@@ -126,7 +126,10 @@ def build_index(model: nn.Module, photos: Sequence[LabelledImage], spec: InputSp
     units, norms = unit_rows(features)
     fresh = {todo[position][1]: row for row, position in enumerate(positions)}
     index = _assemble(key, readable, stored, known, fresh, units, norms, dtype)
-    save_index(root, index, digest, spec)
+    unchanged = stored is not None and not fresh and stored.vectors.dtype.name == dtype and \
+        (index.paths, index.labels, index.sha256s) == (stored.paths, stored.labels, stored.sha256s)
+    if not unchanged:  # only photos that cannot be decoded differ from the file: nothing to write
+        save_index(root, index, digest, spec)
     return BuiltIndex(index, len(fresh), len(index) - len(fresh), tuple(unreadable + failures))
 
 
