@@ -164,10 +164,10 @@ def run_made(originals: int) -> dict[str, object]:
         confirm_seconds = time.perf_counter() - start
         found = {tuple(sorted((Path(p.path).name, Path(p.other_path).name))) for p in confirmed}
         proposed = {tuple(sorted((paths[c.i].name, paths[c.j].name))) for c in candidates}
-        per_kind = {k: _score({f for f in found if k in f[1] or k in f[0]},
-                              {t for t in truth if k in t[1]})["recall"] for k in VARIANTS}
-        hash_per_kind = {k: _score({f for f in hashes_only if k in f[1] or k in f[0]},
-                                   {t for t in truth if k in t[1]})["recall"] for k in VARIANTS}
+        per_kind = {k: _score({f for f in found if f[1].endswith(f"_{k}.jpg")},
+                              {t for t in truth if t[1].endswith(f"_{k}.jpg")})["recall"] for k in VARIANTS}
+        hash_per_kind = {k: _score({f for f in hashes_only if f[1].endswith(f"_{k}.jpg")},
+                                   {t for t in truth if t[1].endswith(f"_{k}.jpg")})["recall"] for k in VARIANTS}
         missed = sorted(truth - found)
         false = sorted(found - truth)
     return {"photos": len(paths), "hash_stage": _score(hashes_only, truth), "candidates": len(candidates),
