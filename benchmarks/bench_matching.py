@@ -138,6 +138,11 @@ def _score(found: set[tuple[str, str]], truth: set[tuple[str, str]]) -> dict[str
             "precision": hits / len(found) if found else 1.0, "recall": hits / len(truth) if truth else 1.0}
 
 
+def _kind(name: str) -> str:
+    """The kind of copy a made file is (``scene_004_rotated.jpg`` -> ``rotated``; an original -> ``""``)."""
+    return name[len("scene_000_"):-len(".jpg")] if name.count("_") >= 2 else ""
+
+
 def hash_stage(paths: list[Path]) -> set[tuple[str, str]]:
     """dedup's own rule at its defaults (12 bits, colour within 24)."""
     prints = [fingerprint(thumbnail(p)) for p in paths]
@@ -164,10 +169,10 @@ def run_made(originals: int) -> dict[str, object]:
         confirm_seconds = time.perf_counter() - start
         found = {tuple(sorted((Path(p.path).name, Path(p.other_path).name))) for p in confirmed}
         proposed = {tuple(sorted((paths[c.i].name, paths[c.j].name))) for c in candidates}
-        per_kind = {k: _score({f for f in found if f[1].endswith(f"_{k}.jpg")},
-                              {t for t in truth if t[1].endswith(f"_{k}.jpg")})["recall"] for k in VARIANTS}
-        hash_per_kind = {k: _score({f for f in hashes_only if f[1].endswith(f"_{k}.jpg")},
-                                   {t for t in truth if t[1].endswith(f"_{k}.jpg")})["recall"] for k in VARIANTS}
+        per_kind = {k: _score({f for f in found if _kind(f[1]) == k},
+                              {t for t in truth if _kind(t[1]) == k})["recall"] for k in VARIANTS}
+        hash_per_kind = {k: _score({f for f in hashes_only if _kind(f[1]) == k},
+                                   {t for t in truth if _kind(t[1]) == k})["recall"] for k in VARIANTS}
         missed = sorted(truth - found)
         false = sorted(found - truth)
     return {"photos": len(paths), "hash_stage": _score(hashes_only, truth), "candidates": len(candidates),
