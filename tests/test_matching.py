@@ -108,3 +108,14 @@ def test_colour_histograms_compare_by_bhattacharyya_and_geometry_is_checked() ->
     assert not plausible(None, size, size)
     folded = np.array([[1, 0, 0], [0, -1, 0], [0.01, 0, 1]], dtype=float)  # the frame folded over itself
     assert not plausible(folded, size, size)
+
+
+@pytest.mark.realdata
+def test_a_real_same_find_across_splits_is_confirmed_and_two_other_finds_are_not(real_data: Path) -> None:
+    same = (real_data / "test/Coprinopsis/coprinopsis_lagopus-liamuliaa-619d41a159.jpg",
+            real_data / "train/Coprinopsis/coprinopsis_lagopus-liamuliaa-b49902b5b6.jpg")
+    other = (same[0], real_data / "train/Coprinopsis/coprinopsis_lagopus-liamuliaa-00fe39823d.jpg")
+    if not all(p.is_file() for p in (*same, other[1])):
+        pytest.skip("the shared set does not hold the photos this test names")
+    confirmed = confirm_pairs([same, other])
+    assert [(Path(c.path).name, Path(c.other_path).name) for c in confirmed] == [(same[0].name, same[1].name)]
