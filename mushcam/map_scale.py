@@ -90,7 +90,7 @@ def colorbar(lut: np.ndarray, height: int, scale: float, label: str, flat: bool 
     font_size = max(11, min(28, height // 22))
     strip_w = max(10, font_size)
     pad = max(4, font_size // 3)
-    ticks = [_tick(scale), _tick(scale / 2), "0"]
+    ticks = [_tick(scale), "flat" if flat else _tick(scale / 2), "0"]
     text_w = max(int(_font(font_size).getlength(t)) for t in [*ticks, "flat"]) + pad
     label_w = font_size + 2 * pad
     width = label_w + strip_w + pad + text_w + pad
@@ -103,11 +103,10 @@ def colorbar(lut: np.ndarray, height: int, scale: float, label: str, flat: bool 
     canvas.paste(Image.fromarray(strip), (label_w, top))  # after the frame: the strip's own colours stay exact
     x_text = label_w + strip_w + pad
     for text, y in zip(ticks, (top, (top + bottom) // 2, bottom), strict=True):
-        draw.line([label_w + strip_w, y, x_text - 2, y], fill=(90, 90, 90))
-        draw.text((x_text, y), text, fill="black", font=_font(font_size), anchor="lm")
-    if flat:
-        draw.text((x_text, min(bottom, top + 2 * font_size)), "flat", fill=(200, 0, 0), font=_font(font_size),
-                  anchor="lm")
+        flat_mark = flat and text == "flat"
+        if not flat_mark:
+            draw.line([label_w + strip_w, y, x_text - 2, y], fill=(90, 90, 90))
+        draw.text((x_text, y), text, fill=(200, 0, 0) if flat_mark else "black", font=_font(font_size), anchor="lm")
     if label:
         side = Image.new("RGB", (height, label_w), "white")
         ImageDraw.Draw(side).text((height // 2, label_w // 2), label, fill=(60, 60, 60), font=_font(font_size),
@@ -116,8 +115,20 @@ def colorbar(lut: np.ndarray, height: int, scale: float, label: str, flat: bool 
     return np.asarray(canvas)
 
 
+MIN_BAR_HEIGHT = 240  # a smaller view is enlarged (nearest neighbour) first, so the bar's text stays readable
+
+
+def readable(view: np.ndarray, min_height: int = MIN_BAR_HEIGHT) -> np.ndarray:
+    """``view`` enlarged by a whole factor (nearest neighbour, no new detail) until it is ``min_height`` tall."""
+    factor = -(-min_height // max(1, view.shape[0]))
+    if factor <= 1:
+        return view
+    return np.repeat(np.repeat(view, factor, axis=0), factor, axis=1)
+
+
 def with_colorbar(view: np.ndarray, lut: np.ndarray, scale: float, label: str, flat: bool = False) -> np.ndarray:
-    """``view`` with its colour bar to the right, same height, on white."""
+    """``view`` (enlarged if tiny, see :func:`readable`) with its colour bar to the right, same height, on white."""
+    view = readable(np.asarray(view, dtype=np.uint8))
     bar = colorbar(lut, view.shape[0], scale, label, flat)
     gap = np.full((view.shape[0], max(4, view.shape[0] // 80), 3), 255, dtype=np.uint8)
     return np.concatenate([np.asarray(view, dtype=np.uint8), gap, bar[: view.shape[0]]], axis=1)

@@ -46,8 +46,8 @@ class ChanceCheck:
 
     @property
     def at_chance(self) -> bool:
-        """True when the accuracy's 95 % interval reaches down to (or below) chance."""
-        return self.interval[0] <= self.chance
+        """True when the accuracy's 95 % interval reaches down to (or below) chance (never with no labelled photo)."""
+        return self.n > 0 and self.interval[0] <= self.chance
 
     @property
     def warning(self) -> str | None:
@@ -100,3 +100,25 @@ def collapse_check(predicted: Sequence[str], num_classes: int) -> CollapseCheck:
     if counts and n and counts[0][1] / n >= COLLAPSE_SHARE:
         counts = counts[:1]
     return CollapseCheck(tuple(counts), n, num_classes)
+
+
+@dataclass(frozen=True)
+class ModelHealth:
+    """Both checks on one evaluated run, and the warnings they give (empty for a healthy model)."""
+
+    chance: ChanceCheck
+    collapse: CollapseCheck
+
+    @property
+    def warnings(self) -> list[str]:
+        return [w for w in (self.collapse.warning, self.chance.warning) if w is not None]
+
+
+def model_health(true_idx: Sequence[int], pred_idx: Sequence[int], class_names: Sequence[str]) -> ModelHealth:
+    """Chance and collapse checks of one run's predictions (rows whose true class is unknown, -1, are
+    left out of the accuracy but counted in the collapse check)."""
+    pairs = list(zip((int(t) for t in true_idx), (int(p) for p in pred_idx), strict=True))
+    known = [(t, p) for t, p in pairs if t >= 0]
+    correct = sum(1 for t, p in known if t == p)
+    names = [class_names[p] if 0 <= p < len(class_names) else str(p) for _, p in pairs]
+    return ModelHealth(chance_check(correct, len(known), len(class_names)), collapse_check(names, len(class_names)))

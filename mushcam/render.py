@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from mushcam.map_scale import colorbar
+from mushcam.map_scale import colorbar, readable
 
 COLORMAPS: tuple[str, ...] = ("jet", "viridis", "hot", "inferno", "magma", "plasma", "turbo", "gray")
 DEFAULT_ALPHA = 0.45
@@ -158,9 +158,9 @@ def render_views(
     original = np.asarray(image.convert("RGB"), dtype=np.uint8)
     heat_rgb = colorize(heat, colormap)
     blended = blend(original, heat_rgb, alpha, heat)
-    bar = colorbar(colormap_lut(colormap), original.shape[0], scale, map_label, flat)
-    combined = combine_panels([original, heat_rgb, blended, bar], ["Original", f"{map_label} heatmap", "Overlay", ""],
-                              title)
+    panels = [readable(p) for p in (original, heat_rgb, blended)]  # tiny photos: enlarged for the figure only
+    bar = colorbar(colormap_lut(colormap), panels[0].shape[0], scale, map_label, flat)
+    combined = combine_panels([*panels, bar], ["Original", f"{map_label} heatmap", "Overlay", ""], title)
     return Views(original, heat_rgb, blended, combined, scaled_from)
 
 

@@ -11,6 +11,7 @@ from mushcam.toxicity import Toxicity  # noqa: E402
 from ui import explain_support as support  # noqa: E402
 from ui import state  # noqa: E402
 from ui.charts import top_k_bar, toxicity_badge  # noqa: E402
+from ui.model_health import show_health_warnings  # noqa: E402
 
 ctx = state.sidebar()
 state.demo_banner(ctx)
@@ -72,6 +73,7 @@ with left:
     st.markdown(f"### {predicted} {toxicity_badge(toxicity)}")
     st.markdown(f"**{prediction.confidence:.1%}** confidence · {label} · layer `{layer}`")
     st.caption(support.model_summary(loaded_model))
+    show_health_warnings([name], ctx.label)
     if photo.true_label is not None:
         st.markdown(support.truth_line(photo.true_label, predicted, manifest))
     if toxicity == Toxicity.POISONOUS:

@@ -37,11 +37,11 @@ def test_an_all_zero_map_is_empty_and_nan_is_ignored():
 
 
 def test_colorbar_follows_the_colormap_and_has_the_view_s_height():
-    view = np.zeros((200, 300, 3), dtype=np.uint8)
+    view = np.zeros((300, 300, 3), dtype=np.uint8)
     for name in ("jet", "viridis"):
         lut = colormap_lut(name)
         out = with_colorbar(view, lut, 0.034, "Score-CAM")
-        assert out.shape[0] == 200 and out.shape[1] > 300
+        assert out.shape[0] == 300 and out.shape[1] > 300
         bar = out[:, 300:]
         # the top colour of the strip is the LUT's last entry, the bottom its first
         colours = {tuple(c) for c in bar.reshape(-1, 3)}
@@ -56,3 +56,10 @@ def test_caption_names_the_colours_of_the_chosen_colormap():
     viridis = colormap_caption("viridis")
     assert viridis.startswith("Yellow:") and "dark purple: little or none" in viridis
     assert "Red" not in viridis and "blue" not in viridis
+
+
+def test_a_tiny_view_is_enlarged_by_a_whole_factor_before_its_bar_is_drawn():
+    tiny = np.arange(60 * 80 * 3, dtype=np.uint8).reshape(60, 80, 3)
+    out = with_colorbar(tiny, colormap_lut("jet"), 1.0, "Grad-CAM")
+    assert out.shape[0] == 240  # 4 x 60
+    assert np.array_equal(out[::4, :320:4], tiny)  # nearest neighbour: no new detail

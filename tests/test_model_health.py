@@ -42,3 +42,18 @@ def test_one_class_for_every_photo_is_a_collapse_and_a_spread_is_not():
 def test_few_classes_or_few_photos_never_count_as_collapse():
     assert not collapse_check(["A"] * 50, 3).collapsed  # with 3 classes two of them are most of anything
     assert not collapse_check(["A"] * 5, 8).collapsed
+
+
+def test_model_health_of_a_run_gives_both_warnings_for_a_model_that_calls_everything_amanita():
+    from mushcam.model_health import model_health
+
+    names = ["Amanita", "Boletus", "Coprinellus", "Coprinopsis", "Ganoderma", "Gyromitra", "Omphalotus", "Volvo"]
+    true = [i % 8 for i in range(80)]
+    health = model_health(true, [0] * 80, names)
+    assert health.collapse.collapsed and health.chance.at_chance  # 10 of 80 right = 12.5 %
+    assert len(health.warnings) == 2 and "collapse onto Amanita" in health.warnings[0]
+    good = model_health(true, true, names)
+    assert good.warnings == []
+    unknown = model_health([-1] * 20, list(range(8)) * 2 + [0] * 4, names)
+    assert unknown.chance.n == 0 and not unknown.chance.at_chance and not unknown.collapse.collapsed
+    assert unknown.warnings == []

@@ -59,11 +59,18 @@ def top_k_bar(
             hovertemplate="%{y}: %{x:.2%} (%{customdata})<extra></extra>",
         )
     )
+    for toxicity in dict.fromkeys(toxicities):  # the colour key: one entry per toxicity shown, in order
+        figure.add_trace(go.Scatter(
+            x=[None], y=[None], mode="markers", name=str(toxicity), hoverinfo="skip",
+            marker={"symbol": "square", "size": 12, "color": TOXICITY_COLOURS.get(toxicity, "#7f8c8d")},
+        ))
+    figure.data[0].showlegend = False
     figure.update_layout(
-        height=60 + 34 * len(rows),
-        margin={"l": 10, "r": 40, "t": 10, "b": 30},
+        height=90 + 34 * len(rows),
+        margin={"l": 10, "r": 40, "t": 40, "b": 30},
         xaxis={"range": [0, 1.15], "tickformat": ".0%", "title": None},
         yaxis={"title": None},
-        showlegend=False,
+        showlegend=True,
+        legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom", "title": {"text": "toxicity"}},
     )
     return figure

@@ -234,7 +234,7 @@ def views_panel(loaded: state.LoadedImage, explanation: Explanation, manifest: M
     map_name = method_label(explanation.method)
     st.markdown(f"**{explanation_title(explanation, manifest, label)}**")
     if scale.warning is not None:
-        st.warning(f"This map is {scale.warning}", icon="🟰")
+        st.warning(scale.warning[0].upper() + scale.warning[1:], icon="🟰")
     tabs = st.tabs(["Overlay", "Heatmap", "Original", "Combined"])
     tabs[0].image(with_colorbar(views.overlay, lut, scale.high, map_name, scale.flat), width="stretch",
                   output_format="JPEG")
