@@ -119,12 +119,13 @@ def persistent_widget(widget, key: str, label: str, **kwargs) -> None:  # noqa: 
     """A sidebar widget whose value survives page changes.
 
     Streamlit forgets a widget's state when the user opens another page, so the value lives
-    under ``key`` and the widget under ``key + '_widget'``, seeded from it on every page and
-    copied back on change.
+    under ``key`` and the widget under ``key + '_widget'``, seeded from it on every run and
+    copied back on change. The seeding is unconditional: a widget key left over from the
+    previous page still holds the value but is dropped once this page's run ends, which
+    showed the field empty on every other page visit.
     """
     widget_key = f"{key}_widget"
-    if widget_key not in st.session_state or st.session_state[widget_key] != st.session_state[key]:
-        st.session_state[widget_key] = st.session_state[key]
+    st.session_state[widget_key] = st.session_state[key]
 
     def remember() -> None:
         st.session_state[key] = st.session_state[widget_key]
