@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from browser_support import browser_page, exception_texts, running_app, screenshot, wait_idle
 from factories import write_manifest
 
