@@ -60,6 +60,7 @@ target = controls[2].selectbox(
     [None, *range(len(names))],
     format_func=lambda i: support.target_label(i, prediction, manifest),
     key="target",
+    placeholder=support.target_label(None, prediction, manifest),  # what a reset selector shows: the default
     help="Default: the predicted class. Pick another to ask 'why not this one?'",
 )
 map_class = None if target is None or target == prediction.class_idx else target
