@@ -98,6 +98,16 @@ def test_a_registered_method_is_on_the_command_line(toy: Method, tmp_path: Path,
     assert (out / "overlay.png").is_file()
 
 
+@pytest.mark.parametrize("command", ["gradcam", "compare", "faithfulness", "sanity"])
+def test_a_registered_method_is_in_every_commands_method_help(toy: Method, command: str,
+                                                              capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])  # builds the parser now, after the toy method was registered
+    text = " ".join(capsys.readouterr().out.split())
+    assert method_help() in text
+    assert "toycam" in text and all(name in text for name in BUILT_IN)
+
+
 @pytest.mark.usefixtures("fresh_streamlit_caches")
 def test_a_registered_method_is_on_the_explain_page(toy: Method, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     write_manifest(tmp_path / "ckpt", backbones=("mobilenet_v3_large",))
