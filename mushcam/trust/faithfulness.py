@@ -39,8 +39,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mushcam.cam import eval_mode
 from mushcam.exceptions import MushcamError
-from mushcam.gradcam import eval_mode
 from mushcam.trust.imputation import DEFAULT_NOISE, noisy_linear_impute
 
 BASELINES: tuple[str, ...] = ("blur", "mean")
