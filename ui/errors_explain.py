@@ -15,9 +15,9 @@ import streamlit as st
 import torch
 
 from mushcam import errors
+from mushcam.cam import DEFAULT_METHOD, METHOD_LABELS, METHODS
 from mushcam.exceptions import MushcamError
 from mushcam.explain import top_k
-from mushcam.methods import METHOD_LABELS, METHODS
 from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP, to_png
 from mushcam.review.figures import error_panels, model_name
 from mushcam.store import RunRecord, StoreContents
@@ -118,7 +118,7 @@ def show(ctx: state.AppContext, path: str, version: str, contents: StoreContents
 
 
 def maps(ctx: state.AppContext, run: RunRecord, contents: StoreContents, index: int, data_root: str, alpha: float,
-         colormap: str, shared: bool, method: str = "gradcam") -> None:
+         colormap: str, shared: bool, method: str = DEFAULT_METHOD) -> None:
     """Original, predicted-class and true-class maps of one stored prediction; raises MushcamError on input trouble."""
     problem = why_no_maps(ctx, run)
     if problem:
