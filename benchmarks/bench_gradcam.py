@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 
 from common import probe_ms  # noqa: E402  (benchmarks/common.py)
 
-from mushcam.gradcam import grad_cam  # noqa: E402
+from mushcam.cam import grad_cam  # noqa: E402
 from mushcam.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss  # noqa: E402
 from mushcam.models import (  # noqa: E402
     BACKBONES,

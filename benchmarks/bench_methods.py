@@ -4,7 +4,7 @@
         [--threads 2] [--device cpu|cuda] [--backbones ...] [--methods ...]
 
 Per preset (random weights: the cost does not depend on their values), batch 1, the
-explained class fixed, ours (``mushcam.methods.cam``) and the peer's same method run
+explained class fixed, ours (``mushcam.cam.cam``) and the peer's same method run
 interleaved (ours first on even repeats, theirs first on odd ones), so that a contended
 moment on a shared host hits both alike; medians and the ratio peer / ours are reported.
 The gradient methods and Eigen-CAM repeat ``--repeats`` times, Ablation-CAM and Score-CAM
@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 
 from common import probe_ms  # noqa: E402  (benchmarks/common.py)
 
+from mushcam.cam import COSTS, METHODS, cam  # noqa: E402
 from mushcam.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss  # noqa: E402
-from mushcam.methods import COSTS, METHODS, cam  # noqa: E402
 from mushcam.models import BACKBONES, DEFAULT_LAYERS, build_model, get_layer  # noqa: E402
 
 HEAVY = ("ablationcam", "scorecam")
