@@ -157,3 +157,10 @@ def test_old_import_paths_still_work():
     assert mushcam.cache.cached_explanation is mushcam.explain.cached_explanation
     assert mushcam.agreement.spearman is mushcam.metrics.agreement.spearman
     assert mushcam.metrics.compute_metrics is mushcam.metrics.classification.compute_metrics
+
+
+def test_every_registered_method_has_its_row_in_the_methods_doc():
+    table = (ROOT / "docs" / "methods.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip().strip("`") for line in table.splitlines() if line.startswith("| `")}
+    missing = [name for name in METHODS if name not in rows]
+    assert not missing, f"docs/methods.md's table has no row for {missing}"
