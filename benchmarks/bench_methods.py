@@ -51,7 +51,8 @@ from mushcam.models import BACKBONES, DEFAULT_LAYERS, build_model, get_layer  # 
 HEAVY = ("ablationcam", "scorecam")
 
 
-def peer_call(method: str, model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, target: int) -> Callable[[], object]:
+def peer_call(method: str, model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor,
+              target: int) -> Callable[[], object]:
     import pytorch_grad_cam as pgc
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -163,11 +164,13 @@ def main() -> None:
     for backbone in args.backbones:
         rows += bench_backbone(backbone, args.methods, args, device)
     print(f"# probe after: {probe_ms():.1f} ms; total {time.perf_counter() - started:.0f} s\n")
-    print("| model | method | forward ms | ours ms | pytorch-grad-cam ms | peer / ours | ours extra MB | peer extra MB | our cost |")
+    print("| model | method | forward ms | ours ms | pytorch-grad-cam ms | peer / ours | ours extra MB "
+          "| peer extra MB | our cost |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for row in rows:
-        print(f"| {row['backbone']} | {row['method']} | {row['forward_ms']:.1f} | {row['ours_ms']:.1f} | {row['peer_ms']:.1f} "
-              f"| {row['peer_ms'] / row['ours_ms']:.2f} | {row['ours_mb']:.0f} | {row['peer_mb']:.0f} | {COSTS[row['method']]} |")
+        print(f"| {row['backbone']} | {row['method']} | {row['forward_ms']:.1f} | {row['ours_ms']:.1f} "
+              f"| {row['peer_ms']:.1f} | {row['peer_ms'] / row['ours_ms']:.2f} | {row['ours_mb']:.0f} "
+              f"| {row['peer_mb']:.0f} | {COSTS[row['method']]} |")
 
 
 if __name__ == "__main__":

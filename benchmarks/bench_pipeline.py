@@ -115,7 +115,7 @@ def worker_naive(manifest_dir: Path, files: list[Path], data_root: Path, out: Pa
     for backbone, model in models.items():
         saved: dict[str, torch.Tensor] = {}
         handle = get_layer(model, manifest.models[backbone].layer).register_forward_hook(
-            lambda module, args, output: saved.__setitem__("a", output)
+            lambda module, args, output, saved=saved: saved.__setitem__("a", output)
         )
         for index, x in enumerate(inputs):
             model.zero_grad()
@@ -212,7 +212,8 @@ def median(values: list[float]) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="ImageFolder root (default: the shared test split)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help="ImageFolder root (default: the shared test split)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--limit", type=int, default=None, help="use N photos, evenly spaced (default: all)")
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS for every variant (default 1)")
@@ -251,20 +252,24 @@ def main() -> int:
             run_dir = work / f"run{repeat}"
             for backbone in BACKBONES:
                 spec = {"manifest": str(work / "ckpt"), "backbone": backbone, "image": str(files[0])}
-                seconds, stdout = run_process([sys.executable, __file__, "--worker", "reference", "--args", json.dumps(spec)], env)
+                seconds, stdout = run_process(
+                    [sys.executable, __file__, "--worker", "reference", "--args", json.dumps(spec)], env)
                 results.setdefault(f"ref:{backbone}", []).append({"seconds": seconds, **json.loads(stdout)})
             spec = {"manifest": str(work / "ckpt"), "files": [str(f) for f in files], "root": str(args.data),
                     "out": str(run_dir / "naive")}
-            seconds, stdout = run_process([sys.executable, __file__, "--worker", "naive", "--args", json.dumps(spec)], env)
+            seconds, stdout = run_process(
+                [sys.executable, __file__, "--worker", "naive", "--args", json.dumps(spec)], env)
             results.setdefault("naive", []).append({"seconds": seconds, **json.loads(stdout)})
             for name, out in (("pipeline", "out"), ("cached", "out"), ("rerender", "out2")):
                 summary = run_dir / f"{name}.json"
                 command = [sys.executable, "-m", "mushcam", "gradcam", "--data", *data_args,
-                           "--manifest", str(work / "ckpt"), "--cache", str(run_dir / "cache"), "--out", str(run_dir / out),
-                           "--device", "cpu", "--batch-size", "1", "--views", ",".join(VIEWS), "--summary", str(summary)]
+                           "--manifest", str(work / "ckpt"), "--cache", str(run_dir / "cache"),
+                           "--out", str(run_dir / out), "--device", "cpu", "--batch-size", "1",
+                           "--views", ",".join(VIEWS), "--summary", str(summary)]
                 seconds, _ = run_process(command, env)
                 report = json.loads(summary.read_text())
-                entry = {"seconds": seconds, "inner_seconds": report["seconds"], "after_import": report["rss_after_import_bytes"],
+                entry = {"seconds": seconds, "inner_seconds": report["seconds"],
+                         "after_import": report["rss_after_import_bytes"],
                          "peak": report["process_peak_rss_bytes"],
                          "computed": sum(m["computed"] for m in report["models"])}
                 fields = {"peak": "peak_rss_bytes", "rss_start": "rss_start_bytes",
