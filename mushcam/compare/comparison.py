@@ -165,37 +165,36 @@ def compute_comparison(
         raise MushcamError("no images to compare")
     labels = {c.key: column_label(c.key, manifest.display_name(c.model)) for c in columns}
     total = len(images) * len(columns)
+    done = 0
     rows = []
-    for number, image in enumerate(images):
-        done = number * len(columns)
-        step = None if progress is None else (lambda i, what, done=done: progress(done + i, total, what))
-        rows.append(compare_row(image, columns, manifest, explain, fraction, measure_side, labels, step))
+    for image in images:
+        true_class = manifest_class(manifest, image.label)
+        cells: dict[str, Cell] = {}
+        maps: dict[str, np.ndarray] = {}
+        for column in columns:
+            if progress is not None:
+                progress(done, total, f"{labels[column.key]} on {image.name}")
+            cells[column.key], maps[column.key] = column_cell(column, image, manifest, explain, true_class,
+                                                              measure_side)
+            done += 1
+        rows.append(Row(
+            image=image,
+            true_class=true_class,
+            true_toxicity=manifest.toxicity(true_class) if true_class is not None else None,
+            cells=cells,
+            agreement=tuple(pairwise_agreement(maps, fraction)),
+        ))
     if progress is not None:
         progress(total, total, "done")
     return Comparison(tuple(c.key for c in columns), tuple(rows), fraction, labels)
 
 
-def compare_row(image: CompareImage, columns: Sequence[Column], manifest: Manifest, explain: ExplainFn,
-                fraction: float, measure_side: int, labels: dict[str, str],
-                step: Callable[[int, str], None] | None = None) -> Row:
-    """One image's row: every column's cell and every pair's agreement (``step(i, what)``
-    reports progress before the i-th column)."""
-    true_class = manifest_class(manifest, image.label)
-    cells: dict[str, Cell] = {}
-    maps: dict[str, np.ndarray] = {}
-    for index, column in enumerate(columns):
-        if step is not None:
-            step(index, f"{labels[column.key]} on {image.name}")
-        explanation = explain_column(explain, column, image)
-        maps[column.key] = measure_map(explanation.cam, image.image.size, manifest.input, measure_side)
-        cells[column.key] = make_cell(column.key, explanation, manifest, true_class, maps[column.key])
-    return Row(
-        image=image,
-        true_class=true_class,
-        true_toxicity=manifest.toxicity(true_class) if true_class is not None else None,
-        cells=cells,
-        agreement=tuple(pairwise_agreement(maps, fraction)),
-    )
+def column_cell(column: Column, image: CompareImage, manifest: Manifest, explain: ExplainFn,
+                true_class: str | None, measure_side: int = MEASURE_SIDE) -> tuple[Cell, np.ndarray]:
+    """One column's cell on ``image`` and its map on the common grid (:func:`measure_map`)."""
+    explanation = explain_column(explain, column, image)
+    heat = measure_map(explanation.cam, image.image.size, manifest.input, measure_side)
+    return make_cell(column.key, explanation, manifest, true_class, heat), heat
 
 
 class Memo:
