@@ -222,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"threads={threads}: page under AppTest, median of {args.page_repeats} interleaved rounds")
             for key in ("page cold", "page rerun", "page disk"):
                 print(f"  {key:10s} {median_ms(times[key])}   (all: {', '.join(f'{v:.2f}' for v in times[key])} s)")
-            print(f"  cold / rerun: {statistics.median(times['page cold']) / statistics.median(times['page rerun']):.1f}x")
+            ratio = statistics.median(times['page cold']) / statistics.median(times['page rerun'])
+            print(f"  cold / rerun: {ratio:.1f}x")
     if len(args.threads) > 1:
         base = statistics.median(library[args.threads[0]]["first"])
         for threads in args.threads[1:]:

@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from anywhere
 
 from common import probe_ms  # noqa: E402  (benchmarks/common.py)
+
 sys.path.insert(0, str(ROOT / "tests"))
 
 from mushcam import errors, store  # noqa: E402

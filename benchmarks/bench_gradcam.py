@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 
 from common import probe_ms  # noqa: E402  (benchmarks/common.py)
 
-from mushcam.gradcam import grad_cam  # noqa: E402
+from mushcam.cam import grad_cam  # noqa: E402
 from mushcam.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss  # noqa: E402
 from mushcam.models import (  # noqa: E402
     BACKBONES,
@@ -63,7 +63,8 @@ def build(name: str) -> torch.nn.Module:
 
         trunk = build_architecture("resnet50", 9)
         trunk.fc = nn.Identity()
-        head = nn.Sequential(nn.Dropout(0.3), nn.Linear(2048, 512), nn.ReLU(inplace=True), nn.Dropout(0.3), nn.Linear(512, 9))
+        head = nn.Sequential(nn.Dropout(0.3), nn.Linear(2048, 512), nn.ReLU(inplace=True), nn.Dropout(0.3),
+                             nn.Linear(512, 9))
         state = {**{f"backbone.{k}": v for k, v in trunk.state_dict().items()},
                  **{f"classifier.{k}": v for k, v in head.state_dict().items()}}
         with tempfile.TemporaryDirectory() as folder:
@@ -103,7 +104,8 @@ def variants(model: torch.nn.Module, backbone: str, x: torch.Tensor, target: int
         finally:
             extractor.remove_hooks()
 
-    calls = {"forward": forward, "mushcam": ours, "grad-cam": pytorch_grad_cam, "captum": captum_call, "torchcam": torchcam_call}
+    calls = {"forward": forward, "mushcam": ours, "grad-cam": pytorch_grad_cam, "captum": captum_call,
+             "torchcam": torchcam_call}
     # pytorch-grad-cam keeps its hooks on the layer between calls; they would tax everyone else.
     pgc.activations_and_grads.release()
 
@@ -184,7 +186,8 @@ def main() -> None:
     if args.memory_child:
         memory_child(*args.memory_child, args.size)
         return
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}")
     print(f"calibration probe before: {probe_ms():.1f} ms")
     rows = []
     for backbone in args.models:

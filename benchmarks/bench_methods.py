@@ -4,7 +4,7 @@
         [--threads 2] [--device cpu|cuda] [--backbones ...] [--methods ...]
 
 Per preset (random weights: the cost does not depend on their values), batch 1, the
-explained class fixed, ours (``mushcam.methods.cam``) and the peer's same method run
+explained class fixed, ours (``mushcam.cam.cam``) and the peer's same method run
 interleaved (ours first on even repeats, theirs first on odd ones), so that a contended
 moment on a shared host hits both alike; medians and the ratio peer / ours are reported.
 The gradient methods and Eigen-CAM repeat ``--repeats`` times, Ablation-CAM and Score-CAM
@@ -44,14 +44,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 
 from common import probe_ms  # noqa: E402  (benchmarks/common.py)
 
+from mushcam.cam import COSTS, METHODS, cam  # noqa: E402
 from mushcam.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss  # noqa: E402
-from mushcam.methods import COSTS, METHODS, cam  # noqa: E402
 from mushcam.models import BACKBONES, DEFAULT_LAYERS, build_model, get_layer  # noqa: E402
 
 HEAVY = ("ablationcam", "scorecam")
 
 
-def peer_call(method: str, model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, target: int) -> Callable[[], object]:
+def peer_call(method: str, model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor,
+              target: int) -> Callable[[], object]:
     import pytorch_grad_cam as pgc
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -163,11 +164,13 @@ def main() -> None:
     for backbone in args.backbones:
         rows += bench_backbone(backbone, args.methods, args, device)
     print(f"# probe after: {probe_ms():.1f} ms; total {time.perf_counter() - started:.0f} s\n")
-    print("| model | method | forward ms | ours ms | pytorch-grad-cam ms | peer / ours | ours extra MB | peer extra MB | our cost |")
+    print("| model | method | forward ms | ours ms | pytorch-grad-cam ms | peer / ours | ours extra MB "
+          "| peer extra MB | our cost |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for row in rows:
-        print(f"| {row['backbone']} | {row['method']} | {row['forward_ms']:.1f} | {row['ours_ms']:.1f} | {row['peer_ms']:.1f} "
-              f"| {row['peer_ms'] / row['ours_ms']:.2f} | {row['ours_mb']:.0f} | {row['peer_mb']:.0f} | {COSTS[row['method']]} |")
+        print(f"| {row['backbone']} | {row['method']} | {row['forward_ms']:.1f} | {row['ours_ms']:.1f} "
+              f"| {row['peer_ms']:.1f} | {row['peer_ms'] / row['ours_ms']:.2f} | {row['ours_mb']:.0f} "
+              f"| {row['peer_mb']:.0f} | {COSTS[row['method']]} |")
 
 
 if __name__ == "__main__":

@@ -115,7 +115,7 @@ def worker_naive(manifest_dir: Path, files: list[Path], data_root: Path, out: Pa
     for backbone, model in models.items():
         saved: dict[str, torch.Tensor] = {}
         handle = get_layer(model, manifest.models[backbone].layer).register_forward_hook(
-            lambda module, args, output: saved.__setitem__("a", output)
+            lambda module, args, output, saved=saved: saved.__setitem__("a", output)
         )
         for index, x in enumerate(inputs):
             model.zero_grad()
@@ -210,36 +210,71 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="ImageFolder root (default: the shared test split)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help="ImageFolder root (default: the shared test split)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--limit", type=int, default=None, help="use N photos, evenly spaced (default: all)")
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS for every variant (default 1)")
     parser.add_argument("--json", type=Path, default=ROOT / "artifacts" / "bench_pipeline.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run one measured variant
     parser.add_argument("--args", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    if args.worker:
-        spec = json.loads(args.args)
-        if args.worker == "reference":
-            result = worker_reference(Path(spec["manifest"]), spec["backbone"], Path(spec["image"]))
-        else:
-            result = worker_naive(Path(spec["manifest"]), [Path(f) for f in spec["files"]], Path(spec["root"]),
-                                  Path(spec["out"]))
-        print(json.dumps(result))
-        return 0
 
-    if not args.data.is_dir():
-        print(f"data not found: {args.data}", file=sys.stderr)
-        return 2
-    files = pick_files(args.data, args.limit)
-    classes = sorted(p.name for p in args.data.iterdir() if p.is_dir())
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads), PYTHONHASHSEED="0")
-    import torch
+def run_worker(args: argparse.Namespace) -> int:
+    """One measured variant, in this (fresh) process: its numbers as one JSON line."""
+    spec = json.loads(args.args)
+    if args.worker == "reference":
+        result = worker_reference(Path(spec["manifest"]), spec["backbone"], Path(spec["image"]))
+    else:
+        result = worker_naive(Path(spec["manifest"]), [Path(f) for f in spec["files"]], Path(spec["root"]),
+                              Path(spec["out"]))
+    print(json.dumps(result))
+    return 0
 
-    torch.set_num_threads(args.threads)
+
+def pipeline_entry(seconds: float, report: dict) -> dict[str, float]:
+    """One pipeline run's numbers from its wall time and its ``--summary`` file."""
+    entry = {"seconds": seconds, "inner_seconds": report["seconds"],
+             "after_import": report["rss_after_import_bytes"],
+             "peak": report["process_peak_rss_bytes"],
+             "computed": sum(m["computed"] for m in report["models"])}
+    fields = {"peak": "peak_rss_bytes", "rss_start": "rss_start_bytes",
+              "rss_after_load": "rss_after_load_bytes", "work_peak": "work_peak_rss_bytes"}
+    for model in report["models"]:
+        for short, field in fields.items():
+            entry[f"{short}:{model['backbone']}"] = model[field]
+    return entry
+
+
+def one_repeat(args: argparse.Namespace, work: Path, run_dir: Path, files: list[Path], data_args: list[str],
+               env: dict[str, str], results: dict[str, list[dict[str, float]]]) -> None:
+    """Every variant once, in order: the references, the naive loop, then the pipeline three ways."""
+    for backbone in BACKBONES:
+        spec = {"manifest": str(work / "ckpt"), "backbone": backbone, "image": str(files[0])}
+        seconds, stdout = run_process(
+            [sys.executable, __file__, "--worker", "reference", "--args", json.dumps(spec)], env)
+        results.setdefault(f"ref:{backbone}", []).append({"seconds": seconds, **json.loads(stdout)})
+    spec = {"manifest": str(work / "ckpt"), "files": [str(f) for f in files], "root": str(args.data),
+            "out": str(run_dir / "naive")}
+    seconds, stdout = run_process(
+        [sys.executable, __file__, "--worker", "naive", "--args", json.dumps(spec)], env)
+    results.setdefault("naive", []).append({"seconds": seconds, **json.loads(stdout)})
+    for name, out in (("pipeline", "out"), ("cached", "out"), ("rerender", "out2")):
+        summary = run_dir / f"{name}.json"
+        command = [sys.executable, "-m", "mushcam", "gradcam", "--data", *data_args,
+                   "--manifest", str(work / "ckpt"), "--cache", str(run_dir / "cache"),
+                   "--out", str(run_dir / out), "--device", "cpu", "--batch-size", "1",
+                   "--views", ",".join(VIEWS), "--summary", str(summary)]
+        seconds, _ = run_process(command, env)
+        results.setdefault(name, []).append(pipeline_entry(seconds, json.loads(summary.read_text())))
+
+
+def measure(args: argparse.Namespace, files: list[Path], classes: list[str],
+            env: dict[str, str]) -> tuple[dict[str, list[dict[str, float]]], dict[str, float]]:
+    """``args.repeats`` interleaved repeats in a temporary folder: the results and the probes."""
     work = Path(tempfile.mkdtemp(prefix="bench_pipeline_"))
     results: dict[str, list[dict[str, float]]] = {}
     probes = {"before": probe_ms()}
@@ -249,35 +284,18 @@ def main() -> int:
         print(f"{len(files)} photos, {args.repeats} repeats, {args.threads} thread(s); work in {work}", file=sys.stderr)
         for repeat in range(args.repeats):
             run_dir = work / f"run{repeat}"
-            for backbone in BACKBONES:
-                spec = {"manifest": str(work / "ckpt"), "backbone": backbone, "image": str(files[0])}
-                seconds, stdout = run_process([sys.executable, __file__, "--worker", "reference", "--args", json.dumps(spec)], env)
-                results.setdefault(f"ref:{backbone}", []).append({"seconds": seconds, **json.loads(stdout)})
-            spec = {"manifest": str(work / "ckpt"), "files": [str(f) for f in files], "root": str(args.data),
-                    "out": str(run_dir / "naive")}
-            seconds, stdout = run_process([sys.executable, __file__, "--worker", "naive", "--args", json.dumps(spec)], env)
-            results.setdefault("naive", []).append({"seconds": seconds, **json.loads(stdout)})
-            for name, out in (("pipeline", "out"), ("cached", "out"), ("rerender", "out2")):
-                summary = run_dir / f"{name}.json"
-                command = [sys.executable, "-m", "mushcam", "gradcam", "--data", *data_args,
-                           "--manifest", str(work / "ckpt"), "--cache", str(run_dir / "cache"), "--out", str(run_dir / out),
-                           "--device", "cpu", "--batch-size", "1", "--views", ",".join(VIEWS), "--summary", str(summary)]
-                seconds, _ = run_process(command, env)
-                report = json.loads(summary.read_text())
-                entry = {"seconds": seconds, "inner_seconds": report["seconds"], "after_import": report["rss_after_import_bytes"],
-                         "peak": report["process_peak_rss_bytes"],
-                         "computed": sum(m["computed"] for m in report["models"])}
-                fields = {"peak": "peak_rss_bytes", "rss_start": "rss_start_bytes",
-                          "rss_after_load": "rss_after_load_bytes", "work_peak": "work_peak_rss_bytes"}
-                for model in report["models"]:
-                    for short, field in fields.items():
-                        entry[f"{short}:{model['backbone']}"] = model[field]
-                results.setdefault(name, []).append(entry)
+            one_repeat(args, work, run_dir, files, data_args, env, results)
             shutil.rmtree(run_dir, ignore_errors=True)
             print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr)
     finally:
         probes["after"] = probe_ms()
         shutil.rmtree(work, ignore_errors=True)
+    return results, probes
+
+
+def variant_lines(args: argparse.Namespace, files: list[Path], results: dict[str, list[dict[str, float]]],
+                  probes: dict[str, float], torch_version: str) -> list[str]:
+    """The table of variants (time, peak memory) and the ratios the targets are stated in."""
 
     def med(name: str, key: str) -> float:
         return median([float(r[key]) for r in results[name] if r.get(key) is not None])
@@ -286,7 +304,7 @@ def main() -> int:
     largest = max(BACKBONES, key=lambda b: ref_peak[b])
     lines = [
         f"{len(files)} photos of {args.data}, {args.repeats} interleaved repeats, {args.threads} thread(s), "
-        f"{platform.processor() or platform.machine()}, torch {torch.__version__}; "
+        f"{platform.processor() or platform.machine()}, torch {torch_version}; "
         f"probe (10 matmuls 512x512) {probes['before']:.1f} ms before, {probes['after']:.1f} ms after",
         "",
         "| variant | wall s (median) | peak RSS MB | peak above import MB | peak / largest inference peak |",
@@ -298,7 +316,7 @@ def main() -> int:
         lines.append(f"| {name} | {med(name, 'seconds'):.1f} | {peak / MB:.0f} | {above / MB:.0f} | "
                      f"{peak / ref_peak[largest]:.2f} |")
     speedup = med("pipeline", "seconds") / med("cached", "seconds")
-    lines += [
+    return lines + [
         "",
         f"pipeline peak / largest single-model inference peak ({largest}): "
         f"{med('pipeline', 'peak') / ref_peak[largest]:.3f} (target <= 1.10)",
@@ -311,6 +329,12 @@ def main() -> int:
         f"{med('cached', 'inner_seconds'):.2f}, rerender {med('rerender', 'inner_seconds'):.2f}",
         f"maps computed per run: pipeline {med('pipeline', 'computed'):.0f}, cached {med('cached', 'computed'):.0f}, "
         f"rerender {med('rerender', 'computed'):.0f}",
+    ]
+
+
+def memory_lines(results: dict[str, list[dict[str, float]]]) -> list[str]:
+    """Per model: resident weights, load peaks and working memory per image, against the thesis."""
+    lines = [
         "",
         "| model | weights resident MB | load peak above import MB (ref / pipeline) | "
         "working memory per image MB (ref forward / pipeline Grad-CAM+render) | thesis MB per image |",
@@ -326,6 +350,24 @@ def main() -> int:
         pipe_work = median([float(r[f"work_peak:{b}"] - r[f"rss_after_load:{b}"]) for r in runs])
         lines.append(f"| {b} | {weights / MB:.0f} | {ref_load / MB:.0f} / {pipe_load / MB:.0f} | "
                      f"{ref_work / MB:.0f} / {pipe_work / MB:.0f} | {THESIS_MB[b]} |")
+    return lines
+
+
+def main() -> int:
+    args = parse_args()
+    if args.worker:
+        return run_worker(args)
+    if not args.data.is_dir():
+        print(f"data not found: {args.data}", file=sys.stderr)
+        return 2
+    files = pick_files(args.data, args.limit)
+    classes = sorted(p.name for p in args.data.iterdir() if p.is_dir())
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads), PYTHONHASHSEED="0")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    results, probes = measure(args, files, classes, env)
+    lines = variant_lines(args, files, results, probes, torch.__version__) + memory_lines(results)
     lines += ["", "PNG zlib level over the views of the photos (3 views x photos, interleaved, median per PNG):", "",
               "| level | ms per PNG | total MB |", "|---|---:|---:|"]
     for level, (ms, size) in png_levels(files, classes).items():

@@ -46,8 +46,10 @@ def main() -> None:
         "upsample + normalise": lambda: upsample_cam(cam, image.size),
         "colour (LUT)": lambda: colorize(heat, "viridis"),
         "alpha blend": lambda: blend(pixels, heat_rgb, 0.6, heat),
-        "combined view": lambda: combine_panels([pixels, heat_rgb, blended], ["Original", "Grad-CAM heatmap", "Overlay"], "title"),
-        "all four views (what a slider move costs)": lambda: render_views(image, upsample_cam(cam, image.size), 0.6, "jet", "title"),
+        "combined view": lambda: combine_panels([pixels, heat_rgb, blended],
+                                                ["Original", "Grad-CAM heatmap", "Overlay"], "title"),
+        "all four views (what a slider move costs)": lambda: render_views(image, upsample_cam(cam, image.size), 0.6,
+                                                                          "jet", "title"),
     }
     for step in steps.values():
         step()

@@ -67,7 +67,8 @@ def main() -> None:
     print("\n| run | model | method | images | seconds (in process) | s / image | peak RSS MB | process wall s |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
     for label, model, method, n, seconds, peak, wall in rows:
-        print(f"| {label} | {model} | {method} | {n} | {float(seconds):.1f} | {float(seconds) / int(n):.2f} | {peak} | {wall:.1f} |")
+        print(f"| {label} | {model} | {method} | {n} | {float(seconds):.1f} | {float(seconds) / int(n):.2f} | {peak} "
+              f"| {wall:.1f} |")
 
 
 if __name__ == "__main__":

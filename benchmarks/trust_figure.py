@@ -1,4 +1,7 @@
-"""Write the deletion/insertion figure of a results store: python benchmarks/trust_figure.py STORE OUT.png [MODEL ...]"""
+"""Write the deletion/insertion figure of a results store.
+
+    python benchmarks/trust_figure.py STORE OUT.png [MODEL ...]
+"""
 
 import sys
 from pathlib import Path

@@ -19,12 +19,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
 
+from mushcam.cam import cam as explain_maps  # noqa: E402
 from mushcam.catalog import load_catalog_entry  # noqa: E402
 from mushcam.data import decode_image, preprocess, read_bytes  # noqa: E402
 from mushcam.evaluate import scan_test_set  # noqa: E402
 from mushcam.manifest import load_manifest  # noqa: E402
 from mushcam.memory import current_rss_bytes  # noqa: E402
-from mushcam.trust.explainers import explain_maps  # noqa: E402
 from mushcam.trust.faithfulness import FaithfulnessSettings, evaluate_map  # noqa: E402
 from mushcam.trust.run import image_generator  # noqa: E402
 

@@ -12,7 +12,7 @@ state.demo_banner(ctx)
 import datetime as dt  # noqa: E402
 
 from mushcam import compare  # noqa: E402
-from mushcam.methods import DEFAULT_METHOD, METHOD_LABELS, METHODS  # noqa: E402
+from mushcam.cam import DEFAULT_METHOD, METHOD_LABELS, METHODS  # noqa: E402
 from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP, to_png  # noqa: E402
 from ui import compare_support as support  # noqa: E402
 

@@ -9,8 +9,8 @@ from ui import state  # noqa: E402  (set_page_config must come first)
 ctx = state.sidebar()
 state.demo_banner(ctx)
 
+from mushcam.cam import method_names  # noqa: E402
 from mushcam.exceptions import MushcamError  # noqa: E402
-from mushcam.trust.explainers import available_methods  # noqa: E402
 from mushcam.trust.report import least_faithful  # noqa: E402
 from mushcam.trust.sanity import FLAG_THRESHOLD  # noqa: E402
 from ui import store_picker  # noqa: E402
@@ -97,7 +97,7 @@ if ctx.manifest is None or not ctx.available:
 with st.form("sanity_one"):
     cols = st.columns(3)
     model = cols[0].selectbox("Model", ctx.available, format_func=state.display_name, key="sanity_model")
-    method = cols[1].selectbox("Method", available_methods(), key="sanity_method")
+    method = cols[1].selectbox("Method", method_names(), key="sanity_method")
     photos = list(contents.faithfulness[0].image_paths) if contents.faithfulness else []
     photo = cols[2].selectbox("Photo", photos, key="sanity_photo") if photos else None
     submitted = st.form_submit_button("Run the sanity check", icon="🎲", disabled=photo is None)

@@ -98,6 +98,16 @@ def test_a_registered_method_is_on_the_command_line(toy: Method, tmp_path: Path,
     assert (out / "overlay.png").is_file()
 
 
+@pytest.mark.parametrize("command", ["gradcam", "compare", "faithfulness", "sanity"])
+def test_a_registered_method_is_in_every_commands_method_help(toy: Method, command: str,
+                                                              capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])  # builds the parser now, after the toy method was registered
+    text = " ".join(capsys.readouterr().out.split())
+    assert method_help() in text
+    assert "toycam" in text and all(name in text for name in BUILT_IN)
+
+
 @pytest.mark.usefixtures("fresh_streamlit_caches")
 def test_a_registered_method_is_on_the_explain_page(toy: Method, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     write_manifest(tmp_path / "ckpt", backbones=("mobilenet_v3_large",))
@@ -147,3 +157,10 @@ def test_old_import_paths_still_work():
     assert mushcam.cache.cached_explanation is mushcam.explain.cached_explanation
     assert mushcam.agreement.spearman is mushcam.metrics.agreement.spearman
     assert mushcam.metrics.compute_metrics is mushcam.metrics.classification.compute_metrics
+
+
+def test_every_registered_method_has_its_row_in_the_methods_doc():
+    table = (ROOT / "docs" / "methods.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip().strip("`") for line in table.splitlines() if line.startswith("| `")}
+    missing = [name for name in METHODS if name not in rows]
+    assert not missing, f"docs/methods.md's table has no row for {missing}"

@@ -14,6 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 from mushcam import compare
+from mushcam.cam import DEFAULT_METHOD, Column
 from mushcam.catalog import LoadedModel
 from mushcam.data import LabelledImage, scan_images
 from mushcam.exceptions import MushcamError
@@ -44,7 +45,7 @@ def explainer(ctx: state.AppContext, models: dict[str, LoadedModel]) -> compare.
     keys = {name: state.model_identity(ctx, name) for name in models}
     layers = {name: state.cam_layer(ctx, name, loaded) for name, loaded in models.items()}
 
-    def explain(name: str, image: compare.CompareImage, method: str = "gradcam") -> Explanation:
+    def explain(name: str, image: compare.CompareImage, method: str = DEFAULT_METHOD) -> Explanation:
         with naming_model(ctx.label(name)):
             return state.cached_explanation(
                 models[name].model, image.image, manifest, keys[name], image.sha256, layers[name], None, method,
@@ -204,7 +205,7 @@ __all__ = [
 
 @st.cache_data(show_spinner=False, max_entries=1024)
 def _map_aucs(_model: object, _image: object, _manifest: object, identity: state.ModelIdentity, image_sha: str,
-              class_idx: int, _cam: object, method: str = "gradcam") -> tuple[float, float]:
+              class_idx: int, _cam: object, method: str = DEFAULT_METHOD) -> tuple[float, float]:
     """Deletion and insertion AUC of one cached map (computed once per model, image, class and CAM method)."""
     from mushcam.data import preprocess
     from mushcam.trust.faithfulness import map_aucs
@@ -218,12 +219,12 @@ def map_faithfulness(ctx: state.AppContext, models: dict[str, LoadedModel],
     assert ctx.manifest is not None
     rows = []
     for row in comparison.rows:
-        for column, cell in row.cells.items():
-            name, method = compare.split_column(column)  # a column is a model, or a model x CAM method
-            deletion, insertion = _map_aucs(models[name].model, row.image.image, ctx.manifest,
-                                            state.model_identity(ctx, name), row.image.sha256,
-                                            int(cell.explanation.class_idx), cell.explanation.cam, method)
-            rows.append({"image": row.image.name, "model": comparison.label(column),
+        for key, cell in row.cells.items():
+            column = Column.parse(key)  # a model and a CAM method
+            deletion, insertion = _map_aucs(models[column.model].model, row.image.image, ctx.manifest,
+                                            state.model_identity(ctx, column.model), row.image.sha256,
+                                            int(cell.explanation.class_idx), cell.explanation.cam, column.method)
+            rows.append({"image": row.image.name, "model": comparison.label(key),
                          "explained": ctx.manifest.class_names[cell.explanation.class_idx],
                          "deletion_auc": deletion, "insertion_auc": insertion})
     return rows

@@ -15,9 +15,9 @@ import streamlit as st
 import torch
 
 from mushcam import errors
+from mushcam.cam import DEFAULT_METHOD, METHOD_LABELS, METHODS
 from mushcam.exceptions import MushcamError
 from mushcam.explain import top_k
-from mushcam.methods import METHOD_LABELS, METHODS
 from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP, to_png
 from mushcam.review.figures import error_panels, model_name
 from mushcam.store import RunRecord, StoreContents
@@ -88,7 +88,8 @@ def show(ctx: state.AppContext, path: str, version: str, contents: StoreContents
     image_path = contents.predictions[run.run_id].image_paths[pick]
     views = how_each_model_saw_it(path, version, contents, run, pick)
     view_ids = [v.run_id for v, _ in views]
-    if st.session_state.get("err_view_for") != (run.run_id, image_path) or st.session_state.get("err_view") not in view_ids:
+    chosen_elsewhere = st.session_state.get("err_view_for") != (run.run_id, image_path)
+    if chosen_elsewhere or st.session_state.get("err_view") not in view_ids:
         st.session_state["err_view"] = run.run_id
         st.session_state["err_view_for"] = (run.run_id, image_path)
     runs = {r.run_id: r for r in contents.runs}
@@ -118,7 +119,7 @@ def show(ctx: state.AppContext, path: str, version: str, contents: StoreContents
 
 
 def maps(ctx: state.AppContext, run: RunRecord, contents: StoreContents, index: int, data_root: str, alpha: float,
-         colormap: str, shared: bool, method: str = "gradcam") -> None:
+         colormap: str, shared: bool, method: str = DEFAULT_METHOD) -> None:
     """Original, predicted-class and true-class maps of one stored prediction; raises MushcamError on input trouble."""
     problem = why_no_maps(ctx, run)
     if problem:
@@ -148,12 +149,15 @@ def maps(ctx: state.AppContext, run: RunRecord, contents: StoreContents, index: 
     stored = rows.probabilities[index]
     live = float(predicted.probabilities[pred])
     if abs(live - float(stored[pred])) > 1e-3:
-        st.warning(f"The current model gives {run.class_names[pred]} {live:.1%}; the store says {float(stored[pred]):.1%}.")
+        st.warning(f"The current model gives {run.class_names[pred]} {live:.1%}; "
+                   f"the store says {float(stored[pred]):.1%}.")
     panels = error_panels(picture.display, predicted, truth, ctx.manifest.input, run.class_names, run.toxicities,
                           true, stored, alpha, colormap, shared)
     if pred == true:
         st.caption("This prediction is right: one map.")
-    for column, image, title, caption in zip(st.columns(3), panels.images, panels.titles, panels.captions):
+    # three columns; a right prediction has two panels (no true-class map): zip stops at the shorter
+    for column, image, title, caption in zip(st.columns(3), panels.images, panels.titles, panels.captions,
+                                             strict=False):
         column.image(image, caption=f"{title} · {caption}", width="stretch")
     scale_note = "one scale for both maps" if shared else "each map scaled to its own maximum"
     st.caption(f"{ctx.label(name)}, layer `{layer}`, {scale_note}; stored probabilities.")

@@ -84,7 +84,8 @@ def filter_rows(matching: np.ndarray, run: RunRecord, table: RunTable, index: Re
         found = index.of(key_of(run, table, i))
         if status == "mine" and any(r.reviewer == reviewer for r in found):
             continue
-        if (status == "unreviewed" and found) or (status == "reviewed" and not found) or (status == "two" and len(found) < 2):
+        if ((status == "unreviewed" and found) or (status == "reviewed" and not found)
+                or (status == "two" and len(found) < 2)):
             continue
         if causes and not any(c in r.causes for r in found for c in causes):
             continue
@@ -248,7 +249,8 @@ def panel(path: str, run: RunRecord, table: RunTable, pick: int, reviewer: str, 
     show_reviews(found, index.of_image(key.image_sha256), key, causes)
 
 
-def show_reviews(found: Sequence[Review], same_photo: Sequence[Review], key: ReviewKey, causes: Sequence[Cause]) -> None:
+def show_reviews(found: Sequence[Review], same_photo: Sequence[Review], key: ReviewKey,
+                 causes: Sequence[Cause]) -> None:
     labels_ = cause_list.labels_of(causes)
 
     def line(r: Review) -> str:

@@ -21,12 +21,12 @@ import torch
 from PIL import Image
 from streamlit.errors import StreamlitAPIException
 
-from mushcam import cache as cam_cache
 from mushcam import catalog
 from mushcam.cache import CamCache, default_cache_dir
 from mushcam.data import DISPLAY_MAX_SIDE, ImageLoadError, decode_image, image_sha256, read_bytes
 from mushcam.exceptions import MushcamError
 from mushcam.explain import Explanation
+from mushcam.explain import cached_explanation as disk_cached_explanation  # the model run through CamCache
 from mushcam.finite import naming_model
 from mushcam.manifest import Manifest, ManifestError, default_checkpoint_dir, load_manifest
 from mushcam.models import DISPLAY_NAMES
@@ -304,7 +304,7 @@ def cached_explanation(
     """
     cache = CamCache(default_cache_dir())
     digest = catalog.cache_digest(checkpoint_sha256(identity), identity.fingerprint)
-    return cam_cache.cached_explanation(
+    return disk_cached_explanation(
         cache, _model, _image, _manifest.input, layer, class_idx, digest, image_sha, method
     )
 

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mushcam.cache import CamCache
+from mushcam.cam import DEFAULT_METHOD, method_help, method_names
 from mushcam.cli.common import resolve_manifest
 from mushcam.compare.comparison import NORMALISATIONS, Memo, compute_comparison, outcome_with
 from mushcam.compare.figure import GRID_VIEWS, summary_lines, write_export
 from mushcam.compare.sample import DEFAULT_SAMPLE_SIZE, gather_images, manifest_class
 from mushcam.exceptions import MushcamError, UsageError
 from mushcam.manifest import Manifest
-from mushcam.methods import DEFAULT_METHOD, METHODS
 from mushcam.render import DEFAULT_ALPHA, DEFAULT_COLORMAP
 from mushcam.settings import add_trust_code_option
 
@@ -43,9 +43,9 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", "--models", "--backbone", "--backbones", dest="models", nargs="+", metavar="NAME",
                         help="models to compare by their manifest name, any number (default: every one with a "
                         "checkpoint); --backbones is the old spelling")
-    parser.add_argument("--method", nargs="+", choices=METHODS, default=[DEFAULT_METHOD], metavar="METHOD",
-                        help="CAM method(s): several make the columns models x methods; "
-                        f"{', '.join(METHODS)} (default {DEFAULT_METHOD})")
+    # the registry's names, read when the parser is built (a method registered before then is listed)
+    parser.add_argument("--method", nargs="+", choices=method_names(), default=[DEFAULT_METHOD], metavar="METHOD",
+                        help=f"{method_help()}; several make the columns models x methods")
     parser.add_argument("--n", type=int, default=DEFAULT_SAMPLE_SIZE, help="images sampled from a folder (default 12)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--out", required=True, help="output folder (created)")

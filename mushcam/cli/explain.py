@@ -34,9 +34,10 @@ def add_explain(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--layer", help="target layer as a dotted path (default: the manifest's, else found "
                                         "automatically)")
     parser.add_argument("--target", help="class name or index to explain (default: the predicted class)")
-    from mushcam.cam.registry import method_help  # the registry's names, read when the parser is built
+    from mushcam.cam import DEFAULT_METHOD, method_help  # the registry's names, read when the parser is built
 
-    parser.add_argument("--method", default="gradcam", help=method_help())  # checked by check_method in run_explain
+    # checked by check_method in run_explain
+    parser.add_argument("--method", default=DEFAULT_METHOD, help=method_help())
     parser.add_argument("--alpha", type=float, default=None, help="heat map opacity 0..1 (default 0.45)")
     parser.add_argument("--colormap", default=None, help="jet, viridis, hot, inferno, magma, plasma, turbo, gray")
     parser.add_argument("--top-k", type=positive_int, default=5, help="classes listed in prediction.json (at least 1)")
@@ -67,7 +68,7 @@ def run_explain(args: argparse.Namespace) -> int:
 
 def check_explain_options(args: argparse.Namespace) -> tuple[float, str]:
     """The method, ``--alpha``, ``--colormap`` and ``--out`` checked before any model is loaded."""
-    from mushcam.methods import check_method
+    from mushcam.cam import check_method
     from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP
 
     check_method(args.method)

@@ -12,13 +12,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from mushcam.cache import DEFAULT_MAX_BYTES, CamCache, default_cache_dir
+from mushcam.cam import DEFAULT_METHOD, method_help, method_names
 from mushcam.catalog import with_code_consent
 from mushcam.cli.common import resolve_manifest
 from mushcam.exceptions import UsageError
 from mushcam.files import write_json_atomic
 from mushcam.manifest import Manifest
 from mushcam.memory import current_rss_bytes, peak_rss_bytes
-from mushcam.methods import DEFAULT_METHOD, METHODS
 from mushcam.pipeline.config import (
     DEFAULT_MAX_SIDE,
     DEFAULT_PNG_LEVEL,
@@ -57,8 +57,9 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--target", default="predicted",
                         help="class to explain: predicted (default), true (the class folder), or a class name/index")
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default 1: least memory)")
-    parser.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
-                        help="CAM method (default gradcam); another method writes to OUT/<model>-<method>/")
+    # the registry's names, read when the parser is built (a method registered before then is listed)
+    parser.add_argument("--method", choices=method_names(), default=DEFAULT_METHOD,
+                        help=f"{method_help()}; another method writes to OUT/<model>-<method>/")
     parser.add_argument("--views", default=",".join(DEFAULT_VIEWS),
                         help=f"PNG views to write, comma-separated, from {', '.join(VIEW_NAMES)} "
                         f"(default {','.join(DEFAULT_VIEWS)}); the raw map is always written")

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
+from mushcam.cam import DEFAULT_METHOD, method_help
 from mushcam.catalog import with_code_consent
 from mushcam.cli.common import resolve_manifest
 from mushcam.exceptions import MushcamError
-from mushcam.methods import DEFAULT_METHOD, METHODS
 from mushcam.settings import add_trust_code_option
 from mushcam.trust.faithfulness import BASELINES, DEFAULT_ROAD_PERCENTAGES, DEFAULT_STEPS, FaithfulnessSettings
 
@@ -40,7 +40,6 @@ def _threads(value: int | None) -> None:
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
     """Register ``faithfulness`` and ``sanity``."""
-    methods = ", ".join(METHODS)
     parser = subparsers.add_parser(
         "faithfulness",
         help="deletion/insertion AUC, Average Drop, ROAD of every model x method over a test folder, into the results "
@@ -51,8 +50,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
                                            "checkpoints/)")
     parser.add_argument("--models", "--backbones", nargs="+", metavar="MODEL",
                         help="manifest model names (default: every model with a checkpoint)")
-    parser.add_argument("--methods", default=DEFAULT_METHOD, help=f"comma-separated CAM methods ({methods}; default "
-                                                                  "gradcam)")
+    # the registry's names, read when the parser is built (a method registered before then is listed)
+    parser.add_argument("--methods", default=DEFAULT_METHOD, help=f"{method_help()}; several, comma-separated")
     parser.add_argument("--baseline", choices=BASELINES, default="blur",
                         help="what a removed pixel becomes: the blurred image (default) or the mean colour")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="deletion/insertion steps (default "
@@ -74,7 +73,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     sanity.add_argument("--images", dest="n_images", type=int, default=8, help="photos taken from --data (default 8)")
     sanity.add_argument("--manifest", help="manifest.json or its folder")
     sanity.add_argument("--model", "--backbone", required=True, help="manifest model name")
-    sanity.add_argument("--method", default=DEFAULT_METHOD, help=f"CAM method ({methods})")
+    sanity.add_argument("--method", default=DEFAULT_METHOD, help=method_help())
     sanity.add_argument("--seed", type=int, default=0)
     sanity.add_argument("--threads", type=int, help="CPU threads")
     sanity.add_argument("--out", help="results store to save the check in (with --data), for the report")

@@ -2,7 +2,7 @@
 
 :func:`compute_comparison` asks an ``explain(backbone, image)`` function (the page passes a
 cached one, the command line a :class:`Memo`) for every (backbone, image) once, and measures
-each map's focus and each pair's agreement (:mod:`mushcam.agreement`) on a common grid: the
+each map's focus and each pair's agreement (:mod:`mushcam.metrics.agreement`) on a common grid: the
 region the network saw, fitted within ``MEASURE_SIDE`` pixels, aspect kept. The measures are
 scale-free, so they do not depend on the display normalisation.
 """
@@ -17,15 +17,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from mushcam.agreement import TOP_FRACTION, Focus, PairAgreement, focus, pairwise_agreement
-from mushcam.cache import CamCache
+from mushcam.cache import CamCache, cam_key, entry_fits
+from mushcam.cam import DEFAULT_METHOD, METHOD_LABELS, METHODS, Column
 from mushcam.compare.sample import CompareImage, OutcomeFn, manifest_class
 from mushcam.data import LabelledImage, crop_box
 from mushcam.exceptions import MushcamError
-from mushcam.explain import Explanation
+from mushcam.explain import Explanation, cached_explanation, explain_image
 from mushcam.finite import naming_model
 from mushcam.manifest import InputSpec, Manifest
-from mushcam.methods import DEFAULT_METHOD, METHOD_LABELS, METHODS
+from mushcam.metrics.agreement import TOP_FRACTION, Focus, PairAgreement, focus, pairwise_agreement
 from mushcam.models import DISPLAY_NAMES
 from mushcam.render import cam_scale, upsample_cam
 from mushcam.toxicity import Toxicity
@@ -33,7 +33,8 @@ from mushcam.toxicity import Toxicity
 MEASURE_SIDE = 224  # the common grid on which maps of different backbones are compared
 NORMALISATIONS: tuple[str, ...] = ("per_image", "shared")
 
-ExplainFn = Callable[[str, "CompareImage"], Explanation]
+# explain(model, image) for Grad-CAM, explain(model, image, method) otherwise (see explain_column)
+ExplainFn = Callable[..., Explanation]
 ProgressFn = Callable[[int, int, str], None]
 
 
@@ -74,28 +75,31 @@ class Row:
         return max((cell.cam_max for cell in self.cells.values()), default=0.0)
 
 
-def column_key(backbone: str, method: str = DEFAULT_METHOD) -> str:
-    """One column of the grid: a model, or a model and a CAM method (models x methods).
-
-    Grad-CAM columns are keyed by the model's name alone, as before methods existed.
-    """
-    return backbone if method == DEFAULT_METHOD else f"{backbone}/{method}"
-
-
 def split_column(key: str) -> tuple[str, str]:
-    """``(model, method)`` of a :func:`column_key`."""
-    model, _, method = key.rpartition("/")
-    if model and method in METHODS:
-        return model, method
-    return key, DEFAULT_METHOD
+    """``(model, method)`` of a column key: :meth:`mushcam.cam.Column.parse`, as a pair."""
+    column = Column.parse(key)
+    return column.model, column.method
 
 
 def column_label(key: str, model_label: str | None = None) -> str:
     """A column's display name: "ResNet-50", or "ResNet-50 · Score-CAM" (``model_label``:
     the model's own display name, e.g. the manifest's label)."""
-    model, method = split_column(key)
-    name = model_label or DISPLAY_NAMES.get(model, model)
-    return name if method == DEFAULT_METHOD else f"{name} · {METHOD_LABELS[method]}"
+    column = Column.parse(key)
+    name = model_label or DISPLAY_NAMES.get(column.model, column.model)
+    return name if column.method == DEFAULT_METHOD else f"{name} · {METHOD_LABELS[column.method]}"
+
+
+def explain_column(explain: ExplainFn, column: Column, image: CompareImage) -> Explanation:
+    """``column``'s map of ``image``: ``explain(model, image, method)``, or ``explain(model, image)``
+    for Grad-CAM.
+
+    Grad-CAM keeps the two-argument call of the time before there were other methods, so an
+    ``explain`` written then (the tests' fakes, callers' own) still works; this is the one
+    place that says so.
+    """
+    if column.method == DEFAULT_METHOD:
+        return explain(column.model, image)
+    return explain(column.model, image, column.method)
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,8 @@ class Comparison:
         return self.labels.get(name) or DISPLAY_NAMES.get(name, name)
 
 
-def measure_map(cam: torch.Tensor, image_size: tuple[int, int], spec: InputSpec, side: int = MEASURE_SIDE) -> np.ndarray:
+def measure_map(cam: torch.Tensor, image_size: tuple[int, int], spec: InputSpec,
+                side: int = MEASURE_SIDE) -> np.ndarray:
     """A raw map upsampled onto the common comparison grid: the seen region, fitted within ``side``."""
     left, top, right, bottom = crop_box(image_size, spec)
     width, height = right - left, bottom - top
@@ -145,9 +150,8 @@ def compute_comparison(
 ) -> Comparison:
     """Every backbone's map of every image (one ``explain`` call each), with focus and agreement.
 
-    With several ``methods`` the columns are models x methods (:func:`column_key`), and
-    ``explain`` is called as ``explain(backbone, image, method)`` for methods other than
-    Grad-CAM (Grad-CAM keeps the two-argument call).
+    With several ``methods`` the columns are models x methods (:class:`mushcam.cam.Column`),
+    and ``explain`` is called as :func:`explain_column` says.
     """
     if not backbones:
         raise MushcamError("choose at least one backbone")
@@ -156,9 +160,10 @@ def compute_comparison(
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise MushcamError(f"unknown CAM method {bad[0]!r}; choose from {', '.join(METHODS)}")
-    columns = [column_key(b, m) for b in backbones for m in dict.fromkeys(methods)]
+    columns = [Column(b, m) for b in backbones for m in dict.fromkeys(methods)]
     if not images:
         raise MushcamError("no images to compare")
+    labels = {c.key: column_label(c.key, manifest.display_name(c.model)) for c in columns}
     total = len(images) * len(columns)
     done = 0
     rows = []
@@ -168,12 +173,9 @@ def compute_comparison(
         maps: dict[str, np.ndarray] = {}
         for column in columns:
             if progress is not None:
-                progress(done, total, f"{column_label(column, manifest.display_name(split_column(column)[0]))} on "
-                         f"{image.name}")
-            backbone, method = split_column(column)
-            explanation = explain(backbone, image) if method == DEFAULT_METHOD else explain(backbone, image, method)
-            maps[column] = measure_map(explanation.cam, image.image.size, manifest.input, measure_side)
-            cells[column] = make_cell(column, explanation, manifest, true_class, maps[column])
+                progress(done, total, f"{labels[column.key]} on {image.name}")
+            cells[column.key], maps[column.key] = column_cell(column, image, manifest, explain, true_class,
+                                                              measure_side)
             done += 1
         rows.append(Row(
             image=image,
@@ -184,17 +186,24 @@ def compute_comparison(
         ))
     if progress is not None:
         progress(total, total, "done")
-    labels = {c: column_label(c, manifest.display_name(split_column(c)[0])) for c in columns}
-    return Comparison(tuple(columns), tuple(rows), fraction, labels)
+    return Comparison(tuple(c.key for c in columns), tuple(rows), fraction, labels)
+
+
+def column_cell(column: Column, image: CompareImage, manifest: Manifest, explain: ExplainFn,
+                true_class: str | None, measure_side: int = MEASURE_SIDE) -> tuple[Cell, np.ndarray]:
+    """One column's cell on ``image`` and its map on the common grid (:func:`measure_map`)."""
+    explanation = explain_column(explain, column, image)
+    heat = measure_map(explanation.cam, image.image.size, manifest.input, measure_side)
+    return make_cell(column.key, explanation, manifest, true_class, heat), heat
 
 
 class Memo:
     """The command line's cache: each model loaded once, on first need, and each explanation
     computed once per (model, image). ``load(name)`` returns the module, or the
-    :class:`mushcam.catalog.LoadedModel` (whose layer is used where the manifest names none). With a :class:`mushcam.cache.CamCache` the maps go
-    through the on-disk cache that the app and ``python -m mushcam gradcam`` share (so a map
-    made there costs no model call here, and the numbers match the page's exactly); without
-    one they are kept in memory only."""
+    :class:`mushcam.catalog.LoadedModel` (whose layer is used where the manifest names none).
+    With a :class:`mushcam.cache.CamCache` the maps go through the on-disk cache that the app
+    and ``python -m mushcam gradcam`` share (so a map made there costs no model call here, and
+    the numbers match the page's exactly); without one they are kept in memory only."""
 
     def __init__(self, manifest: Manifest, load: Callable[[str], Any], cache: CamCache | None = None) -> None:
         self.manifest = manifest
@@ -238,9 +247,6 @@ class Memo:
             return self._explain_named(backbone, image, method)
 
     def _explain_named(self, backbone: str, image: CompareImage, method: str = DEFAULT_METHOD) -> Explanation:
-        from mushcam import cache as cam_cache
-        from mushcam.explain import explain_image
-
         spec, layer = self.manifest.input, self.layer(backbone)
         if self.cache is None:
             return explain_image(self.model(backbone), image.image, spec, layer, None, method)
@@ -250,11 +256,11 @@ class Memo:
             self.digests[backbone] = cache_digest(self.cache.checkpoint_sha256(self.manifest.checkpoint_path(backbone)),
                                                   entry_fingerprint(self.manifest, backbone))
         digest = self.digests[backbone]
-        entry = self.cache.get_entry(cam_cache.cam_key(digest, image.sha256, layer, None, spec, method))
-        if cam_cache.entry_fits(entry, spec, self.manifest.num_classes):
+        entry = self.cache.get_entry(cam_key(digest, image.sha256, layer, None, spec, method))
+        if entry_fits(entry, spec, self.manifest.num_classes):
             return Explanation(entry.cam, entry.probabilities, entry.class_idx, layer, method)  # no model needed
-        return cam_cache.cached_explanation(self.cache, self.model(backbone), image.image, spec, layer, None,
-                                            digest, image.sha256, method)
+        return cached_explanation(self.cache, self.model(backbone), image.image, spec, layer, None,
+                                  digest, image.sha256, method)
 
 
 def outcome_with(explain: ExplainFn, backbones: Sequence[str], manifest: Manifest,

@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from mushcam.compare.comparison import Cell, Comparison, Row, split_column
+from mushcam.cam import DEFAULT_METHOD, METHOD_LABELS, Column
+from mushcam.compare.comparison import Cell, Comparison, Row
 from mushcam.compare.tables import backbone_summary, image_table, pair_summary, summary_long, to_csv
 from mushcam.data import crop_box
 from mushcam.exceptions import MushcamError
 from mushcam.explain import Explanation
 from mushcam.files import write_bytes_atomic, write_text_atomic
 from mushcam.manifest import InputSpec, Manifest
-from mushcam.methods import DEFAULT_METHOD, METHOD_LABELS
 from mushcam.render import DEFAULT_ALPHA, DEFAULT_COLORMAP, colorize, fit_within, overlay, to_png, upsample_cam
 
 PANEL_SIDE = 224  # one picture in the exported grid
@@ -87,9 +87,9 @@ def fmt(value: object, digits: int = 2, percent: bool = False) -> str:
 
 def short_name(backbone: str) -> str:
     """A column's short name: the model's, with the method's after it when not Grad-CAM."""
-    model, method = split_column(backbone)
-    short = SHORT_NAMES.get(model, model)
-    return short if method == DEFAULT_METHOD else f"{short}/{METHOD_LABELS[method]}"
+    column = Column.parse(backbone)
+    short = SHORT_NAMES.get(column.model, column.model)
+    return short if column.method == DEFAULT_METHOD else f"{short}/{METHOD_LABELS[column.method]}"
 
 
 def verdict(cell: Cell) -> tuple[str, tuple[int, int, int]]:
@@ -183,14 +183,16 @@ def render_comparison(
 def _grid_header(comparison: Comparison, normalisation: str, view: str, created: str) -> list[str]:
     """The title line, then what the maps and the focus numbers are, then what agreement is."""
     top = round(comparison.fraction * 100)
+    normalised = ("per image (each to its own maximum)" if normalisation == "per_image"
+                  else "shared across each row (the row largest raw maximum)")
     return [
         (f"Grad-CAM comparison: {len(comparison.rows)} images x {len(comparison.backbones)} models"
-         if all(split_column(b)[1] == DEFAULT_METHOD for b in comparison.backbones)
+         if all(Column.parse(b).method == DEFAULT_METHOD for b in comparison.backbones)
          else f"CAM comparison: {len(comparison.rows)} images x {len(comparison.backbones)} columns "
          "(models x methods)")
         + (f"  ({created})" if created else ""),
         f"{'Overlay' if view == 'overlay' else 'Heatmap'}; maps normalised "
-        f"{'per image (each to its own maximum)' if normalisation == 'per_image' else 'shared across each row (the row largest raw maximum)'}. "  # noqa: E501
+        f"{normalised}. "
         f"Focus: half-mass area (share of the image holding half the map, smaller = focused), "
         f"entropy H/log n (0 = one point, 1 = uniform).",
         f"Agreement: IoU of the top-{top}% regions and Spearman rank correlation of the maps. "

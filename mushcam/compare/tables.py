@@ -11,8 +11,8 @@ import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
-from mushcam.agreement import summarise
 from mushcam.compare.comparison import Comparison
+from mushcam.metrics.agreement import summarise
 
 
 def _mean_where(values: Iterable[tuple[float, bool | None]], wanted: bool) -> float:

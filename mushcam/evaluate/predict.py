@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from mushcam.cam import eval_mode
 from mushcam.catalog import load_catalog_entry
 from mushcam.data import ImageLoadError, decode_image, image_sha256, preprocess, read_bytes
 from mushcam.evaluate.scan import TestImage, TestSet, scan_test_set
 from mushcam.exceptions import MushcamError
 from mushcam.finite import naming_model, require_finite
-from mushcam.gradcam import eval_mode
 from mushcam.manifest import InputSpec, Manifest
 from mushcam.metrics import ModelMetrics, compute_metrics, format_rate
 from mushcam.models import file_sha256

@@ -54,7 +54,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> object:
     """
     path = Path(path)
     if path.is_dir():
-        raise CheckpointError(f"checkpoint {path} is a folder, not a weights file: name the .pt/.pth/.safetensors file inside it")
+        raise CheckpointError(f"checkpoint {path} is a folder, not a weights file: "
+                              "name the .pt/.pth/.safetensors file inside it")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -62,7 +63,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> object:
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path.name}: {exc.strerror or exc}") from None
     if kind.kind == "empty":
-        raise CheckpointError(f"cannot read checkpoint {path.name}: the file is empty (0 bytes); it was not written completely, save it again")
+        raise CheckpointError(f"cannot read checkpoint {path.name}: the file is empty (0 bytes); "
+                              "it was not written completely, save it again")
     if kind.kind == "lfs":
         raise CheckpointError(
             f"cannot read checkpoint {path.name}: it is a Git LFS pointer, not the weights; fetch them with "
@@ -81,7 +83,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> object:
             raise CheckpointError(f"refused checkpoint {path.name}: {reason}")
     if kind.kind == "unknown":
         raise CheckpointError(
-            f"cannot read checkpoint {path.name}: not a PyTorch (.pt/.pth) or safetensors weights file, or it is damaged"
+            f"cannot read checkpoint {path.name}: not a PyTorch (.pt/.pth) or safetensors weights file, "
+            "or it is damaged"
         )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -146,11 +149,14 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     with open(path, "rb") as handle:
         head = handle.read(8)
     if len(head) < 8 or int.from_bytes(head, "little") + 8 > size:
-        raise CheckpointError(f"cannot read checkpoint {path.name}: its safetensors header is damaged or the file is truncated")
+        raise CheckpointError(f"cannot read checkpoint {path.name}: its safetensors header is damaged "
+                              "or the file is truncated")
     try:
         return dict(load_file(str(path), device="cpu"))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"cannot read checkpoint {path.name}: damaged safetensors file ({_first_line(exc)})") from None
+        raise CheckpointError(
+            f"cannot read checkpoint {path.name}: damaged safetensors file ({_first_line(exc)})"
+        ) from None
 
 
 def find_state_dict(raw: object, name: str) -> tuple[dict[str, torch.Tensor], str]:

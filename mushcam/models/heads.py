@@ -50,7 +50,11 @@ class LayerNormThenActivation(_ThenActivation, nn.LayerNorm):
     """A LayerNorm followed by an activation."""
 
 
-_THEN = {nn.Linear: LinearThenActivation, nn.BatchNorm1d: BatchNormThenActivation, nn.LayerNorm: LayerNormThenActivation}
+_THEN = {
+    nn.Linear: LinearThenActivation,
+    nn.BatchNorm1d: BatchNormThenActivation,
+    nn.LayerNorm: LayerNormThenActivation,
+}
 
 
 def _leaf(params: Mapping[str, torch.Tensor], where: str) -> nn.Module:
@@ -84,7 +88,8 @@ def _with_activation(module: nn.Module, activation: str) -> nn.Module:
     """The same layer (same keys) with ``activation`` applied after it."""
     if isinstance(module, nn.Sequential):  # a nested block: the activation becomes its last member
         names = [name for name, _ in module.named_children()]
-        module.add_module(str(len(names)) if all(n.isdigit() for n in names) else "activation", ACTIVATIONS[activation]())
+        slot = str(len(names)) if all(n.isdigit() for n in names) else "activation"
+        module.add_module(slot, ACTIVATIONS[activation]())
         return module
     cls = _THEN.get(type(module))
     if cls is None:

@@ -73,7 +73,9 @@ def _first(items: list[str], n: int = 5) -> str:
 
 def _training_only(key: str) -> bool:
     parts = key.split(".")
-    return parts[-1] == "n_averaged" or any(p.lower() in _TRAINING_ONLY or p.lower().startswith("criterion") for p in parts[:-1])
+    return parts[-1] == "n_averaged" or any(
+        p.lower() in _TRAINING_ONLY or p.lower().startswith("criterion") for p in parts[:-1]
+    )
 
 
 def _best_prefix(keys: list[str], sk: Skeleton) -> tuple[str, int, Counter[str]]:
@@ -196,7 +198,8 @@ def _does_not_fit(arch: str, sk: Skeleton, prefix: str, missing: list[str], unex
     if not hint:
         hint = ("; if the model has layers beyond a trunk and a head, build it from your own code with "
                 "\"code\": \"file.py:ClassName\" in the manifest entry")
-    return CheckpointError(f"checkpoint does not fit {arch} (trunk keys{_under(prefix) or ' at the top level'}): " + "; ".join(parts) + hint)
+    where = _under(prefix) or " at the top level"
+    return CheckpointError(f"checkpoint does not fit {arch} (trunk keys{where}): " + "; ".join(parts) + hint)
 
 
 def _stock_match(rel: Mapping[str, torch.Tensor], sk: Skeleton) -> int | None:
@@ -299,7 +302,8 @@ def _stock_slot_final_rebuilt(arch: str, kwargs: dict[str, Any], sk: Skeleton, f
     return slot
 
 
-def _slot_builder(inner: Callable[[], nn.Module] | None, outer: Callable[[], nn.Module] | None) -> Callable[[], nn.Module] | None:
+def _slot_builder(inner: Callable[[], nn.Module] | None,
+                  outer: Callable[[], nn.Module] | None) -> Callable[[], nn.Module] | None:
     if inner is not None and outer is not None:
         return lambda: nn.Sequential(inner(), outer())
     return inner or outer
@@ -326,7 +330,8 @@ def _check_head(builder: Callable[[], nn.Module], sk: Skeleton, arch: str, name:
             width = input_width(head)
             if width is not None and width != sk.feature_dim and not isinstance(head, nn.Conv2d):
                 raise CheckpointError(
-                    f"{name}: the head's first layer takes {width} features, but {arch}'s trunk gives {sk.feature_dim}: "
+                    f"{name}: the head's first layer takes {width} features, "
+                    f"but {arch}'s trunk gives {sk.feature_dim}: "
                     f"the checkpoint may be another variant of the architecture: check \"arch\""
                 )
             if width == sk.feature_dim and not any(isinstance(m, nn.Conv2d) for m in head.modules()):
@@ -366,7 +371,8 @@ def load_planned(p: Plan, state: Mapping[str, torch.Tensor], name: str) -> Recog
             model = assemble(p, "cpu")  # buffers computed at construction (not in state dicts)
             model.load_state_dict(target, strict=True, assign=True)
     except (RuntimeError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{name} does not load into {p.arch}: {str(exc).strip().splitlines()[-1].strip()}") from None
+        last_line = str(exc).strip().splitlines()[-1].strip()
+        raise CheckpointError(f"{name} does not load into {p.arch}: {last_line}") from None
     model.eval()
     last = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))][-1]
     inverse = {v: k for k, v in p.rename.items()}
@@ -374,7 +380,8 @@ def load_planned(p: Plan, state: Mapping[str, torch.Tensor], name: str) -> Recog
     slot = skeleton(p.arch, p.kwargs).slot
     head = describe(model.get_submodule(slot))
     classes = output_width(model.get_submodule(slot))
-    return Recognised(model, p.arch, head, p.how, classes, final_key, tuple(state[final_key].shape) if final_key in state else ())
+    final_shape = tuple(state[final_key].shape) if final_key in state else ()
+    return Recognised(model, p.arch, head, p.how, classes, final_key, final_shape)
 
 
 __all__ = ["Plan", "Recognised", "assemble", "load_planned", "plan"]

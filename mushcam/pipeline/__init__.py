@@ -7,7 +7,7 @@ Section 4.4.4 of the thesis, as a command. What keeps memory low:
   collection, ``malloc_trim`` on Linux, ``torch.cuda.empty_cache()`` on GPU);
 - images are streamed: only a file list is held; a batch of ``--batch-size`` images is
   decoded, explained and written, then dropped;
-- the engine differentiates only the model's head (:mod:`mushcam.gradcam`), so no
+- the engine differentiates only the model's head (:mod:`mushcam.cam`), so no
   autograd graph of the trunk and no parameter gradients exist at any time.
 
 What keeps it fast and resumable: every map goes into the shared on-disk cache

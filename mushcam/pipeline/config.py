@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from mushcam.cache import CamCache
+from mushcam.cam import DEFAULT_METHOD
 from mushcam.data import DISPLAY_MAX_SIDE
 from mushcam.manifest import Manifest
-from mushcam.methods import DEFAULT_METHOD
 from mushcam.render import DEFAULT_ALPHA, DEFAULT_COLORMAP
 
 VIEW_NAMES: tuple[str, ...] = ("original", "heatmap", "overlay", "combined")
@@ -39,7 +39,7 @@ class PipelineConfig:
     max_side: int = DEFAULT_MAX_SIDE
     png_level: int = DEFAULT_PNG_LEVEL
     shard: tuple[int, int] | None = None
-    method: str = DEFAULT_METHOD  # a mushcam.methods.METHODS name
+    method: str = DEFAULT_METHOD  # a registered CAM method's name (mushcam.cam.method_names())
 
 
 @dataclass

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from mushcam.cache import CachedCam, cam_key, entry_fits, roundtrip, store_explanation
+from mushcam.cam import cam as compute_cam
 from mushcam.catalog import cache_digest, cam_layer, entry_fingerprint, load_catalog_entry
 from mushcam.data import ImageLoadError, decode_image, image_sha256, preprocess, read_bytes
 from mushcam.exceptions import UsageError
@@ -22,8 +23,6 @@ from mushcam.explain import Explanation
 from mushcam.finite import naming_model
 from mushcam.manifest import file_safe_name
 from mushcam.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss
-from mushcam.methods import DEFAULT_METHOD
-from mushcam.methods import cam as compute_cam
 from mushcam.pipeline.config import ModelReport, PipelineConfig
 from mushcam.pipeline.device import release_memory
 from mushcam.pipeline.items import ImageItem
@@ -31,6 +30,7 @@ from mushcam.pipeline.writer import (
     CSV_FIELDS,
     check_run_settings,
     csv_row,
+    model_folder_name,
     output_paths,
     run_settings,
     write_image_files,
@@ -142,9 +142,7 @@ class _ModelPass:
         self.manifest = config.manifest
         self.layer = cam_layer(self.manifest, backbone)  # None: found when the model is loaded
         self.checkpoint = self.manifest.checkpoint_path(backbone)
-        # Grad-CAM keeps the folder layout of earlier runs; another method gets its own folder.
-        folder = file_safe_name(backbone)
-        self.out_dir = config.out / (folder if config.method == DEFAULT_METHOD else f"{folder}-{config.method}")
+        self.out_dir = config.out / model_folder_name(backbone, config.method)
         self.model: torch.nn.Module | None = None
         self.report = ModelReport(backbone, label=self.manifest.display_name(backbone),
                                   arch=self.manifest.models[backbone].arch)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from mushcam.methods import DEFAULT_METHOD, METHOD_LABELS
+from mushcam.cam import DEFAULT_METHOD, METHOD_LABELS
 from mushcam.pipeline.config import ModelReport
 
 

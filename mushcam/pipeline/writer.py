@@ -1,4 +1,4 @@
-"""The files a run writes into ``OUT/<model>/``: where each one goes, atomic writes, each image's
+"""The files a run writes into ``OUT/<model>/``: the folder's name, where each one goes, atomic writes, each image's
 views, map and CSV row, and the ``run.json`` that keeps one folder to one set of settings."""
 
 from __future__ import annotations
@@ -12,17 +12,37 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mushcam.cam import DEFAULT_METHOD
 from mushcam.catalog import entry_fingerprint
 from mushcam.exceptions import UsageError
 from mushcam.explain import Explanation, render_explanation
 from mushcam.files import write_bytes_atomic
-from mushcam.methods import DEFAULT_METHOD
+from mushcam.manifest import file_safe_name
 from mushcam.pipeline.config import PipelineConfig
 from mushcam.pipeline.items import ImageItem
 from mushcam.render import to_png
 
 RUN_FORMAT = 1
 CSV_FIELDS = ("image", "true_class", "predicted", "confidence", "explained_class", "explained_probability", "cam_max")
+
+
+def model_folder_name(backbone: str, method: str) -> str:
+    """The name of a model's folder under ``OUT``: ``<model>`` for Grad-CAM, ``<model>-<method>`` otherwise.
+
+    Grad-CAM keeps the folder of runs made before there were other methods, so that those
+    folders are found (and extended, not recomputed) as before; another method gets its own.
+    """
+    folder = file_safe_name(backbone)
+    return folder if method == DEFAULT_METHOD else f"{folder}-{method}"
+
+
+def method_setting(method: str) -> dict[str, str]:
+    """The method's part of ``run.json``: nothing for Grad-CAM, ``{"method": name}`` otherwise.
+
+    Grad-CAM keeps the ``run.json`` of runs made before there were other methods (it had no
+    ``method`` field), so that their folders still match their settings and are not refused.
+    """
+    return {} if method == DEFAULT_METHOD else {"method": method}
 
 
 def output_paths(out_dir: Path, relpath: str, views: Sequence[str]) -> dict[str, Path]:
@@ -62,8 +82,7 @@ def run_settings(config: PipelineConfig, backbone: str, checkpoint_sha: str, lay
         **({"arch": arch} if (arch := config.manifest.models[backbone].arch) != backbone else {}),
         # head activation / user code / kwargs, where the entry sets them (catalog.entry_fingerprint)
         **({"entry": fingerprint} if (fingerprint := entry_fingerprint(config.manifest, backbone)) else {}),
-        # Grad-CAM runs keep the settings (and folders) of runs made before other methods existed.
-        **({} if config.method == DEFAULT_METHOD else {"method": config.method}),
+        **method_setting(config.method),
     }
 
 

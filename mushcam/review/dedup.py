@@ -109,7 +109,8 @@ def colour_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def distances(hashes: np.ndarray, chunk: int = 256) -> np.ndarray:
-    """(N, N) uint8: min Hamming distance between one photo's whole-frame hash and any hash of the other, symmetrised."""
+    """(N, N) uint8: min Hamming distance between one photo's whole-frame hash and any hash of the
+    other, symmetrised."""
     n = len(hashes)
     whole = hashes[:, 0]
     out = np.empty((n, n), dtype=np.uint8)
@@ -168,14 +169,16 @@ def scan_splits(root: Path) -> tuple[list[tuple[str, Path]], list[tuple[str, str
         for class_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
             resolved = class_dir.resolve()
             if resolved != base and base not in resolved.parents:
-                skipped.append((f"{split}/{class_dir.name}", f"links outside the data folder (to {resolved}); not walked"))
+                skipped.append((f"{split}/{class_dir.name}",
+                                f"links outside the data folder (to {resolved}); not walked"))
                 continue
             found.extend((split, path) for path in image_files(class_dir, root))
     return found, skipped
 
 
 def check_data(root: str | os.PathLike[str], threshold: int = DEFAULT_THRESHOLD,
-               max_colour_diff: float = DEFAULT_COLOUR_DIFF, progress: Callable[[int, int], None] | None = None) -> DataCheck:
+               max_colour_diff: float = DEFAULT_COLOUR_DIFF,
+               progress: Callable[[int, int], None] | None = None) -> DataCheck:
     """Hash every photo under ``root/{train,val,test}`` and list the near-duplicate pairs."""
     start = time.perf_counter()
     base = Path(root).expanduser()
@@ -185,7 +188,8 @@ def check_data(root: str | os.PathLike[str], threshold: int = DEFAULT_THRESHOLD,
         raise MushcamError(f"--threshold must be between 0 and 32 bits; got {threshold}")
     files, skipped = scan_splits(base)
     if not files:
-        raise MushcamError(f"no images under {base}/train, {base}/val or {base}/test (expected ROOT/<split>/<Class>/<image>)")
+        raise MushcamError(f"no images under {base}/train, {base}/val or {base}/test "
+                           "(expected ROOT/<split>/<Class>/<image>)")
     photos: list[_Photo] = []
     unreadable = []
     for n, (split, path) in enumerate(files, 1):
@@ -213,15 +217,16 @@ def check_data(root: str | os.PathLike[str], threshold: int = DEFAULT_THRESHOLD,
         pairs.append(NearDuplicate(a.sha256, a.path, a.split, b.sha256, b.path, b.split, int(matrix[i, j])))
     pairs.sort(key=lambda p: (order[p.split], order[p.other_split], p.distance, p.image_path, p.other_path))
     counts = {s: sum(1 for p in photos if p.split == s) for s in SPLITS if (base / s).is_dir()}
-    return DataCheck(str(base), counts, tuple(pairs), threshold, max_colour_diff, time.perf_counter() - start, tuple(unreadable),
-                     tuple(skipped), exact)
+    return DataCheck(str(base), counts, tuple(pairs), threshold, max_colour_diff, time.perf_counter() - start,
+                     tuple(unreadable), tuple(skipped), exact)
 
 
 def format_check(check: DataCheck, listed: int = 20) -> str:
     """The result as text: counts, pairs across splits, test images with a twin in training."""
     lines = [f"{sum(check.counts.values())} photos ({', '.join(f'{s} {n}' for s, n in check.counts.items())}) "
              f"under {check.root}; "
-             f"pHash within {check.threshold} bits of 64 and colour within {check.max_colour_diff:g}; {check.seconds:.1f} s"]
+             f"pHash within {check.threshold} bits of 64 and colour within {check.max_colour_diff:g}; "
+             f"{check.seconds:.1f} s"]
     cross = check.cross_split()
     lines.append(f"near-duplicate pairs: {len(check.pairs)} ({len(cross)} across splits, "
                  f"{len(check.pairs) - len(cross)} within a split, {check.exact} byte-identical)")
@@ -236,7 +241,8 @@ def format_check(check: DataCheck, listed: int = 20) -> str:
     for path, reason in check.unreadable:
         lines.append(f"unreadable: {path}: {reason}")
     if cross:
-        lines.append(f"closest pairs across splits (distance in bits){'' if len(cross) <= listed else f', first {listed}'}:")
+        first = "" if len(cross) <= listed else f", first {listed}"
+        lines.append(f"closest pairs across splits (distance in bits){first}:")
         lines += [f"  {p.distance:2d}  {p.image_path}  <->  {p.other_path}" for p in cross[:listed]]
     return "\n".join(lines)
 

@@ -18,10 +18,10 @@ from PIL import Image
 from torch import nn
 
 from mushcam import catalog
-from mushcam.cache import CamCache, cached_explanation
+from mushcam.cache import CamCache
 from mushcam.data import decode_image, image_sha256, read_bytes
 from mushcam.exceptions import MushcamError
-from mushcam.explain import Explanation, heat_for_image
+from mushcam.explain import Explanation, cached_explanation, heat_for_image
 from mushcam.manifest import InputSpec, Manifest
 from mushcam.models import DISPLAY_NAMES
 from mushcam.render import DEFAULT_ALPHA, DEFAULT_COLORMAP, cam_scale, combine_panels, fit_within, overlay, to_png

@@ -44,7 +44,9 @@ def dataset_file(root: str | os.PathLike[str], relpath: str) -> Path:
     for part in pure.parts[:-1]:
         folder = (folder / part).resolve()
         if not _inside(folder, base):
-            raise OutsideDataFolder(f"refused path outside the data folder: {relpath!r} (a folder on the way links out)")
+            raise OutsideDataFolder(
+                f"refused path outside the data folder: {relpath!r} (a folder on the way links out)"
+            )
     target = folder / pure.parts[-1]
     if not target.is_file():
         if target.exists():

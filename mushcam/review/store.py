@@ -134,7 +134,7 @@ def index_reviews(reviews: Iterable[Review]) -> ReviewIndex:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def _ensure_schema(connection: sqlite3.Connection) -> None:
@@ -265,7 +265,9 @@ def load_duplicates(path: str | os.PathLike[str], timeout: float | None = None) 
     with transaction(path, timeout=timeout) as connection:
         if not _has_table(connection, "near_duplicates"):
             return {}
-        rows = connection.execute("SELECT * FROM near_duplicates ORDER BY image_sha256, distance, other_path").fetchall()
+        rows = connection.execute(
+            "SELECT * FROM near_duplicates ORDER BY image_sha256, distance, other_path"
+        ).fetchall()
     found: dict[str, list[NearDuplicate]] = {}
     for row in rows:
         mark = NearDuplicate(*(str(v) for v in row[:6]), int(row[6]))

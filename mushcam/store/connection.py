@@ -192,7 +192,8 @@ def transaction(path: str | os.PathLike[str], write: bool = False,
     """
     path = Path(path).expanduser()
     if write and not path.is_file():
-        raise StoreError(f"no results store at {path}; create one with: python -m mushcam evaluate --data ROOT --out {path}")
+        raise StoreError(f"no results store at {path}; "
+                         f"create one with: python -m mushcam evaluate --data ROOT --out {path}")
     with connect(path, write=write, timeout=timeout) as connection, \
             _committed(connection, "BEGIN IMMEDIATE" if write else "BEGIN"):
         _check_identity(connection, path, empty_ok=False)

@@ -29,7 +29,8 @@ def _run_from_row(row: sqlite3.Row | tuple) -> RunRecord:
         or not classes
         or not all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in classes)
     ):
-        raise StoreError(f"run {run_id}: the recorded manifest has no usable class list; re-run evaluate for this model")
+        raise StoreError(f"run {run_id}: the recorded manifest has no usable class list; "
+                         "re-run evaluate for this model")
     try:
         return RunRecord(
             backbone=str(backbone), checkpoint_path=str(checkpoint_path), checkpoint_sha256=str(checkpoint_sha256),
@@ -100,7 +101,8 @@ def _read_predictions(connection: sqlite3.Connection, run: RunRecord) -> Predict
                 f"(the run has {num_classes} classes); the store is damaged: re-run evaluate for this model"
             )
     if not (np.isfinite(predictions.probabilities).all() and np.isfinite(predictions.confidence).all()):
-        raise StoreError(f"run {run.run_id}: some stored probabilities are not finite numbers; re-run evaluate for this model")
+        raise StoreError(f"run {run.run_id}: some stored probabilities are not finite numbers; "
+                         "re-run evaluate for this model")
     return predictions
 
 

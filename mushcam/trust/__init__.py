@@ -10,5 +10,5 @@
 - :mod:`mushcam.trust.figure`      — the mean curves as a PNG.
 
 The commands ``python -m mushcam faithfulness`` and ``sanity`` are in :mod:`mushcam.cli.trust`; every
-method is reached through :func:`mushcam.methods.cam` (``mushcam.trust.explainers`` is an old alias).
+method is reached through :func:`mushcam.cam.cam` and named by the registry (:mod:`mushcam.cam.registry`).
 """

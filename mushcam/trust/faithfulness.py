@@ -39,8 +39,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mushcam.cam import eval_mode
 from mushcam.exceptions import MushcamError
-from mushcam.gradcam import eval_mode
 from mushcam.trust.imputation import DEFAULT_NOISE, noisy_linear_impute
 
 BASELINES: tuple[str, ...] = ("blur", "mean")
@@ -72,7 +72,9 @@ class FaithfulnessSettings:
         if self.baseline not in BASELINES:
             raise FaithfulnessError(f"baseline must be one of {', '.join(BASELINES)}; got {self.baseline!r}")
         if any(not 0 < p < 100 for p in self.road_percentages):
-            raise FaithfulnessError(f"ROAD percentages must lie strictly between 0 and 100; got {self.road_percentages}")
+            raise FaithfulnessError(
+                f"ROAD percentages must lie strictly between 0 and 100; got {self.road_percentages}"
+            )
         if not 1 <= self.batch_size <= 1024:
             raise FaithfulnessError(f"batch size must be between 1 and 1024; got {self.batch_size}")
         if self.road_noise < 0:

@@ -10,8 +10,9 @@ weights w_ij (neighbours inside the image only) and s_i = sum_j w_ij::
 
 The matrix is symmetric (w depends only on the offset, and w(-o) = w(o)) and diagonally
 dominant, hence non-singular wherever each removed region touches a kept pixel. It is built
-vectorised in one go and solved by a sparse LU factorisation (SciPy's SuperLU), once per image for all channels
-(equal to pytorch-grad-cam's ``NoisyLinearImputer`` without noise to 1e-6, tested). Conjugate gradients in torch were tried first: on the large, smooth
+vectorised in one go and solved by a sparse LU factorisation (SciPy's SuperLU), once per
+image for all channels (equal to pytorch-grad-cam's ``NoisyLinearImputer`` without noise to
+1e-6, tested). Conjugate gradients in torch were tried first: on the large, smooth
 holes that a CAM ordering makes they needed thousands of iterations (22 s for 18 images
 of 80 px against 1 s for the direct solve).
 """

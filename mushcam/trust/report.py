@@ -50,7 +50,8 @@ def bootstrap_mean(values: Sequence[float] | np.ndarray, resamples: int = RESAMP
         count = min(chunk, resamples - first)
         means[first:first + count] = data[rng.integers(0, data.size, size=(count, data.size))].mean(axis=1)
     tail = (1.0 - level) / 2.0
-    return Estimate(float(data.mean()), float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail)), int(data.size))
+    low, high = float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+    return Estimate(float(data.mean()), low, high, int(data.size))
 
 
 def model_label(name: str) -> str:
@@ -113,8 +114,10 @@ def format_faithfulness(rows: Sequence[FaithfulnessRow], markdown: bool = False)
               "Average Drop % ↓", "Increase % ↑", "ROAD ↑"]
     table = [[
         model_label(r.run.key.model), r.run.key.method, str(r.run.settings.get("baseline", "?")), str(r.run.n_images),
-        r.deletion.format(), f"{r.deletion_random.mean:.3f}", f"{r.deletion_inverted.mean:.3f}", r.deletion_gain.format(),
-        r.insertion.format(), f"{r.insertion_random.mean:.3f}", f"{r.insertion_inverted.mean:.3f}", r.insertion_gain.format(),
+        r.deletion.format(), f"{r.deletion_random.mean:.3f}", f"{r.deletion_inverted.mean:.3f}",
+        r.deletion_gain.format(),
+        r.insertion.format(), f"{r.insertion_random.mean:.3f}", f"{r.insertion_inverted.mean:.3f}",
+        r.insertion_gain.format(),
         r.average_drop.format(100, 1), r.increase.format(100, 1), r.road.format(),
     ] for r in rows]
     return _table(header, table, markdown)
@@ -143,10 +146,12 @@ def format_trust_report(contents: TrustContents, markdown: bool = False) -> str:
         parts.append(("### " if markdown else "") + "Faithfulness (mean over images, bootstrap 95% interval)")
         parts.append(format_faithfulness(faithfulness_rows(contents.faithfulness), markdown))
         parts.append("data: " + ", ".join(roots) + "; ↓ lower is better, ↑ higher is better; random / inverted: "
-                     "the same scores for a random map and for the map turned upside down (floor and ceiling); gain over random: "
-                     "the paired per-image difference from the random map (an interval above 0: better than noise)")
+                     "the same scores for a random map and for the map turned upside down (floor and ceiling); "
+                     "gain over random: the paired per-image difference from the random map "
+                     "(an interval above 0: better than noise)")
     if contents.sanity:
-        parts.append("\n" + ("### " if markdown else "") + "Sanity check (cascading randomisation, Adebayo et al. 2018)")
+        heading = "Sanity check (cascading randomisation, Adebayo et al. 2018)"
+        parts.append("\n" + ("### " if markdown else "") + heading)
         parts.append(format_sanity(contents.sanity, markdown))
     return "\n".join(parts)
 

@@ -18,6 +18,7 @@ from typing import TextIO
 
 import torch
 
+from mushcam.cam import METHODS, UnknownMethodError, cam, check_method
 from mushcam.catalog import load_catalog_entry
 from mushcam.data import ImageLoadError, decode_image, image_sha256, preprocess, read_bytes
 from mushcam.evaluate.predict import Progress
@@ -25,7 +26,6 @@ from mushcam.evaluate.scan import TestImage, scan_test_set
 from mushcam.exceptions import MushcamError
 from mushcam.manifest import Manifest
 from mushcam.memory import peak_rss_bytes, reset_peak_rss
-from mushcam.methods import METHODS, UnknownMethodError, cam, check_method
 from mushcam.models import file_sha256
 from mushcam.trust import store as trust_store
 from mushcam.trust.faithfulness import FaithfulnessSettings, evaluate_map

@@ -6,7 +6,7 @@ time, cumulatively (the head, then the head and the block below it, ...), on a d
 (the caller's model is never touched), and after each step the map of the same image and
 class is compared with the trained model's map:
 
-- Spearman's rank correlation of the two maps (:func:`mushcam.agreement.spearman`);
+- Spearman's rank correlation of the two maps (:func:`mushcam.metrics.agreement.spearman`);
 - SSIM (Wang et al. 2004) with a 7 x 7 uniform window, K1 = 0.01, K2 = 0.03, data range 1
   and sample covariances (scikit-image's ``structural_similarity`` defaults), averaged over
   the positions where the window fits.
@@ -34,10 +34,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mushcam.agreement import spearman
+from mushcam.cam import cam as explain_maps  # same arguments: model, inputs, layer, class_idx, method
+from mushcam.cam import eval_mode, predicted_classes
 from mushcam.exceptions import MushcamError
-from mushcam.gradcam import eval_mode, predicted_classes
-from mushcam.methods import cam as explain_maps  # same arguments: model, inputs, layer, class_idx, method
+from mushcam.metrics.agreement import spearman
 from mushcam.trust.faithfulness import saliency
 
 FLAG_THRESHOLD = 0.5

@@ -29,7 +29,7 @@ import os
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -79,7 +79,7 @@ SCALAR_COLUMNS: tuple[str, ...] = (
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _create(connection: sqlite3.Connection) -> None:
@@ -163,7 +163,9 @@ def finish_faithfulness(path: str | os.PathLike[str], frun_id: int, seconds: flo
         old = [r[0] for r in connection.execute(
             "SELECT frun_id FROM faithfulness_runs WHERE model = ? AND checkpoint_sha256 = ? AND data_root = ?"
             " AND method = ? AND layer = ? AND settings_json = ? AND frun_id != ?", (*row, frun_id))]
-        count = connection.execute("SELECT COUNT(*) FROM faithfulness_images WHERE frun_id = ?", (frun_id,)).fetchone()[0]
+        count = connection.execute(
+            "SELECT COUNT(*) FROM faithfulness_images WHERE frun_id = ?", (frun_id,)
+        ).fetchone()[0]
         connection.execute(
             "UPDATE faithfulness_runs SET complete = 1, finished_at = ?, seconds = ?, n_images = ? WHERE frun_id = ?",
             (_now(), float(seconds), int(count), frun_id),
@@ -252,6 +254,13 @@ def _float_rows(values: Sequence[object]) -> np.ndarray:
     return np.asarray([np.nan if v is None else float(v) for v in values], dtype=np.float64)
 
 
+def _float32_rows(rows: Sequence[Sequence[object]], column: int, steps: int) -> np.ndarray:
+    """One float64 row per stored little-endian float32 blob in ``column``; (0, steps) when there are none."""
+    if not rows:
+        return np.zeros((0, steps))
+    return np.stack([np.frombuffer(row[column], dtype="<f4").astype(np.float64) for row in rows])
+
+
 def load_trust(path: str | os.PathLike[str]) -> TrustContents:
     """Every complete faithfulness and sanity run of a store (empty when it has none)."""
     with transaction(path) as connection:
@@ -281,8 +290,8 @@ def load_trust(path: str | os.PathLike[str]) -> TrustContents:
                 "SELECT image_path, spearman, ssim FROM sanity_images WHERE srun_id = ? ORDER BY image_path",
                 (srun_id,)).fetchall()
             steps = len(json.loads(blocks))
-            rho = np.stack([np.frombuffer(r[1], dtype="<f4").astype(np.float64) for r in rows]) if rows else np.zeros((0, steps))
-            sim = np.stack([np.frombuffer(r[2], dtype="<f4").astype(np.float64) for r in rows]) if rows else np.zeros((0, steps))
+            rho = _float32_rows(rows, 1, steps)
+            sim = _float32_rows(rows, 2, steps)
             sanity.append(SanityRun(srun_id, RunKey(model, sha, root, method, layer), tuple(json.loads(blocks)),
                                     tuple(r[0] for r in rows), rho, sim))
         return TrustContents(tuple(faithfulness), tuple(sanity))
