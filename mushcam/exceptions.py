@@ -32,7 +32,7 @@ _DEFINED_IN: dict[str, str] = {
     "CheckpointError": "mushcam.models.checkpoint",
     "DataFolderError": "mushcam.data",
     "FaithfulnessError": "mushcam.trust.faithfulness",
-    "GradCAMError": "mushcam.gradcam",
+    "GradCAMError": "mushcam.cam.core",
     "HeadError": "mushcam.models.heads",
     "ImageLoadError": "mushcam.data",
     "LayerError": "mushcam.models.layers",
@@ -43,7 +43,7 @@ _DEFINED_IN: dict[str, str] = {
     "PretrainedWeightsUnavailable": "mushcam.models.registry",
     "SanityError": "mushcam.trust.sanity",
     "StoreError": "mushcam.store.records",
-    "UnknownMethodError": "mushcam.methods",
+    "UnknownMethodError": "mushcam.cam.registry",
     "UserCodeError": "mushcam.models.usercode",
 }
 

@@ -23,6 +23,7 @@ from streamlit.errors import StreamlitAPIException
 
 from mushcam import catalog
 from mushcam.cache import CamCache, default_cache_dir
+from mushcam.cam import DEFAULT_METHOD
 from mushcam.data import DISPLAY_MAX_SIDE, ImageLoadError, decode_image, image_sha256, read_bytes
 from mushcam.exceptions import MushcamError
 from mushcam.explain import Explanation
@@ -294,7 +295,7 @@ def cached_explanation(
     image_sha: str,
     layer: str,
     class_idx: int | None,
-    method: str = "gradcam",
+    method: str = DEFAULT_METHOD,
 ) -> Explanation:
     """Prediction + raw map, computed once per (model, image, layer, class, CAM method).
 

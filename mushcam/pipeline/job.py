@@ -293,6 +293,6 @@ def run_pipeline(
     config.out.mkdir(parents=True, exist_ok=True)
     reports = []
     for backbone in config.backbones:
-        (config.out / file_safe_name(backbone)).mkdir(parents=True, exist_ok=True)
+        (config.out / model_folder_name(backbone, config.method)).mkdir(parents=True, exist_ok=True)
         reports.append(_ModelPass(config, backbone, items, say).run())
     return reports
