@@ -7,6 +7,7 @@ st.set_page_config(page_title="MushCAM", page_icon="🍄", layout="wide")
 
 from ui import home, state  # noqa: E402  (set_page_config must come first)
 from ui.charts import toxicity_badge  # noqa: E402
+from ui.model_health import show_health_warnings  # noqa: E402
 
 ctx = state.sidebar()
 st.title("MushCAM")
@@ -28,6 +29,9 @@ st.subheader(f"Models ({len(models)})")
 # are shown whole, and the text can be selected and copied.
 st.table(models, hide_index=True)
 home.code_consent_panel(ctx)
+unavailable = [r.name for r in model_rows if r.row["Status"] == "unavailable"]
+if ctx.demo and unavailable:
+    st.warning(home.demo_weights_help(unavailable), icon="📦")
 for item in model_rows:
     if item.runs_code:
         st.caption(f"⚠️ **{item.label}** runs code from `{item.runs_code}` (its manifest entry names it).")
@@ -57,6 +61,7 @@ with left:
         if metrics["error"]:
             st.error(metrics["error"])
         st.dataframe(metrics["rows"], hide_index=True, width="stretch")
+    show_health_warnings([s.name for s in ctx.statuses], ctx.label)
 
 with right:
     st.subheader(f"Classes ({ctx.manifest.num_classes})")

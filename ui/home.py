@@ -12,6 +12,7 @@ import streamlit as st
 from mushcam.catalog import IMAGENET_FUNGI, CodeRequest, PretrainedWeightsUnavailable, code_requests
 from mushcam.exceptions import MushcamError
 from mushcam.metrics import format_rate
+from mushcam.models import imagenet_weights_path
 from mushcam.settings import read_trusted_code, remember_trusted_code
 from mushcam.store import StoreError
 from ui import errors_support, state, store_picker
@@ -118,8 +119,10 @@ def model_rows(ctx: state.AppContext) -> list[ModelRow]:
         if status.status in ("found", "download"):
             try:
                 loaded = state.get_loaded(ctx, status.name)
-            except PretrainedWeightsUnavailable as exc:
-                row["Status"], row["Note"] = "unavailable", first_line(exc)
+            except PretrainedWeightsUnavailable:
+                row["Status"] = "unavailable"
+                row["Note"] = f"could not download ImageNet weights for {status.name}: not in the torch cache"
+                st.session_state.setdefault(state.DEMO_UNAVAILABLE_KEY, set()).add(status.name)
             except (MushcamError, OSError, RuntimeError) as exc:
                 row["Status"], row["Note"], error = "failed to load", first_line(exc), exc
             else:
@@ -136,6 +139,15 @@ def model_rows(ctx: state.AppContext) -> list[ModelRow]:
                 })
         rows.append(ModelRow(status.name, label, row, error, runs_code))
     return rows
+
+
+def demo_weights_help(names: list[str]) -> str:
+    """One line for demo mode offline: which files are missing from the torch cache and where they go."""
+    files = ", ".join(f"`{imagenet_weights_path(name).name}`" for name in names)
+    folder = imagenet_weights_path(names[0]).parent
+    return (f"Demo mode needs torchvision's ImageNet weights, which are not in the torch cache and cannot be "
+            f"downloaded here: copy {files} into `{folder}` from a machine with internet access, or switch demo "
+            "mode off.")
 
 
 def model_table(ctx: state.AppContext) -> list[dict[str, str]]:

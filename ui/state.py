@@ -34,6 +34,8 @@ from mushcam.models import DISPLAY_NAMES
 from mushcam.render import fit_within
 
 DEMO_KEY = "demo_mode"
+DEMO_UNAVAILABLE_KEY = "demo_unavailable"  # demo models whose ImageNet weights could not be had this session
+DEMO_UNAVAILABLE_NOTE = "ImageNet weights not in the torch cache"
 FOLDER_KEY = "checkpoint_folder"
 SAMPLES_ENV = "MUSHCAM_SAMPLES"
 MAX_DISPLAY_SIDE = DISPLAY_MAX_SIDE  # images are shown and rendered at most this large: fast sliders
@@ -60,7 +62,7 @@ class AppContext:
     def available(self) -> list[str]:
         """Names of the models that can be used now (checkpoint file present, or demo mode)."""
         if self.demo:
-            return [s.name for s in self.statuses]
+            return [s.name for s in self.statuses if s.status in ("found", "download")]
         return [s.name for s in self.statuses if s.status == "found"]
 
     def label(self, name: str) -> str:
@@ -92,7 +94,12 @@ def sidebar() -> AppContext:
             "ImageNet has 1000 classes, eight of them fungi. No toxicity information.",
         )
     cache_notice()
-    return context(st.session_state[FOLDER_KEY], st.session_state[DEMO_KEY])
+    ctx = context(st.session_state[FOLDER_KEY], st.session_state[DEMO_KEY])
+    failed = st.session_state.get(DEMO_UNAVAILABLE_KEY, set())
+    if ctx.demo and failed:  # tried once this session and not to be had: not offered again
+        ctx = replace(ctx, statuses=[replace(s, status="unavailable", reason=DEMO_UNAVAILABLE_NOTE)
+                                     if s.name in failed else s for s in ctx.statuses])
+    return ctx
 
 
 def cache_notice() -> None:
