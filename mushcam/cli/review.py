@@ -43,6 +43,10 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--store", help="results store: mark the near-duplicates there, for the Errors page")
     check.add_argument("--csv", help="write every pair to this CSV file")
     check.add_argument("--show", type=int, default=20, help="pairs listed on screen (default 20)")
+    check.add_argument("--no-geometric", dest="geometric", action="store_false",
+                       help="hashes only: skip the second stage that matches local features (ORB + RANSAC) to find "
+                       "the same find cropped, rotated, stamped or colour-shifted (it costs a few minutes per "
+                       "1,500 photos)")
     check.set_defaults(handler=run_check_data)
 
 
@@ -119,7 +123,7 @@ def run_check_data(args: argparse.Namespace) -> int:
         review_store.load_duplicates(args.store)
     if args.show < 0:
         raise MushcamError(f"--show must be 0 or more; got {args.show}")
-    check = dedup.check_data(args.root, threshold)
+    check = dedup.check_data(args.root, threshold, geometric=args.geometric)
     print(dedup.format_check(check, args.show))
     if args.csv:
         target = Path(args.csv).expanduser()

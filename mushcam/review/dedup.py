@@ -133,6 +133,7 @@ class DataCheck:
     unreadable: tuple[tuple[str, str], ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()  # folders not walked, and why
     exact: int = 0  # pairs with identical bytes
+    geometric: dict[tuple[str, str], str] = field(default_factory=dict)  # pairs only the second stage found: why
 
     def cross_split(self) -> list[NearDuplicate]:
         return [p for p in self.pairs if p.split != p.other_split]
@@ -178,8 +179,13 @@ def scan_splits(root: Path) -> tuple[list[tuple[str, Path]], list[tuple[str, str
 
 def check_data(root: str | os.PathLike[str], threshold: int = DEFAULT_THRESHOLD,
                max_colour_diff: float = DEFAULT_COLOUR_DIFF,
-               progress: Callable[[int, int], None] | None = None) -> DataCheck:
-    """Hash every photo under ``root/{train,val,test}`` and list the near-duplicate pairs."""
+               progress: Callable[[int, int], None] | None = None, geometric: bool = True) -> DataCheck:
+    """Hash every photo under ``root/{train,val,test}`` and list the near-duplicate pairs.
+
+    With ``geometric`` (the default), a second stage (:mod:`mushcam.review.matching`: looser and rotated
+    hashes and colour histograms propose pairs, ORB features with a RANSAC homography confirm them) adds
+    the same find in another frame: a crop stretched back, a rotation, a stamped text line, a colour
+    shift, which the hash threshold alone misses."""
     start = time.perf_counter()
     base = Path(root).expanduser()
     if not base.is_dir():
@@ -215,10 +221,32 @@ def check_data(root: str | os.PathLike[str], threshold: int = DEFAULT_THRESHOLD,
             a, b = b, a
         exact += a.sha256 == b.sha256
         pairs.append(NearDuplicate(a.sha256, a.path, a.split, b.sha256, b.path, b.split, int(matrix[i, j])))
+    found = second_stage(base, photos, matrix, pairs, order) if geometric and len(photos) > 1 else {}
     pairs.sort(key=lambda p: (order[p.split], order[p.other_split], p.distance, p.image_path, p.other_path))
     counts = {s: sum(1 for p in photos if p.split == s) for s in SPLITS if (base / s).is_dir()}
     return DataCheck(str(base), counts, tuple(pairs), threshold, max_colour_diff, time.perf_counter() - start,
-                     tuple(unreadable), tuple(skipped), exact)
+                     tuple(unreadable), tuple(skipped), exact, found)
+
+
+def second_stage(base: Path, photos: Sequence[_Photo], matrix: np.ndarray, pairs: list[NearDuplicate],
+                 order: dict[str, int]) -> dict[tuple[str, str], str]:
+    """Pairs the hash threshold missed but local features confirm: appended to ``pairs``; their reasons by paths."""
+    from mushcam.review.matching import confirm_pairs, propose_pairs
+
+    known = {(p.image_path, p.other_path) for p in pairs} | {(p.other_path, p.image_path) for p in pairs}
+    by_path = {p.path: i for i, p in enumerate(photos)}
+    todo = [(base / photos[c.i].path, base / photos[c.j].path) for c in propose_pairs([base / p.path for p in photos])
+            if (photos[c.i].path, photos[c.j].path) not in known]
+    reasons: dict[tuple[str, str], str] = {}
+    for same in confirm_pairs(todo):
+        i = by_path[Path(same.path).relative_to(base).as_posix()]
+        j = by_path[Path(same.other_path).relative_to(base).as_posix()]
+        a, b = photos[i], photos[j]
+        if (order[b.split], b.path) < (order[a.split], a.path):
+            a, b = b, a
+        pairs.append(NearDuplicate(a.sha256, a.path, a.split, b.sha256, b.path, b.split, int(matrix[i, j])))
+        reasons[(a.path, b.path)] = same.reason
+    return reasons
 
 
 def format_check(check: DataCheck, listed: int = 20) -> str:
@@ -229,7 +257,8 @@ def format_check(check: DataCheck, listed: int = 20) -> str:
              f"{check.seconds:.1f} s"]
     cross = check.cross_split()
     lines.append(f"near-duplicate pairs: {len(check.pairs)} ({len(cross)} across splits, "
-                 f"{len(check.pairs) - len(cross)} within a split, {check.exact} byte-identical)")
+                 f"{len(check.pairs) - len(cross)} within a split, {check.exact} byte-identical, "
+                 f"{len(check.geometric)} found only by matching local features)")
     for split, other in (("test", "train"), ("val", "train"), ("test", "val")):
         if split in check.counts and other in check.counts:
             twins = check.with_twin_in(split, other)
@@ -243,7 +272,10 @@ def format_check(check: DataCheck, listed: int = 20) -> str:
     if cross:
         first = "" if len(cross) <= listed else f", first {listed}"
         lines.append(f"closest pairs across splits (distance in bits){first}:")
-        lines += [f"  {p.distance:2d}  {p.image_path}  <->  {p.other_path}" for p in cross[:listed]]
+        lines += [f"  {p.distance:2d}  {p.image_path}  <->  {p.other_path}"
+                  + (f"  ({check.geometric[(p.image_path, p.other_path)]})"
+                     if (p.image_path, p.other_path) in check.geometric else "")
+                  for p in cross[:listed]]
     return "\n".join(lines)
 
 
