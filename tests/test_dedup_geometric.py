@@ -19,7 +19,7 @@ def _save(path: Path, rgb: np.ndarray) -> None:
 
 @pytest.fixture
 def leaky(tmp_path: Path) -> Path:
-    """train/ holds three finds; test/ a crop-stretched, stamped copy of one, a rotated copy of another, and a new find."""
+    """train/ holds three finds; test/ a crop-stretched, stamped copy of one, a rotated copy of another, a new one."""
     root = tmp_path / "data"
     scenes = {seed: make_scene(seed) for seed in (1, 2, 3, 4)}
     for seed in (1, 2, 3):
