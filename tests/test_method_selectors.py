@@ -58,7 +58,8 @@ def test_explain_method_selector(env: Path, method_calls: list[str]):
     assert not at.exception
     selector = at.selectbox(key="method")
     assert selector.value == "gradcam" and list(selector.options) == [
-        "Grad-CAM", "Grad-CAM++", "XGrad-CAM", "HiResCAM", "LayerCAM", "Eigen-CAM", "Ablation-CAM", "Score-CAM"]
+        "Grad-CAM", "Grad-CAM++", "XGrad-CAM", "HiResCAM", "LayerCAM", "Eigen-CAM", "Ablation-CAM", "Score-CAM",
+        "Finer-CAM"]
     assert method_calls == ["gradcam"]
     before = [image.proto.imgs[0].url for image in at.get("image")]
 
@@ -82,7 +83,8 @@ def test_compare_methods_are_a_second_axis(env: Path):
     assert not at.exception, [e.message for e in at.exception]
     assert at.multiselect(key="compare_methods").value == ["gradcam"]
     assert list(at.multiselect(key="compare_methods").options) == [
-        "Grad-CAM", "Grad-CAM++", "XGrad-CAM", "HiResCAM", "LayerCAM", "Eigen-CAM", "Ablation-CAM", "Score-CAM"]
+        "Grad-CAM", "Grad-CAM++", "XGrad-CAM", "HiResCAM", "LayerCAM", "Eigen-CAM", "Ablation-CAM", "Score-CAM",
+        "Finer-CAM"]
     images_before = len(at.get("image"))
     at.multiselect(key="compare_methods").select("hirescam").run()
     assert not at.exception, [e.message for e in at.exception]

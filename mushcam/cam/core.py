@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mushcam.cam.targets import Score, class_score
 from mushcam.exceptions import MushcamError
 from mushcam.finite import require_finite
 from mushcam.models.layers import as_feature_map, channels_last_module, get_layer, layout_of, resolve_layer
@@ -270,20 +271,21 @@ def capture(
     layer: str | Sequence[str],
     class_idx: ClassIndex = None,
     gradients: bool = True,
+    score: Score = class_score,
 ) -> Capture:
     """Run ``model`` once on ``inputs``; keep the target layers' activations (and gradients).
 
-    With ``gradients`` the score ``sum_n y_{n, c_n}`` is differentiated with respect to the
-    hooked activations only (images in a batch do not interact in eval mode, so each
-    image's gradient is its own). Costs one forward pass, plus a head-only backward pass
-    when ``gradients`` is true.
+    With ``gradients`` the sum of ``score(logits, classes)`` (default ``y_{n, c_n}``; see
+    :mod:`mushcam.cam.targets` for contrasts) is differentiated with respect to the hooked
+    activations only (images in a batch do not interact in eval mode, so each image's gradient
+    is its own). Costs one forward pass, plus a head-only backward pass when ``gradients`` is true.
     """
     layers = layer_names(layer)
     inputs = prepare_inputs(model, inputs)
     with eval_mode(model), layer_recorder(model, layers) as recorder, torch.no_grad():
         logits, chosen = recorded_forward(model, inputs, layers, recorder, class_idx)
         leaves = [recorder.activations[name] for name in layers]
-        grads = _head_gradients(logits, chosen, layers, leaves, recorder.layouts) if gradients else None
+        grads = _head_gradients(logits, chosen, layers, leaves, recorder.layouts, score) if gradients else None
     return Capture(
         activations={name: as_feature_map(leaf.detach(), recorder.layouts[name])
                      for name, leaf in zip(layers, leaves, strict=True)},
@@ -302,13 +304,14 @@ def _head_gradients(
     layers: Sequence[str],
     leaves: Sequence[torch.Tensor],
     layouts: dict[str, str],
+    score: Score = class_score,
 ) -> dict[str, torch.Tensor]:
-    """``d (sum_n y_{n, c_n}) / d A`` for each hooked leaf, as feature maps (the head-only backward)."""
+    """``d (sum_n score_n) / d A`` for each hooked leaf, as feature maps (the head-only backward)."""
     if not logits.requires_grad:
         raise GradCAMError(f"no gradient flows from the output back to layer {layers[0]!r}")
-    score = logits.gather(1, chosen.view(-1, 1)).sum()
     with torch.enable_grad():
-        found = torch.autograd.grad(score, list(leaves), allow_unused=True)
+        total = score(logits, chosen).sum()
+        found = torch.autograd.grad(total, list(leaves), allow_unused=True)
     grads = {}
     for name, gradient in zip(layers, found, strict=True):
         if gradient is None:

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from mushcam.cam.core import CamResult, ClassIndex, MapRequest, Progress, capture, eval_mode, layer_names
-from mushcam.cam.registry import DEFAULT_METHOD, get_method
+from mushcam.cam.registry import DEFAULT_METHOD, Method, get_method
+from mushcam.cam.targets import Score, TargetError, class_score, contrast_score
 from mushcam.finite import require_finite
 
 
@@ -26,6 +27,7 @@ def cam(
     method: str = DEFAULT_METHOD,
     batch_size: int | None = None,
     progress: Progress | None = None,
+    versus: int | Sequence[int] | torch.Tensor | None = None,
 ) -> CamResult:
     """Raw maps of ``method`` for a batch ``inputs`` (N x 3 x H x W) at ``layer``.
 
@@ -37,12 +39,14 @@ def cam(
     run together by Ablation-CAM (default: 128 MiB of ablated activations) and Score-CAM
     (default 32 masked inputs). ``progress(done, total)`` is called by the long methods after
     every batch; an exception raised from it stops the computation (hooks removed, eval mode
-    restored) and propagates.
+    restored) and propagates. ``versus`` (a class, or one per image) makes the map contrastive: a
+    gradient method then explains ``y_A - y_B``, "what pushed the explained class A above B".
     """
     entry = get_method(method)
     layers = layer_names(layer)
+    score = _score_for(entry, versus)
     with eval_mode(model):
-        captured = capture(model, inputs, layers, class_idx, gradients=entry.needs_gradient)
+        captured = capture(model, inputs, layers, class_idx, gradients=entry.needs_gradient, score=score)
         cams_by_layer: dict[str, torch.Tensor] = {}
         for name in layers:
             raw_map = entry.function(MapRequest(model, captured, name, batch_size, progress))
@@ -54,6 +58,16 @@ def cam(
         class_idx=captured.class_idx,
         cams_by_layer=cams_by_layer,
     )
+
+
+def _score_for(entry: Method, versus: int | Sequence[int] | torch.Tensor | None) -> Score:
+    """What ``entry`` differentiates: its own target, the contrast with ``versus``, or the class's logit."""
+    if versus is None:
+        return entry.target or class_score
+    if not entry.needs_gradient or entry.target is not None:
+        raise TargetError(f"{entry.label} cannot make a contrastive map: 'versus' needs a gradient method of the "
+                          "explained class's logit (Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM)")
+    return contrast_score(versus)
 
 
 def grad_cam(

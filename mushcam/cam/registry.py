@@ -36,6 +36,7 @@ from mushcam.cam.activation import eigen_cam
 from mushcam.cam.core import MapRequest
 from mushcam.cam.gradient import grad_cam_map, grad_cam_pp, hires_cam, layer_cam, xgrad_cam
 from mushcam.cam.score import score_cam
+from mushcam.cam.targets import Score, finer_score
 from mushcam.exceptions import MushcamError
 
 DEFAULT_METHOD = "gradcam"
@@ -63,6 +64,7 @@ class Method:
     needs_gradient: bool
     function: Callable[[MapRequest], torch.Tensor]
     passes: Callable[[int], float] = lambda channels: 1.0
+    target: Score | None = None  # the method's own target (Finer-CAM); None: the explained class's logit
 
     def estimated_passes(self, channels: int) -> float:
         """``passes(channels)``, at least 1."""
@@ -125,6 +127,7 @@ BUILT_IN: tuple[Method, ...] = (
            "1 forward + 1 trunk pass per chunk of ablated channels + the head on every channel", False, ablation_cam,
            ablation_passes),
     Method("scorecam", "Score-CAM", "1 forward + 1 full forward per channel", False, score_cam, score_passes),
+    Method("finercam", "Finer-CAM", HEAD_BACKWARD, True, grad_cam_map, target=finer_score()),
 )
 
 REGISTRY = Registry(BUILT_IN)
