@@ -413,15 +413,16 @@ def reviewer_blocks(findings: _Findings) -> list[Block]:
     if not reviewers:
         return []
     all_keys = {e.key for errs in findings.errors.values() for e in errs}
+    tagged = [k for k in findings.keys if any(k in r.causes for r in findings.reviews.reviews)]
     rows = []
     for name in reviewers:
         mine = [r for r in findings.reviews.reviews if r.reviewer == name and r.key in all_keys]
         rows.append((name, k_of_n(len(mine), len(all_keys)),
-                     *(k_of_n(sum(1 for r in mine if k in r.causes), len(mine)) for k in findings.used)))
+                     *(k_of_n(sum(1 for r in mine if k in r.causes), len(mine)) for k in tagged)))
     return [Block("h2", "Reviewers"),
             Block("p", f"Errors reviewed are of the {len(all_keys)} errors of all runs; each cause's count is of the "
                        "errors that reviewer reviewed (their own tags, before any consensus)."),
-            Block("table", header=("reviewer", "errors reviewed", *(findings.labels[k] for k in findings.used)),
+            Block("table", header=("reviewer", "errors reviewed", *(findings.labels[k] for k in tagged)),
                   rows=tuple(rows))]
 
 
