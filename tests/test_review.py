@@ -9,11 +9,15 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_errors_page import CONF, PATHS, PRED, rows_for, run_record, write_errors_setup
 
+import mushcam
 from mushcam import cli, store
-from mushcam.review import causes, labels, report
+from mushcam.exceptions import MushcamError
+from mushcam.render import to_png
+from mushcam.review import agreement, causes, labels, report
 from mushcam.review import store as rs
 from mushcam.review.agreement import cohen_kappa, pairwise_kappa
 from mushcam.review.paths import OutsideDataFolder, dataset_file
@@ -242,7 +246,10 @@ def test_cli_review_report_and_export(results: Path, setup: dict[str, Path], tmp
     figures = sorted((out / "figures").glob("*.png"))
     # 3 dangerous errors + 1 example (already among them) = 3 figures, each written once and embedded
     assert len(figures) == 3
-    assert html_text.count("data:image/png;base64,") == md.count("](figures/") == 4
+    # issue 22: each figure is shown once (the example refers to its number) and the HTML embeds it as
+    # JPEG (was: the example repeated the figure, 4 PNG embeds)
+    assert html_text.count("data:image/jpeg;base64,") == md.count("](figures/") == 3
+    assert "data:image/png" not in html_text and "(see Figure " in md
     assert "figures/" not in html_text.replace("](figures/", "")
     assert labels.read_csv((tmp_path / "fix.csv").read_text())[0].suggested_label == "Boletus"
     code = cli.main(["export-labels", str(results), "--out", str(tmp_path / "l.csv")])
@@ -277,3 +284,143 @@ def test_causes_extend() -> None:
     with pytest.raises(causes.MushcamError):
         causes.new_cause("   ")
     assert re.fullmatch(r"[a-z0-9_]+", causes.cause_key("Ünusual ängle!"))
+
+
+def three_reviewers(results: Path) -> store.StoreContents:
+    """One error tagged look-alike by Ana and Ben, 'other' by Cy; a second by Ana alone."""
+    run, rows = run_of(results, "efficientnet_b0")
+    key = key_for(run, rows, "Amanita/img_1.png")
+    rs.save_review(results, review(key, "Ana", "look_alike"))
+    rs.save_review(results, review(key, "Ben", "look_alike"))
+    rs.save_review(results, review(key, "Cy", "other"))
+    rs.save_review(results, review(key_for(run, rows, "Amanita/img_2.png"), "Ana", "look_alike"))
+    return store.load_store(results)
+
+
+@pytest.mark.parametrize(("rule", "look_alike", "other"), [
+    ("any", "2 (100.0%)", "1 (50.0%)"),  # today's behaviour: one reviewer is enough
+    ("majority", "2 (100.0%)", "0 (0.0%)"),  # 2 of 3 on the first error; 1 of 1 on the second
+    ("all", "1 (50.0%)", "0 (0.0%)"),  # Cy did not say look-alike on the first error
+])
+def test_consensus_rule_decides_the_counts_and_is_stated(results: Path, rule: str, look_alike: str,
+                                                         other: str) -> None:
+    contents = three_reviewers(results)
+    built = report.build_report(contents, rs.index_reviews(rs.load_reviews(results)), causes.DEFAULT_CAUSES,
+                                consensus=rule)
+    md = built.markdown()
+    counts = {row[0]: row[1] for row in table(md, "Causes per model")}
+    assert counts["look-alike genus"] == look_alike
+    assert counts.get("other", "0 (0.0%)") == other
+    assert f"Consensus rule '{rule}'" in md and f"consensus rule '{rule}'" in md  # introduction and provenance
+    assert "(of 2 reviewed)" in md.split("## Causes per model", 1)[1].split("\n")[2]  # the denominator, in the header
+    with pytest.raises(MushcamError, match="unknown consensus rule"):
+        report.build_report(contents, rs.index_reviews(()), causes.DEFAULT_CAUSES, consensus="most")
+
+
+def test_has_cause_rules() -> None:
+    key = rs.ReviewKey("0" * 64, "m", "c")
+    reviews = [review(key, "A", "x"), review(key, "B", "x"), review(key, "C")]
+    assert [agreement.has_cause(reviews, "x", rule) for rule in ("any", "majority", "all")] == [True, True, False]
+    assert [agreement.has_cause(reviews[:1] + reviews[2:], "x", r) for r in ("any", "majority", "all")] == \
+        [True, False, False]  # 1 of 2 is not a majority
+    assert not agreement.has_cause((), "x", "any")
+
+
+def test_kappa_interval_is_seeded_and_contains_kappa() -> None:
+    a = [True] * 6 + [False] * 4 + [True, False] * 10
+    b = [True] * 4 + [False] * 4 + [True, True] + [True, False] * 10
+    first, again = agreement.kappa_interval(a, b), agreement.kappa_interval(a, b)
+    assert first == again  # seeded: the same report twice says the same interval
+    assert first[0] <= cohen_kappa(a, b) <= first[1] and -1.0 <= first[0] < first[1] <= 1.0
+    assert agreement.kappa_interval(a, b, seed=1) != first
+    assert all(math.isnan(v) for v in agreement.kappa_interval([True] * 5, [True] * 5))  # never defined
+    wide = agreement.kappa_interval(a[:10], b[:10])
+    assert wide[1] - wide[0] > first[1] - first[0]  # fewer shared items, a wider interval
+
+
+def test_report_agreement_states_n_raw_agreement_interval_and_warns_under_20(results: Path) -> None:
+    contents = three_reviewers(results)
+    built = report.build_report(contents, rs.index_reviews(rs.load_reviews(results)), causes.DEFAULT_CAUSES)
+    md = built.markdown()
+    rows = {row[0]: row for row in table(md, "Agreement between reviewers")}
+    assert rows["Ana / Ben"][1] == "1" and rows["Ana / Cy"][1] == "1"
+    assert all("agree 1 of 1 (100.0%)" in cell or "agree 0 of 1 (0.0%)" in cell for cell in rows["Ana / Cy"][2:])
+    assert "κ n/a" in rows["Ana / Ben"][2]  # one shared error: kappa is undefined, and said so
+    assert "**Warning**: fewer than 20 shared errors for Ana / Ben (n = 1)" in md
+    pair = agreement.pairwise_kappa([review(rs.ReviewKey(f"{i:064d}", "m", "c"), who, *(["x"] if (i + j) % 3 else []))
+                                     for i in range(25) for j, who in enumerate(("A", "B"))], ["x"])[0]
+    assert pair.n_items == 25 and not pair.few
+    assert "Warning" not in "".join(b.text for b in report.agreement_blocks([pair], ["x"], {"x": "x"}))
+    low, high = pair.interval["x"]
+    assert f"[{low:.2f}, {high:.2f}]" in report.agreement_blocks([pair], ["x"], {"x": "x"})[1].rows[0][2]
+
+
+def test_report_provenance_reviewers_confusion_and_codebook(results: Path, tmp_path: Path) -> None:
+    contents = three_reviewers(results)
+    built = report.build_report(contents, rs.index_reviews(rs.load_reviews(results)), causes.DEFAULT_CAUSES,
+                                data_root=tmp_path)
+    md = built.markdown()
+    provenance = {row[0]: row for row in table(md, "Provenance")}
+    for run in contents.runs:
+        row = provenance[run.label]
+        assert row[1] == run.checkpoint_sha256 and len(row[1]) == 64 and row[2] == run.layer
+        assert row[3].startswith(f"{run.manifest['input']['size']} px") and row[4] == "Grad-CAM"
+        assert row[5] == run.data_root and row[6] == run.finished_at
+    assert f"by MushCAM {mushcam.__version__}" in md and f"read from {tmp_path.resolve()}" in md
+    n_errors = sum(int((p.true_idx != p.pred_idx).sum()) for p in contents.predictions.values())
+    reviewers = {row[0]: row for row in table(md, "Reviewers")}
+    assert reviewers["Ana"][1] == report.k_of_n(2, n_errors) and reviewers["Cy"][1] == report.k_of_n(1, n_errors)
+    assert reviewers["Ana"][2] == "2 of 2 (100.0%)"  # look-alike, of Ana's own reviews
+    matrices = md.split("## Confusion matrices\n", 1)[1].split("\n## ", 1)[0]
+    for run in contents.runs:
+        rows = contents.predictions[run.run_id]
+        assert f"### {run.label} (n = {len(rows)})" in matrices
+    first = [line for line in matrices.splitlines() if line.startswith("|")][2:]
+    cells = [[int(c) for c in line.strip("|").split(" | ")[1:]] for line in first[:len(contents.runs[0].class_names)]]
+    rows = contents.predictions[contents.runs[0].run_id]
+    assert sum(r[-1] for r in cells) == len(rows) == sum(sum(r[:-1]) for r in cells)
+    assert sum(cells[i][i] for i in range(len(cells))) == int((rows.true_idx == rows.pred_idx).sum())
+    codebook = {row[1]: row[2] for row in table(md, "Cause codebook")}
+    assert set(codebook) == {c.key for c in causes.DEFAULT_CAUSES} and all(codebook.values())
+    assert "watermark" in codebook["shortcut"]
+
+
+def test_each_figure_once_numbered_and_jpeg_in_html(results: Path) -> None:
+    """A figure shown among the dangerous errors is referred to by number in the examples, not repeated."""
+    contents = three_reviewers(results)
+    made: list[str] = []
+
+    def figures(run: store.RunRecord, rows: store.Predictions, index: int) -> tuple[bytes | None, str]:
+        made.append(rows.image_paths[index])
+        rng = np.random.default_rng(len(made))
+        return to_png(rng.integers(0, 255, (60, 180, 3), dtype=np.uint8)), ""
+
+    built = report.build_report(contents, rs.index_reviews(rs.load_reviews(results)), causes.DEFAULT_CAUSES, figures)
+    md, page = built.markdown(), built.html()
+    assert len(made) == len(set(made)) == len(built.figures) >= 2  # each figure made once
+    numbers = re.findall(r"!\[Figure (\d+)\. ", md)
+    assert numbers == [str(i) for i in range(1, len(built.figures) + 1)]  # numbered in order, each shown once
+    assert md.count("](figures/") == len(built.figures) and "(see Figure " in md
+    for name in built.figures:
+        assert md.count(f"figures/{name}.png") == 1
+    assert page.count("data:image/jpeg;base64,") == len(built.figures) and "image/png" not in page
+    assert page.count("<figcaption>Figure ") == len(built.figures)
+    assert "one colour bar" in md
+
+
+def test_html_jpeg_is_smaller_than_png() -> None:
+    gradient = np.dstack([np.tile(np.linspace(0, 255, 400, dtype=np.uint8), (300, 1))] * 3)
+    noise = np.random.default_rng(0).integers(0, 40, gradient.shape, dtype=np.uint8)
+    png = to_png(gradient + noise)
+    jpeg = report.html_jpeg(png)
+    assert jpeg[:3] == b"\xff\xd8\xff" and len(jpeg) < len(png) / 2
+
+
+def test_cli_refuses_an_unknown_consensus_rule(results: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["review-report", str(results), "--out", str(tmp_path / "r"), "--consensus", "most"])
+    assert stop.value.code == 2 and "invalid choice: 'most'" in capsys.readouterr().err
+    assert cli.main(["review-report", str(results), "--out", str(tmp_path / "r"), "--no-figures",
+                     "--consensus", "all"]) == 0
+    assert "Consensus rule 'all'" in (tmp_path / "r" / "review_report.md").read_text()

@@ -483,3 +483,44 @@ def test_scratch_model_matches_the_registry() -> None:
     torch.manual_seed(0)
     b = build_model("resnet50", 3)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+def test_batch_ticker_speaks_every_few_seconds_and_at_the_end() -> None:
+    """Progress within an epoch: batches done/total, photos/s and an ETA; not one line per batch."""
+    now = [0.0]
+    lines: list[str] = []
+    ticker = output.BatchTicker("resnet50 epoch 1/3", lines.append, every=5.0, clock=lambda: now[0])
+    ticker.start(10)
+    for _ in range(10):
+        now[0] += 1.0  # one second per batch of 8 photos
+        ticker.batch_done(8)
+    assert len(lines) == 2  # at 5 s and at the end (10 s); never 10 lines
+    assert lines[0] == "  resnet50 epoch 1/3: batch 5/10, 8.0 photos/s, ETA 5 s"
+    assert lines[1] == "  resnet50 epoch 1/3: batch 10/10, 8.0 photos/s, done"
+
+
+def test_training_reports_progress_and_a_chance_level_epoch(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "data")
+    config = train.TrainConfig(epochs=1, image_size=SIZE, batch_size=4, device="cpu")
+    lines: list[str] = []
+    (result,) = train.train(root, ["mobilenet_v3_large"], tmp_path / "out", config, report=lines.append)
+    progress = [line for line in lines if ": batch " in line]
+    assert progress and progress[-1].endswith("done") and "photos/s" in progress[-1]
+    assert len(progress) <= 3  # a tiny epoch: the end line, not a flood
+    n = result.val.images
+    if output.chance_note(result, 4) is not None:  # a seconds-long run on 4 classes is at chance
+        assert any(f"kept epoch {result.best_epoch}/{result.epochs_run}" in line and "not above chance (25.0 % "
+                   "for 4 classes" in line and f"n = {n}" in line for line in lines)
+    else:
+        assert not any("not above chance" in line for line in lines)
+
+
+def test_chance_note_words() -> None:
+    val = train.SplitMetrics(loss=2.0, accuracy=0.128, dangerous_error_rate=0.0, images=78)
+    result = train.TrainResult(backbone="resnet50", checkpoint=Path("resnet50.pt"), log=Path("x.csv"), best_epoch=2,
+                               epochs_run=6, val=val, test=None, seconds=1.0, stopped_early=False, interrupted=False)
+    note = output.chance_note(result, 8)
+    assert note is not None and note.startswith("resnet50: kept epoch 2/6, val acc 12.8 %: not above chance "
+                                                "(12.5 % for 8 classes")
+    good = dataclasses.replace(result, val=dataclasses.replace(val, accuracy=0.9))
+    assert output.chance_note(good, 8) is None

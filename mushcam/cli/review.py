@@ -26,6 +26,9 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--manifest", help="manifest.json or its folder, for the Grad-CAM figures "
                                            "(default: $MUSHCAM_CHECKPOINTS or checkpoints/)")
     report.add_argument("--no-figures", action="store_true", help="leave the Grad-CAM figures out (no model is loaded)")
+    report.add_argument("--consensus", choices=("any", "majority", "all"), default="any",
+                        help="when an error has a cause: any reviewer tagged it (default), a majority of its "
+                             "reviewers, or all of them; the report states the rule")
     report.add_argument("--labels-csv", help="also write the label-fix CSV (errors tagged 'label doubtful') here")
     add_trust_code_option(report)
     report.set_defaults(handler=run_review_report)
@@ -91,7 +94,8 @@ def run_review_report(args: argparse.Namespace) -> int:
         figures = source.figure
     try:
         built = report.build_report(contents, reviews, all_causes, figures,
-                                    duplicates=review_store.load_duplicates(args.store))
+                                    duplicates=review_store.load_duplicates(args.store),
+                                    consensus=args.consensus, data_root=args.data)
     finally:
         if source is not None:
             source.close()

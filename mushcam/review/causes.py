@@ -37,6 +37,25 @@ DEFAULT_CAUSES: tuple[Cause, ...] = (
 )
 
 
+# The codebook: what each built-in cause means, so that two reviewers tag the same thing.
+DEFINITIONS: dict[str, str] = {
+    "wrong_region": "The map's strongest region is background, substrate or another object, not the mushroom.",
+    "partial_view": "The mushroom is cut off, hidden or too small in the frame for its genus to be seen.",
+    "look_alike": "The photo shows traits that the predicted genus shares with the true one (a plausible mistake "
+                  "a person could also make from this photo).",
+    "poor_quality": "Blur, darkness, over-exposure, heavy compression or low resolution hide the traits.",
+    "unusual_angle": "Seen from an angle (from below, from above only, a cross-section) rare in the training photos.",
+    LABEL_DOUBTFUL: "The given genus is probably wrong: the photo seems to show another genus (suggest one).",
+    "shortcut": "The map points at a watermark, text, a ruler, a hand or another cue unrelated to the mushroom.",
+    "other": "None of the above; the note says what.",
+}
+
+
+def definition_of(cause: Cause) -> str:
+    """The cause's codebook definition (a custom cause: what its reviewers named it)."""
+    return DEFINITIONS.get(cause.key, f"Added by a reviewer: \"{cause.label}\" (no further definition).")
+
+
 def cause_key(label: str) -> str:
     """``'Mould / rot'`` -> ``'mould_rot'``: lower-case ASCII words joined by ``_``."""
     text = unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode("ascii").lower()

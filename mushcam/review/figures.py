@@ -23,8 +23,18 @@ from mushcam.data import decode_image, image_sha256, read_bytes
 from mushcam.exceptions import MushcamError
 from mushcam.explain import Explanation, cached_explanation, heat_for_image
 from mushcam.manifest import InputSpec, Manifest
+from mushcam.map_scale import with_colorbar
 from mushcam.models import DISPLAY_NAMES
-from mushcam.render import DEFAULT_ALPHA, DEFAULT_COLORMAP, cam_scale, combine_panels, fit_within, overlay, to_png
+from mushcam.render import (
+    DEFAULT_ALPHA,
+    DEFAULT_COLORMAP,
+    cam_scale,
+    colormap_lut,
+    combine_panels,
+    fit_within,
+    overlay,
+    to_png,
+)
 from mushcam.review.paths import dataset_file
 from mushcam.store import Predictions, RunRecord
 
@@ -47,6 +57,7 @@ class Panels:
     images: list[np.ndarray]
     titles: list[str]
     captions: list[str]
+    scale: float | None = None  # the raw value that the colormap's top stands for (shared maps)
 
     def combined(self, title: str = "") -> np.ndarray:
         return combine_panels(self.images, self.titles, title)
@@ -73,7 +84,7 @@ def error_panels(display: Image.Image, predicted: Explanation, truth: Explanatio
         images.append(overlay(display, heat_for_image(truth, display, spec, scale), alpha, colormap))
         titles.append(f"Where is {names[true_idx]}? ({float(probabilities[true_idx]):.1%})")
         captions.append(f"Grad-CAM for the true class {names[true_idx]}")
-    return Panels(images, titles, captions)
+    return Panels(images, titles, captions, scale)
 
 
 ModelLoader = Callable[[Manifest, str], nn.Module]
@@ -114,7 +125,10 @@ class FigureSource:
         return ""
 
     def figure(self, run: RunRecord, rows: Predictions, index: int) -> tuple[bytes | None, str]:
-        """(PNG of original | predicted-class map | true-class map, '') or (None, why not)."""
+        """(PNG of original | predicted-class map | true-class map, '') or (None, why not).
+
+        The maps share one scale, so one colour bar (right) gives both maps' raw values.
+        """
         reason = self._why_not(run)
         if reason:
             return None, reason
@@ -141,7 +155,10 @@ class FigureSource:
         truth = cached_explanation(self.cache, model, image, spec, layer, true_idx, model_key, sha)
         panels = error_panels(fit_within(image, self.side), predicted, truth, spec, run.class_names, run.toxicities,
                               true_idx, rows.probabilities[index])
-        return to_png(panels.combined(f"{self.manifest.display_name(name)}: {rows.image_paths[index]}")), ""
+        combined = panels.combined(f"{self.manifest.display_name(name)}: {rows.image_paths[index]}")
+        scale = panels.scale if panels.scale is not None else cam_scale(predicted.cam)
+        # one colour bar for both maps: they share one scale (0 .. the larger map's maximum)
+        return to_png(with_colorbar(combined, colormap_lut(DEFAULT_COLORMAP), scale, "Grad-CAM")), ""
 
     def close(self) -> None:
         """Release the loaded models (memory)."""

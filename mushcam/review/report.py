@@ -1,18 +1,24 @@
 """The error-analysis report, written from the store's runs and reviews: Markdown and self-contained HTML.
 
-Sections: per model, accuracy and the dangerous counts; the causes with counts and shares
-per model and per class pair; reviewer agreement (Cohen's kappa per cause); every
-poisonous->edible error with its figure and notes; two or three examples per cause; labels
-to fix; near-duplicates of training photos among the errors.
+Sections: provenance (per run: checkpoint SHA-256, layer, input size, method, data folder,
+date, MushCAM version); per model, accuracy and the dangerous counts; each run's confusion
+matrix; per-reviewer counts; the causes with counts and shares per model and per class
+pair; reviewer agreement (Cohen's kappa per cause with n, raw agreement and a seeded
+bootstrap 95 % interval); every poisonous->edible error with its figure and notes; two or
+three examples per cause; labels to fix; near-duplicates of training photos among the
+errors; the cause codebook.
 
-Counting: an error *has* a cause when at least one reviewer tagged it (disagreements are
-what the agreement section measures). A cause's share is its count over the model's
-reviewed errors; an error can have several causes, so shares add up to more than 100 %.
+Counting: an error *has* a cause under the consensus rule the user chose
+(:func:`mushcam.review.agreement.has_cause`: ``any`` reviewer, default, a ``majority``, or
+``all``); the report states the rule. Counts are written "k of n (p)", n being the
+population named in the column. A cause's share is over the model's reviewed errors; an
+error can have several causes, so shares add up to more than 100 %.
 
 The report is built once as a list of blocks (:class:`Block`) and rendered twice; each
-figure is made once (:class:`mushcam.review.figures.FigureSource`, through the CAM cache)
-and used by every section that shows it: the Markdown links ``figures/<name>.png``, the
-HTML embeds the same bytes as base64.
+figure is made once (:class:`mushcam.review.figures.FigureSource`, through the CAM cache),
+numbered ("Figure 1.") and shown once: a later section that needs it refers to its
+number. The Markdown links ``figures/<name>.png`` (lossless files); the HTML embeds each
+figure once as a JPEG data URI (quality :data:`HTML_JPEG_QUALITY`), a tenth of the PNG's size.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
+import io
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -27,18 +34,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from mushcam import __version__
 from mushcam.evaluate import run_label, run_metrics
 from mushcam.exceptions import MushcamError
 from mushcam.metrics import DANGEROUS, error_kinds
-from mushcam.review.agreement import pairwise_kappa
-from mushcam.review.causes import Cause, labels_of
+from mushcam.review.agreement import (
+    DEFAULT_CONSENSUS,
+    FEW_SHARED,
+    PairAgreement,
+    check_consensus,
+    consensus_wording,
+    has_cause,
+    pairwise_kappa,
+)
+from mushcam.review.causes import Cause, definition_of, labels_of
 from mushcam.review.figures import model_name
 from mushcam.review.labels import label_fixes
 from mushcam.review.store import NearDuplicate, Review, ReviewIndex, ReviewKey
 from mushcam.store import Predictions, RunRecord, StoreContents
 
 EXAMPLES_PER_CAUSE = 3
+HTML_JPEG_QUALITY = 85
+FIGURE_METHOD = "Grad-CAM"  # the method of the report's figures
 FigureMaker = Callable[[RunRecord, Predictions, int], tuple[bytes | None, str]]
 
 
@@ -106,6 +125,11 @@ def _kappa(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.2f}"
 
 
+def k_of_n(k: int, n: int) -> str:
+    """The report's one way of writing a count: ``'3 of 6 (50.0%)'`` (``'0 of 0'`` with no population)."""
+    return f"{k} of {n} ({_pct(k / n)})" if n else f"{k} of 0"
+
+
 def _review_line(review: Review, labels: dict[str, str]) -> str:
     causes = ", ".join(labels.get(c, c) for c in review.causes) or "no cause"
     text = f"**{review.reviewer}**: {causes}"
@@ -118,16 +142,25 @@ def _review_line(review: Review, labels: dict[str, str]) -> str:
 
 def build_report(contents: StoreContents, reviews: ReviewIndex, causes: Sequence[Cause],
                  figures: FigureMaker | None = None, title: str = "Error analysis",
-                 duplicates: dict[str, tuple[NearDuplicate, ...]] | None = None) -> Report:
-    """The whole report as blocks plus the figures it uses (made once each)."""
-    builder = _Builder(contents, reviews, causes, figures, duplicates or {})
+                 duplicates: dict[str, tuple[NearDuplicate, ...]] | None = None,
+                 consensus: str = DEFAULT_CONSENSUS, data_root: str | os.PathLike[str] | None = None) -> Report:
+    """The whole report as blocks plus the figures it uses (made once each).
+
+    ``consensus``: when an error has a cause (any / majority / all of its reviewers);
+    ``data_root``: the image folder the figures were read from (stated in the provenance).
+    """
+    builder = _Builder(contents, reviews, causes, figures, duplicates or {}, check_consensus(consensus))
     builder.introduction(title)
+    builder.blocks.extend(provenance_blocks(builder.runs, data_root, builder.rule))
     builder.models()
+    builder.blocks.extend(confusion_blocks(builder.runs, contents, builder.label_of))
+    builder.blocks.extend(reviewer_blocks(builder))
     builder.causes()
     builder.agreement()
     builder.dangerous()
     builder.examples()
     builder.labels_and_duplicates()
+    builder.blocks.extend(codebook_blocks(causes))
     return builder.report
 
 
@@ -135,8 +168,9 @@ class _Findings:
     """What the report states, before any of it is written: each run's errors (with their
     review keys), error kinds and summary, and the causes in use."""
 
-    def __init__(self, contents: StoreContents, reviews: ReviewIndex, causes: Sequence[Cause]) -> None:
-        self.contents, self.reviews = contents, reviews
+    def __init__(self, contents: StoreContents, reviews: ReviewIndex, causes: Sequence[Cause],
+                 rule: str = DEFAULT_CONSENSUS) -> None:
+        self.contents, self.reviews, self.rule = contents, reviews, rule
         self.runs = contents.runs
         self.labels = labels_of(causes)
         self.keys = [c.key for c in causes]
@@ -160,9 +194,12 @@ class _Findings:
             int((self.kinds[run.run_id] == DANGEROUS).sum()), m.poisonous_images, m.benign_count,
             sum(1 for e in errs if self.reviews.of(e.key)), {k: self.count(errs, k) for k in self.keys})
 
+    def label_of(self, run: RunRecord) -> str:
+        return run_label(run, self.runs)
+
     def count(self, errs: Sequence[_Error], cause: str) -> int:
-        """Errors that at least one reviewer tagged with ``cause``."""
-        return sum(1 for e in errs if any(cause in r.causes for r in self.reviews.of(e.key)))
+        """Errors that have ``cause`` under the consensus rule."""
+        return sum(1 for e in errs if has_cause(self.reviews.of(e.key), cause, self.rule))
 
     def reviewed_pairs(self, run: RunRecord) -> dict[tuple[str, str], list[_Error]]:
         """The run's reviewed errors grouped by (true class, predicted class)."""
@@ -175,11 +212,11 @@ class _Findings:
         return groups
 
     def examples_of(self, cause: str) -> list[_Error]:
-        """Every error tagged ``cause`` by someone, over all runs, each photo once."""
+        """Every error that has ``cause`` under the consensus rule, over all runs, each photo once."""
         examples, seen = [], set()
         for run in self.runs:
             for error in self.errors[run.run_id]:
-                if error.key.image_sha256 not in seen and any(cause in r.causes for r in self.reviews.of(error.key)):
+                if error.key.image_sha256 not in seen and has_cause(self.reviews.of(error.key), cause, self.rule):
                     examples.append(error)
                     seen.add(error.key.image_sha256)
         return examples
@@ -189,11 +226,13 @@ class _Builder(_Findings):
     """Adds the report's sections one by one, from the :class:`_Findings`."""
 
     def __init__(self, contents: StoreContents, reviews: ReviewIndex, causes: Sequence[Cause],
-                 figures: FigureMaker | None, duplicates: dict[str, tuple[NearDuplicate, ...]]) -> None:
-        super().__init__(contents, reviews, causes)
+                 figures: FigureMaker | None, duplicates: dict[str, tuple[NearDuplicate, ...]],
+                 rule: str = DEFAULT_CONSENSUS) -> None:
+        super().__init__(contents, reviews, causes, rule)
         self.report = Report(summaries=self.summaries)
         self.blocks = self.report.blocks
         self.figures, self.duplicates = figures, duplicates
+        self.numbers: dict[str, int] = {}  # figure name -> its number, in order of first appearance
 
     def introduction(self, title: str) -> None:
         n_runs, n_reviews = len(self.runs), len(self.reviews.reviews)
@@ -202,9 +241,11 @@ class _Builder(_Findings):
         self.blocks.append(Block("h1", title))
         self.blocks.append(Block("p", f"Written {now} from {n_runs} evaluated model run{'s' if n_runs != 1 else ''} "
                                       f"and {n_reviews} review{'s' if n_reviews != 1 else ''} by "
-                                      f"{', '.join(reviewers) if reviewers else 'nobody yet'}. An error has a cause "
-                                      "when at least one reviewer tagged it; shares are over the model's reviewed "
-                                      "errors and can add up to more than 100 % (an error may have several causes)."))
+                                      f"{', '.join(reviewers) if reviewers else 'nobody yet'}. Consensus rule "
+                                      f"'{self.rule}': {consensus_wording(self.rule)}. Shares are over the model's "
+                                      "reviewed errors and can add up to more than 100 % (an error may have several "
+                                      "causes). Counts read \"k of n (p)\": n is the population the column names, "
+                                      "the same n wherever the same population is counted."))
 
     def models(self) -> None:
         self.blocks.append(Block("h2", "Models"))
@@ -226,7 +267,7 @@ class _Builder(_Findings):
                 share = s.cause_counts[k] / s.reviewed if s.reviewed else math.nan
                 cells.append(f"{s.cause_counts[k]} ({_pct(share)})")
             rows.append(tuple(cells))
-        header = ("cause", *(s.label for s in self.report.summaries))
+        header = ("cause", *(f"{s.label} (of {s.reviewed} reviewed)" for s in self.report.summaries))
         self.blocks.append(Block("table", header=header, rows=tuple(rows)))
         self.blocks.append(Block("h2", "Causes per class pair"))
         pair_rows = []
@@ -235,7 +276,7 @@ class _Builder(_Findings):
             for (t, p), errs in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
                 counts = [self.count(errs, k) for k in self.used]
                 pair_rows.append((run_label(run, self.runs), f"{t} → {p}", str(len(errs)),
-                                  *(f"{n} ({n / len(errs):.0%})" if n else "" for n in counts)))
+                                  *(k_of_n(n, len(errs)) if n else "" for n in counts)))
         self.blocks.append(Block("table", header=("model", "true → predicted", "reviewed",
                                                   *(self.labels[k] for k in self.used)), rows=tuple(pair_rows)))
 
@@ -245,24 +286,24 @@ class _Builder(_Findings):
         if not pairs:
             self.blocks.append(Block("p", "No error was reviewed by two reviewers yet."))
             return
-        self.blocks.append(Block("p", "Cohen's kappa per cause on the errors both reviewed: 1 = full agreement, "
-                                      "0 = chance level; n/a = both gave the same answer for every error."))
         shown = [k for k in self.keys if any(k in r.causes for r in self.reviews.reviews)] or self.keys
-        self.blocks.append(Block("table", header=("reviewers", "errors in common", *(self.labels[k] for k in shown)),
-                                 rows=tuple((f"{p.reviewer_a} / {p.reviewer_b}", str(p.n_items),
-                                             *(_kappa(p.kappa[k]) for k in shown)) for p in pairs)))
+        self.blocks.extend(agreement_blocks(pairs, shown, self.labels))
 
     def figure(self, error: _Error) -> list[Block]:
         """The error's figure (made on first use, then shared), or why there is none."""
         if self.figures is None:
             return []
         name = f"{model_name(error.run)}_{error.key.image_sha256[:16]}"
-        if name not in self.report.figures:
-            png, why = self.figures(error.run, error.rows, error.index)
-            if png is None:
-                return [Block("p", f"(no figure: {why})")]
-            self.report.figures[name] = png
-        return [Block("figure", f"{error.path}: original, predicted-class and true-class Grad-CAM", figure=name)]
+        if name in self.numbers:
+            return [Block("p", f"(see Figure {self.numbers[name]} above)")]
+        png, why = self.figures(error.run, error.rows, error.index)
+        if png is None:
+            return [Block("p", f"(no figure: {why})")]
+        self.report.figures[name] = png
+        self.numbers[name] = len(self.numbers) + 1
+        return [Block("figure", f"Figure {self.numbers[name]}. {self.label_of(error.run)}, {error.path}: original, "
+                                f"{FIGURE_METHOD} for the predicted and the true class; one colour bar (right) for "
+                                "both maps, which share one scale", figure=name)]
 
     def notes(self, error: _Error) -> Block:
         found = self.reviews.of(error.key)
@@ -327,6 +368,96 @@ class _Builder(_Findings):
         self.blocks.append(Block("table", header=header, rows=tuple(rows)))
 
 
+# ------------------------------------------------------------------------------ sections
+
+
+def provenance_blocks(runs: Sequence[RunRecord], data_root: str | os.PathLike[str] | None, rule: str) -> list[Block]:
+    """Where every number and figure comes from: one row per evaluated run."""
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    folder = str(Path(data_root).expanduser().resolve()) if data_root is not None else "none given (no figures)"
+    rows = []
+    for run in runs:
+        spec = run.manifest.get("input", {}) if isinstance(run.manifest, dict) else {}
+        size = spec.get("size", "?") if isinstance(spec, dict) else "?"
+        resize = spec.get("resize", "") if isinstance(spec, dict) else ""
+        rows.append((run_label(run, runs), run.checkpoint_sha256, run.layer, f"{size} px {resize}".strip(),
+                     FIGURE_METHOD, run.data_root, run.finished_at, str(run.versions.get("mushcam", "?"))))
+    return [Block("h2", "Provenance"),
+            Block("p", f"Report written {now} by MushCAM {__version__}; consensus rule '{rule}'; figures' images "
+                       f"read from {folder}."),
+            Block("table", header=("model", "checkpoint SHA-256", "layer", "input size", "method",
+                                   "data folder (evaluated)", "evaluated", "MushCAM at evaluation"),
+                  rows=tuple(rows))]
+
+
+def confusion_blocks(runs: Sequence[RunRecord], contents: StoreContents,
+                     label_of: Callable[[RunRecord], str]) -> list[Block]:
+    """Each run's confusion matrix as a table: rows the true class, columns the predicted one."""
+    blocks = [Block("h2", "Confusion matrices"),
+              Block("p", "Rows: true class; columns: predicted class; each cell counts images; n = the run's images.")]
+    for run in runs:
+        rows = contents.predictions[run.run_id]
+        names = run.class_names
+        matrix = np.zeros((len(names), len(names)), dtype=np.int64)
+        np.add.at(matrix, (rows.true_idx, rows.pred_idx), 1)
+        blocks.append(Block("h3", f"{label_of(run)} (n = {len(rows)})"))
+        blocks.append(Block("table", header=("true \\ predicted", *names, "images"),
+                            rows=tuple((names[t], *(str(int(c)) for c in matrix[t]), str(int(matrix[t].sum())))
+                                       for t in range(len(names)))))
+    return blocks
+
+
+def reviewer_blocks(findings: _Findings) -> list[Block]:
+    """Per reviewer: errors reviewed (of all errors of all runs) and how often each cause was tagged."""
+    reviewers = sorted({r.reviewer for r in findings.reviews.reviews})
+    if not reviewers:
+        return []
+    all_keys = {e.key for errs in findings.errors.values() for e in errs}
+    tagged = [k for k in findings.keys if any(k in r.causes for r in findings.reviews.reviews)]
+    rows = []
+    for name in reviewers:
+        mine = [r for r in findings.reviews.reviews if r.reviewer == name and r.key in all_keys]
+        rows.append((name, k_of_n(len(mine), len(all_keys)),
+                     *(k_of_n(sum(1 for r in mine if k in r.causes), len(mine)) for k in tagged)))
+    return [Block("h2", "Reviewers"),
+            Block("p", f"Errors reviewed are of the {len(all_keys)} errors of all runs; each cause's count is of the "
+                       "errors that reviewer reviewed (their own tags, before any consensus)."),
+            Block("table", header=("reviewer", "errors reviewed", *(findings.labels[k] for k in tagged)),
+                  rows=tuple(rows))]
+
+
+def _agreement_cell(pair: PairAgreement, key: str) -> str:
+    """'κ 0.12 [−0.30, 0.60]; agree 6 of 10 (60.0%)'."""
+    low, high = pair.interval.get(key, (math.nan, math.nan))
+    interval = "" if math.isnan(low) else f" [{low:.2f}, {high:.2f}]"
+    agree = round(pair.agreement[key] * pair.n_items)
+    return f"κ {_kappa(pair.kappa[key])}{interval}; agree {k_of_n(agree, pair.n_items)}"
+
+
+def agreement_blocks(pairs: Sequence[PairAgreement], shown: Sequence[str], labels: dict[str, str]) -> list[Block]:
+    """Kappa per cause with n, its bootstrap interval and the raw agreement; a warning under FEW_SHARED."""
+    blocks = [Block("p", "Cohen's kappa per cause on the n errors both reviewed: 1 = full agreement, 0 = chance "
+                         "level; n/a = both gave the same answer for every error. In brackets: its 95 % interval "
+                         "(percentile bootstrap over the shared errors, 2,000 resamples, seed 0); then the raw "
+                         "agreement (errors where both said the same).")]
+    blocks.append(Block("table", header=("reviewers", "errors in common (n)", *(labels[k] for k in shown)),
+                        rows=tuple((f"{p.reviewer_a} / {p.reviewer_b}", str(p.n_items),
+                                    *(_agreement_cell(p, k) for k in shown)) for p in pairs)))
+    few = [p for p in pairs if p.few]
+    if few:
+        blocks.append(Block("p", f"**Warning**: fewer than {FEW_SHARED} shared errors for "
+                                 + ", ".join(f"{p.reviewer_a} / {p.reviewer_b} (n = {p.n_items})" for p in few)
+                                 + ": kappa moves a lot with one error; read it with its interval, not alone."))
+    return blocks
+
+
+def codebook_blocks(causes: Sequence[Cause]) -> list[Block]:
+    """What each cause means (the reviewers' shared definitions)."""
+    return [Block("h2", "Cause codebook"),
+            Block("table", header=("cause", "key", "definition"),
+                  rows=tuple((c.label, c.key, definition_of(c)) for c in causes))]
+
+
 # ------------------------------------------------------------------------------ rendering
 
 
@@ -369,8 +500,16 @@ def _inline(text: str) -> str:
     return "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(parts))
 
 
+def html_jpeg(png: bytes, quality: int = HTML_JPEG_QUALITY) -> bytes:
+    """A figure re-encoded as JPEG for the HTML (about a tenth of the PNG; the PNG file stays lossless)."""
+    with Image.open(io.BytesIO(png)) as image:
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format="JPEG", quality=quality, optimize=True)
+    return buffer.getvalue()
+
+
 def render_html(blocks: Sequence[Block], figures: dict[str, bytes]) -> str:
-    """One HTML file with every figure embedded (data: URLs): it opens anywhere, offline."""
+    """One HTML file with every figure embedded once (JPEG data: URLs): it opens anywhere, offline."""
     title = next((b.text for b in blocks if b.kind == "h1"), "Error analysis")
     out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
            f"<style>{_CSS}</style></head><body>"]
@@ -386,8 +525,8 @@ def render_html(blocks: Sequence[Block], figures: dict[str, bytes]) -> str:
             body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in b.rows)
             out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         elif b.kind == "figure":
-            data = base64.b64encode(figures[b.figure]).decode("ascii")
-            out.append(f"<figure><img alt='{html.escape(b.text)}' src='data:image/png;base64,{data}'>"
+            data = base64.b64encode(html_jpeg(figures[b.figure])).decode("ascii")
+            out.append(f"<figure><img alt='{html.escape(b.text)}' src='data:image/jpeg;base64,{data}'>"
                        f"<figcaption>{html.escape(b.text)}</figcaption></figure>")
     out.append("</body></html>")
     return "\n".join(out)

@@ -33,6 +33,8 @@ from mushcam.train.data import Report, TrainingData, find_classes, load_training
 from mushcam.train.metrics import SplitMetrics, class_weights, evaluate_tensors
 from mushcam.train.output import (
     LOG_COLUMNS,
+    BatchTicker,
+    chance_note,
     pct,
     plan_output,
     save_state,
@@ -98,11 +100,18 @@ def _train_epoch(
     config: TrainConfig,
     generator: torch.Generator,
     device: torch.device,
+    ticker: BatchTicker | None = None,
 ) -> tuple[float, float]:
-    """One pass over the (augmented) training photos; returns mean loss and accuracy."""
+    """One pass over the (augmented) training photos; returns mean loss and accuracy.
+
+    ``ticker`` hears of each finished batch (it prints progress at most every few seconds).
+    """
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
-    for index in batches(len(data.train_labels), config.batch_size, generator):
+    parts = batches(len(data.train_labels), config.batch_size, generator)
+    if ticker is not None:
+        ticker.start(len(parts))
+    for index in parts:
         x = augment_batch([data.train_images[i] for i in index], data.spec, generator, config.augment).to(device)
         y = data.train_labels[index].to(device)
         optimizer.zero_grad(set_to_none=True)
@@ -114,6 +123,8 @@ def _train_epoch(
         loss_sum += float(loss.detach()) * len(index)
         correct += int((logits.argmax(1) == y).sum())
         seen += len(index)
+        if ticker is not None:
+            ticker.batch_done(len(index))
     return loss_sum / seen, correct / seen
 
 
@@ -200,8 +211,10 @@ def _run_epochs(run: _Training, data: TrainingData, toxicities: Sequence[str], c
         progress.epoch = epoch
         epoch_start = time.perf_counter()
         lr = run.optimizer.param_groups[0]["lr"]
+        ticker = BatchTicker(f"{outputs.backbone} epoch {epoch}/{config.epochs}", report)
         train_loss, train_acc = _train_epoch(
-            run.model, data, run.criterion, run.optimizer, run.scheduler, config, run.generator, run.device
+            run.model, data, run.criterion, run.optimizer, run.scheduler, config, run.generator, run.device,
+            ticker=ticker,
         )
         val = evaluate_tensors(run.model, data.val_inputs, data.val_labels, run.weights, toxicities, run.device)
         improved = math.isfinite(val.loss) and val.loss < progress.best_loss
@@ -370,4 +383,7 @@ def _train_and_test(backbone: str, data: TrainingData, toxicities: Sequence[str]
     result = replace(result, test=test)
     write_summary(out, result, config, data, toxicities)
     report(summary_line(result))
+    note = chance_note(result, len(data.classes))
+    if note:
+        report(note)
     return result

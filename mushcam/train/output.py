@@ -10,7 +10,8 @@ import json
 import math
 import signal
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from mushcam.manifest import (
     load_manifest,
     save_manifest,
 )
+from mushcam.model_health import chance_check
 from mushcam.models import BACKBONES
 from mushcam.train.config import TrainConfig, TrainResult
 from mushcam.train.data import Report, TrainingData
@@ -121,6 +123,58 @@ def summary_line(result: TrainResult) -> str:
     if result.test is not None:
         line += f"; test acc {result.test.accuracy:.1%} dangerous {pct(result.test.dangerous_error_rate)}"
     return line + f"; {result.seconds / 60:.1f} min -> {result.checkpoint}"
+
+
+def chance_note(result: TrainResult, num_classes: int) -> str | None:
+    """Said when the kept epoch's validation accuracy is within its Wilson 95 % interval of chance (1 / K)."""
+    n = result.val.images
+    check = chance_check(round(result.val.accuracy * n), n, num_classes)
+    if not check.at_chance:
+        return None
+    def spaced(x: float) -> str:
+        return f"{100 * x:.1f} %"
+
+    return (f"{result.backbone}: kept epoch {result.best_epoch}/{result.epochs_run}, val acc "
+            f"{spaced(result.val.accuracy)}: not above chance ({spaced(check.chance)} for {num_classes} classes; "
+            f"95 % interval {spaced(check.interval[0])}–{spaced(check.interval[1])}, n = {n}): "
+            "read its maps as those of a model that has not learned the task")
+
+
+TICK_SECONDS = 5.0  # the least time between two progress lines within an epoch
+
+
+class BatchTicker:
+    """Progress within an epoch: batches done/total, photos/s and an ETA, through ``say``.
+
+    Says a line at most every ``every`` seconds and once at the end of the epoch, never one
+    per batch (photos/s = photos done / seconds since the epoch began; ETA = batches left x
+    mean seconds per batch so far).
+    """
+
+    def __init__(self, label: str, say: Report, every: float = TICK_SECONDS,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.label, self.say, self.every, self.clock = label, say, every, clock
+        self.total = self.done = self.photos = 0
+        self.began = self.last = 0.0
+
+    def start(self, total: int) -> None:
+        self.total, self.done, self.photos = total, 0, 0
+        self.began = self.last = self.clock()
+
+    def batch_done(self, photos: int) -> None:
+        self.done += 1
+        self.photos += photos
+        now = self.clock()
+        if self.done >= self.total or now - self.last >= self.every:
+            self.last = now
+            self.say(self.line(now))
+
+    def line(self, now: float) -> str:
+        elapsed = max(now - self.began, 1e-9)
+        rate = self.photos / elapsed
+        left = (self.total - self.done) * elapsed / max(self.done, 1)
+        eta = "done" if self.done >= self.total else f"ETA {left:.0f} s"
+        return f"  {self.label}: batch {self.done}/{self.total}, {rate:.1f} photos/s, {eta}"
 
 
 def _json_metrics(metrics: SplitMetrics) -> dict[str, float | int | None]:
