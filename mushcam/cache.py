@@ -87,15 +87,19 @@ def cam_key(
     class_idx: int | None,
     spec: InputSpec,
     method: str = DEFAULT_METHOD,
+    versus: int | None = None,
 ) -> str:
     """The cache key (64 hex digits) of one map.
 
     ``class_idx`` None means "the class the model predicts": an alias entry that lets a
     caller who does not know the prediction yet find the map without running the model
     (the entry records which class it is). ``method`` is a :data:`mushcam.cam.METHODS`
-    name, turned into key material by :func:`method_key_part`.
+    name, turned into key material by :func:`method_key_part`. ``versus`` (a contrastive map of
+    ``class_idx`` over that class) is part of the target; without it the key is as before.
     """
     target = "predicted" if class_idx is None else str(int(class_idx))
+    if versus is not None:
+        target += f"-vs-{int(versus)}"
     parts = [KEY_VERSION, checkpoint_sha256, image_sha256, layer, target, spec_token(spec), *method_key_part(method)]
     material = "|".join(parts)
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
@@ -447,13 +451,14 @@ def store_explanation(
     layer: str,
     spec: InputSpec,
     method: str = DEFAULT_METHOD,
+    versus: int | None = None,
 ) -> None:
     """Put one computed map under its class key, and under the "predicted" alias when
     ``class_idx`` is the model's prediction (the caller says so: with near-tied logits, the
     argmax of rounded probabilities can differ from the model's own)."""
-    keys = [cam_key(checkpoint_sha256, image_sha256, layer, class_idx, spec, method)]
+    keys = [cam_key(checkpoint_sha256, image_sha256, layer, class_idx, spec, method, versus)]
     if is_predicted:
-        keys.append(cam_key(checkpoint_sha256, image_sha256, layer, None, spec, method))
+        keys.append(cam_key(checkpoint_sha256, image_sha256, layer, None, spec, method, versus))
     for key in keys:
         cache.put(key, cam, probabilities, class_idx)
 

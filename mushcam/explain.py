@@ -19,9 +19,9 @@ from mushcam.cache import CamCache, cam_key, entry_fits, roundtrip, store_explan
 from mushcam.cam import DEFAULT_METHOD, CamResult, grad_cam, method_label
 from mushcam.cam import cam as compute_cam
 from mushcam.cam.core import Progress
-from mushcam.map_scale import map_range
 from mushcam.data import crop_box, preprocess
 from mushcam.manifest import InputSpec, Manifest
+from mushcam.map_scale import map_range
 from mushcam.render import DEFAULT_ALPHA, DEFAULT_COLORMAP, MAX_VIEW_SIDE, Views, fit_within, render_views, upsample_cam
 
 
@@ -37,6 +37,7 @@ class Explanation:
     class_idx: int
     layer: str
     method: str = DEFAULT_METHOD
+    versus: int | None = None  # a contrastive map: what pushed class_idx above this class
 
     @property
     def predicted_idx(self) -> int:
@@ -56,24 +57,28 @@ def explain_image(
     class_idx: int | None = None,
     method: str = DEFAULT_METHOD,
     progress: Progress | None = None,
+    versus: int | None = None,
 ) -> Explanation:
     """Predict ``image`` and compute the ``method`` map of ``class_idx`` (None: the predicted class).
 
-    ``progress(done, total)`` hears from long methods after every batch (see :func:`mushcam.cam.cam`)."""
+    ``progress(done, total)`` hears from long methods after every batch (see :func:`mushcam.cam.cam`);
+    ``versus`` makes the map contrastive: what pushed ``class_idx`` above that class."""
     inputs = preprocess(image, spec).unsqueeze(0)
-    result = run_engine(model, inputs, layer, class_idx, method, progress)
+    result = run_engine(model, inputs, layer, class_idx, method, progress, versus)
     return Explanation(
         cam=result.cams[0].cpu(),
         probabilities=result.probabilities[0].cpu(),
         class_idx=int(result.class_idx[0]),
         layer=layer,
         method=method,
+        versus=versus,
     )
 
 
 def run_engine(
     model: nn.Module, inputs: torch.Tensor, layer: str, class_idx: int | None, method: str,
     progress: Progress | None = None,
+    versus: int | None = None,
 ) -> CamResult:
     """The engine's result for one batch: :func:`mushcam.cam.cam` with ``method``.
 
@@ -81,9 +86,9 @@ def run_engine(
     ``compute_cam(..., method="gradcam")``) so that the page tests can count engine calls
     per method through this module's two names.
     """
-    if method == DEFAULT_METHOD:
+    if method == DEFAULT_METHOD and versus is None:
         return grad_cam(model, inputs, layer, class_idx)
-    return compute_cam(model, inputs, layer, class_idx, method=method, progress=progress)
+    return compute_cam(model, inputs, layer, class_idx, method=method, progress=progress, versus=versus)
 
 
 def cached_explanation(
@@ -97,6 +102,7 @@ def cached_explanation(
     image_sha256: str,
     method: str = DEFAULT_METHOD,
     progress: Progress | None = None,
+    versus: int | None = None,
 ) -> Explanation:
     """:func:`explain_image` through the cache: the app's entry point (moved from mushcam.cache).
 
@@ -106,17 +112,17 @@ def cached_explanation(
     ones match. A cache that cannot be written keeps the answer in memory only and says
     why in ``cache.write_error``.
     """
-    hit = cached_only(cache, spec, layer, class_idx, checkpoint_sha256, image_sha256, method)
+    hit = cached_only(cache, spec, layer, class_idx, checkpoint_sha256, image_sha256, method, versus)
     if hit is not None:
         return hit
-    fresh = explain_image(model, image, spec, layer, class_idx, method, progress)
+    fresh = explain_image(model, image, spec, layer, class_idx, method, progress, versus)
     is_predicted = class_idx is None or fresh.class_idx == fresh.predicted_idx
     try:
         store_explanation(cache, fresh.cam, fresh.probabilities, fresh.class_idx, is_predicted,
-                          checkpoint_sha256, image_sha256, layer, spec, method)
+                          checkpoint_sha256, image_sha256, layer, spec, method, versus)
     except OSError as exc:  # a read-only or full cache: the answer is still good, kept in memory only
         cache.write_error = f"the map cache {cache.root} cannot be written ({exc.strerror or exc})"
-    return Explanation(roundtrip(fresh.cam), fresh.probabilities, fresh.class_idx, layer, method)
+    return Explanation(roundtrip(fresh.cam), fresh.probabilities, fresh.class_idx, layer, method, versus)
 
 
 def cached_only(
@@ -127,15 +133,16 @@ def cached_only(
     checkpoint_sha256: str,
     image_sha256: str,
     method: str = DEFAULT_METHOD,
+    versus: int | None = None,
 ) -> Explanation | None:
     """The explanation the cache holds for these keys, or None: never a model call.
 
     What a page asks before it offers to start a long method (a map the batch pipeline made
     shows at once)."""
-    key = cam_key(checkpoint_sha256, image_sha256, layer, class_idx, spec, method)
+    key = cam_key(checkpoint_sha256, image_sha256, layer, class_idx, spec, method, versus)
     entry = cache.get_entry(key)
     if entry_fits(entry, spec) and (class_idx is None or entry.class_idx == class_idx):
-        return Explanation(entry.cam, entry.probabilities, entry.class_idx, layer, method)
+        return Explanation(entry.cam, entry.probabilities, entry.class_idx, layer, method, versus)
     return None
 
 
@@ -160,7 +167,9 @@ def explanation_title(explanation: Explanation, manifest: Manifest, model_name: 
     target_p = float(explanation.probabilities[explanation.class_idx])
     model_name = f"{model_name} · {method_label(explanation.method)}"  # every title names its method
     title = f"{model_name}: predicted {predicted} ({explanation.confidence:.1%})"
-    if explanation.class_idx != explanation.predicted_idx:
+    if explanation.versus is not None:
+        title += f"; what pushed {target} ({target_p:.1%}) above {names[explanation.versus]}"
+    elif explanation.class_idx != explanation.predicted_idx:
         title += f"; map for {target} ({target_p:.1%})"
     return title
 

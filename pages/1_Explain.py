@@ -65,6 +65,9 @@ target = controls[2].selectbox(
 )
 map_class = None if target is None or target == prediction.class_idx else target
 explained = prediction.class_idx if map_class is None else map_class
+versus = support.versus_selector(controls[2], prediction, manifest, explained, method)
+if versus is not None:
+    map_class = explained  # a contrast names both classes
 
 # --- prediction -----------------------------------------------------------------------------
 left, right = st.columns([2, 3], gap="large")
@@ -90,16 +93,16 @@ with left:
 
 # --- the map ----------------------------------------------------------------------------------
 with right:
-    if method == DEFAULT_METHOD and map_class is None:
+    if method == DEFAULT_METHOD and map_class is None and versus is None:
         explanation = prediction
     else:
         cost = support.cost_of(model, identity, layer, manifest.input.size, method)
-        ask = support.MapAsk(model, loaded.image, manifest, identity, loaded.sha256, layer, map_class, method)
+        ask = support.MapAsk(model, loaded.image, manifest, identity, loaded.sha256, layer, map_class, method, versus)
         if cost.long:
             explanation = support.long_map(ask, cost, label, names[explained])
         else:
             with st.spinner(f"{method_label(method)} for {names[explained]}…"), state.shown_errors(label):
                 explanation = state.cached_explanation(model, loaded.image, manifest, identity, loaded.sha256, layer,
-                                                       map_class, method)
+                                                       map_class, method, versus)
     if explanation is not None:
         support.views_panel(loaded, explanation, manifest, label, name)

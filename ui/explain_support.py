@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from mushcam.cache import CamCache, default_cache_dir
-from mushcam.cam import DEFAULT_METHOD, CostEstimate, LayerProbe, estimate_cost, method_label, probe_layer
+from mushcam.cam import DEFAULT_METHOD, CostEstimate, LayerProbe, estimate_cost, get_method, method_label, probe_layer
 from mushcam.catalog import LoadedModel
 from mushcam.data import scan_images
 from mushcam.exceptions import MushcamError
@@ -109,6 +109,26 @@ def target_label(class_idx: int | None, prediction: Explanation, manifest: Manif
     return f"{names[class_idx]} ({float(prediction.probabilities[class_idx]):.1%}){mark}"
 
 
+def versus_selector(place: object, prediction: Explanation, manifest: Manifest, explained: int,
+                    method: str) -> int | None:
+    """The "versus" class of a contrastive map, or None: a toggle, then the classes by probability
+    (default: the runner-up). Only gradient methods of the class's logit can contrast."""
+    if not place.toggle("Versus another class", key="contrast",  # type: ignore[attr-defined]
+                        help="What pushed the explained class above a second one: the map of y_A − y_B."):
+        return None
+    order = torch.argsort(prediction.probabilities, descending=True, stable=True).tolist()
+    others = [int(i) for i in order if int(i) != explained]
+    versus = place.selectbox(  # type: ignore[attr-defined]
+        "Versus", others, key="versus", format_func=lambda i: target_label(i, prediction, manifest),
+        help="Default: the most probable other class (the runner-up).")
+    entry = get_method(method)
+    if not entry.needs_gradient or entry.target is not None:
+        place.caption(f"{entry.label} cannot contrast two classes: choose a gradient method "  # type: ignore[attr-defined]
+                      "(Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM). Showing its plain map.")
+        return None
+    return versus
+
+
 def truth_line(true_label: str, predicted: str, manifest: Manifest) -> str:
     """'True class: X · correct' or '... wrong' (with the dangerous case named)."""
     if true_label == predicted:
@@ -155,10 +175,11 @@ class MapAsk:
     layer: str
     class_idx: int | None
     method: str
+    versus: int | None = None
 
     @property
     def key(self) -> str:
-        return f"{self.identity.key}|{self.image_sha}|{self.layer}|{self.class_idx}|{self.method}"
+        return f"{self.identity.key}|{self.image_sha}|{self.layer}|{self.class_idx}|{self.method}|{self.versus}"
 
 
 def long_map(ask: MapAsk, cost: CostEstimate, model_label: str, class_name: str) -> Explanation | None:
@@ -169,7 +190,8 @@ def long_map(ask: MapAsk, cost: CostEstimate, model_label: str, class_name: str)
     """
     cache = CamCache(default_cache_dir())
     digest = state.map_digest(ask.identity)
-    hit = cached_only(cache, ask.manifest.input, ask.layer, ask.class_idx, digest, ask.image_sha, ask.method)
+    hit = cached_only(cache, ask.manifest.input, ask.layer, ask.class_idx, digest, ask.image_sha, ask.method,
+                      ask.versus)
     if hit is not None:
         return hit
     job = cam_jobs.job_for(ask.key)
@@ -197,7 +219,7 @@ def _long_map_panel(ask: MapAsk, cost: CostEstimate, model_label: str, class_nam
     if st.button(f"Compute {cost.label}", key="start_long_map", type="primary", icon="▶️"):
         def work(progress: Callable[[int, int], None]) -> Explanation:
             return cached_explanation(cache, ask.model, ask.image, ask.manifest.input, ask.layer, ask.class_idx,
-                                      digest, ask.image_sha, ask.method, progress)
+                                      digest, ask.image_sha, ask.method, progress, ask.versus)
 
         cam_jobs.start_job(ask.key, cost.label, work)
         st.rerun()

@@ -303,8 +303,9 @@ def cached_explanation(
     layer: str,
     class_idx: int | None,
     method: str = DEFAULT_METHOD,
+    versus: int | None = None,
 ) -> Explanation:
-    """Prediction + raw map, computed once per (model, image, layer, class, CAM method).
+    """Prediction + raw map, computed once per (model, image, layer, class, CAM method, versus class).
 
     Two levels: this in-memory cache, then the on-disk CAM cache shared with
     ``python -m mushcam gradcam`` ($MUSHCAM_CACHE), so a map the pipeline made needs no
@@ -313,7 +314,7 @@ def cached_explanation(
     cache = CamCache(default_cache_dir())
     digest = catalog.cache_digest(checkpoint_sha256(identity), identity.fingerprint)
     return disk_cached_explanation(
-        cache, _model, _image, _manifest.input, layer, class_idx, digest, image_sha, method
+        cache, _model, _image, _manifest.input, layer, class_idx, digest, image_sha, method, versus=versus
     )
 
 

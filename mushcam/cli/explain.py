@@ -34,6 +34,9 @@ def add_explain(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--layer", help="target layer as a dotted path (default: the manifest's, else found "
                                         "automatically)")
     parser.add_argument("--target", help="class name or index to explain (default: the predicted class)")
+    parser.add_argument("--versus", metavar="CLASS",
+                        help="a second class (name or index): the map then shows what pushed the explained class "
+                        "above this one (the map of y_A - y_B; gradient methods only)")
     from mushcam.cam import DEFAULT_METHOD, method_help  # the registry's names, read when the parser is built
 
     # checked by check_method in run_explain
@@ -60,8 +63,10 @@ def run_explain(args: argparse.Namespace) -> int:
     loaded = load_catalog_entry(manifest, args.model)
     layer = args.layer or cam_layer(manifest, args.model, loaded)
     class_idx = parse_target(args.target, manifest)
+    versus = parse_target(args.versus, manifest, "--versus")
     with naming_model(args.model):
-        explanation = explain_image(loaded.model, image, manifest.input, layer, class_idx, args.method)
+        explanation = explain_image(loaded.model, image, manifest.input, layer, class_idx, args.method,
+                                    versus=versus)
     write_explanation(args, manifest, loaded, layer, image, explanation, alpha, colormap)
     return 0
 
@@ -137,6 +142,7 @@ def prediction_record(args, manifest, loaded, layer: str, explanation) -> dict: 
         "confidence": explanation.confidence,
         "explained_class": names[explanation.class_idx],
         "explained_class_toxicity": manifest.toxicity(explanation.class_idx),
+        **({"versus": names[explanation.versus]} if explanation.versus is not None else {}),
         "top_k": [
             {"class": name, "probability": p, "toxicity": manifest.toxicity(name)}
             for name, p in top_k(explanation.probabilities, names, args.top_k)
@@ -167,18 +173,18 @@ def with_checkpoint(manifest, name: str, checkpoint: str | None):  # noqa: ANN00
     return replace(manifest, models={**manifest.models, name: entry})
 
 
-def parse_target(text: str | None, manifest) -> int | None:  # noqa: ANN001 - mushcam.manifest.Manifest
-    """``--target``: a class index (ASCII digits) or a class name; None for the predicted class."""
+def parse_target(text: str | None, manifest, option: str = "--target") -> int | None:  # noqa: ANN001 - a Manifest
+    """``--target`` (or ``option``): a class index (ASCII digits) or a class name; None when not given."""
     if text is None:
         return None
     if re.fullmatch(r"[0-9]+", text.strip()):
         index = int(text)
         if not 0 <= index < manifest.num_classes:
-            raise UsageError(f"--target {index} is out of range: there are {manifest.num_classes} classes "
+            raise UsageError(f"{option} {index} is out of range: there are {manifest.num_classes} classes "
                              f"(0..{manifest.num_classes - 1})")
         return index
     try:
         return manifest.class_index(text)
     except KeyError as exc:
         reason = exc.args[0] if exc.args else text
-        raise UsageError(f"--target {text!r}: {reason}") from None
+        raise UsageError(f"{option} {text!r}: {reason}") from None
