@@ -21,7 +21,6 @@ from mushcam.data import ImageLoadError, decode_image, image_sha256, preprocess,
 from mushcam.exceptions import UsageError
 from mushcam.explain import Explanation
 from mushcam.finite import naming_model
-from mushcam.manifest import file_safe_name
 from mushcam.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 from mushcam.pipeline.config import ModelReport, PipelineConfig
 from mushcam.pipeline.device import release_memory
