@@ -65,15 +65,18 @@ class Panels:
 
 def error_panels(display: Image.Image, predicted: Explanation, truth: Explanation, spec: InputSpec,
                  names: list[str], toxicities: list[str], true_idx: int, probabilities: np.ndarray,
-                 alpha: float = DEFAULT_ALPHA, colormap: str = DEFAULT_COLORMAP, shared: bool = True) -> Panels:
-    """Original, predicted-class overlay and (when wrong) true-class overlay.
+                 alpha: float = DEFAULT_ALPHA, colormap: str = DEFAULT_COLORMAP, shared: bool = True,
+                 contrast: Explanation | None = None) -> Panels:
+    """Original, predicted-class overlay, (when wrong) true-class overlay and, when given, the contrast.
 
-    ``shared``: both maps divided by the larger map's maximum, so weak evidence for the true
+    ``shared``: the maps divided by the largest map's maximum, so weak evidence for the true
     class stays faint next to strong evidence for the predicted one. ``probabilities`` are
-    the stored ones (what the listed prediction said).
+    the stored ones (what the listed prediction said). ``contrast``: the map of
+    y_predicted - y_true ("what pushed the predicted class above the true one").
     """
     pred_idx = predicted.class_idx
-    scale = max(cam_scale(predicted.cam), cam_scale(truth.cam)) if shared else None
+    maps = [predicted.cam, truth.cam] + ([contrast.cam] if contrast is not None else [])
+    scale = max(cam_scale(m) for m in maps) if shared else None
     images = [np.asarray(display)]
     titles = ["Original"]
     captions = [f"true: {names[true_idx]} ({toxicities[true_idx]})"]
@@ -84,6 +87,11 @@ def error_panels(display: Image.Image, predicted: Explanation, truth: Explanatio
         images.append(overlay(display, heat_for_image(truth, display, spec, scale), alpha, colormap))
         titles.append(f"Where is {names[true_idx]}? ({float(probabilities[true_idx]):.1%})")
         captions.append(f"Grad-CAM for the true class {names[true_idx]}")
+    if contrast is not None and true_idx != pred_idx:
+        images.append(overlay(display, heat_for_image(contrast, display, spec, scale), alpha, colormap))
+        titles.append(f"{names[pred_idx]} over {names[true_idx]}?")
+        captions.append(f"Grad-CAM of y({names[pred_idx]}) − y({names[true_idx]}): what pushed the prediction "
+                        "above the true class")
     return Panels(images, titles, captions, scale)
 
 
@@ -153,8 +161,10 @@ class FigureSource:
         model_key = catalog.cache_digest(run.checkpoint_sha256, catalog.entry_fingerprint(self.manifest, name))
         predicted = cached_explanation(self.cache, model, image, spec, layer, pred_idx, model_key, sha)
         truth = cached_explanation(self.cache, model, image, spec, layer, true_idx, model_key, sha)
+        contrast = (cached_explanation(self.cache, model, image, spec, layer, pred_idx, model_key, sha,
+                                       versus=true_idx) if true_idx != pred_idx else None)
         panels = error_panels(fit_within(image, self.side), predicted, truth, spec, run.class_names, run.toxicities,
-                              true_idx, rows.probabilities[index])
+                              true_idx, rows.probabilities[index], contrast=contrast)
         combined = panels.combined(f"{self.manifest.display_name(name)}: {rows.image_paths[index]}")
         scale = panels.scale if panels.scale is not None else cam_scale(predicted.cam)
         # one colour bar for both maps: they share one scale (0 .. the larger map's maximum)
