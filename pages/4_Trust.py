@@ -4,6 +4,15 @@ import streamlit as st
 
 st.set_page_config(page_title="Trust · MushCAM", page_icon="🍄", layout="wide")
 
+# The title first: the imports below take seconds on a cold start, and the page must not stay blank.
+st.title("Can the map be trusted?")
+st.caption(
+    "A map is **faithful** when the region it marks is what drives the score: deleting it first should make "
+    "the probability fall fast (low deletion AUC), restoring it first should make it rise fast (high insertion "
+    "AUC). A random map is the floor, the map turned upside down the ceiling. The **sanity check** destroys the "
+    "model's parameters from the logits down: a map that does not change is not explaining the model."
+)
+
 from ui import state  # noqa: E402  (set_page_config must come first)
 
 ctx = state.sidebar()
@@ -16,17 +25,10 @@ from mushcam.trust.sanity import FLAG_THRESHOLD  # noqa: E402
 from ui import store_picker  # noqa: E402
 from ui import trust_support as support  # noqa: E402
 
-st.title("Can the map be trusted?")
-st.caption(
-    "A map is **faithful** when the region it marks is what drives the score: deleting it first should make "
-    "the probability fall fast (low deletion AUC), restoring it first should make it rise fast (high insertion "
-    "AUC). A random map is the floor, the map turned upside down the ceiling. The **sanity check** destroys the "
-    "model's parameters from the logits down: a map that does not change is not explaining the model."
-)
-
 store_path = store_picker.store_path_input()
 try:
-    contents, version = support.load_contents(store_path)
+    with st.spinner("Reading the results store…"):
+        contents, version = support.load_contents(store_path)
 except MushcamError as exc:
     st.info(str(exc), icon="📂")
     st.stop()
