@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from factories import CLASSES, write_checkpoint, write_image_folder, write_manifest
+from project_paths import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
 
 import mushcam.explain
-from factories import CLASSES, write_checkpoint, write_image_folder, write_manifest
 from mushcam import models
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = PROJECT_ROOT
 HOME = str(ROOT / "app.py")
 EXPLAIN = str(ROOT / "pages" / "1_Explain.py")
 

@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 import streamlit as st
 import torch
+from factories import CLASSES, write_image_folder, write_manifest
+from project_paths import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
 
-from factories import CLASSES, write_image_folder, write_manifest
 from mushcam.models import build_model
 
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "2_Compare.py")
+PAGE = str(PROJECT_ROOT / "pages" / "2_Compare.py")
 TWO = ("efficientnet_b0", "mobilenet_v3_large")
 ALWAYS = {"efficientnet_b0": ("Amanita", "classifier.1.bias"), "mobilenet_v3_large": ("Boletus", "classifier.3.bias")}
 NAMES = [name for name, _ in CLASSES]

@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 import streamlit as st
 from factories import CLASSES, write_image_folder, write_manifest
+from project_paths import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
 
 from mushcam import store
@@ -35,7 +36,7 @@ from mushcam.data import image_sha256
 from mushcam.manifest import load_manifest
 from mushcam.models import DEFAULT_LAYERS, file_sha256
 
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "3_Errors.py")
+PAGE = str(PROJECT_ROOT / "pages" / "3_Errors.py")
 NAMES = [n for n, _ in CLASSES]
 TRUE = [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
 PRED = [0, 1, 3, 1, 0, 1, 2, 3, 0, 3, 3, 2]

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from factories import CLASSES, write_image_folder, write_manifest
+from project_paths import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
 
-from factories import CLASSES, write_image_folder, write_manifest
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = PROJECT_ROOT
 PAGES = {
     "Home": str(ROOT / "app.py"),
     "Explain": str(ROOT / "pages" / "1_Explain.py"),

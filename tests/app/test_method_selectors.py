@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 from factories import write_image_folder, write_manifest
+from project_paths import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
 
 import mushcam.explain
 from mushcam.cam import METHODS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = PROJECT_ROOT
 
 
 # Streamlit caches persist across AppTest instances in one process: every test starts clean.

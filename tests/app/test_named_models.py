@@ -13,15 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from factories import CLASSES, FIVE_MODELS, write_five_models, write_image_folder
+from project_paths import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
 
-from factories import CLASSES, FIVE_MODELS, write_five_models, write_image_folder
 from mushcam import store
 from mushcam.cli import main
 from mushcam.evaluate import evaluate_models, format_report
 from mushcam.manifest import load_manifest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = PROJECT_ROOT
 HOME, EXPLAIN, COMPARE, ERRORS = (str(ROOT / p) for p in ("app.py", "pages/1_Explain.py", "pages/2_Compare.py",
                                                           "pages/3_Errors.py"))
 NAMES = list(FIVE_MODELS)
@@ -282,6 +283,7 @@ def test_the_map_cache_is_keyed_by_what_the_model_computes(tmp_path: Path) -> No
     from dataclasses import replace
 
     from factories import write_checkpoint
+
     from mushcam.cache import CamCache
     from mushcam.manifest import manifest_from_dict
     from mushcam.pipeline import PipelineConfig, collect_images, run_pipeline

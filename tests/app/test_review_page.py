@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from project_paths import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
 from test_errors_page import listed, matching, open_page, write_errors_setup
 
@@ -153,7 +154,7 @@ def test_malformed_reviews_are_one_message(monkeypatch: pytest.MonkeyPatch, writ
     rs.save_review(written["out"], rs.Review(rs.ReviewKey("0" * 64, "m", "c"), "Ana", ("other",), image_path="A/x.png"))
     with sqlite3.connect(written["out"]) as connection:
         connection.execute("UPDATE reviews SET causes_json = '[1, 2'")
-    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "pages" / "3_Errors.py"), default_timeout=60)
+    at = AppTest.from_file(str(PROJECT_ROOT / "pages" / "3_Errors.py"), default_timeout=60)
     monkeypatch.setenv("MUSHCAM_CHECKPOINTS", str(written["ckpt"]))
     monkeypatch.setenv("MUSHCAM_RESULTS", str(written["out"]))
     at.run()

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 from factories import CLASSES, write_image_folder, write_manifest
+from project_paths import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
 
 from mushcam.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = PROJECT_ROOT
 TRUST = str(ROOT / "pages" / "4_Trust.py")
 
 

@@ -12,10 +12,9 @@ import re
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from browser_support import browser_page, exception_texts, running_app, screenshot, wait_idle
 from factories import make_image, write_image_folder, write_manifest
+from PIL import Image
 from test_compare_page import NAMES, TWO, write_biased_checkpoint
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

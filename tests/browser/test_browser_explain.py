@@ -6,7 +6,6 @@ import hashlib
 from pathlib import Path
 
 import pytest
-
 from browser_support import browser_page, exception_texts, running_app, screenshot, wait_for_text, wait_idle
 from factories import make_image, write_manifest
 

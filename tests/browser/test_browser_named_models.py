@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from browser_support import browser_page, exception_texts, running_app, screenshot, wait_idle
 from factories import CLASSES, write_five_models, write_image_folder
 from test_named_models import LABELS, NAMES

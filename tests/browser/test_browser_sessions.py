@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from browser_support import browser_sessions, exception_texts, running_app, screenshot, wait_idle
 from factories import CLASSES, make_image, write_manifest
+
 from mushcam.data import load_image
 from mushcam.explain import explain_image, explanation_title
 from mushcam.manifest import load_manifest

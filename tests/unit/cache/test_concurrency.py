@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from factories import CLASSES, write_image_folder, write_manifest
+from project_paths import PROJECT_ROOT
+
 from mushcam import cache as cam_cache
 from mushcam.data import image_sha256, load_image
 from mushcam.explain import explain_image
@@ -25,7 +26,7 @@ from mushcam.manifest import load_manifest
 from mushcam.models import load_model
 
 MODEL = "mobilenet_v3_large"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = PROJECT_ROOT
 
 
 @pytest.mark.slow

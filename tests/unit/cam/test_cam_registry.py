@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from factories import make_image, write_image_folder, write_manifest
+from project_paths import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
 
 from mushcam.cache import cam_key, method_key_part
@@ -33,7 +34,7 @@ from mushcam.cli import main
 from mushcam.manifest import InputSpec
 from mushcam.models import build_model
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = PROJECT_ROOT
 BUILT_IN = ("gradcam", "gradcampp", "xgradcam", "hirescam", "layercam", "eigencam", "ablationcam", "scorecam")
 
 

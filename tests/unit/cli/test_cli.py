@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from factories import make_image
 from PIL import Image
+from project_paths import PROJECT_ROOT
 
 from mushcam.cam import grad_cam
 from mushcam.cli import main
@@ -18,7 +19,7 @@ from mushcam.data import preprocess
 from mushcam.manifest import load_manifest
 from mushcam.models import load_model
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = PROJECT_ROOT
 
 
 def test_explain_writes_the_four_views_the_map_and_the_prediction(checkpoint_dir: Path, tmp_path: Path):

@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from factories import CLASSES, make_image, write_image_folder, write_manifest
+from PIL import Image
+from project_paths import PROJECT_ROOT
+
 from mushcam import cache as cam_cache
 from mushcam.cli import main
 from mushcam.manifest import load_manifest
@@ -646,7 +647,7 @@ def test_a_63_megapixel_photo_gives_bounded_views_and_peak_memory(world: World, 
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, "-c", script, "explain", str(big), "--backbone", MODEL,
                            "--manifest", str(world.ckpt), "--out", str(out)],
-                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parent.parent)
+                          capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT)
     assert done.returncode == 0, done.stderr
     peak_kb, rc = done.stdout.split("VmHWM")[1].split()
     assert rc == "0"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from factories import make_image, write_image_folder, write_manifest
 from PIL import Image
 
-from factories import make_image, write_image_folder, write_manifest
 from mushcam import compare
 from mushcam.cli import main
 from mushcam.data import LabelledImage

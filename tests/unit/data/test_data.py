@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from factories import make_image, write_image_folder
 from PIL import Image
 
-from factories import make_image, write_image_folder
 from mushcam.data import (
     ImageLoadError,
     crop_box,

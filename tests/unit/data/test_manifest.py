@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+from project_paths import PROJECT_ROOT
 
 from mushcam.manifest import (
     ManifestError,
@@ -18,7 +19,7 @@ from mushcam.manifest import (
 )
 from mushcam.models import BACKBONES
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = PROJECT_ROOT
 
 
 def test_committed_manifest_is_the_thesis_default():

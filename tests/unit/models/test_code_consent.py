@@ -19,6 +19,7 @@ import pytest
 import torch
 import torchvision
 from factories import write_image_folder
+from project_paths import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
 
 from mushcam.catalog import checkpoint_statuses, code_requests, load_catalog_entry, with_code_consent
@@ -28,7 +29,7 @@ from mushcam.models.consent import CodeConsent, CodeConsentError
 from mushcam.models.usercode import KwargsError
 from mushcam.settings import CONFIG_DIR_ENV, read_trusted_code, remember_trusted_code, trusted_code_path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = PROJECT_ROOT
 HOME, EXPLAIN, COMPARE, ERRORS, TRUST = (str(ROOT / p) for p in (
     "app.py", "pages/1_Explain.py", "pages/2_Compare.py", "pages/3_Errors.py", "pages/4_Trust.py"))
 CLASSES = ["Amanita", "Boletus", "Russula", "Suillus"]

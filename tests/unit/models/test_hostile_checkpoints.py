@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from project_paths import PROJECT_ROOT
 from torch import nn
 
 from mushcam.models import CheckpointError, load_checkpoint
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = PROJECT_ROOT
 
 
 class Payload:

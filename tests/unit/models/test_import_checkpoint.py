@@ -15,6 +15,7 @@ from types import ModuleType
 
 import pytest
 import torch
+from project_paths import PROJECT_ROOT
 
 from mushcam.catalog import load_catalog_entry
 from mushcam.cli import main
@@ -22,7 +23,7 @@ from mushcam.manifest import load_manifest
 from mushcam.models import CheckpointError, load_model
 from mushcam.models.usercode import CodeConsent
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = PROJECT_ROOT
 
 MODELS_PY = textwrap.dedent('''
     import torch

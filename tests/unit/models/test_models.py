@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from factories import write_checkpoint
+
 from mushcam import models
 from mushcam.models import (
     BACKBONES,

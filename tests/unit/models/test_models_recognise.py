@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from project_paths import PROJECT_ROOT
 from torch import nn
 
 from mushcam.models import (
@@ -26,7 +27,7 @@ from mushcam.models import (
 )
 from mushcam.models.heads import describe, rebuild_head
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = PROJECT_ROOT
 
 
 class FunctionalMLP(nn.Module):

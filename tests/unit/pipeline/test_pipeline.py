@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from factories import CLASSES, write_image_folder, write_manifest
 from PIL import Image
 
-from factories import CLASSES, write_image_folder, write_manifest
-from mushcam.pipeline import job
 from mushcam.cache import CamCache, cam_key
 from mushcam.cli import main
 from mushcam.data import image_sha256
@@ -21,6 +20,7 @@ from mushcam.models import file_sha256
 from mushcam.pipeline import (
     PipelineConfig,
     collect_images,
+    job,
     parse_shard,
     run_pipeline,
     select_shard,

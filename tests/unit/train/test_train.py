@@ -17,6 +17,7 @@ import pytest
 import torch
 from factories import CLASSES, make_image, write_checkpoint, write_image_folder, write_manifest
 from PIL import Image
+from project_paths import PROJECT_ROOT
 
 from mushcam import cli, train
 from mushcam.augment import AugmentConfig, augment_batch, crop_params, prepare_image
@@ -28,7 +29,7 @@ from mushcam.models import BACKBONES, DEFAULT_LAYERS, build_model, imagenet_weig
 from mushcam.train import loop, output
 
 NAMES = [name for name, _ in CLASSES]  # Amanita (poisonous), Boletus, Gyromitra (poisonous), Suillus
-EXAMPLE_MANIFEST = Path(__file__).resolve().parent.parent / "examples" / "shared-mushrooms.manifest.json"
+EXAMPLE_MANIFEST = PROJECT_ROOT / "examples" / "shared-mushrooms.manifest.json"
 SIZE = 32  # network input for the tiny trainings: every backbone's stride-32 layer is then 1x1
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from factories import CLASSES, write_image_folder, write_manifest
+
 from mushcam.cli import main
 from mushcam.store import load_runs
 from mushcam.trust.report import bootstrap_mean, faithfulness_rows, least_faithful

@@ -189,7 +189,9 @@ def _banded_cams(n: int, size: int, seed: int) -> torch.Tensor:
 def test_road_equals_pytorch_grad_cam_without_noise() -> None:
     pytest.importorskip("scipy")
     from pytorch_grad_cam.metrics.perturbation_confidence import (
-        PerturbationConfidenceMetric, RemoveLeastRelevantFirst, RemoveMostRelevantFirst,
+        PerturbationConfidenceMetric,
+        RemoveLeastRelevantFirst,
+        RemoveMostRelevantFirst,
     )
     from pytorch_grad_cam.metrics.road import NoisyLinearImputer
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget

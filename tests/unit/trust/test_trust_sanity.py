@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_pointing_game import make_scenes, small_cnn, trained_small_cnn
 from torch import nn
 from torch.nn import functional as F
 
@@ -16,7 +17,6 @@ from mushcam.trust.sanity import (
     sanity_check,
     ssim,
 )
-from test_pointing_game import make_scenes, small_cnn, trained_small_cnn
 
 
 def edge_detector(model: nn.Module, inputs: torch.Tensor, class_idx: torch.Tensor) -> torch.Tensor:
