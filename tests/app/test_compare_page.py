@@ -13,28 +13,13 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-import torch
+from compare_setup import NAMES, TWO, write_biased_checkpoint
 from factories import CLASSES, write_image_folder, write_manifest
 from project_paths import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
 
-from mushcam.models import build_model
-
 PAGE = str(PROJECT_ROOT / "pages" / "2_Compare.py")
-TWO = ("efficientnet_b0", "mobilenet_v3_large")
-ALWAYS = {"efficientnet_b0": ("Amanita", "classifier.1.bias"), "mobilenet_v3_large": ("Boletus", "classifier.3.bias")}
-NAMES = [name for name, _ in CLASSES]
 TOXICITY = dict(CLASSES)
-
-
-def write_biased_checkpoint(path: Path, backbone: str) -> None:
-    """Random weights, but the head's bias makes one class win whatever the image."""
-    torch.manual_seed(0)
-    state = build_model(backbone, len(CLASSES)).state_dict()
-    winner, key = ALWAYS[backbone]
-    state[key] = torch.zeros(len(CLASSES))
-    state[key][NAMES.index(winner)] = 50.0
-    torch.save(state, path)
 
 
 @pytest.fixture

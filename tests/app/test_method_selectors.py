@@ -106,7 +106,7 @@ def test_compare_methods_are_a_second_axis(env: Path):
 
 
 def test_errors_page_has_a_method_selector(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    from test_errors_page import open_page, pictures, write_errors_setup
+    from errors_setup import open_page, pictures, write_errors_setup
 
     written = write_errors_setup(tmp_path / "errors")
     at = open_page(monkeypatch, written["ckpt"], written["out"])

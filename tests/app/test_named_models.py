@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from factories import CLASSES, FIVE_MODELS, write_five_models, write_image_folder
+from factories import CLASSES, write_five_models, write_image_folder
+from named_models import LABELS, NAMES
 from project_paths import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
 
@@ -25,8 +26,6 @@ from mushcam.manifest import load_manifest
 ROOT = PROJECT_ROOT
 HOME, EXPLAIN, COMPARE, ERRORS = (str(ROOT / p) for p in ("app.py", "pages/1_Explain.py", "pages/2_Compare.py",
                                                           "pages/3_Errors.py"))
-NAMES = list(FIVE_MODELS)
-LABELS = ["ResNet-50", "ResNet-50 (poisonous ×4)", "EfficientNet-B0", "MobileNetV3-Large", "Thesis MobileNetV3"]
 ARCHS = ["resnet50", "resnet50", "efficientnet_b0", "mobilenet_v3_large", "mobilenet_v3_large"]
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from errors_setup import listed, matching, open_page, write_errors_setup
 from project_paths import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
-from test_errors_page import listed, matching, open_page, write_errors_setup
 
 from mushcam import store
 from mushcam.review import store as rs

@@ -6,11 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from factories import CLASSES, write_image_folder, write_manifest
 from project_paths import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
-
-from mushcam.cli import main
+from trust_setup import write_trust_setup
 
 ROOT = PROJECT_ROOT
 TRUST = str(ROOT / "pages" / "4_Trust.py")
@@ -18,19 +16,6 @@ TRUST = str(ROOT / "pages" / "4_Trust.py")
 
 # Streamlit caches persist across AppTest instances in one process: every test starts clean.
 pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches")
-
-
-def write_trust_setup(tmp_path: Path, size: tuple[int, int] = (72, 56)) -> dict[str, Path]:
-    """Checkpoints for two models, 8 generated photos, and a store with faithfulness + sanity results."""
-    ckpt = tmp_path / "ckpt"
-    write_manifest(ckpt, backbones=("efficientnet_b0", "mobilenet_v3_large"))
-    data = write_image_folder(tmp_path / "test", [n for n, _ in CLASSES], per_class=2, size=size)
-    store = tmp_path / "results.sqlite"
-    assert main(["faithfulness", "--data", str(data), "--manifest", str(ckpt), "--steps", "4",
-                 "--road-percentages", "50", "--out", str(store)]) == 0
-    assert main(["sanity", "--data", str(data), "--images", "2", "--manifest", str(ckpt),
-                 "--model", "mobilenet_v3_large", "--out", str(store)]) == 0
-    return {"ckpt": ckpt, "data": data, "store": store}
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from browser_support import browser_page, exception_texts, running_app, screenshot, wait_idle
+from compare_setup import NAMES, TWO, write_biased_checkpoint
 from factories import make_image, write_image_folder, write_manifest
 from PIL import Image
-from test_compare_page import NAMES, TWO, write_biased_checkpoint
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from browser_support import browser_page, exception_texts, running_app, screenshot, wait_idle
-from test_errors_page import write_errors_setup
+from errors_setup import write_errors_setup
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 expect = pytest.importorskip("playwright.sync_api").expect

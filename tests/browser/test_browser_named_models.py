@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from browser_support import browser_page, exception_texts, running_app, screenshot, wait_idle
 from factories import CLASSES, write_five_models, write_image_folder
-from test_named_models import LABELS, NAMES
+from named_models import LABELS, NAMES
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

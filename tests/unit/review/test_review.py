@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from test_errors_page import CONF, PATHS, PRED, rows_for, run_record, write_errors_setup
+from errors_setup import CONF, PATHS, PRED, rows_for, run_record, write_errors_setup
 
 from mushcam import cli, store
 from mushcam.review import causes, labels, report

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_pointing_game import make_scenes, small_cnn, trained_small_cnn
+from scenes import make_scenes, small_cnn, trained_small_cnn
 from torch import nn
 from torch.nn import functional as F
 
