@@ -55,14 +55,16 @@ def test_home_lists_loaded_models_classes_and_the_safety_note(checkpoint_dir: Pa
     assert list(table["Status"]) == ["loaded", "loaded", "loaded"]
     assert "never decide whether to eat a mushroom" in at.info[0].value.lower()
     text = markdown_text(at)
-    for name, toxicity in CLASSES:
+    for name, _toxicity in CLASSES:
         assert f"**{name}**" in text
     assert ":red[poisonous]" in text and ":green[edible]" in text
     assert "64 x 64 px, resize mode `squash`" in text
     assert at.success and "3 of 3 models ready" in at.success[0].value
 
 
-def test_home_shows_test_metrics_from_the_results_store(checkpoint_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_home_shows_test_metrics_from_the_results_store(
+    checkpoint_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     from mushcam.evaluate import evaluate_models
     from mushcam.manifest import load_manifest
     from mushcam.metrics import compute_metrics

@@ -61,7 +61,9 @@ def test_tag_next_filter_edit_delete(monkeypatch: pytest.MonkeyPatch, written: d
     stored = rs.load_reviews(written["out"])
     assert [(r.reviewer, r.causes, r.note, r.image_path) for r in stored] == [
         ("Ana", ("wrong_region", "look_alike"), "cap like Boletus", "Amanita/img_1.png")]
-    assert listed(at)[0] == "Amanita/img_1.png" and "Ana: wrong region" in at.dataframe(key="err_table").value["review"][0]
+    assert (
+        listed(at)[0] == "Amanita/img_1.png" and "Ana: wrong region" in at.dataframe(key="err_table").value["review"][0]
+    )
 
     # unreviewed only: the reviewed error leaves the list; next/previous walk the rest
     at.selectbox(key="err_review").select("mine").run()

@@ -17,7 +17,11 @@ OVERLAY = '[data-testid="stTabPanel"]:not([hidden]) [data-testid="stImage"] img'
 def image_digest(page) -> str:
     """Hash of the visible overlay image's bytes, fetched by the browser itself."""
     src = page.locator(OVERLAY).first.get_attribute("src")
-    body = page.evaluate("async (src) => { const r = await fetch(src); const b = new Uint8Array(await r.arrayBuffer()); return Array.from(b); }", src)
+    body = page.evaluate(
+        "async (src) => { const r = await fetch(src); const b = new Uint8Array(await r.arrayBuffer());"
+        " return Array.from(b); }",
+        src,
+    )
     return hashlib.sha256(bytes(body)).hexdigest()
 
 

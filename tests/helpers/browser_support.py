@@ -111,7 +111,9 @@ def browser_page(width: int = 1400, height: int = 1000) -> Iterator[object]:
             browser.close()
 
 
-def wait_idle(page: object, timeout: float = 120.0, settle: float = 0.8, ready: str = '[data-testid="stHeading"]') -> None:
+def wait_idle(
+    page: object, timeout: float = 120.0, settle: float = 0.8, ready: str = '[data-testid="stHeading"]'
+) -> None:
     """Wait until the page shows ``ready`` and the script run has finished and settled.
 
     Streamlit shows ``stStatusWidget`` ('Running…') while a script runs, skeletons before

@@ -35,7 +35,7 @@ def grad_cam_lib_raw(method: str, model: nn.Module, layer: nn.Module, batch: tor
         gradients = None
         if extractor.uses_gradients:
             model.zero_grad()
-            sum(t(o) for t, o in zip(targets, outputs)).backward()
+            sum(t(o) for t, o in zip(targets, outputs, strict=True)).backward()
             gradients = extractor.activations_and_grads.gradients[0].cpu().numpy()
         activations = extractor.activations_and_grads.activations[0].cpu().numpy()
         raw = extractor.get_cam_image(batch, layer, targets, activations, gradients, False)
@@ -45,11 +45,18 @@ def grad_cam_lib_raw(method: str, model: nn.Module, layer: nn.Module, batch: tor
     return raw if signed else np.maximum(raw, 0)
 
 
-def torchcam_raw(method: str, model: nn.Module, layer_name: str, batch: torch.Tensor, classes: list[int]) -> torch.Tensor:
+def torchcam_raw(
+    method: str, model: nn.Module, layer_name: str, batch: torch.Tensor, classes: list[int]
+) -> torch.Tensor:
     """torchcam 0.5's raw map (N x h x w, ``normalized=False``) for a gradient method."""
     from torchcam import methods as tc
 
-    classes_by_name = {"gradcam": tc.GradCAM, "gradcampp": tc.GradCAMpp, "xgradcam": tc.XGradCAM, "layercam": tc.LayerCAM}
+    classes_by_name = {
+        "gradcam": tc.GradCAM,
+        "gradcampp": tc.GradCAMpp,
+        "xgradcam": tc.XGradCAM,
+        "layercam": tc.LayerCAM,
+    }
     extractor = classes_by_name[method](model, target_layer=layer_name, input_shape=tuple(batch.shape[1:]))
     try:
         scores = model(batch)

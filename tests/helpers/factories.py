@@ -110,7 +110,8 @@ FIVE_MODELS: dict[str, tuple[dict[str, object], dict[str, object]]] = {
         {"checkpoint": "resnet50_poison_x4.pt", "arch": "resnet50", "label": "ResNet-50 (poisonous ×4)"},
         {"arch": "resnet50", "seed": 1},
     ),
-    "efficientnet_b0": ({"checkpoint": "efficientnet_b0.pt", "layer": "features.7"}, {"arch": "efficientnet_b0", "seed": 2}),
+    "efficientnet_b0": ({"checkpoint": "efficientnet_b0.pt", "layer": "features.7"}, {"arch": "efficientnet_b0",
+                                                                                      "seed": 2}),
     "mobilenet_v3_large": ({"checkpoint": "mobilenet_v3_large.pt"}, {"arch": "mobilenet_v3_large", "seed": 3}),
     "thesis-mobilenet": (
         {"checkpoint": "thesis_mobilenet.pt", "arch": "mobilenet_v3_large", "label": "Thesis MobileNetV3",

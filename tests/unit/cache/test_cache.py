@@ -64,7 +64,9 @@ def test_roundtrip_equals_what_the_cache_returns(tmp_path: Path) -> None:
     store.put(key(), cam)
     assert torch.equal(store.get(key()), roundtrip(cam))
     normalised, scale = quantize(cam)
-    assert normalised.dtype == np.float16 and float(normalised.max()) == 1.0 and scale == pytest.approx(float(cam.max()))
+    assert (
+        normalised.dtype == np.float16 and float(normalised.max()) == 1.0 and scale == pytest.approx(float(cam.max()))
+    )
 
 
 def test_hit_miss_and_entry_contents(tmp_path: Path) -> None:

@@ -61,7 +61,9 @@ def test_the_app_reads_the_cache_while_gradcam_fills_it(tmp_path: Path) -> None:
                 want = expected[path]
                 assert got.class_idx == want.class_idx
                 assert torch.allclose(got.probabilities, want.probabilities, atol=1e-6)
-                assert torch.allclose(got.cam, cam_cache.roundtrip(want.cam), rtol=0, atol=1e-6 * float(want.cam.max()) + 1e-30)
+                assert torch.allclose(
+                    got.cam, cam_cache.roundtrip(want.cam), rtol=0, atol=1e-6 * float(want.cam.max()) + 1e-30
+                )
                 reads += 1
     finally:
         if writer.poll() is None:

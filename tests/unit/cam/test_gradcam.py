@@ -53,7 +53,7 @@ def test_equals_pytorch_grad_cam(backbones, batch, backbone):
         targets = [ClassifierOutputTarget(1), ClassifierOutputTarget(3)]
         outputs = cam.activations_and_grads(batch)
         model.zero_grad()
-        sum(t(o) for t, o in zip(targets, outputs)).backward()
+        sum(t(o) for t, o in zip(targets, outputs, strict=True)).backward()
         activations = cam.activations_and_grads.activations[0].cpu().numpy()
         gradients = cam.activations_and_grads.gradients[0].cpu().numpy()
         theirs = np.maximum(cam.get_cam_image(batch, layer, targets, activations, gradients, False), 0)
@@ -100,7 +100,10 @@ def test_class_choice_none_int_and_per_image(backbones, batch):
     assert relative_error(mixed.cams[0], grad_cam(model, batch[:1], "features.16", 2).cams[0]) < 1e-5
     assert relative_error(mixed.cams[1], grad_cam(model, batch[1:], "features.16", 4).cams[0]) < 1e-5
     # Different classes give different maps.
-    assert relative_error(grad_cam(model, batch, "features.16", 0).cams, grad_cam(model, batch, "features.16", 1).cams) > 0.1
+    assert (
+        relative_error(grad_cam(model, batch, "features.16", 0).cams, grad_cam(model, batch, "features.16", 1).cams)
+        > 0.1
+    )
 
 
 def test_several_layers_in_one_call_equal_separate_calls(backbones, batch):

@@ -100,7 +100,16 @@ def predicted(model: nn.Module, batch: torch.Tensor) -> list[int]:
 
 
 def test_method_names_are_the_contract():
-    assert METHODS == ("gradcam", "gradcampp", "xgradcam", "hirescam", "layercam", "eigencam", "ablationcam", "scorecam")
+    assert METHODS == (
+        "gradcam",
+        "gradcampp",
+        "xgradcam",
+        "hirescam",
+        "layercam",
+        "eigencam",
+        "ablationcam",
+        "scorecam",
+    )
 
 
 def test_unknown_method_is_a_mushcam_error_listing_the_names(models, made_batch):

@@ -100,7 +100,8 @@ def test_compare_columns_are_models_times_methods(checkpoint_dir: Path, tmp_path
     folder = write_image_folder(tmp_path / "data", ["Amanita", "Suillus"], per_class=1)
     out = tmp_path / "out"
     code = main(["compare", str(folder), "--manifest", str(checkpoint_dir), "--backbones", "mobilenet_v3_large",
-                 "efficientnet_b0", "--method", "gradcam", "eigencam", "--n", "2", "--no-outcome-mix", "--out", str(out)])
+                 "efficientnet_b0", "--method", "gradcam", "eigencam", "--n", "2", "--no-outcome-mix", "--out",
+                 str(out)])
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(next(out.glob("*[0-9].csv")).read_text())))
     header = set(rows[0])

@@ -19,10 +19,12 @@ from mushcam.render import upsample_cam
 TOLERANCE = 2  # pixels around the object that still count as a hit
 
 
-def pointing_rate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, corners: list[tuple[int, int]]) -> float:
+def pointing_rate(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, corners: list[tuple[int, int]]
+) -> float:
     cams = grad_cam(model, images, "0", class_idx=labels).cams
     hits = 0
-    for cam, (x, y) in zip(cams, corners):
+    for cam, (x, y) in zip(cams, corners, strict=True):
         heat = upsample_cam(cam, (SIZE, SIZE))
         py, px = np.unravel_index(int(np.argmax(heat)), heat.shape)
         hits += (x - TOLERANCE <= px < x + OBJECT + TOLERANCE) and (y - TOLERANCE <= py < y + OBJECT + TOLERANCE)

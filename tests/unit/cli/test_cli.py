@@ -46,7 +46,9 @@ def test_explain_writes_the_four_views_the_map_and_the_prediction(checkpoint_dir
     assert prediction["explained_class"] == "Boletus"
     assert prediction["predicted"] == manifest.class_names[int(probabilities.argmax())]
     assert prediction["top_k"][0]["probability"] == pytest.approx(float(probabilities.max()), rel=1e-5)
-    assert [row["class"] for row in prediction["top_k"]] == [manifest.class_names[i] for i in probabilities.argsort(descending=True)]
+    assert [row["class"] for row in prediction["top_k"]] == [
+        manifest.class_names[i] for i in probabilities.argsort(descending=True)
+    ]
     np.testing.assert_allclose(np.load(out / "cam.npy"), expected.cams[0].numpy(), rtol=1e-5, atol=1e-7)
 
 
@@ -74,11 +76,14 @@ def test_bad_inputs_exit_2_with_one_line(checkpoint_dir: Path, tmp_path: Path, c
         ([str(good), "--backbone", "resnet50", "--checkpoint", str(tmp_path / "none.pt")], "checkpoint not found"),
     ]
     for extra, message in cases:
-        code, err = run_main(["explain", *extra[:1], "--manifest", str(checkpoint_dir), *extra[1:], "--out", str(tmp_path / "o")], capsys)
+        code, err = run_main(
+            ["explain", *extra[:1], "--manifest", str(checkpoint_dir), *extra[1:], "--out", str(tmp_path / "o")], capsys
+        )
         assert code == 2, (extra, err)
         assert err.startswith("error: ") and message in err, err
         assert err.count("\n") == 1 and "Traceback" not in err
-    code, err = run_main(["explain", str(good), "--backbone", "resnet50", "--manifest", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")], capsys)
+    code, err = run_main(["explain", str(good), "--backbone", "resnet50", "--manifest", str(tmp_path / "nowhere"),
+                          "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and "manifest not found" in err
 
 

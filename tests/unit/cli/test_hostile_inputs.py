@@ -193,7 +193,9 @@ def _foreign_sqlite(w: World, tmp: Path) -> Path:
 
 def _nan_blob(connection: sqlite3.Connection) -> None:
     blob = np.full(len(NAMES), np.nan, dtype="<f4").tobytes()
-    connection.execute("UPDATE predictions SET probabilities = ? WHERE image_path = (SELECT MIN(image_path) FROM predictions)", (blob,))
+    connection.execute(
+        "UPDATE predictions SET probabilities = ? WHERE image_path = (SELECT MIN(image_path) FROM predictions)", (blob,)
+    )
 
 
 CLI_CASES = [
@@ -202,7 +204,8 @@ CLI_CASES = [
     Case("images", "folder-named-jpg", _explain(_made(lambda p: p.mkdir(), "photo.jpg")), r"photo\.jpg is a folder"),
     Case("images", "missing-file", _explain(lambda w, tmp: tmp / "nope.jpg"), r"no such file: .*nope\.jpg"),
     Case("images", "empty-file", _explain(_made(lambda p: p.write_bytes(b""))), r"the file is empty"),
-    Case("images", "text-as-jpg", _explain(_made(lambda p: p.write_text("hello"))), r"not an image file that can be read"),
+    Case("images", "text-as-jpg", _explain(_made(lambda p: p.write_text("hello"))),
+         r"not an image file that can be read"),
     Case("images", "truncated-png", _explain(_made(_truncated_png, "cut.png")), r"truncated or corrupt"),
     Case("images", "72-megapixel", _explain(_made(_huge_png, "huge.png")), r"9000x8000 pixels .*the limit is 64 MP"),
     Case("images", "broken-symlink", _explain(_made(_broken_link, "link.png")), r"link to a file that does not exist"),
@@ -210,19 +213,24 @@ CLI_CASES = [
          r"not an image file that can be read"),
     # options of explain
     Case("options", "target-superscript-two", _explain(_good_image, "--target", "²"), r"--target '²': unknown class"),
-    Case("options", "target-out-of-range", _explain(_good_image, "--target", "99"), r"--target 99 is out of range: there are 4"),
-    Case("options", "target-unknown-name", _explain(_good_image, "--target", "Morel"), r"--target 'Morel': unknown class"),
+    Case("options", "target-out-of-range", _explain(_good_image, "--target", "99"),
+         r"--target 99 is out of range: there are 4"),
+    Case("options", "target-unknown-name", _explain(_good_image, "--target", "Morel"),
+         r"--target 'Morel': unknown class"),
     Case("options", "top-k-zero", _explain(_good_image, "--top-k", "0"), r"argument --top-k: must be at least 1"),
     Case("options", "top-k-negative", _explain(_good_image, "--top-k", "-3"), r"argument --top-k: must be at least 1"),
-    Case("options", "top-k-word", _explain(_good_image, "--top-k", "five"), r"argument --top-k: expected a whole number"),
+    Case("options", "top-k-word", _explain(_good_image, "--top-k", "five"),
+         r"argument --top-k: expected a whole number"),
     Case("options", "alpha-above-one", _explain(_good_image, "--alpha", "2"), r"--alpha must be between 0 and 1"),
     Case("options", "alpha-nan", _explain(_good_image, "--alpha", "nan"), r"--alpha must be between 0 and 1"),
     Case("options", "colormap-unknown", _explain(_good_image, "--colormap", "rainbow"), r"--colormap must be one of"),
     Case("options", "layer-unknown", _explain(_good_image, "--layer", "nope"), r"no module named 'nope'"),
     Case("options", "layer-not-4d", _explain(_good_image, "--layer", "classifier"), r"needs a 4-D feature map"),
     # options of gradcam
-    Case("options", "cache-max-mb-inf", _gradcam("--cache-max-mb", "inf"), r"--cache-max-mb must be a positive, finite"),
-    Case("options", "cache-max-mb-nan", _gradcam("--cache-max-mb", "nan"), r"--cache-max-mb must be a positive, finite"),
+    Case("options", "cache-max-mb-inf", _gradcam("--cache-max-mb", "inf"),
+         r"--cache-max-mb must be a positive, finite"),
+    Case("options", "cache-max-mb-nan", _gradcam("--cache-max-mb", "nan"),
+         r"--cache-max-mb must be a positive, finite"),
     Case("options", "cache-max-mb-zero", _gradcam("--cache-max-mb", "0"), r"--cache-max-mb must be a positive, finite"),
     Case("options", "cache-max-mb-negative", _gradcam("--cache-max-mb", "-5"), r"--cache-max-mb must be a positive"),
     Case("options", "gradcam-batch-size-zero", _gradcam("--batch-size", "0"), r"--batch-size must be at least 1"),
@@ -234,7 +242,8 @@ CLI_CASES = [
     Case("options", "gradcam-out-is-a-file", lambda w, tmp: _gradcam()(w, tmp)[:-1] + [str(w.image)],
          r"--out .*photo\.png is a file; give a folder"),
     Case("options", "explain-out-is-a-file",
-         lambda w, tmp: ["explain", str(w.image), "--backbone", MODEL, "--manifest", str(w.ckpt), "--out", str(w.image)],
+         lambda w, tmp: ["explain", str(w.image), "--backbone", MODEL, "--manifest", str(w.ckpt),
+                         "--out", str(w.image)],
          r"--out .*photo\.png is a file; give a folder"),
     Case("options", "compare-seed-negative",
          lambda w, tmp: ["compare", str(w.data), "--seed", "-1", "--manifest", str(w.ckpt), "--out", str(tmp)],
@@ -243,11 +252,13 @@ CLI_CASES = [
     Case("options", "device-unknown", _gradcam("--device", "tpu"), r"--device must be auto, cpu, cuda"),
     Case("options", "gradcam-target-superscript", _gradcam("--target", "²"), r"--target '²': unknown class"),
     Case("options", "gradcam-alpha", _gradcam("--alpha", "1.5"), r"--alpha must be between 0 and 1"),
-    Case("options", "gradcam-missing-data", _gradcam(data=lambda w, tmp: str(tmp / "nowhere")), r"--data: no such file or folder"),
+    Case("options", "gradcam-missing-data", _gradcam(data=lambda w, tmp: str(tmp / "nowhere")),
+         r"--data: no such file or folder"),
     # options of evaluate and compare
     Case("options", "evaluate-batch-size-zero", _evaluate("--batch-size", "0"), r"--batch-size must be between 1 and"),
     Case("options", "evaluate-out-folder", _evaluate(out=lambda w, tmp: tmp), r"is a folder"),
-    Case("options", "evaluate-out-missing-folder", _evaluate(out=lambda w, tmp: tmp / "no" / "r.sqlite"), r"does not exist"),
+    Case("options", "evaluate-out-missing-folder", _evaluate(out=lambda w, tmp: tmp / "no" / "r.sqlite"),
+         r"does not exist"),
     Case("options", "compare-n-zero",
          lambda w, tmp: ["compare", str(w.data), "--n", "0", "--manifest", str(w.ckpt), "--out", str(tmp)],
          r"--n must be between 1 and 100"),
@@ -287,16 +298,19 @@ CLI_CASES = [
     Case("stores", "evaluate-into-foreign-sqlite", _evaluate(out=_foreign_sqlite), r"not a MushCAM results store"),
     # manifests that Python's json cannot hold (the manifest's own checks live in test_manifest.py)
     Case("manifests", "nested-100000-deep",
-         lambda w, tmp: ["explain", str(w.image), "--backbone", MODEL, "--manifest", str(_manifest_text(tmp, "[" * 100_000 + "]" * 100_000)),
+         lambda w, tmp: ["explain", str(w.image), "--backbone", MODEL, "--manifest",
+                         str(_manifest_text(tmp, "[" * 100_000 + "]" * 100_000)),
                          "--out", str(w.explained)],
          r"manifest.*(nested too deeply|too deep|nesting)"),
     Case("manifests", "5000-digit-number",
-         lambda w, tmp: ["gradcam", "--data", str(w.data), "--manifest", str(_manifest_text(tmp, '{"classes": ' + "9" * 5000 + "}")),
+         lambda w, tmp: ["gradcam", "--data", str(w.data), "--manifest",
+                         str(_manifest_text(tmp, '{"classes": ' + "9" * 5000 + "}")),
                          "--out", str(tmp / "maps")],
          r"manifest.*(more than 4,300 digits|digit|integer|number)"),
     # non-finite model outputs
     Case("non-finite", "explain-nan-weights",
-         lambda w, tmp: ["explain", str(w.image), "--backbone", MODEL, "--manifest", str(w.nan_ckpt), "--out", str(w.explained)],
+         lambda w, tmp: ["explain", str(w.image), "--backbone", MODEL, "--manifest", str(w.nan_ckpt),
+                         "--out", str(w.explained)],
          rf"{MODEL}.*(non-finite|not finite)"),
     Case("non-finite", "evaluate-nan-weights",
          lambda w, tmp: ["evaluate", "--data", str(w.data), "--manifest", str(w.nan_ckpt), "--out", str(w.store)],
@@ -339,13 +353,17 @@ def test_evaluate_refuses_an_unusable_store_before_running_any_model(world: Worl
     holder = sqlite3.connect(locked, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
-        rc, _, err = run_cli(["evaluate", "--data", str(world.data), "--manifest", str(world.ckpt), "--out", str(locked)], capsys)
+        rc, _, err = run_cli(
+            ["evaluate", "--data", str(world.data), "--manifest", str(world.ckpt), "--out", str(locked)], capsys
+        )
     finally:
         holder.execute("ROLLBACK")
         holder.close()
     assert rc == 2 and "is locked by another program" in err and "Traceback" not in err
     for bad in (_text_file(world, tmp_path), _foreign_sqlite(world, tmp_path)):
-        rc, _, err = run_cli(["evaluate", "--data", str(world.data), "--manifest", str(world.ckpt), "--out", str(bad)], capsys)
+        rc, _, err = run_cli(
+            ["evaluate", "--data", str(world.data), "--manifest", str(world.ckpt), "--out", str(bad)], capsys
+        )
         assert rc == 2 and "Traceback" not in err
     assert not (tmp_path / "new.sqlite").exists()
 
@@ -453,8 +471,9 @@ def test_evaluate_keeps_or_skips_odd_files_with_the_reason(name, extra, images, 
 def test_gradcam_keeps_or_skips_odd_files_with_the_reason(name, extra, images, skip_message, world: World,
                                                          tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = _data_with(world, tmp_path, extra)
-    rc, text, err = run_cli(["gradcam", "--data", str(data), "--manifest", str(world.ckpt), "--cache", str(tmp_path / "c"),
-                             "--views", "overlay", "--out", str(tmp_path / "maps")], capsys)
+    rc, text, err = run_cli(["gradcam", "--data", str(data), "--manifest", str(world.ckpt),
+                             "--cache", str(tmp_path / "c"), "--views", "overlay", "--out", str(tmp_path / "maps")],
+                            capsys)
     assert rc == 0, err
     assert "Traceback" not in text + err
     rows = (tmp_path / "maps" / MODEL / "predictions.csv").read_text(encoding="utf-8").splitlines()
@@ -520,8 +539,10 @@ def _copied_from_other_key(cache):
 CACHE_CASES = {
     "entry-written-for-another-key": _copied_from_other_key,
     "entry-without-its-key": lambda cache: _entry(cache, KEY, key=None),
-    "truncated-entry": lambda cache: (_entry(cache, KEY), cache.path(KEY).write_bytes(cache.path(KEY).read_bytes()[:40])),
-    "garbage-entry": lambda cache: (cache.path(KEY).parent.mkdir(parents=True), cache.path(KEY).write_bytes(os.urandom(300))),
+    "truncated-entry": lambda cache: (_entry(cache, KEY),
+                                      cache.path(KEY).write_bytes(cache.path(KEY).read_bytes()[:40])),
+    "garbage-entry": lambda cache: (cache.path(KEY).parent.mkdir(parents=True),
+                                    cache.path(KEY).write_bytes(os.urandom(300))),
     "pickled-entry": lambda cache: (cache.path(KEY).parent.mkdir(parents=True),
                                     np.savez(cache.path(KEY), cam=np.array([object()], dtype=object))),
     "negative-map": lambda cache: _entry(cache, KEY, cam=np.full((2, 2), -0.5, dtype=np.float16)),
@@ -560,8 +581,8 @@ def test_a_cache_folder_that_cannot_be_written_keeps_maps_in_memory(world: World
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     blocked = tmp_path / "cache-is-a-file"
     blocked.write_text("not a folder")
-    rc, out, err = run_cli(["gradcam", "--data", str(world.data), "--manifest", str(world.ckpt), "--cache", str(blocked),
-                            "--views", "overlay", "--out", str(tmp_path / "maps")], capsys)
+    rc, out, err = run_cli(["gradcam", "--data", str(world.data), "--manifest", str(world.ckpt),
+                            "--cache", str(blocked), "--views", "overlay", "--out", str(tmp_path / "maps")], capsys)
     assert rc == 0 and "cannot write the cache" in err and "Traceback" not in err
     assert len((tmp_path / "maps" / MODEL / "predictions.csv").read_text().splitlines()) == 9
     assert cam_cache.CamCache(blocked).writable().startswith(f"the map cache {blocked} cannot be written")

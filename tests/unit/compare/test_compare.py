@@ -190,7 +190,9 @@ def test_export_png_and_csv(tmp_path: Path) -> None:
     assert rows[0]["efficientnet_b0_poisonous_called_edible"] == "True"
     assert rows[0]["resnet50_correct"] == "True" and rows[1]["resnet50_correct"] == ""
     assert float(rows[0]["iou_top20_resnet50_vs_efficientnet_b0"]) == 1.0
-    assert float(rows[0]["resnet50_half_mass_area"]) == pytest.approx(comparison.rows[0].cells["resnet50"].focus.half_mass_area, rel=1e-5)
+    assert float(rows[0]["resnet50_half_mass_area"]) == pytest.approx(
+        comparison.rows[0].cells["resnet50"].focus.half_mass_area, rel=1e-5
+    )
     summary = list(csv.DictReader(io.StringIO(paths.summary_csv.read_text())))
     accuracy = [r for r in summary if r["name"] == "resnet50" and r["measure"] == "accuracy"]
     assert accuracy == [{"scope": "backbone", "name": "resnet50", "measure": "accuracy", "value": "1"}]
@@ -284,7 +286,9 @@ def test_cli_second_run_reads_the_shared_map_cache(small_setup: tuple[Path, Path
     assert [r["image"] for r in tables[2]] == [r["image"] for r in tables[0]]
     for fresh, cached in zip(tables[2], tables[0], strict=True):
         assert fresh["mobilenet_v3_large_predicted"] == cached["mobilenet_v3_large_predicted"]
-        assert float(fresh["mobilenet_v3_large_entropy"]) == pytest.approx(float(cached["mobilenet_v3_large_entropy"]), abs=1e-3)
+        assert float(fresh["mobilenet_v3_large_entropy"]) == pytest.approx(
+            float(cached["mobilenet_v3_large_entropy"]), abs=1e-3
+        )
 
 
 def test_cli_explicit_files_take_their_folder_as_true_class(small_setup: tuple[Path, Path], tmp_path: Path) -> None:

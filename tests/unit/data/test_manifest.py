@@ -191,7 +191,9 @@ def test_models_named_by_the_user_with_labels_and_architectures():
 def test_two_models_shown_alike_are_refused():
     with pytest.raises(ManifestError, match=r"field 'models.mine.label' shows the model as 'ResNet-50', as "
                                             r"models.resnet50 is shown: give one of them another label"):
-        manifest_from_dict({**GOOD, "models": {"resnet50": "a.pt", "mine": {"checkpoint": "b.pt", "label": "ResNet-50"}}})
+        manifest_from_dict(
+            {**GOOD, "models": {"resnet50": "a.pt", "mine": {"checkpoint": "b.pt", "label": "ResNet-50"}}}
+        )
     manifest = manifest_from_dict({**GOOD, "models": {"resnet50": "a.pt", "mine": {"checkpoint": "b.pt",
                                                                                     "arch": "resnet50"}}})
     assert [manifest.display_name(n) for n in manifest.models] == ["ResNet-50", "mine"]

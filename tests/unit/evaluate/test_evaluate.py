@@ -54,7 +54,9 @@ def test_rows_equal_the_models_own_outputs(evaluated: dict[str, Path]) -> None:
             np.testing.assert_allclose(rows.probabilities[i], expected, atol=1e-5, rtol=0)
             assert rows.pred_idx[i] == int(expected.argmax())
             assert rows.confidence[i] == pytest.approx(float(expected.max()), abs=1e-6)
-            assert rows.true_idx[i] == NAMES.index("Suillus" if relpath.startswith("suillus/") else relpath.split("/")[0])
+            assert rows.true_idx[i] == NAMES.index(
+                "Suillus" if relpath.startswith("suillus/") else relpath.split("/")[0]
+            )
             assert rows.image_sha256[i] == image_sha256(path.read_bytes())
         # what the Explain page computes for the same image (the Grad-CAM engine's probabilities)
         shown = explain_image(model, load_image(evaluated["data"] / rows.image_paths[0]), manifest.input,
@@ -117,7 +119,9 @@ def test_rerun_replaces_and_interruption_keeps_the_old_run(evaluated: dict[str, 
     out.write_bytes(evaluated["out"].read_bytes())
     manifest = load_manifest(evaluated["ckpt"])
     before = store.load_store(out)
-    evaluate.evaluate_models(evaluated["data"], manifest, out, ["mobilenet_v3_large"], batch_size=16, log=lambda _: None)
+    evaluate.evaluate_models(
+        evaluated["data"], manifest, out, ["mobilenet_v3_large"], batch_size=16, log=lambda _: None
+    )
     after = store.load_store(out)
     assert len(after.runs) == len(before.runs)  # replaced, not added
     old_ids = {r.backbone: r.run_id for r in before.runs}
@@ -142,7 +146,8 @@ def test_rerun_replaces_and_interruption_keeps_the_old_run(evaluated: dict[str, 
         model.register_forward_pre_hook(hook)
         return loaded
 
-    monkeypatch.setattr("mushcam.evaluate.predict.load_catalog_entry", load_then_interrupt)  # where evaluate_models calls it
+    # where evaluate_models calls it
+    monkeypatch.setattr("mushcam.evaluate.predict.load_catalog_entry", load_then_interrupt)
     messages: list[str] = []
     with pytest.raises(KeyboardInterrupt):
         evaluate.evaluate_models(evaluated["data"], manifest, out, ["efficientnet_b0"], batch_size=4,
@@ -154,7 +159,9 @@ def test_rerun_replaces_and_interruption_keeps_the_old_run(evaluated: dict[str, 
     np.testing.assert_array_equal(kept.predictions[eff].probabilities, after.predictions[eff].probabilities)
 
 
-def test_user_errors_are_one_line(evaluated: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_user_errors_are_one_line(
+    evaluated: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     ckpt = str(evaluated["ckpt"])
     cases = [
         (["--data", str(tmp_path / "nowhere")], "data folder not found"),
@@ -175,7 +182,8 @@ def test_user_errors_are_one_line(evaluated: dict[str, Path], tmp_path: Path, ca
 
 
 def test_locked_store_is_reported_and_left_alone(evaluated: dict[str, Path], tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "r.sqlite"
     out.write_bytes(evaluated["out"].read_bytes())
     monkeypatch.setattr("mushcam.store.connection.DEFAULT_TIMEOUT", 0.2)  # where _connect reads it

@@ -104,7 +104,8 @@ CASES = [
     Case("wrapper_over_stock_head", lambda: MushroomClassifier("resnet18", 4, keep_stock_head=True), 4,
          {"arch": "resnet18", "layer": "backbone.layer3"}, "backbone.layer3",
          expect_head="Linear(512→1000) → Dropout → Linear(1000→512) → ReLU → Dropout → Linear(512→4)"),
-    Case("resnet18_dropout_fc", lambda: with_head(tv("resnet18"), "fc", nn.Sequential(nn.Dropout(0.5), nn.Linear(512, 5))), 5,
+    Case("resnet18_dropout_fc",
+         lambda: with_head(tv("resnet18"), "fc", nn.Sequential(nn.Dropout(0.5), nn.Linear(512, 5))), 5,
          {"arch": "resnet18", "layer": "layer4"}, "layer4", save="orig_mod",
          expect_head="Dropout → Linear(512→5)", expect_how=("under '_orig_mod.'",)),
     Case("mobilenet_final_replaced", lambda: with_head(tv("mobilenet_v3_large"), "classifier.3",
@@ -115,20 +116,23 @@ CASES = [
          save="fp16", expect_how=("float16 weights computed in float32",)),
     Case("convnext_mlp_safetensors", lambda: with_head(tv("convnext_tiny"), "classifier.2", mlp_head(768, 5)), 5,
          {"arch": "convnext_tiny", "layer": "features.7", "head_activation": "gelu"}, "features.7", save="safetensors",
-         expect_head="Dropout → Linear(768→128) → BatchNorm1d(128) → GELU → Dropout → Linear(128→64) → GELU → Linear(64→5)",
+         expect_head=("Dropout → Linear(768→128) → BatchNorm1d(128) → GELU → Dropout → Linear(128→64) → GELU"
+                      " → Linear(64→5)"),
          expect_how=("safetensors",)),
     Case("squeezenet_lightning", lambda: Lightning(tv("squeezenet1_1", num_classes=4), 4), 4,
          {"arch": "squeezenet1_1", "layer": "model.features"}, "features", save="lightning",
          expect_how=("ignored training state criterion.weight",)),
     Case("shufflenet_ema", lambda: tv("shufflenet_v2_x1_0", num_classes=3), 3, {"arch": "shufflenet_v2_x1_0"}, "conv5",
          save="ema"),
-    Case("mnasnet_plain", lambda: tv("mnasnet0_5", num_classes=3), 3, {"arch": "mnasnet0_5", "layer": "layers"}, "layers"),
+    Case("mnasnet_plain", lambda: tv("mnasnet0_5", num_classes=3), 3, {"arch": "mnasnet0_5", "layer": "layers"},
+         "layers"),
     Case("regnet_bf16", lambda: tv("regnet_y_400mf", num_classes=3), 3, {"arch": "regnet_y_400mf"}, "trunk_output",
          save="bf16"),
     Case("timm_resnet18", lambda: __import__("timm").create_model("resnet18", num_classes=4), 4,
          {"arch": "timm:resnet18"}, "layer4"),
     Case("swin_t", lambda: tv("swin_t", num_classes=4), 4, {"arch": "swin_t"}, "norm"),
-    Case("timm_vit_tiny", lambda: __import__("timm").create_model("vit_tiny_patch16_224", num_classes=4, img_size=SIZE), 4,
+    Case("timm_vit_tiny",
+         lambda: __import__("timm").create_model("vit_tiny_patch16_224", num_classes=4, img_size=SIZE), 4,
          {"arch": "timm:vit_tiny_patch16_224"}, "blocks.11.norm1"),
     Case("vit_b_16", lambda: tv("vit_b_16", num_classes=4, image_size=SIZE), 4, {"arch": "vit_b_16"},
          "encoder.layers.encoder_layer_11.ln_1", marks=[pytest.mark.slow]),
@@ -262,7 +266,7 @@ def _peer_cam(model: nn.Module, layer: nn.Module, x: torch.Tensor, classes: list
         targets = [ClassifierOutputTarget(c) for c in classes]
         outputs = cam.activations_and_grads(x)
         model.zero_grad()
-        sum(t(o) for t, o in zip(targets, outputs)).backward()
+        sum(t(o) for t, o in zip(targets, outputs, strict=True)).backward()
         activations = cam.activations_and_grads.activations[0].cpu().numpy()
         gradients = cam.activations_and_grads.gradients[0].cpu().numpy()
         return np.maximum(cam.get_cam_image(x, layer, targets, activations, gradients, False), 0)

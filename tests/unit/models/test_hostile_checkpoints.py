@@ -181,12 +181,16 @@ CATALOGUE = [
     ("builtins_exec", "would call builtins.exec when loaded"),
     ("raw_pickle_os_system", "refused raw_pickle_os_system.pt|not a PyTorch weights file"),
     ("whole_model", "whole pickled model .*python -m mushcam import-checkpoint whole_model.pt --trust"),
-    ("nan_weights", "has 2 tensors whose values are not finite \\(NaN or infinite\\): layer1.0.bn1.running_var \\(1 of 64\\), fc.weight \\(3 of 2048\\)"),
+    ("nan_weights",
+     "has 2 tensors whose values are not finite \\(NaN or infinite\\): layer1.0.bn1.running_var \\(1 of 64\\), "
+     "fc.weight \\(3 of 2048\\)"),
     ("only_metadata", "entry 'epoch' is a int, not a tensor"),
     ("trunk_only", "holds resnet18's trunk but no classification head"),
     ("wrong_arch", "it is not a resnet18 .*set \"arch\": \"mobilenet_v3_small\""),
     ("wrong_variant", "96 unexpected keys .*its trunk fits resnet34: set \"arch\": \"resnet34\""),
-    ("odd_head", "resnet18's trunk was found, but cannot rebuild a head layer from head.attn.in_proj_weight \\(48, 16, 3, 3\\).*\"code\""),
+    ("odd_head",
+     "resnet18's trunk was found, but cannot rebuild a head layer from head.attn.in_proj_weight "
+     "\\(48, 16, 3, 3\\).*\"code\""),
     ("class_count", "has 9 classes \\(fc.weight \\(9, 512\\)\\), but 4 were expected"),
     ("safetensors_truncated", "safetensors header is damaged or the file is truncated"),
 ]
@@ -255,7 +259,10 @@ def test_a_genuine_deflated_checkpoint_still_loads(tmp_path: Path):
     import zipfile
 
     torch.save(resnet18_state(), tmp_path / "plain.pt")
-    with zipfile.ZipFile(tmp_path / "plain.pt") as src, zipfile.ZipFile(tmp_path / "deflated.pt", "w", zipfile.ZIP_DEFLATED) as dst:
+    with (
+        zipfile.ZipFile(tmp_path / "plain.pt") as src,
+        zipfile.ZipFile(tmp_path / "deflated.pt", "w", zipfile.ZIP_DEFLATED) as dst,
+    ):
         for info in src.infolist():
             dst.writestr(info.filename, src.read(info.filename))
     model = load_checkpoint(tmp_path / "deflated.pt", "resnet18").model

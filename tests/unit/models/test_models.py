@@ -24,7 +24,11 @@ from mushcam.models import (
 
 def test_public_names():
     assert BACKBONES == ("resnet50", "efficientnet_b0", "mobilenet_v3_large")
-    assert DEFAULT_LAYERS == {"resnet50": "layer4", "efficientnet_b0": "features.7", "mobilenet_v3_large": "features.16"}
+    assert DEFAULT_LAYERS == {
+        "resnet50": "layer4",
+        "efficientnet_b0": "features.7",
+        "mobilenet_v3_large": "features.16",
+    }
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
@@ -89,7 +93,9 @@ def test_shape_mismatch_is_named(tmp_path: Path):
     state = build_model("mobilenet_v3_large", 4).state_dict()
     state["features.0.0.weight"] = torch.zeros(16, 3, 5, 5)
     torch.save(state, tmp_path / "m.pt")
-    with pytest.raises(CheckpointError, match=r"features.0.0.weight: checkpoint \(16, 3, 5, 5\) vs model \(16, 3, 3, 3\)"):
+    with pytest.raises(
+        CheckpointError, match=r"features.0.0.weight: checkpoint \(16, 3, 5, 5\) vs model \(16, 3, 3, 3\)"
+    ):
         load_model("mobilenet_v3_large", tmp_path / "m.pt")
 
 
@@ -141,7 +147,9 @@ def test_imagenet_weights_from_the_torch_cache_offline(tmp_path: Path, monkeypat
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
-    with pytest.raises(PretrainedWeightsUnavailable, match="could not download ImageNet weights for mobilenet_v3_large"):
+    with pytest.raises(
+        PretrainedWeightsUnavailable, match="could not download ImageNet weights for mobilenet_v3_large"
+    ):
         load_imagenet_model("mobilenet_v3_large")
 
     path = models.imagenet_weights_path("mobilenet_v3_large")

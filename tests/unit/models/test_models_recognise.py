@@ -150,7 +150,9 @@ def test_layer_error_on_a_wrapper_lists_both_namings(tmp_path: Path):
     torch.save({f"backbone.{k}": v for k, v in model.state_dict().items()}, tmp_path / "w.pt")
     loaded = load_model("resnet18", tmp_path / "w.pt")
     assert get_layer(loaded, "backbone.layer4.1") is get_layer(loaded, "layer4.1")
-    with pytest.raises(LayerError, match="no module named 'backbone.layer9'.*source model's names work too: 'backbone.…' = '…'"):
+    with pytest.raises(
+        LayerError, match="no module named 'backbone.layer9'.*source model's names work too: 'backbone.…' = '…'"
+    ):
         get_layer(loaded, "backbone.layer9")
 
 

@@ -129,7 +129,9 @@ def test_rerun_is_served_from_the_cache_without_loading_a_model(checkpoint_dir: 
 def test_interrupted_run_resumes_to_the_same_files(checkpoint_dir: Path, data: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     items = collect_images([data])
-    whole = run_pipeline(make_config(checkpoint_dir, tmp_path / "whole", tmp_path / "cache_whole", backbones=FAST), items)
+    whole = run_pipeline(
+        make_config(checkpoint_dir, tmp_path / "whole", tmp_path / "cache_whole", backbones=FAST), items
+    )
     assert all(r.computed == 6 for r in whole)
 
     real_write = job._ModelPass._write_files
@@ -160,7 +162,9 @@ def test_shards_cover_every_image_exactly_once(checkpoint_dir: Path, tmp_path: P
     data = write_image_folder(tmp_path / "data", NAMES, per_class=2)  # 8 images
     items = collect_images([data])
     assert parse_shard(None) is None and parse_shard(" 2/3 ") == (2, 3)
-    assert [shard_of(item.relpath, 3) for item in items] == [shard_of(item.relpath, 3) for item in collect_images([data])]
+    assert [shard_of(item.relpath, 3) for item in items] == [
+        shard_of(item.relpath, 3) for item in collect_images([data])
+    ]
     parts = [select_shard(items, (k, 3)) for k in (1, 2, 3)]
     assert sorted(i.relpath for part in parts for i in part) == sorted(i.relpath for i in items)
     assert sum(len(part) for part in parts) == len(items)  # disjoint (a shard may be empty: it still succeeds)
@@ -205,7 +209,12 @@ def test_explicit_class_target_and_views(checkpoint_dir: Path, data: Path, tmp_p
                  "--out", str(out)])
     assert code == 0
     rows = read_csv(out / "mobilenet_v3_large" / "predictions.csv")
-    assert [r["image"] for r in rows] == ["Amanita/img_0.png", "Boletus/img_0.png", "Boletus/img_1.png", "Boletus/img_2.png"]
+    assert [r["image"] for r in rows] == [
+        "Amanita/img_0.png",
+        "Boletus/img_0.png",
+        "Boletus/img_1.png",
+        "Boletus/img_2.png",
+    ]
     assert {r["explained_class"] for r in rows} == {"Gyromitra"}
     # a file named alone, or an image directly inside a named folder, has no class
     assert [r["true_class"] for r in rows] == ["", "", "", ""]
@@ -253,7 +262,8 @@ def test_bad_arguments_give_one_line(checkpoint_dir: Path, data: Path, tmp_path:
 
 def test_bad_data_and_targets_fail_before_any_work(checkpoint_dir: Path, data: Path, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    base = ["gradcam", "--manifest", str(checkpoint_dir), "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "out")]
+    base = ["gradcam", "--manifest", str(checkpoint_dir), "--cache", str(tmp_path / "c"),
+            "--out", str(tmp_path / "out")]
     (tmp_path / "flat").mkdir()
     Image.open(data / "Amanita" / "img_0.png").save(tmp_path / "flat" / "a.png")
     (tmp_path / "empty").mkdir()
@@ -294,7 +304,9 @@ def test_real_photos(real_data: Path, tmp_path: Path) -> None:
     config = make_config(ckpt, tmp_path / "out", tmp_path / "cache", backbones=("mobilenet_v3_large",))
     (report,) = run_pipeline(config, collect_images(files))
     assert (report.images, report.computed, report.failed) == (2, 2, [])
-    overlay = Image.open(tmp_path / "out" / "mobilenet_v3_large" / files[0].parent.name / f"{files[0].name}.overlay.png")
+    overlay = Image.open(
+        tmp_path / "out" / "mobilenet_v3_large" / files[0].parent.name / f"{files[0].name}.overlay.png"
+    )
     assert overlay.size == Image.open(files[0]).size  # real photos are under --max-side 1024
 
 

@@ -1,4 +1,7 @@
-"""check-data: near-duplicates across splits, on photos the test makes (a photo, its crop, a watermarked copy, another)."""
+"""check-data: near-duplicates across splits, on photos the test makes.
+
+The photos: a photo, its crop, a watermarked copy, another.
+"""
 
 from __future__ import annotations
 
@@ -92,7 +95,9 @@ def test_cli_marks_the_store(dataset: Path, tmp_path: Path, capsys: pytest.Captu
     assert code == 0 and "near-duplicate pairs: 3 (3 across splits" in out
     assert len((tmp_path / "pairs.csv").read_text().splitlines()) == 4
     marks = rs.load_duplicates(results)
-    watermark_sha = next(p.other_sha256 for p in dedup.check_data(dataset).pairs if p.other_path.endswith("watermarked.jpg"))
+    watermark_sha = next(
+        p.other_sha256 for p in dedup.check_data(dataset).pairs if p.other_path.endswith("watermarked.jpg")
+    )
     assert {m.other_split for m in marks[watermark_sha]} == {"train", "val"}
     assert cli.main(["check-data", str(tmp_path / "absent")]) == 2
     assert "data folder not found" in capsys.readouterr().err

@@ -25,9 +25,11 @@ def scored_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, P
     write_manifest(checkpoint_dir, backbones=("efficientnet_b0", "mobilenet_v3_large"))
     data = write_image_folder(tmp_path / "test", [n for n, _ in CLASSES], per_class=2, size=(72, 56))
     store = tmp_path / "results.sqlite"
-    assert main(["evaluate", "--data", str(data), "--manifest", str(checkpoint_dir), "--backbones", "mobilenet_v3_large",
+    assert main(["evaluate", "--data", str(data), "--manifest", str(checkpoint_dir), "--backbones",
+                 "mobilenet_v3_large",
                  "--out", str(store)]) == 0
-    assert main(["faithfulness", "--data", str(data), "--manifest", str(checkpoint_dir), "--models", "mobilenet_v3_large",
+    assert main(["faithfulness", "--data", str(data), "--manifest", str(checkpoint_dir), "--models",
+                 "mobilenet_v3_large",
                  "efficientnet_b0", "--methods", "gradcam", "--steps", "4", "--road-percentages", "20,80",
                  "--baseline", "mean", "--out", str(store)]) == 0
     return data, store, checkpoint_dir
@@ -49,7 +51,10 @@ def test_faithfulness_is_stored_with_the_predictions_run_identity(scored: tuple[
         ("efficientnet_b0", "gradcam"), ("mobilenet_v3_large", "gradcam")]
     predictions_run = load_runs(store)[0]
     run = next(r for r in trust.faithfulness if r.key.model == "mobilenet_v3_large")
-    assert (run.key.checkpoint_sha256, run.key.data_root) == (predictions_run.checkpoint_sha256, predictions_run.data_root)
+    assert (run.key.checkpoint_sha256, run.key.data_root) == (
+        predictions_run.checkpoint_sha256,
+        predictions_run.data_root,
+    )
     assert run.n_images == 8 and run.settings["baseline"] == "mean" and run.settings["steps"] == 4
     assert run.image_paths == tuple(sorted(run.image_paths))
     for column in ("deletion_auc", "insertion_auc", "deletion_auc_random", "road"):
@@ -62,8 +67,12 @@ def test_faithfulness_is_stored_with_the_predictions_run_identity(scored: tuple[
     assert curves.insertion[-1] == pytest.approx(run.values["probability"].mean(), abs=1e-5)
     assert len(least_faithful(run, 3)) == 3
     (row,) = faithfulness_rows([run])
-    assert row.deletion_gain.mean == pytest.approx(float(np.mean(run.values["deletion_auc_random"] - run.values["deletion_auc"])))
-    assert row.insertion_gain.mean == pytest.approx(float(np.mean(run.values["insertion_auc"] - run.values["insertion_auc_random"])))
+    assert row.deletion_gain.mean == pytest.approx(
+        float(np.mean(run.values["deletion_auc_random"] - run.values["deletion_auc"]))
+    )
+    assert row.insertion_gain.mean == pytest.approx(
+        float(np.mean(run.values["insertion_auc"] - run.values["insertion_auc_random"]))
+    )
     assert row.deletion_gain.low <= row.deletion_gain.mean <= row.deletion_gain.high
 
     capsys.readouterr()
@@ -73,7 +82,9 @@ def test_faithfulness_is_stored_with_the_predictions_run_identity(scored: tuple[
     assert "MobileNetV3-Large  gradcam" in text and "EfficientNet-B0" in text
 
 
-def test_a_rerun_replaces_the_same_identity_and_another_baseline_sits_beside_it(scored: tuple[Path, Path, Path]) -> None:
+def test_a_rerun_replaces_the_same_identity_and_another_baseline_sits_beside_it(
+    scored: tuple[Path, Path, Path],
+) -> None:
     data, store, checkpoints = scored
     args = ["faithfulness", "--data", str(data), "--manifest", str(checkpoints), "--models", "mobilenet_v3_large",
             "--steps", "4", "--road-percentages", "none", "--limit", "3", "--out", str(store)]

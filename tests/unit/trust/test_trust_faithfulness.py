@@ -46,7 +46,10 @@ def square_cam(grid: int = 4) -> torch.Tensor:
     """A coarse CAM (grid x grid) hot on the cell that holds the square."""
     cam = torch.zeros(grid, grid)
     cell = SIZE // grid
-    cam[SQUARE[0].start // cell: (SQUARE[0].stop - 1) // cell + 1, SQUARE[1].start // cell: (SQUARE[1].stop - 1) // cell + 1] = 1.0
+    cam[
+        SQUARE[0].start // cell : (SQUARE[0].stop - 1) // cell + 1,
+        SQUARE[1].start // cell : (SQUARE[1].stop - 1) // cell + 1,
+    ] = 1.0
     return cam
 
 
@@ -82,7 +85,9 @@ def test_average_drop_of_a_perfect_mask_is_zero_and_of_its_inverse_is_not() -> N
     mask = torch.zeros(SIZE, SIZE)
     mask[SQUARE] = 1.0  # exactly the pixels the network reads, at input resolution
     for baseline in ("mean", "blur"):
-        scores = evaluate_map(SquareReader(), square_image(), mask, 0, FaithfulnessSettings(baseline=baseline, road_percentages=()))
+        scores = evaluate_map(
+            SquareReader(), square_image(), mask, 0, FaithfulnessSettings(baseline=baseline, road_percentages=())
+        )
         assert scores.average_drop["map"] == pytest.approx(0.0, abs=1e-6)
         assert scores.increase["map"] is False
         # Without the square the logit falls to 0 (mean baseline) or to the blurred square's.
@@ -206,7 +211,10 @@ def test_road_equals_pytorch_grad_cam_without_noise() -> None:
     for i in range(2):
         ours = evaluate_map(model, images[i], cams[i], labels[i], settings)
         for j, p in enumerate(percentages):
-            for remover, mine in ((RemoveMostRelevantFirst, ours.road_morf[j]), (RemoveLeastRelevantFirst, ours.road_lerf[j])):
+            for remover, mine in (
+                (RemoveMostRelevantFirst, ours.road_morf[j]),
+                (RemoveLeastRelevantFirst, ours.road_lerf[j]),
+            ):
                 metric = PerturbationConfidenceMetric(remover(100 - p, NoisyLinearImputer(noise=0.0)))
                 change = metric(images[i:i + 1], cams[i:i + 1].numpy(), targets[i:i + 1], model)
                 assert mine - ours.probability == pytest.approx(float(change[0]), abs=1e-4), (p, remover.__name__)
@@ -220,7 +228,9 @@ def test_average_drop_and_increase_equal_pytorch_grad_cam_on_the_mean_baseline()
     generator = torch.Generator().manual_seed(11)
     images = torch.randn(6, 3, 16, 16, generator=generator)
     raw = torch.rand(6, 16, 16, generator=generator)
-    cams = (raw - raw.amin(dim=(1, 2), keepdim=True)) / (raw.amax(dim=(1, 2), keepdim=True) - raw.amin(dim=(1, 2), keepdim=True))
+    cams = (raw - raw.amin(dim=(1, 2), keepdim=True)) / (
+        raw.amax(dim=(1, 2), keepdim=True) - raw.amin(dim=(1, 2), keepdim=True)
+    )
     labels = [0, 1, 2, 0, 1, 2]
     targets = [ClassifierOutputSoftmaxTarget(c) for c in labels]
     drops = DropInConfidence()(images, cams.numpy(), targets, model)
@@ -238,7 +248,8 @@ def test_linear_imputation_equals_pytorch_grad_cam_solver() -> None:
 
     generator = torch.Generator().manual_seed(2)
     image = torch.randn(3, 24, 24, generator=generator)
-    cam = torch.nn.functional.interpolate(torch.rand(1, 1, 3, 3, generator=generator), size=(24, 24), mode="bilinear")[0, 0]
+    coarse = torch.rand(1, 1, 3, 3, generator=generator)
+    cam = torch.nn.functional.interpolate(coarse, size=(24, 24), mode="bilinear")[0, 0]
     removed = cam >= cam.flatten().quantile(0.4)
     reference = NoisyLinearImputer(noise=0.0)(image, (~removed).float())
     ours = linear_impute(image.unsqueeze(0), removed.unsqueeze(0))[0]
