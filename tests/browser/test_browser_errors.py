@@ -106,7 +106,7 @@ def test_review_flow_in_chromium(tmp_path: Path) -> None:
         name.fill("Ana")
         name.press("Enter")
         wait_idle(page, ready='[data-testid="stImage"] img')
-        expect(page.get_by_text(re.compile(r"0 of 6 errors reviewed \(you: 0\)"))).to_be_visible()
+        expect(page.get_by_text(re.compile(r"0 of 6 errors reviewed \(you: 0\)"))).to_be_visible(timeout=60_000)
 
         # tag the first error and move on with one click
         page.get_by_text("look-alike genus", exact=True).click()
@@ -116,7 +116,7 @@ def test_review_flow_in_chromium(tmp_path: Path) -> None:
         assert exception_texts(page) == []
         reviews = review_store.load_reviews(setup["out"])
         assert [(r.reviewer, r.causes, r.note) for r in reviews] == [("Ana", ("look_alike",), "cap like a bolete")]
-        expect(page.locator("h4").filter(has_text="Boletus/img_1.png")).to_be_visible()  # moved on
+        expect(page.locator("h4").filter(has_text="Boletus/img_1.png")).to_be_visible(timeout=60_000)  # moved on
         screenshot(page, "review_tagged")
 
         # next without scrolling

@@ -25,6 +25,15 @@ def image_digest(page) -> str:
     return hashlib.sha256(bytes(body)).hexdigest()
 
 
+def wait_for_new_overlay(page, old_src: str | None, timeout_ms: int = 120_000) -> None:
+    """Wait until the visible overlay's picture is another file than ``old_src`` (a rerun drew a new one)."""
+    page.wait_for_function(
+        "([selector, old]) => { const img = document.querySelector(selector);"
+        " return img !== null && img.getAttribute('src') !== old; }",
+        arg=[OVERLAY, old_src], timeout=timeout_ms,
+    )
+
+
 def test_upload_move_alpha_and_recover_from_a_bad_file(tmp_path: Path):
     ckpt = tmp_path / "ckpt"
     write_manifest(ckpt, backbones=("mobilenet_v3_large", "efficientnet_b0"), size=128)
@@ -49,12 +58,14 @@ def test_upload_move_alpha_and_recover_from_a_bad_file(tmp_path: Path):
         before = image_digest(page)
         screenshot(page, "explain-uploaded")
 
+        shown_src = page.locator(OVERLAY).first.get_attribute("src")
         slider = page.locator('[data-testid="stSlider"] input[type="range"]').first
         slider.focus()
         for _ in range(6):
             page.keyboard.press("ArrowRight")
         sync_api = pytest.importorskip("playwright.sync_api")
         sync_api.expect(page.locator('[data-testid="stSlider"]').first).to_contain_text("0.75", timeout=120_000)
+        wait_for_new_overlay(page, shown_src)  # the slider moves at once; the rerun's picture comes later
         wait_idle(page, ready=OVERLAY)
         after = image_digest(page)
         assert after != before, "the overlay did not change when alpha moved"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from browser_support import browser_sessions, exception_texts, running_app, screenshot, wait_idle
+from browser_support import browser_sessions, exception_texts, running_app, screenshot, wait_for_text, wait_idle
 from factories import CLASSES, make_image, write_manifest
 
 from mushcam.data import load_image
@@ -82,7 +82,8 @@ def test_two_sessions_explain_different_photos_with_different_models_at_once(tmp
         # At the same moment: A switches to the other model, B asks for another class.
         _choose(a, "Model", DISPLAY_NAMES["mobilenet_v3_large"])
         _choose(b, "Explain class", target)
-        for page in (a, b):
+        for page, want in ((a, want_a), (b, want_b)):
+            wait_for_text(page, want)  # the rerun has drawn the new title (the overlay was already there)
             wait_idle(page, ready=OVERLAY)
         screenshot(a, "sessions-a")
         screenshot(b, "sessions-b")

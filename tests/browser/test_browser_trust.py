@@ -20,7 +20,7 @@ def test_trust_page_in_chromium(tmp_path: Path) -> None:
         page.goto(f"{url}/Trust")
         wait_idle(page, ready='[data-testid="stImage"] img')
         assert exception_texts(page) == []
-        expect(page.get_by_text("Faithfulness per model × method")).to_be_visible()
+        expect(page.get_by_text("Faithfulness per model × method")).to_be_visible(timeout=60_000)
         # Three Plotly charts drawn by the browser: deletion, insertion, sanity.
         expect(page.locator(".js-plotly-plot")).to_have_count(3, timeout=60_000)
         assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 6
@@ -40,4 +40,4 @@ def test_trust_page_in_chromium(tmp_path: Path) -> None:
         assert "Explain" in page.url
         sample = page.locator('[data-testid="stSelectbox"]').filter(has_text="Sample photo").locator("input")
         assert sample.input_value() == relpath
-        expect(page.get_by_text(f"True class: {relpath.split('/')[0]}")).to_be_visible()
+        expect(page.get_by_text(f"True class: {relpath.split('/')[0]}")).to_be_visible(timeout=60_000)
