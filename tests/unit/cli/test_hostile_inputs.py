@@ -3,9 +3,11 @@
 Each case is what a hostile (or unlucky) user brings, with what they must see. Command-line
 cases run ``mushcam.cli.main(argv)`` and assert the exit status, the one-line message, that
 no traceback is printed, and that the results of an earlier good run are byte-for-byte
-intact. Library cases (the map cache, atomic writes) assert the answer a caller gets. Page
-cases are in ``test_hostile_pages.py``; checkpoint and manifest cases live beside their
-modules' tests. docs/reliability.md lists the families as a table.
+intact. Library cases that need no command line assert the answer a caller gets beside their
+modules' tests: the map cache in ``unit/cache/test_hostile_cache.py``, atomic writes in
+``unit/test_hostile_files.py``, view sizes in ``unit/test_hostile_render.py``. Page cases are in
+``app/test_hostile_pages.py``; checkpoint and manifest cases live beside their modules' tests.
+docs/reliability.md lists the families as a table.
 """
 
 from __future__ import annotations
@@ -514,51 +516,6 @@ def test_explain_of_a_non_utf8_file_name_writes_valid_json(world: World, tmp_pat
 # ------------------------------------------------------------------------------ the map cache
 
 
-def _entry(cache: cam_cache.CamCache, entry_key: str, **arrays: np.ndarray | None) -> None:
-    base = {"cam": np.full((2, 2), 0.5, dtype=np.float16), "scale": np.asarray(2.0, dtype=np.float32),
-            "probabilities": np.full(4, 0.25, dtype=np.float32), "class_idx": np.asarray(1, dtype=np.int64),
-            "key": np.asarray(entry_key)}
-    base.update(arrays)
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **{k: v for k, v in base.items() if v is not None})
-    path = cache.path(entry_key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buffer.getvalue())
-
-
-KEY = "ab" + "0" * 62
-OTHER = "cd" + "1" * 62
-
-
-def _copied_from_other_key(cache):
-    _entry(cache, OTHER)
-    cache.path(KEY).parent.mkdir(parents=True, exist_ok=True)
-    cache.path(KEY).write_bytes(cache.path(OTHER).read_bytes())
-
-
-CACHE_CASES = {
-    "entry-written-for-another-key": _copied_from_other_key,
-    "entry-without-its-key": lambda cache: _entry(cache, KEY, key=None),
-    "truncated-entry": lambda cache: (_entry(cache, KEY),
-                                      cache.path(KEY).write_bytes(cache.path(KEY).read_bytes()[:40])),
-    "garbage-entry": lambda cache: (cache.path(KEY).parent.mkdir(parents=True),
-                                    cache.path(KEY).write_bytes(os.urandom(300))),
-    "pickled-entry": lambda cache: (cache.path(KEY).parent.mkdir(parents=True),
-                                    np.savez(cache.path(KEY), cam=np.array([object()], dtype=object))),
-    "negative-map": lambda cache: _entry(cache, KEY, cam=np.full((2, 2), -0.5, dtype=np.float16)),
-    "nan-scale": lambda cache: _entry(cache, KEY, scale=np.asarray(np.nan, dtype=np.float32)),
-    "class-beyond-probabilities": lambda cache: _entry(cache, KEY, class_idx=np.asarray(9, dtype=np.int64)),
-}
-
-
-@pytest.mark.parametrize("name", list(CACHE_CASES))
-def test_a_cache_entry_that_does_not_answer_this_key_is_a_miss(name: str, tmp_path: Path) -> None:
-    cache = cam_cache.CamCache(tmp_path / "cache")
-    CACHE_CASES[name](cache)
-    assert cache.get_entry(KEY) is None
-    assert cache.misses == 1 and cache.hits == 0
-
-
 def test_a_cached_map_of_the_wrong_shape_is_recomputed(world: World, tmp_path: Path) -> None:
     from mushcam.data import load_image
     from mushcam.explain import explain_image
@@ -615,42 +572,6 @@ def test_ctrl_c_during_explain_exits_130_and_keeps_the_earlier_files(world: Worl
     assert sorted(p.name for p in fresh.iterdir()) == ["original.png"]  # whole files only, no temp files
 
 
-def test_a_full_disk_leaves_the_old_file_and_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import errno
-
-    import mushcam.files
-    from mushcam.files import OutputError, write_bytes_atomic
-
-    target = tmp_path / "grid.png"
-    target.write_bytes(b"old")
-
-    class FullDisk:
-        def __init__(self, *args, **kwargs):
-            pass
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def write(self, data):
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(mushcam.files, "open", FullDisk, raising=False)
-    with pytest.raises(OutputError, match=r"cannot write .*grid\.png: No space left on device"):
-        write_bytes_atomic(target, b"new")
-    assert target.read_bytes() == b"old"
-
-
-def test_json_outputs_refuse_nan_and_name_the_field(tmp_path: Path) -> None:
-    from mushcam.files import OutputError, write_json_atomic
-
-    with pytest.raises(OutputError, match=r"top_k\[0\]\.probability"):
-        write_json_atomic(tmp_path / "p.json", {"top_k": [{"probability": float("nan")}]})
-    assert not (tmp_path / "p.json").exists()
-
-
 # ------------------------------------------------------------------------------ memory bounds
 
 
@@ -680,12 +601,3 @@ def test_a_63_megapixel_photo_gives_bounded_views_and_peak_memory(world: World, 
     assert prediction["views_scaled_from"] == [7900, 7900] and prediction["views_size"] == [2048, 2048]
 
 
-def test_render_views_caps_any_caller(tmp_path: Path) -> None:
-    from mushcam.render import render_views
-
-    image = make_image(3000, 1000)
-    heat = np.random.default_rng(0).random((1000, 3000), dtype=np.float32)
-    heat[:, :100] = np.nan
-    views = render_views(image, heat, max_side=600)
-    assert views.original.shape == (200, 600, 3) and views.scaled_from == (3000, 1000)
-    assert (views.heatmap[:, :10] == 128).all()  # "not seen" survives the scaling
