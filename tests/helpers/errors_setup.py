@@ -31,6 +31,7 @@ PATHS = [f"{NAMES[t]}/img_{k}.png" for t in range(4) for k in range(3)]
 
 
 def rows_for(data: Path, pred: list[int], conf: list[float], paths: list[str] = PATHS) -> store.Predictions:
+    """Store rows over ``data``: row i predicts ``pred[i]`` with ``conf[i]``, the rest spread evenly over 3 classes."""
     probabilities = np.zeros((len(pred), 4), dtype=np.float32)
     for i, (p, c) in enumerate(zip(pred, conf, strict=True)):
         probabilities[i] = (1 - c) / 3
@@ -44,6 +45,7 @@ def rows_for(data: Path, pred: list[int], conf: list[float], paths: list[str] = 
 
 
 def run_record(backbone: str, ckpt: Path, data: Path, n: int, sha: str | None = None) -> store.RunRecord:
+    """A finished run of ``backbone`` over ``n`` images of ``data`` (``sha``: another checkpoint hash)."""
     manifest = load_manifest(ckpt)
     return store.RunRecord(
         backbone=backbone, checkpoint_path=str(ckpt / f"{backbone}.pt"),
@@ -78,6 +80,7 @@ def open_page(monkeypatch: pytest.MonkeyPatch, ckpt: Path, results: Path, data: 
 
 
 def matching(at: AppTest) -> int:
+    """The page's "**N matching rows**" count."""
     texts = [m.value for m in at.markdown if "matching rows" in m.value]
     assert len(texts) == 1, texts
     return int(re.search(r"\*\*(\d+) matching rows\*\*", texts[0]).group(1))
@@ -89,4 +92,5 @@ def pictures(at: AppTest) -> list[tuple[str, str]]:
 
 
 def listed(at: AppTest) -> list[str]:
+    """Image paths of the Errors table, in its order."""
     return list(at.dataframe(key="err_table").value["image"])

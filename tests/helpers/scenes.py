@@ -16,6 +16,7 @@ OBJECT = 8
 
 
 def make_scenes(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+    """``n`` scenes: normalised images, labels (0 red, 1 green) and each object's top-left corner (x, y)."""
     rng = np.random.default_rng(seed)
     images = rng.uniform(0.2, 0.5, size=(n, SIZE, SIZE, 3)).astype(np.float32)
     labels = rng.integers(0, 2, size=n)
@@ -35,6 +36,7 @@ def make_scenes(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[tup
 
 
 def small_cnn(seed: int) -> nn.Module:
+    """Four convolutions, global pooling and a 2-class head; block ``"0"`` is the CAM layer."""
     torch.manual_seed(seed)
     return nn.Sequential(
         nn.Sequential(
