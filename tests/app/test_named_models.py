@@ -1,6 +1,6 @@
 """Models named by the user, two of them of one architecture, through the whole app.
 
-Five models (tests/factories.py FIVE_MODELS): the three presets, a second ResNet-50 under its
+Five models (tests/helpers/factories.py FIVE_MODELS): the three presets, a second ResNet-50 under its
 own name and label, and a MobileNetV3 saved through a wrapper. Home lists them with their
 architecture and layer; Explain, Compare and Errors work with every one; ``evaluate``,
 ``gradcam``, ``explain`` and the results store key everything by the name.

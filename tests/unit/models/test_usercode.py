@@ -17,7 +17,7 @@ from mushcam.models import CheckpointError
 from mushcam.models.usercode import CodeConsent, UserCodeError
 
 # These tests are about what the user's code does once it may run: they consent explicitly
-# (tests/test_code_consent.py is about the consent itself).
+# (tests/unit/models/test_code_consent.py is about the consent itself).
 TRUSTED = CodeConsent(trust_code=True)
 
 THESIS_MODELS = textwrap.dedent('''
