@@ -1,9 +1,8 @@
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
-
-import signal
 
 import pytest
 import torch
