@@ -22,6 +22,7 @@ from mushcam import compare
 from mushcam.cam import DEFAULT_METHOD, METHOD_LABELS, Column
 from mushcam.catalog import LoadedModel
 from mushcam.compare.comparison import Cell, Row
+from mushcam.compare.figure import short_name
 from mushcam.compare.tables import AGREEMENT_MEASURES, agreement_matrix
 from mushcam.data import LabelledImage, scan_images
 from mushcam.exceptions import MushcamError
@@ -289,8 +290,8 @@ def agreement_figure(labels: Sequence[str], matrix: Sequence[Sequence[float]], m
     ))
     figure.update_layout(height=height, margin={"l": 4, "r": 4, "t": 24, "b": 4},
                          title={"text": "IoU" if measure == "iou" else "Spearman", "font": {"size": 12}, "x": 0.5})
-    figure.update_xaxes(tickfont={"size": 9}, side="bottom")
-    figure.update_yaxes(tickfont={"size": 9}, autorange="reversed")
+    figure.update_xaxes(tickfont={"size": 9}, side="bottom", automargin=True)
+    figure.update_yaxes(tickfont={"size": 9}, autorange="reversed", automargin=True)
     return figure
 
 
@@ -320,10 +321,10 @@ def _cell_place(place: DeltaGenerator, cell: Cell, picture: object) -> None:
     )
 
 
-def _row(comparison: compare.Comparison, index: int, columns: Sequence[str], labels: Sequence[str],
+def _row(comparison: compare.Comparison, index: int, columns: Sequence[str], tabbed: bool,
          manifest: Manifest, style: Style, key: str) -> None:
     """One photo: the original, each column's map with its marks, then the agreement (a
-    one-line caption for one pair, a heatmap matrix for more)."""
+    one-line caption for one pair, a heatmap matrix with short axis names for more)."""
     row = comparison.rows[index]
     with st.container(border=True, key=key):
         places = st.columns([1] * (1 + len(columns)) + ([1] if len(columns) > 2 else []))
@@ -342,7 +343,8 @@ def _row(comparison: compare.Comparison, index: int, columns: Sequence[str], lab
                        f"IoU {compare.fmt(pair.iou)}, Spearman {compare.fmt(pair.spearman)}")
         elif pairs:
             matrix = agreement_matrix(comparison, columns, style.measure, row=index)
-            places[-1].plotly_chart(agreement_figure(labels, matrix, style.measure), key=f"{key}_agreement",
+            short = [short_name(Column.parse(c).model if tabbed else c) for c in columns]
+            places[-1].plotly_chart(agreement_figure(short, matrix, style.measure), key=f"{key}_agreement",
                                     config={"displayModeBar": False})
 
 
@@ -353,7 +355,7 @@ def show_grid(comparison: compare.Comparison, manifest: Manifest, methods: Seque
         labels = [comparison.label(key) for key in groups[0][1]]
         _header(labels)
         for index in range(len(comparison.rows)):
-            _row(comparison, index, groups[0][1], labels, manifest, style, f"compare_row_{index}")
+            _row(comparison, index, groups[0][1], False, manifest, style, f"compare_row_{index}")
         return
     tabs = st.tabs([METHOD_LABELS.get(method, method) for method, _ in groups])
     for tab, (method, columns) in zip(tabs, groups, strict=True):
@@ -361,7 +363,7 @@ def show_grid(comparison: compare.Comparison, manifest: Manifest, methods: Seque
             labels = [manifest.display_name(Column.parse(key).model) for key in columns]
             _header(labels)
             for index in range(len(comparison.rows)):
-                _row(comparison, index, columns, labels, manifest, style, f"compare_row_{method}_{index}")
+                _row(comparison, index, columns, True, manifest, style, f"compare_row_{method}_{index}")
 
 
 def grid_agreement(comparison: compare.Comparison, measure: str) -> go.Figure:
