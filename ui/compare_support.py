@@ -280,11 +280,12 @@ def column_groups(comparison: compare.Comparison, methods: Sequence[str]) -> lis
 
 def agreement_figure(labels: Sequence[str], matrix: Sequence[Sequence[float]], measure: str,
                      height: int = MATRIX_HEIGHT) -> go.Figure:
-    """A small annotated heatmap of a pairwise agreement matrix, with its colour bar."""
+    """A small annotated heatmap of a pairwise agreement matrix, with its colour bar ("n/a" where undefined)."""
     low = -1.0 if measure == "spearman" else 0.0
     figure = go.Figure(go.Heatmap(
         z=matrix, x=list(labels), y=list(labels), zmin=low, zmax=1.0, colorscale="Blues",
-        texttemplate="%{z:.2f}", textfont={"size": 11}, hoverongaps=False,
+        text=[[compare.fmt(value) for value in line] for line in matrix],  # "n/a" where undefined (a flat map)
+        texttemplate="%{text}", textfont={"size": 11}, hoverongaps=False,
         hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>",
         colorbar={"thickness": 8, "len": 0.9, "tickfont": {"size": 9}},
     ))
