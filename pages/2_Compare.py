@@ -13,8 +13,10 @@ import datetime as dt  # noqa: E402
 
 from mushcam import compare  # noqa: E402
 from mushcam.cam import DEFAULT_METHOD, METHOD_LABELS, METHODS  # noqa: E402
+from mushcam.compare.tables import AGREEMENT_MEASURES  # noqa: E402
 from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP, to_png  # noqa: E402
 from ui import compare_support as support  # noqa: E402
+from ui.model_health import show_health_warnings  # noqa: E402
 
 NORMALISATION_LABELS = {
     "per_image": "Per image (each map to its own maximum)",
@@ -32,7 +34,7 @@ NORMALISATION_HELP = (
 st.title("Compare models")
 st.caption(
     "Where does each model look, image by image, and how much do they agree? One row per image, "
-    "one column per model; numbers instead of impressions."
+    "one column per model (one tab per CAM method when they do not fit a row); numbers instead of impressions."
 )
 
 if ctx.manifest is None:
@@ -94,6 +96,7 @@ for name, reason in failures.items():
 names = [name for name in names if name in models]
 if not names:
     st.stop()
+show_health_warnings(names, ctx.label)
 explain = support.explainer(ctx, models)
 progress = support.Progress()
 if source == "folder":
@@ -114,50 +117,20 @@ grid = comparison.backbones  # the columns: model x method keys
 progress.clear()
 
 # --- the grid -------------------------------------------------------------------------
-MARKS = {
-    "dangerous": ":red-background[**⚠ Poisonous called edible**]",
-    True: ":green[✓ correct]",
-    False: ":red[**✗ wrong**]",
-    None: ":gray[true class unknown]",
-}
-widths = [1] * (1 + len(grid))
-header = st.columns(widths)
-header[0].markdown("**Image**")
-for place, column in zip(header[1:], grid, strict=True):
-    place.markdown(f"**{comparison.label(column)}**")
-for index, row in enumerate(comparison.rows):
-    with st.container(border=True, key=f"compare_row_{index}"):
-        places = st.columns(widths)
-        thumb = compare.fit_to(row.image.preview, support.DISPLAY_SIDE)
-        scale = row.scale(normalisation)
-        places[0].image(thumb, width="stretch")
-        truth = (f"true: **{row.image.label}** ({row.true_toxicity or 'not in manifest'})"
-                 if row.image.label is not None else "true class unknown")
-        places[0].markdown(f"`{row.image.name}`  \n{truth}")
-        for place, column in zip(places[1:], grid, strict=True):
-            cell = row.cells[column]
-            place.image(compare.cell_picture(thumb, cell.explanation, manifest.input, scale, view, alpha, colormap),
-                         width="stretch")
-            mark = MARKS["dangerous"] if cell.dangerous else MARKS[cell.correct]
-            place.markdown(
-                f"**{cell.predicted}** {cell.confidence:.1%}  \n{mark}  \n"
-                f":gray[half-mass area {compare.fmt(cell.focus.half_mass_area, 3, True)} · "
-                f"entropy {compare.fmt(cell.focus.entropy, 3)}]"
-            )
-        if row.agreement:
-            st.caption("Agreement: " + " · ".join(
-                f"{comparison.label(p.first)} vs {comparison.label(p.second)}: "
-                f"IoU {compare.fmt(p.iou)}, Spearman {compare.fmt(p.spearman)}" for p in row.agreement))
+measure = "iou"
+if len(grid) > 2:
+    measure = st.radio("Agreement matrices", list(AGREEMENT_MEASURES), key="compare_agreement_measure",
+                       horizontal=True, format_func=AGREEMENT_MEASURES.get,
+                       help="Each photo's matrix: how much every two maps of its row agree (1 = the same).")
+support.show_grid(comparison, manifest, methods, support.Style(normalisation, view, alpha, colormap, measure))
 
 # --- numbers --------------------------------------------------------------------------
 st.subheader("Numbers")
 top = round(comparison.fraction * 100)
-st.caption(
-    f"Focus: **half-mass area** = the share of the image that holds half of the map's mass (smaller = more "
-    f"concentrated); **entropy** = H(p)/log n of the map as a distribution (0 = one point, 1 = uniform). "
-    f"Agreement: **IoU** of the two maps' top-{top}% regions, **Spearman** rank correlation of the maps, on a "
-    f"common grid. Means leave undefined values (all-zero or flat maps) out."
-)
+st.caption("Focus: **half-mass area** = the share of the image that holds half of the map's mass (smaller = "
+           "more concentrated); **entropy** = H(p)/log n of the map as a distribution (0 = one point, 1 = uniform).")
+st.caption(f"Pairwise agreement: **IoU** of the two maps' top-{top}% regions, **Spearman** rank correlation of "
+           "the maps, on a common grid. Means leave undefined values (all-zero or flat maps) out.")
 NUMBER = st.column_config.NumberColumn(format="%.3f")
 PERCENT = st.column_config.NumberColumn(format="percent")
 st.markdown("**Per model**")
@@ -172,6 +145,9 @@ if len(grid) > 1:
                for r in compare.pair_summary(comparison)]
     st.dataframe(by_pair, hide_index=True, key="compare_pair_summary",
                  column_config={k: NUMBER for k, v in by_pair[0].items() if isinstance(v, float)})
+if len(grid) > 2:
+    st.plotly_chart(support.grid_agreement(comparison, measure), key="compare_grid_agreement",
+                    config={"displayModeBar": False})
 with st.expander("Per image"):
     st.dataframe(compare.image_table(comparison), hide_index=True, key="compare_image_table")
 if st.toggle("Faithfulness of each map", key="compare_faithfulness",

@@ -1,28 +1,40 @@
-"""Streamlit glue for the Compare page: models loaded once, maps cached, images, progress.
+"""Streamlit glue for the Compare page: models loaded once, maps cached, images, progress, the grid.
 
 Everything here is thin: the sampling, the measures and the export live in
 :mod:`mushcam.compare`; this module only connects them to Streamlit's caches
 (``ui.state.get_model``: one model per checkpoint version; ``ui.state.cached_explanation``:
-one map per (model, image, layer, class)) and to the page's progress bar.
+one map per (model, image, layer, class)), to the page's progress bar, and draws the grid:
+one tab per CAM method when models x methods would not fit one row, each photo's pairwise
+agreement as a small heatmap matrix.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import plotly.graph_objects as go
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from mushcam import compare
-from mushcam.cam import DEFAULT_METHOD, Column
+from mushcam.cam import DEFAULT_METHOD, METHOD_LABELS, Column
 from mushcam.catalog import LoadedModel
+from mushcam.compare.comparison import Cell, Row
+from mushcam.compare.figure import short_name
+from mushcam.compare.tables import AGREEMENT_MEASURES, agreement_matrix
 from mushcam.data import LabelledImage, scan_images
 from mushcam.exceptions import MushcamError
 from mushcam.explain import Explanation
 from mushcam.finite import naming_model
+from mushcam.manifest import Manifest
+from mushcam.map_scale import map_range
 from ui import state
 
 DISPLAY_SIDE = 320  # grid pictures on the page
+MAX_ROW_COLUMNS = 4  # more map columns than this (with several methods): one tab per method
+MATRIX_HEIGHT = 240  # px, one photo's agreement matrix
 SAMPLE_KEY = "compare_sample_memo"  # session state: (sampling parameters, chosen relpaths)
 
 
@@ -68,7 +80,7 @@ def images_from_uploads(files: Sequence[object]) -> tuple[list[compare.CompareIm
     for upload in files:
         name = getattr(upload, "name", "upload")
         try:
-            image = to_compare_image(name, upload.getvalue(), None)  # type: ignore[attr-defined]
+            image = to_compare_image(name, upload.getvalue(), None)
         except ValueError as exc:
             problems.append(f"{name}: {exc}")
             continue
@@ -194,11 +206,17 @@ def images_from_folder(
 
 __all__ = [
     "DISPLAY_SIDE",
+    "MAX_ROW_COLUMNS",
     "Progress",
+    "Style",
+    "agreement_figure",
+    "column_groups",
+    "grid_agreement",
     "explainer",
     "images_from_folder",
     "images_from_uploads",
     "load_models",
+    "show_grid",
     "to_compare_image",
 ]
 
@@ -228,3 +246,132 @@ def map_faithfulness(ctx: state.AppContext, models: dict[str, LoadedModel],
                          "explained": ctx.manifest.class_names[cell.explanation.class_idx],
                          "deletion_auc": deletion, "insertion_auc": insertion})
     return rows
+
+
+# --- the grid -------------------------------------------------------------------------
+
+MARKS = {
+    "dangerous": ":red-background[**⚠ Poisonous called edible**]",
+    True: ":green[✓ correct]",
+    False: ":red[**✗ wrong**]",
+    None: ":gray[true class unknown]",
+}
+
+
+@dataclass(frozen=True)
+class Style:
+    """How the page draws the maps (the controls' values)."""
+
+    normalisation: str
+    view: str
+    alpha: float
+    colormap: str
+    measure: str  # "iou" or "spearman": the agreement matrices' values
+
+
+def column_groups(comparison: compare.Comparison, methods: Sequence[str]) -> list[tuple[str | None, list[str]]]:
+    """The grid's columns split for display: one group (no tab) when they fit one row
+    (at most :data:`MAX_ROW_COLUMNS`, or one method), else one tab per method, models inside."""
+    grid = list(comparison.backbones)
+    if len(methods) < 2 or len(grid) <= MAX_ROW_COLUMNS:
+        return [(None, grid)]
+    return [(method, [key for key in grid if Column.parse(key).method == method]) for method in methods]
+
+
+def agreement_figure(labels: Sequence[str], matrix: Sequence[Sequence[float]], measure: str,
+                     height: int = MATRIX_HEIGHT) -> go.Figure:
+    """A small annotated heatmap of a pairwise agreement matrix, with its colour bar ("n/a" where undefined)."""
+    low = -1.0 if measure == "spearman" else 0.0
+    figure = go.Figure(go.Heatmap(
+        z=matrix, x=list(labels), y=list(labels), zmin=low, zmax=1.0, colorscale="Blues",
+        text=[[compare.fmt(value) for value in line] for line in matrix],  # "n/a" where undefined (a flat map)
+        texttemplate="%{text}", textfont={"size": 11}, hoverongaps=False,
+        hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>",
+        colorbar={"thickness": 8, "len": 0.9, "tickfont": {"size": 9}},
+    ))
+    figure.update_layout(height=height, margin={"l": 4, "r": 4, "t": 24, "b": 4},
+                         title={"text": "IoU" if measure == "iou" else "Spearman", "font": {"size": 12}, "x": 0.5})
+    figure.update_xaxes(tickfont={"size": 9}, side="bottom", automargin=True)
+    figure.update_yaxes(tickfont={"size": 9}, autorange="reversed", automargin=True)
+    return figure
+
+
+def _header(labels: Sequence[str]) -> None:
+    """The header row: 'Image', each column's label (one line each: wraps on spaces only)."""
+    places = st.columns([1] * (1 + len(labels)) + ([1] if len(labels) > 2 else []))
+    places[0].markdown("**Image**")
+    for place, label in zip(places[1:], labels, strict=False):
+        place.markdown(f"**{label}**")
+
+
+def _image_place(place: DeltaGenerator, row: Row, thumb: object) -> None:
+    place.image(thumb, width="stretch")
+    truth = (f"true: **{row.image.label}** ({row.true_toxicity or 'not in manifest'})"
+             if row.image.label is not None else "true class unknown")
+    place.markdown(f"`{row.image.name}`  \n{truth}")
+
+
+def _cell_place(place: DeltaGenerator, cell: Cell, picture: object) -> None:
+    place.image(picture, width="stretch")
+    mark = MARKS["dangerous"] if cell.dangerous else MARKS[cell.correct]
+    flat = "  \n:red[flat map]" if map_range(cell.explanation.cam).flat else ""
+    place.markdown(
+        f"**{cell.predicted}** {cell.confidence:.1%}  \n{mark}{flat}  \n"
+        f":gray[half-mass area {compare.fmt(cell.focus.half_mass_area, 3, True)} · "
+        f"entropy {compare.fmt(cell.focus.entropy, 3)}]"
+    )
+
+
+def _row(comparison: compare.Comparison, index: int, columns: Sequence[str], tabbed: bool,
+         manifest: Manifest, style: Style, key: str) -> None:
+    """One photo: the original, each column's map with its marks, then the agreement (a
+    one-line caption for one pair, a heatmap matrix with short axis names for more)."""
+    row = comparison.rows[index]
+    with st.container(border=True, key=key):
+        places = st.columns([1] * (1 + len(columns)) + ([1] if len(columns) > 2 else []))
+        thumb = compare.fit_to(row.image.preview, DISPLAY_SIDE)
+        scale = row.scale(style.normalisation)
+        _image_place(places[0], row, thumb)
+        for place, column in zip(places[1:], columns, strict=False):
+            cell = row.cells[column]
+            picture = compare.cell_picture(thumb, cell.explanation, manifest.input,
+                                           scale, style.view, style.alpha, style.colormap)
+            _cell_place(place, cell, picture)
+        pairs = [p for p in row.agreement if p.first in columns and p.second in columns]
+        if len(pairs) == 1:
+            pair = pairs[0]
+            st.caption(f"Agreement: {comparison.label(pair.first)} vs {comparison.label(pair.second)}: "
+                       f"IoU {compare.fmt(pair.iou)}, Spearman {compare.fmt(pair.spearman)}")
+        elif pairs:
+            matrix = agreement_matrix(comparison, columns, style.measure, row=index)
+            short = [short_name(Column.parse(c).model if tabbed else c) for c in columns]
+            places[-1].plotly_chart(agreement_figure(short, matrix, style.measure), key=f"{key}_agreement",
+                                    config={"displayModeBar": False})
+
+
+def show_grid(comparison: compare.Comparison, manifest: Manifest, methods: Sequence[str], style: Style) -> None:
+    """The grid: rows = photos; columns = models x methods in one row, or one tab per method."""
+    groups = column_groups(comparison, methods)
+    if groups[0][0] is None:
+        labels = [comparison.label(key) for key in groups[0][1]]
+        _header(labels)
+        for index in range(len(comparison.rows)):
+            _row(comparison, index, groups[0][1], False, manifest, style, f"compare_row_{index}")
+        return
+    tabs = st.tabs([METHOD_LABELS.get(method, method) for method, _ in groups])
+    for tab, (method, columns) in zip(tabs, groups, strict=True):
+        with tab:
+            labels = [manifest.display_name(Column.parse(key).model) for key in columns]
+            _header(labels)
+            for index in range(len(comparison.rows)):
+                _row(comparison, index, columns, True, manifest, style, f"compare_row_{method}_{index}")
+
+
+def grid_agreement(comparison: compare.Comparison, measure: str) -> go.Figure:
+    """The whole grid's agreement matrix: every column against every other, mean over the photos."""
+    columns = list(comparison.backbones)
+    size = max(MATRIX_HEIGHT, 60 + 34 * len(columns))
+    figure = agreement_figure([comparison.label(key) for key in columns],
+                              agreement_matrix(comparison, columns, measure), measure, size)
+    figure.update_layout(title={"text": f"Mean {AGREEMENT_MEASURES[measure]} over {len(comparison.rows)} photos"})
+    return figure

@@ -1,6 +1,7 @@
 """The comparison drawn: one cell's picture, the whole grid as one PNG, and the export files.
 
-:func:`render_comparison` draws the grid with its numbers as one picture; :func:`write_export`
+:func:`render_comparison` draws the grid as one figure (column headers, marks, a colour bar
+per row, "flat" under a flat map; the pairwise numbers go to the CSV files); :func:`write_export`
 writes ``gradcam_detailed_comparison_{timestamp}.png`` / ``.csv`` / ``_summary.csv``.
 """
 
@@ -25,7 +26,17 @@ from mushcam.exceptions import MushcamError
 from mushcam.explain import Explanation
 from mushcam.files import write_bytes_atomic, write_text_atomic
 from mushcam.manifest import InputSpec, Manifest
-from mushcam.render import DEFAULT_ALPHA, DEFAULT_COLORMAP, colorize, fit_within, overlay, to_png, upsample_cam
+from mushcam.map_scale import colorbar, map_range
+from mushcam.render import (
+    DEFAULT_ALPHA,
+    DEFAULT_COLORMAP,
+    colorize,
+    colormap_lut,
+    fit_within,
+    overlay,
+    to_png,
+    upsample_cam,
+)
 
 PANEL_SIDE = 224  # one picture in the exported grid
 GRID_VIEWS: tuple[str, ...] = ("overlay", "heatmap")
@@ -143,11 +154,15 @@ class _GridLayout:
     line: int
     font: ImageFont.ImageFont
     bold: ImageFont.ImageFont
-    agree_w: int
+    bar_w: int
     width: int
     header_h: int
     row_h: int
     height: int
+
+
+MAX_PAIR_LINES = 3  # more pairs than this: the picture leaves their numbers to the CSV files
+CAPTION_LINES = 4  # under a map: prediction, mark, focus, and "flat" where the map is flat
 
 
 def render_comparison(
@@ -160,18 +175,22 @@ def render_comparison(
     panel: int = PANEL_SIDE,
     created: str = "",
 ) -> np.ndarray:
-    """The whole grid as one RGB picture: original first, one column per backbone, each cell
-    marked (correct / wrong / poisonous called edible) with its prediction and focus, each
-    row's pairwise agreement on the right, and the summaries at the bottom."""
+    """The whole grid as one RGB picture: a header over each column (model, method), the
+    original first, each map marked (correct / wrong / poisonous called edible) with its
+    prediction and focus ("flat" under a flat map), a colour bar at the end of each row, and
+    the per-model summary at the bottom. Pairwise agreement is in the CSV files (and, for
+    at most :data:`MAX_PAIR_LINES` pairs, in the footer)."""
     header = _grid_header(comparison, normalisation, view, created)
-    footer = summary_lines(comparison)
-    layout = _grid_layout(comparison, header, footer, panel)
+    footer = _footer_lines(comparison)
+    bars = [_row_bar(row, normalisation, colormap, panel) for row in comparison.rows]
+    layout = _grid_layout(comparison, header, footer, panel, max((b.shape[1] for b in bars), default=0))
     canvas = Image.new("RGB", (layout.width, layout.height), "white")
     draw = ImageDraw.Draw(canvas)
     _draw_header(draw, comparison, header, layout)
     y = layout.header_h
-    for row in comparison.rows:
-        _draw_row(canvas, draw, comparison, row, manifest, y, layout, (normalisation, view, alpha, colormap))
+    for row, bar in zip(comparison.rows, bars, strict=True):
+        x = _draw_row(canvas, draw, comparison, row, manifest, y, layout, (normalisation, view, alpha, colormap))
+        canvas.paste(Image.fromarray(bar), (x, y))
         y += layout.row_h
     y += layout.pad
     for text in footer:
@@ -180,9 +199,25 @@ def render_comparison(
     return np.asarray(canvas)
 
 
+def _footer_lines(comparison: Comparison) -> list[str]:
+    """The summary lines, without the pairs' when there are too many to read in a picture."""
+    lines = summary_lines(comparison)
+    n_pairs = len(comparison.rows[0].agreement) if comparison.rows else 0
+    if n_pairs <= MAX_PAIR_LINES:
+        return lines
+    per_model = lines[: 1 + len(comparison.backbones)]
+    return [*per_model, f"Agreement of the {n_pairs} pairs of columns: in the CSV files exported with this picture."]
+
+
+def _row_bar(row: Row, normalisation: str, colormap: str, panel: int) -> np.ndarray:
+    """The colour bar of one row: raw values on a shared scale, else the share of each map's maximum."""
+    scale = row.scale(normalisation)
+    label = "raw value (row scale)" if scale is not None else "share of own max"
+    return colorbar(colormap_lut(colormap), panel, 1.0 if scale is None else scale, label)
+
+
 def _grid_header(comparison: Comparison, normalisation: str, view: str, created: str) -> list[str]:
-    """The title line, then what the maps and the focus numbers are, then what agreement is."""
-    top = round(comparison.fraction * 100)
+    """The title line, then what the maps and the focus numbers are, then where agreement is."""
     normalised = ("per image (each to its own maximum)" if normalisation == "per_image"
                   else "shared across each row (the row largest raw maximum)")
     return [
@@ -191,34 +226,38 @@ def _grid_header(comparison: Comparison, normalisation: str, view: str, created:
          else f"CAM comparison: {len(comparison.rows)} images x {len(comparison.backbones)} columns "
          "(models x methods)")
         + (f"  ({created})" if created else ""),
-        f"{'Overlay' if view == 'overlay' else 'Heatmap'}; maps normalised "
-        f"{normalised}. "
-        f"Focus: half-mass area (share of the image holding half the map, smaller = focused), "
-        f"entropy H/log n (0 = one point, 1 = uniform).",
-        f"Agreement: IoU of the top-{top}% regions and Spearman rank correlation of the maps. "
-        + ", ".join(f"{short_name(b)} = {comparison.label(b)}" for b in comparison.backbones),
+        f"{'Overlay' if view == 'overlay' else 'Heatmap'}; maps normalised {normalised}; "
+        "the bar at the end of each row gives the scale.",
+        "Focus: half-mass area (share of the image holding half the map, smaller = focused), "
+        "entropy H/log n (0 = one point, 1 = uniform). Agreement (IoU, Spearman): the CSV files.",
     ]
 
 
-def _grid_layout(comparison: Comparison, header: Sequence[str], footer: Sequence[str], panel: int) -> _GridLayout:
-    """Width from the widest of grid and text; row height from the captions or the agreement column."""
+def _grid_layout(comparison: Comparison, header: Sequence[str], footer: Sequence[str], panel: int,
+                 bar_w: int) -> _GridLayout:
+    """Width from the widest of grid and text; row height from the picture and its captions."""
     pad, small, big = 12, 14, 20
     line = small + 6
     font, bold = _font(small), _font(big)
-    n_pairs = len(comparison.rows[0].agreement) if comparison.rows else 0
-    agree_w = 290 if n_pairs else 0
     columns = 1 + len(comparison.backbones)
     scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    grid_w = pad + columns * (panel + pad) + (agree_w + pad if agree_w else 0)
+    grid_w = pad + columns * (panel + pad) + bar_w + pad
     text_w = max(scratch.textlength(_ascii(t), font=font) for t in [*header[1:], *footer]) + 2 * pad
     width = int(max(grid_w, text_w, scratch.textlength(_ascii(header[0]), font=bold) + 2 * pad))
-    caption_h = 3 * line + 6
-    agreement_h = 4 + n_pairs * (2 * line + 4)  # with many models, the agreement column sets the row height
-    row_h = max(panel + caption_h, agreement_h) + pad
-    header_h = pad + big + 8 + 2 * line + pad + line
+    row_h = panel + 4 + CAPTION_LINES * line + pad
+    header_h = pad + big + 8 + 2 * line + pad + 2 * line + 4
     footer_h = pad + len(footer) * line + pad
     height = header_h + len(comparison.rows) * row_h + footer_h
-    return _GridLayout(panel, pad, big, line, font, bold, agree_w, width, header_h, row_h, height)
+    return _GridLayout(panel, pad, big, line, font, bold, bar_w, width, header_h, row_h, height)
+
+
+def _column_title(comparison: Comparison, key: str) -> tuple[str, str]:
+    """A column's header in two lines: the model's label, then the CAM method's."""
+    column = Column.parse(key)
+    label = comparison.label(key)
+    method = METHOD_LABELS.get(column.method, column.method)
+    model = label.removesuffix(f" · {method}") if column.method != DEFAULT_METHOD else label
+    return model, method
 
 
 def _draw_header(draw: ImageDraw.ImageDraw, comparison: Comparison, header: Sequence[str], layout: _GridLayout) -> None:
@@ -230,14 +269,16 @@ def _draw_header(draw: ImageDraw.ImageDraw, comparison: Comparison, header: Sequ
         draw.text((pad, y), _ascii(text), fill=_MUTED, font=font)
         y += layout.line
     y += pad
-    titles = ["Image"] + [comparison.label(b) for b in comparison.backbones] + (["Agreement"] if layout.agree_w else [])
-    for i, title in enumerate(titles):
-        draw.text((pad + i * (panel + pad), y), _fit_text(draw, title, panel, font), fill=_TEXT, font=font)
+    titles = [("Image", "")] + [_column_title(comparison, b) for b in comparison.backbones]
+    for i, (first, second) in enumerate(titles):
+        x = pad + i * (panel + pad)
+        draw.text((x, y), _fit_text(draw, first, panel, font), fill=_TEXT, font=font)
+        draw.text((x, y + layout.line), _fit_text(draw, second, panel, font), fill=_MUTED, font=font)
 
 
 def _draw_row(canvas: Image.Image, draw: ImageDraw.ImageDraw, comparison: Comparison, row: Row, manifest: Manifest,
-              y: int, layout: _GridLayout, style: tuple[str, str, float, str]) -> None:
-    """One image's row at height ``y``: its pictures with marks and captions, then its agreement."""
+              y: int, layout: _GridLayout, style: tuple[str, str, float, str]) -> int:
+    """One image's row at height ``y``: its pictures with marks and captions; returns the x after them."""
     normalisation, view, alpha, colormap = style
     pad, panel, font, line = layout.pad, layout.panel, layout.font, layout.line
     thumb = fit_to(row.image.preview, panel - 12)
@@ -264,15 +305,7 @@ def _draw_row(canvas: Image.Image, draw: ImageDraw.ImageDraw, comparison: Compar
             draw.text((x, ty), _fit_text(draw, text, panel, font), fill=colour, font=font)
             ty += line
         x += panel + pad
-    if layout.agree_w:
-        ty = y + 4
-        for pair in row.agreement:
-            draw.text((x, ty), _fit_text(draw, f"{short_name(pair.first)} - {short_name(pair.second)}:",
-                                         layout.agree_w, font),
-                      fill=_TEXT, font=font)
-            ty += line
-            draw.text((x + 10, ty), f"IoU {fmt(pair.iou)}  Spearman {fmt(pair.spearman)}", fill=_MUTED, font=font)
-            ty += line + 4
+    return x
 
 
 def _captions(comparison: Comparison, row: Row, i: int) -> list[tuple[str, tuple[int, int, int]]]:
@@ -285,11 +318,14 @@ def _captions(comparison: Comparison, row: Row, i: int) -> list[tuple[str, tuple
         return [(row.image.name, _TEXT), (truth, _MUTED)]
     cell = row.cells[comparison.backbones[i - 1]]
     mark, colour = verdict(cell)
-    return [
+    lines = [
         (f"{cell.predicted} {cell.confidence:.1%}", _TEXT),
         (mark, colour),
         (f"half-mass {fmt(cell.focus.half_mass_area, 3, True)} | H {fmt(cell.focus.entropy, 3)}", _MUTED),
     ]
+    if map_range(cell.explanation.cam).flat:
+        lines.append(("flat: no region singled out", _RED))
+    return lines
 
 
 def fit_to(image: Image.Image, side: int) -> Image.Image:

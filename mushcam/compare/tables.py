@@ -1,4 +1,4 @@
-"""The comparison's numbers as tables: per model, per pair of models, per image, and as CSV.
+"""The comparison's numbers as tables: per model, per pair of models, per image, as a matrix, and as CSV.
 
 None marks what is unknown (true class, correctness); NaN a measure that is undefined; both
 are written as empty CSV fields.
@@ -130,3 +130,23 @@ def _csv_value(value: object) -> object:
     if isinstance(value, float):
         return "" if math.isnan(value) else f"{value:.6g}"
     return value
+
+
+AGREEMENT_MEASURES: dict[str, str] = {"iou": "IoU of the top regions", "spearman": "Spearman rank correlation"}
+
+
+def agreement_matrix(comparison: Comparison, columns: Sequence[str], measure: str = "iou",
+                     row: int | None = None) -> list[list[float]]:
+    """The pairwise agreement of ``columns`` as a symmetric k x k matrix (1 on the diagonal).
+
+    ``row``: one photo's values; None: the mean over the photos where the value is defined
+    (NaN when it is defined on none). ``measure``: "iou" or "spearman".
+    """
+    if measure not in AGREEMENT_MEASURES:
+        raise ValueError(f"measure must be one of {', '.join(AGREEMENT_MEASURES)}; got {measure!r}")
+    rows = comparison.rows if row is None else comparison.rows[row:row + 1]
+    values: dict[tuple[str, str], float] = {}
+    for index, pair in enumerate(rows[0].agreement if rows else ()):
+        value = summarise(getattr(r.agreement[index], measure) for r in rows).mean
+        values[(pair.first, pair.second)] = values[(pair.second, pair.first)] = value
+    return [[1.0 if a == b else values.get((a, b), math.nan) for b in columns] for a in columns]

@@ -7,6 +7,7 @@ MobileNetV3-Large always says Boletus (edible), EfficientNet-B0 always says Aman
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,6 +133,26 @@ def test_choosing_backbones_changes_columns_and_pairs(app_env: Path) -> None:
     assert len(at.dataframe) == 2  # per backbone and per image; no pair table for one backbone
     at.multiselect(key="compare_backbones").set_value([]).run()
     assert [i.value for i in at.info] == ["Choose at least one model."]
+
+
+def test_many_columns_get_one_tab_per_method_and_agreement_matrices(app_env: Path) -> None:
+    """2 models x 3 methods (6 columns > 4): one tab per method with the models inside, each
+    photo's agreement as a heatmap matrix, the whole grid's mean matrix under Numbers."""
+    at = run_page()
+    at.number_input(key="compare_n").set_value(2).run()
+    at.multiselect(key="compare_methods").set_value(["gradcam", "hirescam", "xgradcam"]).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert [t.label for t in at.tabs] == ["Grad-CAM", "HiResCAM", "XGrad-CAM"]
+    for tab in at.tabs:
+        headers = [md.value for md in tab.markdown[:3]]
+        assert headers == ["**Image**", "**EfficientNet-B0**", "**MobileNetV3-Large**"]  # the method is the tab
+        assert len(tab.get("image")) == 2 * 3  # per photo: the original + 2 models
+        assert len([c for c in tab.caption if c.value.startswith("Agreement:")]) == 2  # one pair: one line
+    grid = json.loads(at.get("plotly_chart")[-1].proto.spec)["data"][0]
+    assert len(grid["z"]) == 6 and all(grid["z"][i][i] == 1.0 for i in range(6))
+    at.radio(key="compare_agreement_measure").set_value("spearman").run()
+    assert not at.exception
+    assert json.loads(at.get("plotly_chart")[-1].proto.spec)["data"][0]["zmin"] == -1.0
 
 
 def test_folder_problems_and_upload_mode_are_explained(app_env: Path, tmp_path: Path,

@@ -22,10 +22,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 READY = '[data-testid="stImage"]'
 
 
-def wait_grid(page: object) -> None:
+def wait_grid(page: object, timeout_ms: float = 60_000) -> None:
     """Wait for the end of a run that drew a grid: the last element the page writes is the
     summary download button (the status widget alone proved an unreliable signal here)."""
-    page.get_by_role("button", name="Download summary (CSV)").wait_for(state="visible")
+    page.get_by_role("button", name="Download summary (CSV)").wait_for(state="visible", timeout=timeout_ms)
     wait_idle(page, ready=READY)
 
 
@@ -95,3 +95,46 @@ def test_compare_page_in_chromium(env: dict[str, str], tmp_path: Path) -> None:
         assert page.get_by_text("true class unknown").count() == 2 + 2 * 2  # under each original and cell
         wait_images_loaded(page)
         screenshot(page, "compare_uploads")
+
+
+LONG_TEXT = 300  # characters: no markdown or caption on the page says more at once
+SLOW_GRID_MS = 300_000  # 9 columns incl. ResNet-50 on a shared 2-core host: a run took over 60 s
+
+
+def choose_methods(page: object, labels: list[str]) -> None:
+    """Add CAM methods to the 'CAM methods' multiselect (type the label, Enter), waiting for each run."""
+    box = page.locator('[data-testid="stMultiSelect"]').filter(has_text="CAM methods")
+    for label in labels:
+        box.locator("input").click()
+        page.keyboard.type(label)
+        page.keyboard.press("Enter")
+        page.keyboard.press("Escape")
+        wait_grid(page, SLOW_GRID_MS)
+
+
+def test_compare_three_by_three_reads_at_a_glance(tmp_path: Path) -> None:
+    ckpt = tmp_path / "ckpt"
+    write_manifest(ckpt, backbones=("resnet50", *TWO))
+    samples = write_image_folder(tmp_path / "samples", NAMES[:3], per_class=1, size=(96, 72))
+    env = {"MUSHCAM_CHECKPOINTS": str(ckpt), "MUSHCAM_SAMPLES": str(samples), "OMP_NUM_THREADS": "1",
+           "MUSHCAM_CACHE": str(tmp_path / "cams")}
+    with running_app(env=env) as url, browser_page(width=1440, height=3000) as page:
+        page.goto(f"{url}/Compare")
+        wait_grid(page, SLOW_GRID_MS)
+        choose_methods(page, ["HiResCAM", "XGrad-CAM"])
+        screenshot(page, "compare_3x3")
+        assert exception_texts(page) == []
+        tabs = page.get_by_role("tab")
+        assert [t.inner_text().strip() for t in tabs.all()] == ["Grad-CAM", "HiResCAM", "XGrad-CAM"]
+        texts = page.locator('[data-testid="stMarkdownContainer"]').all_text_contents()
+        long = [t for t in texts if len(t) > LONG_TEXT]
+        assert long == [], long
+        # The visible tab: 3 photos x (original + 3 models); each photo's matrix, and the grid's.
+        assert page.locator(f'[data-testid="stTabPanel"]:visible {READY}').count() == 3 * 4
+        assert page.locator('[data-testid="stPlotlyChart"]').count() >= 3 + 1
+        for label in ("ResNet-50", "EfficientNet-B0", "MobileNetV3-Large"):
+            header = page.locator('[data-testid="stTabPanel"]:visible strong').filter(has_text=label).first
+            box = header.bounding_box()
+            assert box is not None and box["height"] < 30, (label, box)  # one line: not broken mid-word
+        wait_images_loaded(page)
+        screenshot(page, "compare_3x3")
