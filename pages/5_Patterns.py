@@ -61,8 +61,10 @@ for cluster in strategies.clusters:
         st.markdown(f"**Cluster {cluster.index}**: {cluster.size} photos · accuracy {cluster.accuracy:.0%} · "
                     f"mean confidence {cluster.mean_confidence:.0%}")
         for flag in cluster.flags:
-            st.error(f"Shortcut? {flag.reason}. Review these photos with the cause 'shortcut' on the Errors page.",
-                     icon="⚠️")
+            st.error(f"Shortcut? {flag.reason}.", icon="⚠️")
+        if cluster.flags and st.button("Review on Errors (cause: shortcut)", icon="☠️",
+                                       key=f"patterns_errors_{cluster.index}"):
+            support.open_on_errors(chosen, group_by)
         pictures = [support.mean_map_image(cluster)]
         captions = ["mean map"]
         for path in cluster.typical:

@@ -32,6 +32,7 @@ RESULTS_ENV = "MUSHCAM_RESULTS"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 THUMB = 160
+ERRORS_PAGE = "pages/3_Errors.py"
 
 
 def folder_and_store_inputs() -> tuple[str, Path]:
@@ -97,6 +98,13 @@ def open_requested(data_root: str, model: str) -> None:
     path = st.session_state.pop(OPEN_KEY, None)
     if path:
         open_on_explain(data_root, path, model)
+
+
+def open_on_errors(class_name: str, group_by: str) -> None:
+    """Go to the Errors page filtered to this class (by prediction or by truth), to review the
+    flagged photos with the cause "shortcut"."""
+    st.session_state["err_pred" if group_by == "predicted" else "err_true"] = class_name
+    st.switch_page(ERRORS_PAGE)
 
 
 def mean_map_image(cluster: StrategyCluster, side: int = THUMB) -> np.ndarray:
