@@ -76,10 +76,10 @@ def kmeans(points: np.ndarray, k: int, seed: int = 0, iterations: int = 100, res
     for _ in range(restarts):
         centres = _plus_plus(points, k, rng)
         labels = np.zeros(len(points), dtype=np.int64)
-        for _ in range(iterations):
+        for step in range(iterations):
             distance = ((points[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
             new = distance.argmin(axis=1)
-            if np.array_equal(new, labels) and _ > 0:
+            if step > 0 and np.array_equal(new, labels):
                 break
             labels = new
             for j in range(k):
