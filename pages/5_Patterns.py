@@ -30,10 +30,11 @@ model = cols[0].selectbox("Model", ctx.available, format_func=ctx.label, key="pa
 group_by = cols[1].radio("Photos of a class", GROUPINGS, horizontal=True, key="patterns_group",
                          format_func=lambda g: "called it (predicted)" if g == "predicted" else "truly it (true)")
 concepts = cols[2].number_input("Concepts per class (0: none)", 0, 8, 0, key="patterns_concepts")
+propose = st.toggle("Propose object boxes by GrabCut for photos without one", key="patterns_propose")
 if not folder:
     st.info("Give the test folder (ROOT/<Class>/<image>).", icon="📂")
     st.stop()
-settings = PatternsSettings(group_by=group_by, concepts=int(concepts))
+settings = PatternsSettings(group_by=group_by, concepts=int(concepts), propose_regions=propose)
 try:
     result = support.cached_patterns(ctx, folder, model, settings, store)
 except (MushcamError, FileNotFoundError) as exc:
@@ -75,13 +76,30 @@ for cluster in strategies.clusters:
 
 st.subheader("Focus on the mushroom")
 if found.focus is None:
-    st.caption("No object regions yet: import boxes or propose them with `python -m mushcam patterns ... --regions "
-               "boxes.csv` or `--propose-regions` (drawing boxes here is not built yet).")
+    st.caption("No object regions yet: turn on the GrabCut proposals above, or import boxes with `python -m mushcam "
+               "patterns ... --regions boxes.csv` (or a COCO .json). Drawing a new box here is not built yet.")
 else:
     f = found.focus
     st.markdown(f"On {f.n_photos} photos with a region: energy inside the object **{f.energy.mean:.0%}** "
                 f"({f.energy.low:.0%}–{f.energy.high:.0%}), pointing game **{f.pointing.mean:.0%}** "
                 f"({f.pointing.low:.0%}–{f.pointing.high:.0%}); a uniform map would get {f.uniform:.0%}.")
+    shas = {m.relpath: m.image_sha256 for m in found.maps.maps}
+    boxed = [p.path for p in strategies.points if p.path in result.regions]
+    if boxed:
+        photo = st.selectbox("Check a box", boxed, key="patterns_box_photo")
+        region = result.regions[photo]
+        left, right = st.columns([2, 1])
+        left.image(support.photo_with_box(str(result.data_root), photo, region), caption=f"{photo} · {region.source}")
+        with right.form("patterns_box_form"):
+            edges = [st.number_input(name, min_value=0.0, value=float(v), key=f"patterns_box_{photo}_{name}")
+                     for name, v in zip(("x0", "y0", "x1", "y1"), region.box, strict=True)]
+            accept = st.form_submit_button("Accept this box", icon="✅")
+        if accept:
+            try:
+                support.save_region(store, shas[photo], support.Region(photo, *edges))
+                st.success("Saved as accepted; the focus numbers are recomputed with it.", icon="✅")
+            except MushcamError as exc:
+                st.error(str(exc), icon="🚫")
 
 if found.concepts:
     st.subheader("Concepts (Deep Feature Factorization)")

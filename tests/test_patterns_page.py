@@ -61,3 +61,21 @@ def test_a_point_of_the_scatter_opens_the_photo_on_explain(setup, monkeypatch):
     assert at.session_state["backbone"] == "mobilenet_v3_large"
     assert at.session_state["explain_folder"] == str(setup["data"].resolve())
     assert at.title[0].value == "Explain a photo"
+
+
+def test_proposed_boxes_give_focus_numbers_and_a_reviewer_accepts_one(setup, monkeypatch):
+    from mushcam.patterns.store import load_regions
+
+    at = patterns_page(setup, monkeypatch)
+    at.selectbox(key="patterns_model").select("mobilenet_v3_large").run()
+    at.toggle(key="patterns_propose").set_value(True).run()
+    assert not at.exception, at.exception
+    markdown = "\n".join(m.value for m in at.markdown)
+    assert "energy inside the object" in markdown and "a uniform map would get" in markdown
+    photo = at.selectbox(key="patterns_box_photo").value
+    assert load_regions(setup["store"])  # the proposals were saved
+    at.number_input(key=f"patterns_box_{photo}_x0").set_value(1.0)
+    at.button[-1].click().run()  # the form's submit button
+    assert not at.exception, at.exception
+    accepted = [r for r in load_regions(setup["store"]).values() if r.path == photo]
+    assert accepted and accepted[0].source == "accepted" and accepted[0].x0 == 1.0

@@ -9,8 +9,10 @@ as the Trust page's "Open on Explain" does.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -18,6 +20,8 @@ import streamlit as st
 from mushcam.cache import CamCache, default_cache_dir
 from mushcam.data import crop_box, decode_image, read_bytes, resolve_inside
 from mushcam.manifest import InputSpec
+from mushcam.patterns import store as patterns_store
+from mushcam.patterns.regions import Region
 from mushcam.patterns.run import PatternsResult, PatternsSettings, run_patterns
 from mushcam.patterns.strategies import ClassStrategies, StrategyCluster
 from mushcam.render import colorize, fit_within, overlay, upsample_cam
@@ -105,6 +109,24 @@ def open_on_errors(class_name: str, group_by: str) -> None:
     flagged photos with the cause "shortcut"."""
     st.session_state["err_pred" if group_by == "predicted" else "err_true"] = class_name
     st.switch_page(ERRORS_PAGE)
+
+
+def save_region(store: Path, image_sha: str, region: Region) -> None:
+    """Store a reviewer's box (accepted or corrected: ``source="accepted"``) and forget the cached
+    job, so that the focus numbers are recomputed with it."""
+    patterns_store.save_regions(store, [(image_sha, replace(region, source="accepted"))])
+    _patterns.clear()
+
+
+def photo_with_box(data_root: str, relpath: str, region: Region) -> np.ndarray:
+    """The photo (at most 480 px) with the region drawn as a green rectangle."""
+    image = decode_image(read_bytes(resolve_inside(data_root, relpath))).convert("RGB")
+    shown = fit_within(image, 480)
+    factor = shown.size[0] / image.size[0]
+    pixels = np.array(shown, dtype=np.uint8)  # a writable copy
+    corner = (int(region.x0 * factor), int(region.y0 * factor))
+    far = (int(region.x1 * factor) - 1, int(region.y1 * factor) - 1)
+    return cv2.rectangle(pixels, corner, far, (0, 220, 0), 2)
 
 
 def mean_map_image(cluster: StrategyCluster, side: int = THUMB) -> np.ndarray:
