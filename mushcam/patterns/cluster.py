@@ -7,11 +7,11 @@ Affinity with local scaling (Zelnik-Manor & Perona 2004)::
     A_ij = exp(-d_ij^2 / (s_i s_j)),   s_i = distance from i to its 7th nearest neighbour
 
 Normalised Laplacian ``L = I - D^-1/2 A D^-1/2`` with eigenvalues ``l_0 <= l_1 <= ...``.
-The number of clusters is the eigengap choice ``k = argmax_{1<=k<=max_k} (l_k - l_{k-1})``
-(a single cluster when the largest gap is the first one), where a split into ``k`` is
-considered only when ``l_{k-1} <= 0.3``: by Cheeger's inequality a small ``l_{k-1}`` means
-``k`` groups with few ties between them; maps that vary smoothly around one pattern give a
-larger ``l_1`` (about 0.5 for one template with noise) and stay one strategy. Labels are k-means (k-means++
+The number of clusters is the eigengap choice ``k = argmax_{2<=k<=max_k} (l_k - l_{k-1})``
+among the splits with ``l_{k-1} <= 0.3`` (by Cheeger's inequality a small ``l_{k-1}`` means
+``k`` groups with few ties between them), and ``k = 1`` when no split qualifies: maps that
+vary smoothly around one pattern give a larger ``l_1`` (about 0.5 for one template with
+noise) and stay one strategy. Labels are k-means (k-means++
 seeds, fixed seed) of the first ``k`` eigenvectors, rows scaled to unit length
 (Ng, Jordan & Weiss 2001). The 2-D embedding shown on the page is the spectral embedding:
 the first two non-trivial eigenvectors, ``D^-1/2 u_1`` and ``D^-1/2 u_2``.
@@ -110,11 +110,11 @@ def _relabel_by_size(labels: np.ndarray) -> np.ndarray:
 
 
 def choose_k(eigenvalues: np.ndarray, max_k: int) -> int:
-    """The eigengap choice: the k (1..max_k) after which the gap is largest, among the k whose
-    ``l_{k-1} <= MAX_CUT`` (k groups with few ties between them); 1 when no split qualifies."""
+    """The eigengap choice among the splits that cut few ties: the k in 2..max_k with
+    ``l_{k-1} <= MAX_CUT`` whose gap ``l_k - l_{k-1}`` is largest; 1 when none qualifies."""
     gaps = np.diff(eigenvalues[: max_k + 1])
     best, best_gap = 1, -1.0
-    for k in range(1, len(gaps) + 1):
+    for k in range(2, len(gaps) + 1):
         if eigenvalues[k - 1] <= MAX_CUT and gaps[k - 1] > best_gap:
             best, best_gap = k, float(gaps[k - 1])
     return best
