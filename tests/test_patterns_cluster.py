@@ -63,3 +63,18 @@ def test_outside_object_flag_needs_regions_and_compares_with_a_uniform_map():
     outside = [f for f in flags if f.kind == "outside_object"]
     assert outside and "outside the object" in outside[0].reason
     assert not [f for f in cluster_flags(maps, ["A"] * 4, [0.8] * 4, [0.3] * 4) if f.kind == "outside_object"]
+
+
+def test_many_maps_take_the_lanczos_path_and_agree_with_the_dense_solver(monkeypatch):
+    from mushcam.patterns import cluster
+
+    rng = np.random.default_rng(2)
+    a, b = _templates()
+    truth = rng.integers(0, 2, size=cluster.DENSE_UP_TO + 40)
+    vectors = map_vectors([(a if t == 0 else b) * rng.uniform(0.5, 3) + rng.uniform(0, 0.3, (12, 12)) for t in truth])
+    sparse = spectral_clusters(vectors)
+    monkeypatch.setattr(cluster, "DENSE_UP_TO", 10**6)
+    dense = spectral_clusters(vectors)
+    assert sparse.k == dense.k == 2
+    assert np.allclose(sparse.eigenvalues, dense.eigenvalues, atol=1e-6)
+    assert np.array_equal(sparse.labels, dense.labels)
