@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--work", help="keep the photos, checkpoints and cache in this folder (a rerun is warm)")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--ckpt", help=argparse.SUPPRESS)
@@ -112,10 +113,11 @@ def main() -> None:
     from common import probe_ms
 
     with tempfile.TemporaryDirectory(prefix="bench-patterns-") as tmp:
-        work = Path(tmp)
+        work = Path(args.work).expanduser() if args.work else Path(tmp)
         folders = {n: work / f"data{n}" for n in args.photos}
-        classes = sorted({c for n in args.photos for c in make_folder(folders[n], n)})
-        write_models(work / "ckpt", classes, args.size)
+        if not (work / "ckpt" / "manifest.json").is_file():
+            classes = sorted({c for n in args.photos for c in make_folder(folders[n], n)})
+            write_models(work / "ckpt", classes, args.size)
         print(f"probe before: {probe_ms():.1f} ms; photos {args.photos}; {args.threads} threads; {args.size} px")
         for n in args.photos:
             cold = _child(folders[n], work, args)

@@ -42,7 +42,7 @@ def test_patterns_writes_json_markdown_html_and_the_store(made, capsys):
     assert model["model"] == "mobilenet_v3_large" and model["n_photos"] == 4 * len(CLASSES)
     clusters = [c for group in model["clusters"] for c in group["clusters"]]
     assert sum(c["size"] for c in clusters) == model["n_photos"]
-    assert all(set(c) >= {"paths", "size", "accuracy", "flags", "reasons"} for c in clusters)
+    assert all(set(c) >= {"model", "class", "paths", "size", "accuracy", "flags", "reasons"} for c in clusters)
     assert model["focus"]["n_photos"] == model["n_photos"]  # one imported box, the rest proposed
     assert 0 <= model["focus"]["uniform"] <= 1
     assert model["concepts"] and all(len(c["concepts"]) <= 2 for c in model["concepts"])

@@ -6,8 +6,8 @@ patterns.json::
      "models": [{"model", "method", "layer", "checkpoint_sha256", "n_photos",
                  "focus": {"n_photos", "energy": {"mean", "low", "high"}, "pointing": {...}, "uniform"} | null,
                  "clusters": [{"model", "class", "group_by", "k", "eigenvalues",
-                               "clusters": [{"cluster", "size", "accuracy", "mean_confidence", "paths",
-                                             "typical", "flags": ["shortcut"] | [], "reasons": [...]}]}],
+                               "clusters": [{"model", "class", "cluster", "size", "accuracy", "mean_confidence",
+                                             "paths", "typical", "flags": ["shortcut"] | [], "reasons": [...]}]}],
                  "concepts": [{"class", "n_photos", "mean_logit",
                                "concepts": [{"concept", "share", "contribution", "top_photos"}]}]}],
      "regions": [{"path", "box": [x0, y0, x1, y1], "source"}]}

@@ -79,7 +79,8 @@ class ClassStrategies:
 
     def to_dict(self) -> dict[str, object]:
         return {"model": self.model, "class": self.class_name, "group_by": self.group_by, "k": self.k,
-                "eigenvalues": list(self.eigenvalues), "clusters": [c.to_dict() for c in self.clusters]}
+                "eigenvalues": list(self.eigenvalues),
+                "clusters": [{"model": self.model, "class": self.class_name, **c.to_dict()} for c in self.clusters]}
 
 
 def class_members(maps: ModelMaps, class_idx: int, group_by: str) -> list[PhotoMap]:
