@@ -63,6 +63,8 @@ def test_outside_object_flag_needs_regions_and_compares_with_a_uniform_map():
     outside = [f for f in flags if f.kind == "outside_object"]
     assert outside and "outside the object" in outside[0].reason
     assert not [f for f in cluster_flags(maps, ["A"] * 4, [0.8] * 4, [0.3] * 4) if f.kind == "outside_object"]
+    at_chance = cluster_flags(maps, ["A"] * 4, [0.28] * 4, [0.3] * 4)  # a flat map's share: not a shortcut
+    assert not [f for f in at_chance if f.kind == "outside_object"]
 
 
 def test_many_maps_take_the_lanczos_path_and_agree_with_the_dense_solver(monkeypatch):

@@ -8,8 +8,8 @@ the mean of its members' distributions. Three flags, each with the reason in wor
   one side) or a corner square (the outer ``CORNER`` = 25 % x 25 %) is at least
   ``MASS_THRESHOLD`` = 50 %. A uniform map would put 12 % in a band and 6.25 % in a corner.
 - **outside the object** (when object regions are known for at least half the members): the
-  mean share of mass inside the object is below what a uniform map would get (the object's
-  share of the frame): the maps look at the object less than chance does.
+  mean share of mass inside the object is at most half of what a uniform map would get (the
+  object's share of the frame): the maps look away from the object, not merely at chance.
 - **same location**: every member puts most of its mass on the same small place, the
   hottest ``SPOT`` = 10 % of the mean map's cells: the mean over members of their mass
   there is at least ``SAME_THRESHOLD`` = 60 %, while a uniform map would put 10 % there.
@@ -30,6 +30,7 @@ CORNER = 0.25
 MASS_THRESHOLD = 0.5
 SPOT = 0.10
 SAME_THRESHOLD = 0.6
+OUTSIDE_FACTOR = 0.5  # outside-object flag: at most half of what a flat map puts on the object
 MIN_MEMBERS = 3  # a flag needs at least this many photos (one photo is not a strategy)
 
 
@@ -100,7 +101,7 @@ def cluster_flags(
     if known and len(known) * 2 >= len(distributions):
         inside = float(np.mean([m for m, _ in known]))
         uniform = float(np.mean([s for _, s in known]))
-        if inside < uniform:
+        if inside <= OUTSIDE_FACTOR * uniform:
             flags.append(Flag("outside_object", 1.0 - inside,
                               f"{1 - inside:.0%} of this cluster's map mass lies outside the object (a uniform map: "
                               f"{1 - uniform:.0%}), on {len(known)} photos with a region; {called}"))
