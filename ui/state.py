@@ -45,6 +45,7 @@ NAVIGATION = (
     ("pages/2_Compare.py", "Compare", "⚖️"),
     ("pages/3_Errors.py", "Errors", "☠️"),
     ("pages/4_Trust.py", "Trust", "🧪"),
+    ("pages/5_Patterns.py", "Patterns", "🧩"),
 )
 
 

@@ -14,11 +14,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from mushcam.cli import checkpoint, compare, evaluate, explain, pipeline, review, train, trust
+from mushcam.cli import checkpoint, compare, evaluate, explain, patterns, pipeline, review, train, trust
 from mushcam.exceptions import MushcamError
 
 # The modules that contribute sub-commands through ``add_cli(subparsers)``, in ``--help`` order.
-COMMAND_MODULES = (explain, checkpoint, compare, evaluate, train, pipeline, review, trust)
+COMMAND_MODULES = (explain, checkpoint, compare, evaluate, train, pipeline, review, trust, patterns)
 
 
 def build_parser() -> argparse.ArgumentParser:

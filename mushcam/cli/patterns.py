@@ -20,6 +20,7 @@ from mushcam.methods import DEFAULT_METHOD
 from mushcam.patterns.cluster import DEFAULT_MAX_K
 from mushcam.patterns.concepts import DEFAULT_CONCEPTS
 from mushcam.patterns.strategies import GROUPINGS
+from mushcam.settings import add_trust_code_option
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -49,11 +50,13 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, help="only N photos, taken at even intervals over the folder")
     parser.add_argument("--cache", help="CAM cache folder (default: $MUSHCAM_CACHE or ~/.cache/mushcam/cams)")
     parser.add_argument("--seed", type=int, default=0, help="seed of k-means, NMF and the bootstrap")
+    add_trust_code_option(parser)
     parser.set_defaults(handler=run_patterns_command)
 
 
 def run_patterns_command(args: argparse.Namespace) -> int:
-    from mushcam.cli import resolve_manifest
+    from mushcam.catalog import with_code_consent
+    from mushcam.cli.common import resolve_manifest
     from mushcam.methods import METHODS
     from mushcam.patterns.report import write_report
     from mushcam.patterns.run import PatternsSettings, progress_bars, run_patterns
@@ -65,7 +68,7 @@ def run_patterns_command(args: argparse.Namespace) -> int:
     store = Path(args.store).expanduser()
     if store.is_dir():
         raise MushcamError(f"--store {store} is a folder; give a file such as {store / 'results.sqlite'}")
-    manifest = resolve_manifest(args.manifest)
+    manifest = with_code_consent(resolve_manifest(args.manifest), trust_code=args.trust_code)
     for name in args.models:
         if name not in manifest.models:
             raise MushcamError(f"the manifest has no model named {name!r} (models: {', '.join(manifest.models)})")

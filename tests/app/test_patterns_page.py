@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 from factories import CLASSES, write_image_folder, write_manifest
+from project_paths import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = PROJECT_ROOT
 PAGE = "pages/5_Patterns.py"
 
 pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches")

@@ -9,8 +9,8 @@ import pytest
 from factories import CLASSES, write_image_folder, write_manifest
 
 from mushcam.cache import CamCache
+from mushcam.cli.patterns import add_cli
 from mushcam.exceptions import MushcamError
-from mushcam.patterns.cli import add_cli
 from mushcam.patterns.store import load_clusters, load_focus, load_regions
 
 
