@@ -157,15 +157,23 @@ def test_errors_page_at_1440_px(tmp_path: Path) -> None:
             wait_idle(page, ready='[data-testid="stImage"] img')
             assert exception_texts(page) == []
             cell = page.locator('[data-testid="stSelectbox"]').filter(has_text="Or choose a cell")
-            assert "(none: all pairs)" in cell.inner_text() and "Choose an option" not in cell.inner_text()
-            widths = page.locator('[data-testid="stImage"] img').evaluate_all(
-                "imgs => imgs.map(i => i.getBoundingClientRect().width)")
-            assert len(widths) == 3 and min(widths[1:]) >= 300, widths  # was ~190 px
+            shown = f'{cell.inner_text()} {cell.locator("input").first.get_attribute("placeholder") or ""}'
+            assert "(none: all pairs)" in shown and "Choose an option" not in shown, shown
+            screenshot(page, "errors_1440")
+            shown_widths = 'imgs => imgs.map(i => i.getBoundingClientRect().width)'
+            widths = page.locator('[data-testid="stImage"] img').evaluate_all(shown_widths)
+            assert len(widths) == 3 and min(widths[1:]) >= 280, widths  # half the explanation column; was ~190 px
+            page.get_by_text("Larger maps").click()
+            wait_idle(page, ready='[data-testid="stImage"] img')
+            larger = page.locator('[data-testid="stImage"] img').evaluate_all(shown_widths)
+            assert min(larger) >= 1.8 * min(widths[1:]), larger  # the full column
+            screenshot(page, "errors_1440_larger")
+            page.get_by_text("Larger maps").click()
+            wait_idle(page, ready='[data-testid="stImage"] img')
             ticks = page.locator('[data-testid="stPlotlyChart"]').first.locator(".xtick text")
             boxes = [ticks.nth(i).bounding_box() for i in range(ticks.count())]
             for a, b in zip(boxes, boxes[1:], strict=False):  # slanted labels: no two overlap
                 assert a["x"] + a["width"] <= b["x"] + 1 or a["y"] + a["height"] <= b["y"] + 1, (a, b)
-            screenshot(page, "errors_1440")
 
             name = page.locator('[data-testid="stSidebar"] input[aria-label="Reviewer name"]')
             name.fill("Ana")
@@ -179,10 +187,14 @@ def test_errors_page_at_1440_px(tmp_path: Path) -> None:
             wait_idle(page, ready='[data-testid="stImage"] img')
             expect(page.get_by_label("New cause")).to_be_hidden(timeout=10_000)  # the popover closed
             expect(page.get_by_text("Slug bites", exact=True)).to_be_visible()  # now a cause in the form
-
-            page.get_by_text("Show look-alike training photos").click()
+            page.get_by_text("Show look-alike training photos").click()  # another rerun: it stays closed
             expect(page.get_by_text("Look-alike training photos", exact=True)).to_be_visible(timeout=180_000)
             wait_idle(page, ready='[data-testid="stImage"] img')
+            assert page.get_by_label("New cause").count() == 0 or not page.get_by_label("New cause").is_visible()
+            page.get_by_role("button", name="Add a cause").click()
+            expect(page.get_by_label("New cause")).to_have_value("")  # opened again: empty
+            page.keyboard.press("Escape")
+
             assert exception_texts(page) == []
             page.get_by_text("Look-alike training photos", exact=True).scroll_into_view_if_needed()
             screenshot(page, "errors_1440_lookalikes")

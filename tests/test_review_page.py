@@ -202,6 +202,6 @@ def test_add_a_cause_closes_its_popover(monkeypatch: pytest.MonkeyPatch, written
     at.button(key="rv_add_cause").click().run()
     assert not at.exception
     assert any("Added the cause" in s.value for s in at.success)
-    assert at.session_state["rv_cause_popover"] is False
-    assert at.text_input(key="rv_new_cause").value == ""
+    assert at.session_state["rv_causes_added"] == 1  # the popover is drawn anew under a new key: closed
+    assert at.text_input(key="rv_new_cause_1").value == ""  # a fresh, empty field
     assert at.checkbox(key="rv_c_slug_bites").value is False  # the new cause is in the form

@@ -4,8 +4,10 @@ Reviews live in the results store (:mod:`mushcam.review.store`), read once per s
 version. Widget keys: ``reviewer`` (sidebar), ``err_review`` / ``err_causes`` (filters),
 ``rv_prev`` / ``rv_next`` (navigation), ``rv_c_<cause>``, ``rv_note``, ``rv_suggest``,
 ``rv_save`` / ``rv_save_next``, ``rv_delete``, ``rv_new_cause`` / ``rv_add_cause`` (in the
-``rv_cause_popover`` popover). The reviewer name is remembered in the local settings folder
-(``rv_remembered``: the name last read or written there).
+``rv_cause_popover_<n>`` popover; popover and field are re-keyed after each added cause, so it
+closes and its field is empty). The
+reviewer name is remembered in the local settings folder (``rv_remembered``: the name last
+read or written there).
 Callbacks catch the library's errors and keep the message for the next run (``rv_message``).
 """
 
@@ -33,7 +35,7 @@ from mushcam.store import RunRecord, StoreContents
 from ui import state
 
 REVIEWER_KEY = "reviewer"
-CAUSE_POPOVER_KEY = "rv_cause_popover"  # the "Add a cause" popover's open state (closed after adding)
+CAUSE_POPOVER_KEY = "rv_causes_added"  # how many causes this session added: the "Add a cause" popover's key
 STATUS_LABELS = {
     "any": "Any",
     "mine": "Not reviewed by me",
@@ -87,7 +89,7 @@ def status_filters(causes: Sequence[Cause]) -> tuple[str, list[str]]:
     h1, h2 = st.columns([2, 5])
     status = h1.selectbox("Review", list(STATUS_LABELS), key="err_review", format_func=STATUS_LABELS.get,
                           on_change=_reset_page)
-    chosen = h2.multiselect("Tagged with", [c.key for c in causes], key="err_causes",
+    chosen = h2.multiselect("Tagged with", [c.key for c in causes], key="err_causes", placeholder="(any cause)",
                             format_func=cause_list.labels_of(causes).get, on_change=_reset_page,
                             help="Keep errors that any reviewer tagged with one of these causes.")
     return status, list(chosen)
@@ -221,15 +223,26 @@ def _delete(path: str, key: ReviewKey, reviewer: str, image_path: str) -> None:
     st.session_state["rv_for"] = None
 
 
+def _new_cause_key(generation: int) -> str:
+    """The "New cause" field's key: ``rv_new_cause``, then a fresh key after each added cause.
+
+    The browser keeps what was typed in a field across reruns even when its state is cleared, so
+    a fresh key is what empties it.
+    """
+    return "rv_new_cause" if generation == 0 else f"rv_new_cause_{generation}"
+
+
 def _add_cause(path: str) -> None:
+    generation = st.session_state.get(CAUSE_POPOVER_KEY, 0)
     try:
-        cause = review_store.add_cause(path, st.session_state.get("rv_new_cause", ""))
+        cause = review_store.add_cause(path, st.session_state.get(_new_cause_key(generation), ""))
     except MushcamError as exc:
         st.session_state["rv_message"] = ("error", str(exc))
         return
     st.session_state["rv_message"] = ("success", f"Added the cause “{cause.label}”.")
-    st.session_state["rv_new_cause"] = ""
-    st.session_state[CAUSE_POPOVER_KEY] = False  # close the popover: the new cause shows in the form
+    # close the popover and empty its field: under new keys they are new elements, drawn closed and empty
+    # (the browser keeps an open popover open, and typed text, across reruns even when their state is reset)
+    st.session_state[CAUSE_POPOVER_KEY] = generation + 1
     st.session_state["rv_for"] = None
 
 
@@ -267,8 +280,9 @@ def panel(path: str, run: RunRecord, table: RunTable, pick: int, reviewer: str, 
     d1, d2 = st.columns(2)
     d1.button("Delete my review", key="rv_delete", on_click=_delete, args=(path, key, reviewer, image_path),
               disabled=mine is None, width="stretch")
-    with d2.popover("Add a cause", width="stretch", key=CAUSE_POPOVER_KEY, on_change="rerun"):
-        st.text_input("New cause", key="rv_new_cause", max_chars=cause_list.MAX_LABEL)
+    generation = st.session_state.get(CAUSE_POPOVER_KEY, 0)
+    with d2.popover("Add a cause", width="stretch", key=f"rv_cause_popover_{generation}"):
+        st.text_input("New cause", key=_new_cause_key(generation), max_chars=cause_list.MAX_LABEL)
         st.button("Add", key="rv_add_cause", on_click=_add_cause, args=(path,))
     show_reviews(found, index.of_image(key.image_sha256), key, causes)
 
