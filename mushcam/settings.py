@@ -13,6 +13,10 @@ The file is written atomically (temp file + rename). A damaged or unreadable fil
 "nothing trusted", with a warning that says so; it never stops the app or a command.
 The command line's ``--trust-code`` (:func:`add_trust_code_option`) is per command and is
 not remembered.
+
+The Errors page's reviewer name lives beside it, in ``reviewer.json`` (``{"version": 1,
+"reviewer": "Ana"}``), so a new browser session starts with the last name used. A name is
+not a secret; a damaged, oversized or unreadable file reads as "no name".
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from mushcam.files import write_json_atomic
 
 CONFIG_DIR_ENV = "MUSHCAM_CONFIG_DIR"
 TRUSTED_CODE_FILE = "trusted_code.json"
+REVIEWER_FILE = "reviewer.json"
+MAX_REVIEWER_CHARS = 200
 SETTINGS_VERSION = 1
 MAX_SETTINGS_BYTES = 4 * 1024 * 1024  # far above any real list of trusted files
 TRUST_CODE_HELP = (
@@ -104,6 +110,35 @@ def remember_trusted_code(files: Iterable[tuple[Path, str]], path: Path | None =
     return path
 
 
+def reviewer_name_path() -> Path:
+    """Where the last reviewer name lives (``reviewer.json`` in :func:`config_dir`)."""
+    return config_dir() / REVIEWER_FILE
+
+
+def _clean_name(name: object) -> str:
+    """Whitespace collapsed, at most MAX_REVIEWER_CHARS; anything but a string is no name."""
+    return " ".join(name.split())[:MAX_REVIEWER_CHARS] if isinstance(name, str) else ""
+
+
+def read_reviewer_name(path: Path | None = None) -> str:
+    """The remembered reviewer name; '' when there is none or the file is damaged (never raises)."""
+    path = path or reviewer_name_path()
+    try:
+        if not path.is_file() or path.stat().st_size > 64 * 1024:
+            return ""
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return ""
+    return _clean_name(data.get("reviewer")) if isinstance(data, dict) else ""
+
+
+def remember_reviewer_name(name: str, path: Path | None = None) -> Path:
+    """Write ``name`` (cleaned; '' forgets it) atomically as the remembered reviewer; returns the file's path."""
+    path = path or reviewer_name_path()
+    write_json_atomic(path, {"version": SETTINGS_VERSION, "reviewer": _clean_name(name)}, str(path))
+    return path
+
+
 def add_trust_code_option(parser: argparse.ArgumentParser) -> None:
     """``--trust-code`` on a command that loads models from a manifest (``args.trust_code``)."""
     parser.add_argument("--trust-code", action="store_true", help=TRUST_CODE_HELP)
@@ -111,11 +146,15 @@ def add_trust_code_option(parser: argparse.ArgumentParser) -> None:
 
 __all__ = [
     "CONFIG_DIR_ENV",
+    "REVIEWER_FILE",
     "TRUSTED_CODE_FILE",
     "TrustedCode",
     "add_trust_code_option",
     "config_dir",
+    "read_reviewer_name",
     "read_trusted_code",
+    "remember_reviewer_name",
     "remember_trusted_code",
+    "reviewer_name_path",
     "trusted_code_path",
 ]

@@ -2,13 +2,15 @@
 
 Consistency checks first (is the checkpoint folder the evaluated one? has the checkpoint,
 the manifest's input or the image changed since?), then the predicted-class and
-true-class Grad-CAM (:func:`mushcam.review.figures.error_panels`) from the shared caches.
+true-class Grad-CAM (:func:`mushcam.review.figures.error_panels`) from the shared caches,
+then, on request, the look-alike training photos (:mod:`ui.lookalike_support`).
 Images are read only under the image folder the user chose.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -19,11 +21,12 @@ from mushcam.cam import DEFAULT_METHOD, METHOD_LABELS, METHODS
 from mushcam.exceptions import MushcamError
 from mushcam.explain import top_k
 from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP, to_png
-from mushcam.review.figures import error_panels, model_name
+from mushcam.review.figures import Panels, error_panels, model_name
 from mushcam.store import RunRecord, StoreContents
 from ui import errors_support as support
 from ui import state
 from ui.charts import top_k_bar
+from ui.lookalike_support import lookalike_strip
 
 
 def why_no_maps(ctx: state.AppContext, run: RunRecord) -> str:
@@ -155,15 +158,61 @@ def maps(ctx: state.AppContext, run: RunRecord, contents: StoreContents, index: 
                           true, stored, alpha, colormap, shared)
     if pred == true:
         st.caption("This prediction is right: one map.")
-    # three columns; a right prediction has two panels (no true-class map): zip stops at the shorter
-    for column, image, title, caption in zip(st.columns(3), panels.images, panels.titles, panels.captions,
-                                             strict=False):
-        column.image(image, caption=f"{title} · {caption}", width="stretch")
     scale_note = "one scale for both maps" if shared else "each map scaled to its own maximum"
-    st.caption(f"{ctx.label(name)}, layer `{layer}`, {scale_note}; stored probabilities.")
+    draw_panels(panels, f"{ctx.label(name)}, layer `{layer}`, {scale_note}; stored probabilities.")
     st.download_button(
         "Download figure (PNG)",
         data=lambda: to_png(panels.combined(f"{ctx.label(name)}: {image_path}")),
         file_name=f"gradcam_error_{dt.datetime.now():%Y%m%d_%H%M%S}.png", mime="image/png", on_click="ignore",
         key="err_png",
     )
+    lookalikes(ctx, name, picture, data_root, run.class_names[true], alpha, colormap)
+
+
+def draw_panels(panels: Panels, note: str) -> None:
+    """Original, then the predicted- and true-class maps side by side at half width; "Larger" shows each at full width.
+
+    Three panels in a row of the explanation column were ~190 px wide on a 1440 px screen. The
+    order (original, predicted, true) is kept in both layouts.
+    """
+    items = [(image, f"{title} · {caption}")
+             for image, title, caption in zip(panels.images, panels.titles, panels.captions, strict=True)]
+    large = st.toggle("Larger maps", key="err_large", help="One map per row at the full width of this column.")
+    if large:
+        for image, caption in items:
+            st.image(image, caption=caption, width="stretch")
+        st.caption(note)
+        return
+    first, beside = st.columns(2)
+    first.image(items[0][0], caption=items[0][1], width="stretch")
+    beside.caption(note)
+    # the maps of the chosen class and of the true one, side by side (a right prediction has one map)
+    for column, (image, caption) in zip(st.columns(2), items[1:], strict=False):
+        column.image(image, caption=caption, width="stretch")
+
+
+def default_training_folder(data_root: str) -> str:
+    """The ``train`` folder beside the test folder (``.../test`` -> ``.../train``), '' when there is none."""
+    if not data_root:
+        return ""
+    sibling = Path(data_root).expanduser().parent / "train"
+    return str(sibling) if sibling.is_dir() else ""
+
+
+def lookalikes(ctx: state.AppContext, name: str, picture: state.LoadedImage, data_root: str, true_name: str,
+               alpha: float, colormap: str) -> None:
+    """The look-alike strip, behind a toggle: its first build embeds every training photo (about a minute)."""
+    if not st.toggle("Show look-alike training photos", key="err_lookalike",
+                     help="The nearest training photos of the predicted and of the true class, by the model's "
+                     "pooled features. The first time, every training photo is embedded (about a minute); "
+                     "the embeddings are then kept on disk."):
+        return
+    if st.session_state.get("err_train_for") != data_root:  # a new test folder: propose its sibling again
+        st.session_state["err_train"] = default_training_folder(data_root)
+        st.session_state["err_train_for"] = data_root
+    folder = st.text_input("Training photos (for look-alikes)", key="err_train",
+                           help="The training folder (<Class>/<image>, or a folder holding train/<Class>/).").strip()
+    if not folder:
+        st.info("Enter the training folder to see look-alike photos.")
+        return
+    lookalike_strip(ctx, name, picture.image, picture.sha256, folder, true=true_name, alpha=alpha, colormap=colormap)

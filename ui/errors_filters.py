@@ -20,6 +20,7 @@ from mushcam.store import RunRecord, StoreContents
 from ui import errors_support as support
 
 ANY = "(any)"
+ALL_PAIRS = "(none: all pairs)"
 PAGE_SIZES = (10, 25, 50, 100)
 
 
@@ -125,8 +126,9 @@ def list_and_matrix(path: str, version: str, contents: StoreContents, run: RunRe
         counts = {f"{names[i]} \u2192 {names[j]}": c for i, j, c in cells}
         current = f"{names[flt.true_idx]} \u2192 {names[flt.pred_idx]}" if selected else None
         st.session_state["err_cell"] = current if current in options else None
-        st.selectbox("Or choose a cell", options, key="err_cell", on_change=on_cell_select,
-                     format_func=lambda v: "(none: all pairs)" if v is None else f"{v} ({counts[v]})",
+        # the None option is shown by the placeholder (a selectbox whose value is None shows it)
+        st.selectbox("Or choose a cell", options, key="err_cell", on_change=on_cell_select, placeholder=ALL_PAIRS,
+                     format_func=lambda v: ALL_PAIRS if v is None else f"{v} ({counts[v]})",
                      help="Rows: true class; columns: predicted class. Red outline: poisonous predicted as edible.")
     with left:
         page_size = int(st.session_state["err_page_size"])

@@ -179,15 +179,24 @@ def confusion_figure(metrics: ModelMetrics, selected: tuple[int, int] | None) ->
               if poisonous[i] and edible[j] and z[i, j] > 0]
     if selected is not None:
         shapes.append(box(*selected, {"color": "black", "width": 4, "dash": "dot"}))
-    layout = {
-        "xaxis": {"title": {"text": "predicted class"}, "side": "top", "type": "category", "range": [-0.5, n - 0.5],
-                  "showgrid": False, "zeroline": False, "fixedrange": True},
-        "yaxis": {"title": {"text": "true class"}, "type": "category", "range": [n - 0.5, -0.5], "showgrid": False,
-                  "zeroline": False, "fixedrange": True},
-        "shapes": shapes, "height": 120 + 42 * n, "margin": {"l": 10, "r": 10, "t": 60, "b": 10},
+    return go.Figure(data=[heatmap, markers], layout=confusion_layout(names, shapes))
+
+
+def confusion_layout(names: list[str], shapes: list[dict[str, object]]) -> dict[str, object]:
+    """Axes whose labels never overlap: predicted-class labels slanted at -45 degrees above the matrix,
+    margins grown to fit the labels (``automargin``), and a height of ``44 px x classes`` plus the
+    room the slanted labels take (about 6 px per character of the longest name)."""
+    n = len(names)
+    longest = max((len(name) for name in names), default=1)
+    label_room = int(6 * longest * 0.71) + 30  # sin 45 degrees of the longest label, plus the axis title
+    axis = {"type": "category", "showgrid": False, "zeroline": False, "fixedrange": True, "automargin": True}
+    return {
+        "xaxis": {**axis, "title": {"text": "predicted class"}, "side": "top", "range": [-0.5, n - 0.5],
+                  "tickangle": -45},
+        "yaxis": {**axis, "title": {"text": "true class"}, "range": [n - 0.5, -0.5]},
+        "shapes": shapes, "height": 80 + 44 * n + label_room, "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
         "clickmode": "event+select", "dragmode": False,
     }
-    return go.Figure(data=[heatmap, markers], layout=layout)
 
 
 @st.cache_resource(max_entries=64)

@@ -17,7 +17,6 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from mushcam.catalog import cache_digest
 from mushcam.data import ImageLoadError, LabelledImage, load_image
 from mushcam.exceptions import MushcamError
 from mushcam.lookalike import BuiltIndex, LookAlikes, Neighbour, build_index, look_alikes, training_photos
@@ -39,11 +38,15 @@ def _folder_version(photos: list[LabelledImage]) -> str:
 
 
 @st.cache_resource(show_spinner="Embedding the training photos (once per checkpoint; kept on disk)…", max_entries=4)
-def _training_index(_ctx: state.AppContext, name: str, identity: str, data_root: str, version: str) -> BuiltIndex:
-    """The embeddings of ``data_root/train`` for the model ``name`` (``identity`` and ``version`` key it)."""
+def _training_index(_ctx: state.AppContext, name: str, identity: state.ModelIdentity, data_root: str,
+                    version: str) -> BuiltIndex:
+    """The embeddings of ``data_root/train`` for the model ``name`` (``identity`` and ``version`` key it).
+
+    On disk they are keyed like the maps (:func:`ui.state.map_digest`: checkpoint SHA-256 + entry fingerprint).
+    """
     assert _ctx.manifest is not None
     loaded = state.get_loaded(_ctx, name)
-    digest = cache_digest(state.checkpoint_sha256(identity), identity.rsplit("::", 1)[-1])
+    digest = state.map_digest(identity)
     return build_index(loaded.model, training_photos(data_root), _ctx.manifest.input, default_embedding_dir(), digest)
 
 

@@ -3,7 +3,11 @@
 Reviews live in the results store (:mod:`mushcam.review.store`), read once per store
 version. Widget keys: ``reviewer`` (sidebar), ``err_review`` / ``err_causes`` (filters),
 ``rv_prev`` / ``rv_next`` (navigation), ``rv_c_<cause>``, ``rv_note``, ``rv_suggest``,
-``rv_save`` / ``rv_save_next``, ``rv_delete``, ``rv_new_cause`` / ``rv_add_cause``.
+``rv_save`` / ``rv_save_next``, ``rv_delete``, ``rv_new_cause`` / ``rv_add_cause`` (in the
+``rv_cause_popover_<n>`` popover; popover and field are re-keyed after each added cause, so it
+closes and its field is empty). The
+reviewer name is remembered in the local settings folder (``rv_remembered``: the name last
+read or written there).
 Callbacks catch the library's errors and keep the message for the next run (``rv_message``).
 """
 
@@ -26,10 +30,12 @@ from mushcam.review import store as review_store
 from mushcam.review.causes import LABEL_DOUBTFUL, Cause
 from mushcam.review.figures import FigureSource, model_name
 from mushcam.review.store import NearDuplicate, Review, ReviewIndex, ReviewKey
+from mushcam.settings import read_reviewer_name, remember_reviewer_name
 from mushcam.store import RunRecord, StoreContents
 from ui import state
 
 REVIEWER_KEY = "reviewer"
+CAUSE_POPOVER_KEY = "rv_causes_added"  # how many causes this session added: the "Add a cause" popover's key
 STATUS_LABELS = {
     "any": "Any",
     "mine": "Not reviewed by me",
@@ -40,12 +46,31 @@ STATUS_LABELS = {
 
 
 def reviewer_input() -> str:
-    """The reviewer's name, set once in the sidebar (kept across pages; default ``$MUSHCAM_REVIEWER``)."""
-    st.session_state.setdefault(REVIEWER_KEY, os.environ.get("MUSHCAM_REVIEWER", "").strip())
+    """The reviewer's name, set once in the sidebar and remembered for the next browser session.
+
+    Default: ``$MUSHCAM_REVIEWER``, else the name last typed here (:func:`mushcam.settings.read_reviewer_name`,
+    a local settings file; a name, never a secret). A changed name is written back to that file.
+    """
+    if REVIEWER_KEY not in st.session_state:  # a new session: the environment, else the remembered name
+        first = os.environ.get("MUSHCAM_REVIEWER", "").strip() or read_reviewer_name()
+        st.session_state[REVIEWER_KEY] = st.session_state["rv_remembered"] = first
     with st.sidebar:
         state.persistent_widget(st.text_input, REVIEWER_KEY, "Reviewer name",
-                                help="Your reviews on the Errors page are saved under this name.")
-    return " ".join(str(st.session_state[REVIEWER_KEY]).split())
+                                help="Your reviews on the Errors page are saved under this name. It is remembered "
+                                "on this computer for your next visit.")
+    name = " ".join(str(st.session_state[REVIEWER_KEY]).split())
+    if name != st.session_state.get("rv_remembered"):  # typed by the user: remember it
+        _remember(name)
+    return name
+
+
+def _remember(name: str) -> None:
+    """Keep ``name`` in the settings file (a failure to write is a one-line warning, never a stop)."""
+    try:
+        remember_reviewer_name(name)
+    except (OSError, MushcamError) as exc:
+        st.sidebar.warning(f"The reviewer name could not be remembered: {exc}")
+    st.session_state["rv_remembered"] = name
 
 
 @st.cache_resource(max_entries=4)
@@ -64,7 +89,7 @@ def status_filters(causes: Sequence[Cause]) -> tuple[str, list[str]]:
     h1, h2 = st.columns([2, 5])
     status = h1.selectbox("Review", list(STATUS_LABELS), key="err_review", format_func=STATUS_LABELS.get,
                           on_change=_reset_page)
-    chosen = h2.multiselect("Tagged with", [c.key for c in causes], key="err_causes",
+    chosen = h2.multiselect("Tagged with", [c.key for c in causes], key="err_causes", placeholder="(any cause)",
                             format_func=cause_list.labels_of(causes).get, on_change=_reset_page,
                             help="Keep errors that any reviewer tagged with one of these causes.")
     return status, list(chosen)
@@ -198,14 +223,26 @@ def _delete(path: str, key: ReviewKey, reviewer: str, image_path: str) -> None:
     st.session_state["rv_for"] = None
 
 
+def _new_cause_key(generation: int) -> str:
+    """The "New cause" field's key: ``rv_new_cause``, then a fresh key after each added cause.
+
+    The browser keeps what was typed in a field across reruns even when its state is cleared, so
+    a fresh key is what empties it.
+    """
+    return "rv_new_cause" if generation == 0 else f"rv_new_cause_{generation}"
+
+
 def _add_cause(path: str) -> None:
+    generation = st.session_state.get(CAUSE_POPOVER_KEY, 0)
     try:
-        cause = review_store.add_cause(path, st.session_state.get("rv_new_cause", ""))
+        cause = review_store.add_cause(path, st.session_state.get(_new_cause_key(generation), ""))
     except MushcamError as exc:
         st.session_state["rv_message"] = ("error", str(exc))
         return
     st.session_state["rv_message"] = ("success", f"Added the cause “{cause.label}”.")
-    st.session_state["rv_new_cause"] = ""
+    # close the popover and empty its field: under new keys they are new elements, drawn closed and empty
+    # (the browser keeps an open popover open, and typed text, across reruns even when their state is reset)
+    st.session_state[CAUSE_POPOVER_KEY] = generation + 1
     st.session_state["rv_for"] = None
 
 
@@ -243,8 +280,9 @@ def panel(path: str, run: RunRecord, table: RunTable, pick: int, reviewer: str, 
     d1, d2 = st.columns(2)
     d1.button("Delete my review", key="rv_delete", on_click=_delete, args=(path, key, reviewer, image_path),
               disabled=mine is None, width="stretch")
-    with d2.popover("Add a cause", width="stretch"):
-        st.text_input("New cause", key="rv_new_cause", max_chars=cause_list.MAX_LABEL)
+    generation = st.session_state.get(CAUSE_POPOVER_KEY, 0)
+    with d2.popover("Add a cause", width="stretch", key=f"rv_cause_popover_{generation}"):
+        st.text_input("New cause", key=_new_cause_key(generation), max_chars=cause_list.MAX_LABEL)
         st.button("Add", key="rv_add_cause", on_click=_add_cause, args=(path,))
     show_reviews(found, index.of_image(key.image_sha256), key, causes)
 

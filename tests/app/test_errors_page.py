@@ -27,6 +27,7 @@ import pytest
 import streamlit as st
 from errors_setup import (
     CONF,
+    NAMES,
     PATHS,
     PRED,
     listed,
@@ -38,6 +39,7 @@ from errors_setup import (
     write_errors_setup,
 )
 from factories import write_manifest
+from streamlit.testing.v1 import AppTest
 
 from mushcam import store
 
@@ -51,6 +53,23 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def fresh_caches() -> None:
     st.cache_data.clear()
     st.cache_resource.clear()
+
+
+def image_rows(at: AppTest) -> list[tuple[int, ...]]:
+    """For each row of columns holding st.image elements directly: how many each column holds."""
+    rows: list[tuple[int, ...]] = []
+
+    def walk(node: object) -> None:
+        children = list(getattr(node, "children", {}).values())
+        columns = [c for c in children if getattr(c, "type", "") == "column"]
+        held = [sum(getattr(e, "type", "") == "image" for e in c.children.values()) for c in columns]
+        if sum(held):
+            rows.append(tuple(held))
+        for child in children:
+            walk(child)
+
+    walk(at._tree)
+    return rows
 
 
 def test_opens_on_errors_sorted_confident_first(monkeypatch: pytest.MonkeyPatch, written: dict[str, Path]) -> None:
@@ -231,3 +250,62 @@ def test_images_are_read_only_from_the_folder_the_user_chose(monkeypatch: pytest
         (linked / source.parent.name / source.name).symlink_to(source)
     at.text_input(key="err_data_widget").input(str(linked)).run()
     assert len(pictures(at)) == 3 and not at.error
+
+
+def test_cell_selector_shows_its_default_not_choose_an_option(monkeypatch: pytest.MonkeyPatch,
+                                                              written: dict[str, Path]) -> None:
+    """Issue 22: a selectbox whose value is None shows its placeholder; the placeholder is the default's name."""
+    at = open_page(monkeypatch, written["ckpt"], written["out"])
+    cell = at.selectbox(key="err_cell")
+    assert cell.value is None and cell.proto.placeholder == "(none: all pairs)"
+    assert cell.format_func(None) == cell.proto.placeholder
+
+
+def test_confusion_matrix_labels_are_slanted_and_the_height_follows_the_classes() -> None:
+    """Issue 22: overlapping predicted-class labels: slanted, margins grown to fit, taller with more classes."""
+    from ui.errors_support import confusion_layout
+
+    four = confusion_layout(["Amanita", "Boletus", "Gyromitra", "Suillus"], [])
+    assert four["xaxis"]["tickangle"] == -45
+    assert four["xaxis"]["automargin"] and four["yaxis"]["automargin"]
+    nine = confusion_layout([f"Genus{i}" for i in range(9)], [])
+    assert nine["height"] - four["height"] >= 5 * 40
+    long_names = confusion_layout(["Coprinopsis atramentaria", "B", "C", "D"], [])
+    assert long_names["height"] > four["height"]  # room for the slanted long label
+
+
+def test_maps_are_two_side_by_side_and_larger_gives_full_width(monkeypatch: pytest.MonkeyPatch,
+                                                              written: dict[str, Path]) -> None:
+    """Issue 22: the maps were three to a row (~190 px at 1440 px): now two to a row, or one with "Larger"."""
+    at = open_page(monkeypatch, written["ckpt"], written["out"])
+    before = [caption for caption, _ in pictures(at)]
+    assert len(before) == 3
+    assert image_rows(at) == [(1, 0), (1, 1)]  # original | note, then predicted | true at half width
+    at.toggle(key="err_large").set_value(True).run()
+    assert not at.exception
+    assert image_rows(at) == [(3, 0)]  # one per row in the explanation column (beside the review panel)
+    assert [caption for caption, _ in pictures(at)] == before  # same panels, same order
+
+
+def test_lookalike_strip_behind_a_toggle_with_the_sibling_train_folder(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
+    """Issue 20: the look-alike strip under the maps, only when asked; the training folder defaults to ../train."""
+    from factories import write_image_folder
+
+    setup = write_errors_setup(tmp_path)
+    at = open_page(monkeypatch, setup["ckpt"], setup["out"])
+    assert at.toggle(key="err_lookalike").value is False
+    assert not [s for s in at.subheader if s.value == "Look-alike training photos"]  # nothing built yet
+    at.toggle(key="err_lookalike").set_value(True).run()
+    assert not at.exception
+    assert at.text_input(key="err_train").value == ""  # no train/ beside the test folder
+    assert any("Enter the training folder" in i.value for i in at.info)
+    train = write_image_folder(tmp_path / "train", NAMES, per_class=2, size=(64, 48))
+    at = open_page(monkeypatch, setup["ckpt"], setup["out"])
+    at.toggle(key="err_lookalike").set_value(True).run()
+    at.default_timeout = 180
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.text_input(key="err_train").value == str(train)
+    assert any(s.value == "Look-alike training photos" for s in at.subheader)
+    assert any("It resembles these" in m.value for m in at.markdown)
+    assert len(pictures(at)) > 3  # the three panels and the training photos

@@ -162,3 +162,48 @@ def test_malformed_reviews_are_one_message(monkeypatch: pytest.MonkeyPatch, writ
     at.run()
     assert not at.exception
     assert any("malformed causes" in e.value for e in at.error)
+
+
+def test_reviewer_name_is_remembered_for_the_next_session(monkeypatch: pytest.MonkeyPatch,
+                                                          written: dict[str, Path]) -> None:
+    """Issue 22: the name was asked again in every new browser session; now it comes from the settings folder."""
+    from mushcam import settings
+
+    monkeypatch.delenv("MUSHCAM_REVIEWER", raising=False)
+    at = open_page(monkeypatch, written["ckpt"], written["out"])
+    assert at.text_input(key="reviewer_widget").value == ""
+    at.text_input(key="reviewer_widget").input("  Ana   Lima ").run()
+    assert settings.read_reviewer_name() == "Ana Lima"
+    again = open_page(monkeypatch, written["ckpt"], written["out"])  # a new session
+    assert again.text_input(key="reviewer_widget").value == "Ana Lima"
+    assert not any("Set your reviewer name" in i.value for i in again.info)
+    settings.reviewer_name_path().write_text("{not json", encoding="utf-8")  # damaged: no name, no error
+    damaged = open_page(monkeypatch, written["ckpt"], written["out"])
+    assert damaged.text_input(key="reviewer_widget").value == ""
+
+
+def test_reviewer_settings_file(tmp_path: Path) -> None:
+    from mushcam import settings
+
+    path = tmp_path / "sub" / "reviewer.json"
+    assert settings.read_reviewer_name(path) == ""
+    settings.remember_reviewer_name(" Ben\n", path)
+    assert settings.read_reviewer_name(path) == "Ben"
+    for damaged in ("[1, 2]", '{"reviewer": 5}', "\xff", '{"reviewer": "' + "x" * 999 + '"}'):
+        path.write_text(damaged, encoding="utf-8")
+        assert settings.read_reviewer_name(path) in ("", "x" * settings.MAX_REVIEWER_CHARS)
+    path.write_bytes(b"\xff\xfe")
+    assert settings.read_reviewer_name(path) == ""
+
+
+def test_add_a_cause_closes_its_popover(monkeypatch: pytest.MonkeyPatch, written: dict[str, Path]) -> None:
+    """Issue 22: the "Add a cause" popover stayed open after adding."""
+    at = open_page(monkeypatch, written["ckpt"], written["out"])
+    at.text_input(key="reviewer_widget").input("Ana").run()
+    at.text_input(key="rv_new_cause").input("Slug bites").run()
+    at.button(key="rv_add_cause").click().run()
+    assert not at.exception
+    assert any("Added the cause" in s.value for s in at.success)
+    assert at.session_state["rv_causes_added"] == 1  # the popover is drawn anew under a new key: closed
+    assert at.text_input(key="rv_new_cause_1").value == ""  # a fresh, empty field
+    assert at.checkbox(key="rv_c_slug_bites").value is False  # the new cause is in the form

@@ -138,3 +138,68 @@ def test_review_flow_in_chromium(tmp_path: Path) -> None:
         assert "cap like a bolete" in text and "data:image/jpeg;base64," in text
         assert exception_texts(page) == []
         screenshot(page, "review_unreviewed_only")
+
+
+def test_errors_page_at_1440_px(tmp_path: Path) -> None:
+    """Issue 22 item 4 on Errors, at 1440 px: the cell selector shows its default, the maps are large, the
+    matrix labels do not overlap, "Add a cause" closes, the reviewer name comes back in a new session; and the
+    look-alike strip (issue 20) appears when asked."""
+    from factories import write_image_folder
+    from test_errors_page import NAMES
+
+    setup = write_errors_setup(tmp_path, size=(160, 120))
+    write_image_folder(tmp_path / "train", NAMES, per_class=2, size=(96, 72))
+    env = {"MUSHCAM_CHECKPOINTS": str(setup["ckpt"]), "MUSHCAM_RESULTS": str(setup["out"]),
+           "MUSHCAM_DATA": str(setup["data"])}
+    with running_app(env=env) as url:
+        with browser_page(width=1440, height=3000) as page:
+            page.goto(f"{url}/Errors")
+            wait_idle(page, ready='[data-testid="stImage"] img')
+            assert exception_texts(page) == []
+            cell = page.locator('[data-testid="stSelectbox"]').filter(has_text="Or choose a cell")
+            shown = f'{cell.inner_text()} {cell.locator("input").first.get_attribute("placeholder") or ""}'
+            assert "(none: all pairs)" in shown and "Choose an option" not in shown, shown
+            screenshot(page, "errors_1440")
+            shown_widths = 'imgs => imgs.map(i => i.getBoundingClientRect().width)'
+            widths = page.locator('[data-testid="stImage"] img').evaluate_all(shown_widths)
+            assert len(widths) == 3 and min(widths[1:]) >= 280, widths  # half the explanation column; was ~190 px
+            page.get_by_text("Larger maps").click()
+            wait_idle(page, ready='[data-testid="stImage"] img')
+            larger = page.locator('[data-testid="stImage"] img').evaluate_all(shown_widths)
+            assert min(larger) >= 1.8 * min(widths[1:]), larger  # the full column
+            screenshot(page, "errors_1440_larger")
+            page.get_by_text("Larger maps").click()
+            wait_idle(page, ready='[data-testid="stImage"] img')
+            ticks = page.locator('[data-testid="stPlotlyChart"]').first.locator(".xtick text")
+            boxes = [ticks.nth(i).bounding_box() for i in range(ticks.count())]
+            for a, b in zip(boxes, boxes[1:], strict=False):  # slanted labels: no two overlap
+                assert a["x"] + a["width"] <= b["x"] + 1 or a["y"] + a["height"] <= b["y"] + 1, (a, b)
+
+            name = page.locator('[data-testid="stSidebar"] input[aria-label="Reviewer name"]')
+            name.fill("Ana")
+            name.press("Enter")
+            wait_idle(page, ready='[data-testid="stImage"] img')
+            page.get_by_role("button", name="Add a cause").click()
+            field = page.get_by_label("New cause")
+            field.fill("Slug bites")
+            page.get_by_role("button", name="Add", exact=True).click()
+            expect(page.get_by_text("Added the cause")).to_be_visible(timeout=60_000)
+            wait_idle(page, ready='[data-testid="stImage"] img')
+            expect(page.get_by_label("New cause")).to_be_hidden(timeout=10_000)  # the popover closed
+            expect(page.get_by_text("Slug bites", exact=True)).to_be_visible()  # now a cause in the form
+            page.get_by_text("Show look-alike training photos").click()  # another rerun: it stays closed
+            expect(page.get_by_text("Look-alike training photos", exact=True)).to_be_visible(timeout=180_000)
+            wait_idle(page, ready='[data-testid="stImage"] img')
+            assert page.get_by_label("New cause").count() == 0 or not page.get_by_label("New cause").is_visible()
+            page.get_by_role("button", name="Add a cause").click()
+            expect(page.get_by_label("New cause")).to_have_value("")  # opened again: empty
+            page.keyboard.press("Escape")
+
+            assert exception_texts(page) == []
+            page.get_by_text("Look-alike training photos", exact=True).scroll_into_view_if_needed()
+            screenshot(page, "errors_1440_lookalikes")
+        with browser_page(width=1440, height=1000) as again:  # a new browser session
+            again.goto(f"{url}/Errors")
+            wait_idle(again, ready='[data-testid="stImage"] img')
+            field = again.locator('[data-testid="stSidebar"] input[aria-label="Reviewer name"]')
+            assert field.input_value() == "Ana"
