@@ -145,7 +145,7 @@ def test_errors_page_at_1440_px(tmp_path: Path) -> None:
     matrix labels do not overlap, "Add a cause" closes, the reviewer name comes back in a new session; and the
     look-alike strip (issue 20) appears when asked."""
     from factories import write_image_folder
-    from test_errors_page import NAMES
+    from errors_setup import NAMES
 
     setup = write_errors_setup(tmp_path, size=(160, 120))
     write_image_folder(tmp_path / "train", NAMES, per_class=2, size=(96, 72))
