@@ -144,8 +144,8 @@ def test_errors_page_at_1440_px(tmp_path: Path) -> None:
     """Issue 22 item 4 on Errors, at 1440 px: the cell selector shows its default, the maps are large, the
     matrix labels do not overlap, "Add a cause" closes, the reviewer name comes back in a new session; and the
     look-alike strip (issue 20) appears when asked."""
-    from factories import write_image_folder
     from errors_setup import NAMES
+    from factories import write_image_folder
 
     setup = write_errors_setup(tmp_path, size=(160, 120))
     write_image_folder(tmp_path / "train", NAMES, per_class=2, size=(96, 72))
