@@ -10,6 +10,7 @@ agreement as a small heatmap matrix.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,8 +237,17 @@ def map_faithfulness(ctx: state.AppContext, models: dict[str, LoadedModel],
     """One row per (image, model): each map's deletion AUC (lower = faithful) and insertion AUC (higher)."""
     assert ctx.manifest is not None
     rows = []
+    total = sum(len(row.cells) for row in comparison.rows)
+    bar = st.progress(0.0, text=f"Faithfulness of {total} maps (22 forward passes each); switch the toggle off "
+                                "to stop")
+    started = time.monotonic()
     for row in comparison.rows:
         for key, cell in row.cells.items():
+            done = len(rows)
+            if done:
+                left = (time.monotonic() - started) / done * (total - done)
+                bar.progress(done / total, text=f"Faithfulness: {done} of {total} maps · about {left:.0f} s left; "
+                                                "switch the toggle off to stop")
             column = Column.parse(key)  # a model and a CAM method
             deletion, insertion = _map_aucs(models[column.model].model, row.image.image, ctx.manifest,
                                             state.model_identity(ctx, column.model), row.image.sha256,
@@ -245,6 +255,7 @@ def map_faithfulness(ctx: state.AppContext, models: dict[str, LoadedModel],
             rows.append({"image": row.image.name, "model": comparison.label(key),
                          "explained": ctx.manifest.class_names[cell.explanation.class_idx],
                          "deletion_auc": deletion, "insertion_auc": insertion})
+    bar.empty()
     return rows
 
 
