@@ -160,16 +160,11 @@ def ablation_cam(request: MapRequest) -> torch.Tensor:
     if size < 1:
         raise GradCAMError(f"batch_size must be at least 1; got {request.batch_size}")
     weights = torch.empty(activation.shape[:2], dtype=torch.float32, device=activation.device)
-    images, channels = activation.shape[:2]
-    for n in range(images):
+    for n in range(activation.shape[0]):
         c = int(captured.class_idx[n])
         original = float(captured.logits[n, c])
-
-        def on_batch(done: int, n: int = n) -> None:
-            request.report(n * channels + done, images * channels)
-
         ablated = ablation_scores(model, captured.inputs[n : n + 1], raw[n : n + 1], module, c, size, layout,
-                                  channels, on_batch)
+                                  activation.shape[1], request.channel_reporter(n))
         if original == 0.0:
             weights[n] = 0.0  # the paper's weight is undefined for a zero score
         else:

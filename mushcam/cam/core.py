@@ -338,6 +338,11 @@ class MapRequest:
         if self.progress is not None:
             self.progress(done, total)
 
+    def channel_reporter(self, image: int) -> Callable[[int], None]:
+        """``on_batch(channels_done)`` for image ``image`` of the batch: reports channels done over all images."""
+        images, channels = self.activation.shape[:2]
+        return lambda done: self.report(image * channels + done, images * channels)
+
     @property
     def activation(self) -> torch.Tensor:
         """A at the layer: N x K x h x w."""

@@ -77,13 +77,9 @@ def score_cam(request: MapRequest) -> torch.Tensor:
     if size < 1:
         raise GradCAMError(f"batch_size must be at least 1; got {request.batch_size}")
     weights = torch.empty(activation.shape[:2], dtype=torch.float32, device=activation.device)
-    images, channels = activation.shape[:2]
-    for n in range(images):
+    for n in range(activation.shape[0]):
         c = int(captured.class_idx[n])
-
-        def on_batch(done: int, n: int = n) -> None:
-            request.report(n * channels + done, images * channels)
-
-        scores = masked_scores(request.model, captured.inputs[n : n + 1], activation[n : n + 1], c, size, on_batch)
+        scores = masked_scores(request.model, captured.inputs[n : n + 1], activation[n : n + 1], c, size,
+                               request.channel_reporter(n))
         weights[n] = torch.softmax(scores, dim=0)
     return weighted_sum(weights.to(activation.dtype), activation)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scenes import small_cnn  # the shared four-convolution CNN (tests/helpers/scenes.py)
 from torch import nn
 
 from mushcam.gradcam import grad_cam
@@ -51,19 +52,6 @@ def make_scenes(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarr
     images += rng.normal(0, 0.03, size=images.shape).astype(np.float32)
     tensor = torch.from_numpy(np.clip(images, 0, 1)).permute(0, 3, 1, 2).contiguous()
     return (tensor - 0.5) / 0.25, torch.from_numpy(labels), marked, corners
-
-
-def small_cnn(seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(16, 32, 3, padding=1, stride=2), nn.ReLU(),
-            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(32, 48, 3, padding=1, stride=2), nn.ReLU(),
-        ),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(48, 2),
-    )
 
 
 @pytest.fixture(scope="module")
