@@ -28,6 +28,7 @@ from mushcam.patterns.focus import FocusSummary, Interval
 from mushcam.patterns.regions import Region, RegionError
 from mushcam.patterns.strategies import ClassStrategies
 from mushcam.store import StoreError, transaction, write_transaction
+from mushcam.store.connection import create_tables, has_tables
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS patterns_regions (
@@ -84,14 +85,11 @@ class StoredCluster:
 
 
 def _create(connection: sqlite3.Connection) -> None:
-    for statement in _SCHEMA.split(";"):
-        if statement.strip():
-            connection.execute(statement)
+    create_tables(connection, _SCHEMA)
 
 
 def _has_tables(connection: sqlite3.Connection) -> bool:
-    names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    return set(_TABLES) <= names
+    return has_tables(connection, _TABLES)
 
 
 def _now() -> str:

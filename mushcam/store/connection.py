@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from mushcam.store.records import APPLICATION_ID, SCHEMA, SCHEMA_VERSION, StoreError
@@ -124,6 +124,19 @@ def check_writable(path: str | os.PathLike[str], timeout: float | None = None) -
         finally:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
+
+
+def create_tables(connection: sqlite3.Connection, schema: str) -> None:
+    """Run each ``;``-separated statement of ``schema`` (``CREATE TABLE IF NOT EXISTS ...``): a job's own tables."""
+    for statement in schema.split(";"):
+        if statement.strip():
+            connection.execute(statement)
+
+
+def has_tables(connection: sqlite3.Connection, names: Iterable[str]) -> bool:
+    """Whether the store holds every table in ``names`` (a job's tables exist once it has written)."""
+    present = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return set(names) <= present
 
 
 def has_arch(connection: sqlite3.Connection) -> bool:

@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from mushcam.store import StoreError, transaction, write_transaction
+from mushcam.store.connection import create_tables, has_tables
 from mushcam.trust.faithfulness import FaithfulnessSettings, ImageFaithfulness
 from mushcam.trust.sanity import SanityResult
 
@@ -83,14 +84,11 @@ def _now() -> str:
 
 
 def _create(connection: sqlite3.Connection) -> None:
-    for statement in _SCHEMA.split(";"):
-        if statement.strip():
-            connection.execute(statement)
+    create_tables(connection, _SCHEMA)
 
 
 def _has_tables(connection: sqlite3.Connection) -> bool:
-    names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    return {"faithfulness_runs", "sanity_runs"} <= names
+    return has_tables(connection, ("faithfulness_runs", "sanity_runs"))
 
 
 def _blob(values: np.ndarray) -> bytes:
