@@ -17,7 +17,7 @@ import streamlit as st
 import torch
 
 from mushcam import errors
-from mushcam.cam import DEFAULT_METHOD, METHOD_LABELS, METHODS
+from mushcam.cam import DEFAULT_METHOD, METHOD_LABELS, METHODS, get_method
 from mushcam.exceptions import MushcamError
 from mushcam.explain import top_k
 from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP, to_png
@@ -149,13 +149,15 @@ def maps(ctx: state.AppContext, run: RunRecord, contents: StoreContents, index: 
                                              method)
         truth = state.cached_explanation(model, picture.image, ctx.manifest, identity, picture.sha256, layer, true,
                                          method)
+        contrast = (state.cached_explanation(model, picture.image, ctx.manifest, identity, picture.sha256, layer,
+                                             pred, method, true) if pred != true and can_contrast(method) else None)
     stored = rows.probabilities[index]
     live = float(predicted.probabilities[pred])
     if abs(live - float(stored[pred])) > 1e-3:
         st.warning(f"The current model gives {run.class_names[pred]} {live:.1%}; "
                    f"the store says {float(stored[pred]):.1%}.")
     panels = error_panels(picture.display, predicted, truth, ctx.manifest.input, run.class_names, run.toxicities,
-                          true, stored, alpha, colormap, shared)
+                          true, stored, alpha, colormap, shared, contrast)
     if pred == true:
         st.caption("This prediction is right: one map.")
     scale_note = "one scale for both maps" if shared else "each map scaled to its own maximum"
@@ -167,6 +169,12 @@ def maps(ctx: state.AppContext, run: RunRecord, contents: StoreContents, index: 
         key="err_png",
     )
     lookalikes(ctx, name, picture, data_root, run.class_names[true], alpha, colormap)
+
+
+def can_contrast(method: str) -> bool:
+    """Whether ``method`` can explain y_A - y_B (a gradient method of the class's logit)."""
+    entry = get_method(method)
+    return entry.needs_gradient and entry.target is None
 
 
 def draw_panels(panels: Panels, note: str) -> None:
@@ -186,9 +194,11 @@ def draw_panels(panels: Panels, note: str) -> None:
     first, beside = st.columns(2)
     first.image(items[0][0], caption=items[0][1], width="stretch")
     beside.caption(note)
-    # the maps of the chosen class and of the true one, side by side (a right prediction has one map)
-    for column, (image, caption) in zip(st.columns(2), items[1:], strict=False):
-        column.image(image, caption=caption, width="stretch")
+    # the maps of the chosen class and of the true one side by side (a right prediction has one map),
+    # then the contrast of the two ("what pushed the prediction above the true class")
+    for start in range(1, len(items), 2):
+        for column, (image, caption) in zip(st.columns(2), items[start:start + 2], strict=False):
+            column.image(image, caption=caption, width="stretch")
 
 
 def default_training_folder(data_root: str) -> str:

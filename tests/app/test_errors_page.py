@@ -145,11 +145,12 @@ def test_confusion_cell_filters_the_list(monkeypatch: pytest.MonkeyPatch, writte
 
 def test_model_filter_and_other_backbone_one_click(monkeypatch: pytest.MonkeyPatch, written: dict[str, Path]) -> None:
     at = open_page(monkeypatch, written["ckpt"], written["out"])
-    # the first error, Amanita/img_1 (EfficientNet: Boletus 95%), explained: original + two maps
+    # the first error, Amanita/img_1 (EfficientNet: Boletus 95%), explained: original + two maps + their contrast
     assert at.selectbox(key="err_pick").format_func(at.selectbox(key="err_pick").value).startswith("Amanita/img_1.png")
     captions = [caption for caption, _ in pictures(at)]
-    assert len(captions) == 3 and captions[0].startswith("Original")
+    assert len(captions) == 4 and captions[0].startswith("Original")
     assert captions[1].startswith("Why Boletus? (95.0%)") and captions[2].startswith("Where is Amanita? (1.7%)")
+    assert captions[3].startswith("Boletus over Amanita?") and "y(Boletus) − y(Amanita)" in captions[3]
     seen = next(d.value for d in at.dataframe if "verdict" in d.value.columns)  # how each model saw it
     assert list(seen["model"]) == ["EfficientNet-B0", "MobileNetV3-Large"]
     assert list(seen["predicted"]) == ["Boletus", "Gyromitra"]
@@ -236,7 +237,7 @@ def test_images_are_read_only_from_the_folder_the_user_chose(monkeypatch: pytest
     assert any(f"evaluated on `{written['data'].resolve()}`" in i.value for i in at.info)
     at.button(key="err_use_recorded").click().run()  # the user's explicit choice
     assert at.text_input(key="err_data_widget").value == str(written["data"].resolve())
-    assert len(pictures(at)) == 3
+    assert len(pictures(at)) == 4  # original, predicted, true, and the contrast of the two
     # another folder without these images: a clear message, nothing read elsewhere
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -249,7 +250,7 @@ def test_images_are_read_only_from_the_folder_the_user_chose(monkeypatch: pytest
         (linked / source.parent.name).mkdir(parents=True, exist_ok=True)
         (linked / source.parent.name / source.name).symlink_to(source)
     at.text_input(key="err_data_widget").input(str(linked)).run()
-    assert len(pictures(at)) == 3 and not at.error
+    assert len(pictures(at)) == 4 and not at.error
 
 
 def test_cell_selector_shows_its_default_not_choose_an_option(monkeypatch: pytest.MonkeyPatch,
@@ -279,11 +280,12 @@ def test_maps_are_two_side_by_side_and_larger_gives_full_width(monkeypatch: pyte
     """Issue 22: the maps were three to a row (~190 px at 1440 px): now two to a row, or one with "Larger"."""
     at = open_page(monkeypatch, written["ckpt"], written["out"])
     before = [caption for caption, _ in pictures(at)]
-    assert len(before) == 3
-    assert image_rows(at) == [(1, 0), (1, 1)]  # original | note, then predicted | true at half width
+    assert len(before) == 4
+    # original | note, then predicted | true at half width, then their contrast
+    assert image_rows(at) == [(1, 0), (1, 1), (1, 0)]
     at.toggle(key="err_large").set_value(True).run()
     assert not at.exception
-    assert image_rows(at) == [(3, 0)]  # one per row in the explanation column (beside the review panel)
+    assert image_rows(at) == [(4, 0)]  # one per row in the explanation column (beside the review panel)
     assert [caption for caption, _ in pictures(at)] == before  # same panels, same order
 
 
