@@ -2,7 +2,7 @@
 
 Home, Explain and Compare say in words when the numbers behind a model do not support reading
 its maps: predictions collapsed onto one or two classes, or accuracy not above chance
-(:mod:`mushcam.model_health` has the rules). No store, or no run of the model yet: nothing to say.
+(:mod:`mushcam.metrics.health` has the rules). No store, or no run of the model yet: nothing to say.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from mushcam.model_health import ModelHealth, model_health
+from mushcam.metrics.health import ModelHealth, model_health
 from mushcam.store import StoreError
 from ui import errors_support, store_picker
 

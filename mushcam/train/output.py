@@ -29,7 +29,7 @@ from mushcam.manifest import (
     load_manifest,
     save_manifest,
 )
-from mushcam.model_health import chance_check
+from mushcam.metrics.health import chance_check
 from mushcam.models import BACKBONES
 from mushcam.train.config import TrainConfig, TrainResult
 from mushcam.train.data import Report, TrainingData

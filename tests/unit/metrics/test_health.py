@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from mushcam.model_health import chance_check, collapse_check, wilson_interval
+from mushcam.metrics.health import chance_check, collapse_check, wilson_interval
 
 
 def test_wilson_interval_matches_the_formula_by_hand():
@@ -45,7 +45,7 @@ def test_few_classes_or_few_photos_never_count_as_collapse():
 
 
 def test_model_health_of_a_run_gives_both_warnings_for_a_model_that_calls_everything_amanita():
-    from mushcam.model_health import model_health
+    from mushcam.metrics.health import model_health
 
     names = ["Amanita", "Boletus", "Coprinellus", "Coprinopsis", "Ganoderma", "Gyromitra", "Omphalotus", "Volvo"]
     true = [i % 8 for i in range(80)]
