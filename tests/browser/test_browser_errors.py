@@ -56,12 +56,12 @@ def test_errors_page_in_chromium(tmp_path: Path) -> None:
         assert metric_values == ["3 / 6", "0 / 6"]
         screenshot(page, "errors_top")
 
-        # the explanation: original + predicted-class map + true-class map, really decoded by the browser
+        # the explanation: original + predicted-class map + true-class map + their contrast, decoded by the browser
         images = page.locator('[data-testid="stImage"] img')
-        assert images.count() == 3
-        images.nth(2).scroll_into_view_if_needed()
+        assert images.count() == 4
+        images.nth(3).scroll_into_view_if_needed()
         wait_idle(page, ready='[data-testid="stImage"] img')
-        widths = [images.nth(i).evaluate("img => img.naturalWidth") for i in range(3)]
+        widths = [images.nth(i).evaluate("img => img.naturalWidth") for i in range(4)]
         assert all(w >= 100 for w in widths), widths
         assert page.get_by_text(re.compile(r"Why Boletus\? \(95\.0%\)")).count() == 1
         screenshot(page, "errors_explained")
@@ -162,7 +162,7 @@ def test_errors_page_at_1440_px(tmp_path: Path) -> None:
             screenshot(page, "errors_1440")
             shown_widths = 'imgs => imgs.map(i => i.getBoundingClientRect().width)'
             widths = page.locator('[data-testid="stImage"] img').evaluate_all(shown_widths)
-            assert len(widths) == 3 and min(widths[1:]) >= 280, widths  # half the explanation column; was ~190 px
+            assert len(widths) == 4 and min(widths[1:]) >= 280, widths  # half the explanation column; was ~190 px
             page.get_by_text("Larger maps").click()
             wait_idle(page, ready='[data-testid="stImage"] img')
             larger = page.locator('[data-testid="stImage"] img').evaluate_all(shown_widths)
