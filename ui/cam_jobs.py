@@ -48,7 +48,13 @@ class CamJob:
 
     @property
     def stopped(self) -> bool:
-        return isinstance(self.error, JobStopped)
+        """The user pressed Stop (the worker may still be finishing its batch: it is done for the page)."""
+        return self.stop_event.is_set()
+
+    @property
+    def active(self) -> bool:
+        """Running and not stopped: what the progress bar is drawn for."""
+        return self.running and not self.stopped
 
     @property
     def fraction(self) -> float:

@@ -149,8 +149,10 @@ def maps(ctx: state.AppContext, run: RunRecord, contents: StoreContents, index: 
                                              method)
         truth = state.cached_explanation(model, picture.image, ctx.manifest, identity, picture.sha256, layer, true,
                                          method)
-        contrast = (state.cached_explanation(model, picture.image, ctx.manifest, identity, picture.sha256, layer,
-                                             pred, method, true) if pred != true and can_contrast(method) else None)
+        contrast = None
+        if pred != true and get_method(method).can_contrast:  # what pushed the prediction above the true class
+            contrast = state.cached_explanation(model, picture.image, ctx.manifest, identity, picture.sha256, layer,
+                                                pred, method, true)
     stored = rows.probabilities[index]
     live = float(predicted.probabilities[pred])
     if abs(live - float(stored[pred])) > 1e-3:
@@ -169,12 +171,6 @@ def maps(ctx: state.AppContext, run: RunRecord, contents: StoreContents, index: 
         key="err_png",
     )
     lookalikes(ctx, name, picture, data_root, run.class_names[true], alpha, colormap)
-
-
-def can_contrast(method: str) -> bool:
-    """Whether ``method`` can explain y_A - y_B (a gradient method of the class's logit)."""
-    entry = get_method(method)
-    return entry.needs_gradient and entry.target is None
 
 
 def draw_panels(panels: Panels, note: str) -> None:

@@ -122,7 +122,7 @@ def versus_selector(place: object, prediction: Explanation, manifest: Manifest, 
         "Versus", others, key="versus", format_func=lambda i: target_label(i, prediction, manifest),
         help="Default: the most probable other class (the runner-up).")
     entry = get_method(method)
-    if not entry.needs_gradient or entry.target is not None:
+    if not entry.can_contrast:
         place.caption(f"{entry.label} cannot contrast two classes: choose a gradient method "  # type: ignore[attr-defined]
                       "(Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM). Showing its plain map.")
         return None
@@ -203,10 +203,10 @@ def long_map(ask: MapAsk, cost: CostEstimate, model_label: str, class_name: str)
 
 def _long_map_panel(ask: MapAsk, cost: CostEstimate, model_label: str, class_name: str,
                     job: cam_jobs.CamJob | None, cache: CamCache, digest: str) -> None:
-    if job is not None and job.running and not job.stop_event.is_set():
+    if job is not None and job.active:
         _progress(ask.key)
         return
-    if job is not None and job.error is not None and not job.stopped and not job.stop_event.is_set():
+    if job is not None and job.error is not None and not job.stopped:
         if not isinstance(job.error, MushcamError):
             raise job.error
         st.error(f"{cost.label} failed: {job.error}", icon="🚫")
@@ -229,7 +229,7 @@ def _long_map_panel(ask: MapAsk, cost: CostEstimate, model_label: str, class_nam
 def _progress(key: str) -> None:
     """Progress of the running job, redrawn twice a second; Stop; a full rerun once it is over."""
     job = cam_jobs.job_for(key)
-    if job is None or not job.running or job.stop_event.is_set():
+    if job is None or not job.active:
         st.rerun()
         return
     eta = job.eta_seconds()

@@ -64,7 +64,7 @@ def _score_for(entry: Method, versus: int | Sequence[int] | torch.Tensor | None)
     """What ``entry`` differentiates: its own target, the contrast with ``versus``, or the class's logit."""
     if versus is None:
         return entry.target or class_score
-    if not entry.needs_gradient or entry.target is not None:
+    if not entry.can_contrast:
         raise TargetError(f"{entry.label} cannot make a contrastive map: 'versus' needs a gradient method of the "
                           "explained class's logit (Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM)")
     return contrast_score(versus)

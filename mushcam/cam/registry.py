@@ -66,6 +66,11 @@ class Method:
     passes: Callable[[int], float] = lambda channels: 1.0
     target: Score | None = None  # the method's own target (Finer-CAM); None: the explained class's logit
 
+    @property
+    def can_contrast(self) -> bool:
+        """Whether the method can explain ``y_A - y_B`` (a ``versus`` class): a gradient method of the class's logit."""
+        return self.needs_gradient and self.target is None
+
     def estimated_passes(self, channels: int) -> float:
         """``passes(channels)``, at least 1."""
         return max(1.0, float(self.passes(int(channels))))
