@@ -156,6 +156,8 @@ class _Photo:
     sha256: str
     hashes: np.ndarray = field(repr=False)
     colours: np.ndarray = field(repr=False)
+    rotated: np.ndarray | None = field(default=None, repr=False)  # for the second stage: rotated hashes
+    histogram: np.ndarray | None = field(default=None, repr=False)  # and the colour histogram
 
 
 def scan_splits(root: Path) -> tuple[list[tuple[str, Path]], list[tuple[str, str]]]:
@@ -196,6 +198,8 @@ def check_data(root: str | os.PathLike[str], threshold: int = DEFAULT_THRESHOLD,
     if not files:
         raise MushcamError(f"no images under {base}/train, {base}/val or {base}/test "
                            "(expected ROOT/<split>/<Class>/<image>)")
+    if geometric:  # the second stage builds on this module's hashes, so it is imported here, not at the top
+        from mushcam.review.matching import colour_histogram, rotated_hashes
     photos: list[_Photo] = []
     unreadable = []
     for n, (split, path) in enumerate(files, 1):
@@ -206,7 +210,10 @@ def check_data(root: str | os.PathLike[str], threshold: int = DEFAULT_THRESHOLD,
         except (OSError, MushcamError) as exc:
             unreadable.append((relative, str(exc)))
             continue
-        photos.append(_Photo(relative, split, hashlib.sha256(data).hexdigest(), *fingerprint(rgb)))
+        photo = _Photo(relative, split, hashlib.sha256(data).hexdigest(), *fingerprint(rgb))
+        if geometric:  # what the second stage proposes from, made from this decode (no second pass over the files)
+            photo.rotated, photo.histogram = rotated_hashes(rgb), colour_histogram(rgb)
+        photos.append(photo)
         if progress is not None:
             progress(n, len(files))
     matrix = distances(np.stack([p.hashes for p in photos])) if photos else np.zeros((0, 0), np.uint8)
@@ -231,11 +238,13 @@ def check_data(root: str | os.PathLike[str], threshold: int = DEFAULT_THRESHOLD,
 def second_stage(base: Path, photos: Sequence[_Photo], matrix: np.ndarray, pairs: list[NearDuplicate],
                  order: dict[str, int]) -> dict[tuple[str, str], str]:
     """Pairs the hash threshold missed but local features confirm: appended to ``pairs``; their reasons by paths."""
-    from mushcam.review.matching import confirm_pairs, propose_pairs
+    from mushcam.review.matching import confirm_pairs, propose_from
 
     known = {(p.image_path, p.other_path) for p in pairs} | {(p.other_path, p.image_path) for p in pairs}
     by_path = {p.path: i for i, p in enumerate(photos)}
-    todo = [(base / photos[c.i].path, base / photos[c.j].path) for c in propose_pairs([base / p.path for p in photos])
+    candidates = propose_from(np.stack([p.hashes for p in photos]), np.stack([p.rotated for p in photos]),
+                              np.stack([p.histogram for p in photos]))
+    todo = [(base / photos[c.i].path, base / photos[c.j].path) for c in candidates
             if (photos[c.i].path, photos[c.j].path) not in known]
     reasons: dict[tuple[str, str], str] = {}
     for same in confirm_pairs(todo):

@@ -211,11 +211,15 @@ def rotation_distances(hashes: np.ndarray, rotated: np.ndarray, chunk: int = 128
     return np.minimum(out, out.T)
 
 
+def rotated_hashes(rgb: np.ndarray) -> np.ndarray:
+    """The whole-frame hash of the thumbnail rotated by 90, 180 and 270 degrees: (3,) uint64."""
+    return np.array([fingerprint(np.ascontiguousarray(np.rot90(rgb, k)))[0][0] for k in (1, 2, 3)], dtype=np.uint64)
+
+
 def photo_hashes(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(dedup's hashes of the frame and its sub-frames, the whole-frame hashes rotated by 90, 180, 270 degrees)."""
     hashes, _ = fingerprint(rgb)
-    rotated = np.array([fingerprint(np.ascontiguousarray(np.rot90(rgb, k)))[0][0] for k in (1, 2, 3)], dtype=np.uint64)
-    return hashes, rotated
+    return hashes, rotated_hashes(rgb)
 
 
 def propose_pairs(paths: Sequence[str | os.PathLike[str]], max_bits: int = LOOSE_BITS, per_photo: int = PER_PHOTO,
@@ -230,8 +234,14 @@ def propose_pairs(paths: Sequence[str | os.PathLike[str]], max_bits: int = LOOSE
         colours.append(colour_histogram(rgb))
     if not hashes:
         return []
-    matrix = rotation_distances(np.stack(hashes), np.stack(rotated))
-    histograms = np.stack(colours)
+    return propose_from(np.stack(hashes), np.stack(rotated), np.stack(colours), max_bits, per_photo, embeddings)
+
+
+def propose_from(hashes: np.ndarray, rotated: np.ndarray, histograms: np.ndarray, max_bits: int = LOOSE_BITS,
+                 per_photo: int = PER_PHOTO, embeddings: np.ndarray | None = None) -> list[Candidate]:
+    """:func:`propose_pairs` from fingerprints already computed (N x H hashes, N x 3 rotated, N x B histograms):
+    for a caller that decoded the photos once already (check-data)."""
+    matrix = rotation_distances(hashes, rotated)
     similarities = {"colour histogram": histograms @ histograms.T}
     if embeddings is not None:
         units = np.asarray(embeddings, dtype=np.float32)
