@@ -313,7 +313,7 @@ def cached_explanation(
     model call here. ``identity`` is :func:`model_identity`.
     """
     cache = CamCache(default_cache_dir())
-    digest = catalog.cache_digest(checkpoint_sha256(identity), identity.fingerprint)
+    digest = map_digest(identity)
     return disk_cached_explanation(
         cache, _model, _image, _manifest.input, layer, class_idx, digest, image_sha, method, versus=versus
     )
