@@ -15,6 +15,7 @@ import hashlib
 import os
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -49,32 +50,18 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 def read_checkpoint(path: str | os.PathLike[str]) -> object:
     """The object stored in a checkpoint file, read without running code.
 
-    Raises :class:`CheckpointError` for a missing path, a folder, an empty or text file, a
-    zip bomb, a pickle holding Python objects (named, with the way out), or a damaged file.
+    Raises :class:`CheckpointError` for a missing path, a folder, a device, pipe or system
+    pseudo-file, an empty or text file, a zip bomb, too many tensors, a pickle holding Python
+    objects (named, with the way out), a pickle protocol torch cannot read safely, or a damaged
+    file. torch's own warnings are kept out of the user's terminal: the message says it all.
     """
     path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"checkpoint {path} is a folder, not a weights file: "
-                              "name the .pt/.pth/.safetensors file inside it")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    check_regular_file(path)
     try:
         kind = safety.sniff(path)
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path.name}: {exc.strerror or exc}") from None
-    if kind.kind == "empty":
-        raise CheckpointError(f"cannot read checkpoint {path.name}: the file is empty (0 bytes); "
-                              "it was not written completely, save it again")
-    if kind.kind == "lfs":
-        raise CheckpointError(
-            f"cannot read checkpoint {path.name}: it is a Git LFS pointer, not the weights; fetch them with "
-            "'git lfs pull' in the repository it came from"
-        )
-    if kind.kind == "text":
-        raise CheckpointError(
-            f"cannot read checkpoint {path.name}: it is a text file (starts with {kind.detail!r}), not "
-            "PyTorch weights; point the manifest's 'checkpoint' at the .pt/.pth/.safetensors file"
-        )
+    _refuse_by_kind(path, kind)
     if kind.kind == "safetensors" or path.suffix == ".safetensors":
         return _read_safetensors(path)
     if kind.kind == "zip":
@@ -86,16 +73,70 @@ def read_checkpoint(path: str | os.PathLike[str]) -> object:
             f"cannot read checkpoint {path.name}: not a PyTorch (.pt/.pth) or safetensors weights file, "
             "or it is damaged"
         )
+    return _torch_load(path, kind.kind)
+
+
+def check_regular_file(path: Path) -> None:
+    """Refuse anything but a regular file, links followed, naming what it is instead."""
+    real = os.path.realpath(path)
+    link = f" (a link to {real})" if path.is_symlink() else (f" ({real})" if real != os.path.abspath(path) else "")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        special = safety.special_file(path)
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise CheckpointError(f"checkpoint {path} is a link to {os.readlink(path)}, which does not exist; "
+                                  "point the manifest's 'checkpoint' at the weights file itself") from None
+        raise CheckpointError(f"checkpoint not found: {path}") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a weights file: "
+                              "name the .pt/.pth/.safetensors file inside it")
+    if special:
+        raise CheckpointError(f"checkpoint {path}{link} is {special}, not a checkpoint file; point the manifest's "
+                              "'checkpoint' at the .pt/.pth/.safetensors file")
+
+
+def _refuse_by_kind(path: Path, kind: safety.FileKind) -> None:
+    """Files that are plainly not weights: empty, a Git LFS pointer, text (never quoted)."""
+    if kind.kind == "empty":
+        raise CheckpointError(f"cannot read checkpoint {path.name}: the file is empty (0 bytes); "
+                              "it was not written completely, save it again")
+    if kind.kind == "lfs":
+        raise CheckpointError(
+            f"cannot read checkpoint {path.name}: it is a Git LFS pointer, not the weights; fetch them with "
+            "'git lfs pull' in the repository it came from"
+        )
+    if kind.kind == "text":
+        raise CheckpointError(
+            f"cannot read checkpoint {path.name}: it is {kind.detail}, not a PyTorch checkpoint; point the "
+            "manifest's 'checkpoint' at the .pt/.pth/.safetensors file"
+        )
+
+
+def _torch_load(path: Path, kind: str) -> object:
+    """``torch.load(weights_only=True)`` with every failure one line and torch's warnings
+    (pickle protocol, ``weights_only``) captured, not printed."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise _refusal(path, kind.kind, str(exc)) from None
+        raise _refusal(path, kind, str(exc)) from None
     except MemoryError:
         raise CheckpointError(f"cannot read checkpoint {path.name}: not enough memory to hold it") from None
     except Exception as exc:  # noqa: BLE001 - truncated zip, bad storage, any torch.load failure
+        if kind == "pickle" and not safety.is_torch_legacy(path):
+            raise CheckpointError(_plain_pickle_message(path)) from None
         raise CheckpointError(
             f"cannot read checkpoint {path.name}: it is damaged or truncated ({_first_line(exc)}); save it again"
         ) from None
+
+
+def _plain_pickle_message(path: Path) -> str:
+    return (f"cannot read checkpoint {path.name}: it is a plain Python pickle (pickle.dump), not a PyTorch "
+            "checkpoint, and unpickling it could run code; save the weights with "
+            "torch.save(model.state_dict(), path)")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -126,6 +167,15 @@ def _refusal(path: Path, kind: str, message: str) -> CheckpointError:
             "loaded (run commands or code on this computer). It is not a weights file and may be malicious: "
             "do not load it"
         )
+    if kind == "pickle" and not safety.is_torch_legacy(path):
+        return CheckpointError(_plain_pickle_message(path))
+    protocol = safety.pickle_protocol(path, kind)
+    if protocol is not None and protocol >= 4 and "Unsupported operand" in message:
+        return CheckpointError(
+            f"cannot read checkpoint {path.name}: it was saved with pickle protocol {protocol}, which PyTorch's safe "
+            "(weights-only) reader cannot read; save it again with torch.save(state_dict, path) without "
+            "pickle_protocol (the default, 2)"
+        )
     if foreign:
         shown = ", ".join(foreign[:3])
         return CheckpointError(
@@ -145,12 +195,9 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(
             f"{path.name} is a .safetensors file: install the safetensors package (pip install safetensors)"
         ) from None
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-    if len(head) < 8 or int.from_bytes(head, "little") + 8 > size:
-        raise CheckpointError(f"cannot read checkpoint {path.name}: its safetensors header is damaged "
-                              "or the file is truncated")
+    problem = safety.safetensors_problem(path)
+    if problem:
+        raise CheckpointError(f"cannot read checkpoint {path.name}: {problem}")
     try:
         return dict(load_file(str(path), device="cpu"))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -165,7 +212,10 @@ def find_state_dict(raw: object, name: str) -> tuple[dict[str, torch.Tensor], st
     A training dict holds the state dict under one of :data:`STATE_KEYS` (searched one level
     down as well, e.g. Lightning's ``{"state_dict": ...}``) beside non-tensor entries.
     """
-    if isinstance(raw, Mapping) and raw and all(isinstance(v, torch.Tensor) for v in raw.values()):
+    if isinstance(raw, Mapping) and not raw:
+        raise CheckpointError(f"{name} holds no tensors: it is an empty dict (was it saved before the model was "
+                              "built?); save model.state_dict() again")
+    if isinstance(raw, Mapping) and all(isinstance(v, torch.Tensor) for v in raw.values()):
         return {str(k): v for k, v in raw.items()}, ""
     if isinstance(raw, Mapping):
         for key in STATE_KEYS:
@@ -197,11 +247,15 @@ def find_state_dict(raw: object, name: str) -> tuple[dict[str, torch.Tensor], st
 
 
 def check_finite(state: Mapping[str, torch.Tensor], name: str) -> None:
-    """Refuse weights with NaN or infinite values, naming the tensors (diverged or damaged training)."""
+    """Refuse weights with NaN or infinite values, naming the tensors (diverged or damaged training).
+
+    Dtypes torch cannot test directly (float8 ``e4m3fn``/``e5m2``...) are upcast to float32 one
+    tensor at a time, so the check never holds more than one tensor's copy.
+    """
     bad = []
     for key, value in state.items():
         if value.is_floating_point() or value.is_complex():
-            finite = torch.isfinite(value)
+            finite = _finite_mask(value, key, name)
             if not bool(finite.all()):
                 bad.append(f"{key} ({int((~finite).sum())} of {value.numel()})")
     if bad:
@@ -212,8 +266,23 @@ def check_finite(state: Mapping[str, torch.Tensor], name: str) -> None:
         )
 
 
+def _finite_mask(value: torch.Tensor, key: str, name: str) -> torch.Tensor:
+    """``torch.isfinite(value)``, through float32 for dtypes without their own kernel."""
+    try:
+        return torch.isfinite(value)
+    except (NotImplementedError, RuntimeError):
+        pass
+    try:
+        return torch.isfinite(value.float())
+    except (NotImplementedError, RuntimeError):
+        raise CheckpointError(
+            f"{name}: tensor {key} is {str(value.dtype).replace('torch.', '')}, which cannot be computed with here; "
+            "save the weights as float32, float16 or bfloat16"
+        ) from None
+
+
 def as_float32(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Half-precision (float16/bfloat16) weights as float32: the model computes in float32."""
+    """Half-precision (float16/bfloat16) and float8 weights as float32: the model computes in float32."""
     return {
         k: (v.float() if v.is_floating_point() and v.dtype != torch.float32 else v) for k, v in state.items()
     }

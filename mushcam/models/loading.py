@@ -35,7 +35,8 @@ def _source_notes(path: Path, raw_dtypes: set[torch.dtype], where: str) -> list[
         notes.append("safetensors file")
     if where:
         notes.append(f"weights from the training dict's '{where}'")
-    halves = sorted(str(d).replace("torch.", "") for d in raw_dtypes if d in (torch.float16, torch.bfloat16))
+    halves = sorted(str(d).replace("torch.", "") for d in raw_dtypes
+                    if d.is_floating_point and d not in (torch.float32, torch.float64))  # float16, bfloat16, float8
     if halves:
         notes.append(f"{'/'.join(halves)} weights computed in float32")
     return notes

@@ -169,7 +169,7 @@ def make(kind: str, folder: Path) -> Path:
 
 CATALOGUE = [
     ("empty", "the file is empty \\(0 bytes\\)"),
-    ("text", "it is a text file \\(starts with 'hello, these are not weights'\\), not PyTorch weights"),
+    ("text", "it is a text file, not a PyTorch checkpoint"),
     ("lfs_pointer", "it is a Git LFS pointer, not the weights; fetch them with 'git lfs pull'"),
     ("folder", "is a folder, not a weights file"),
     ("random_bytes", "not a PyTorch \\(.pt/.pth\\) or safetensors weights file, or it is damaged"),
