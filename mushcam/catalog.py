@@ -38,6 +38,7 @@ from mushcam.models import (
 )
 from mushcam.models.consent import CodeConsent, CodeConsentError, CodeFile, consent_message, consent_reason
 from mushcam.models.heads import describe as describe_head
+from mushcam.models.registry import ArchitectureError
 from mushcam.models.usercode import UserCodeError, build_from_code, check_kwargs_data, code_files, parse_code
 
 # The preset heads (demo mode describes them).
@@ -220,7 +221,10 @@ def load_catalog_entry(
         head = describe_head(_last_head(model))
         recognised = f"built by your code {entry.code}({_kwargs_text(entry.kwargs)}); weights loaded strictly"
     else:
-        found = load_checkpoint(path, entry.arch, manifest.num_classes, entry.kwargs, entry.head_activation)
+        try:
+            found = load_checkpoint(path, entry.arch, manifest.num_classes, entry.kwargs, entry.head_activation)
+        except ArchitectureError as exc:
+            raise ArchitectureError(f"models.{name}: {exc}") from None
         model, arch, head, recognised = found.model, found.arch, found.head, found.how
     if entry.layer:
         try:

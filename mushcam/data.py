@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -36,24 +37,16 @@ MAX_SCAN_ENTRIES = 1_000_000  # files and folders looked at under one data root 
 
 
 def read_bytes(source: ImageSource, max_bytes: int = MAX_BYTES) -> bytes:
-    """The raw bytes of a path, a bytes object or a file-like object, size-checked."""
+    """The raw bytes of a path, a bytes object or a file-like object, size-checked.
+
+    The one bounded reader: a path is stat'ed before it is opened (a 3 GB file is refused
+    from its size, a device or pipe from its type) and never more than ``max_bytes + 1``
+    bytes are read from anything, so a file that grows meanwhile cannot exhaust memory.
+    """
     if isinstance(source, bytes):
         data = source
     elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if path.is_dir():
-            raise ImageLoadError(f"{printable(path)} is a folder, not an image file; give one image file")
-        if not path.is_file():
-            if path.is_symlink():
-                raise ImageLoadError(f"{printable(path)} is a link to a file that does not exist")
-            raise ImageLoadError(f"no such file: {printable(path)}")
-        try:
-            size = path.stat().st_size
-            if size > max_bytes:
-                raise ImageLoadError(f"{printable(path.name)} is {_size(size)}; the limit is {_size(max_bytes)}")
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ImageLoadError(f"cannot read {printable(path)}: {exc.strerror or exc}") from None
+        data = _read_path(Path(source), max_bytes)
     else:
         data = source.read(max_bytes + 1)
     if len(data) == 0:
@@ -61,6 +54,34 @@ def read_bytes(source: ImageSource, max_bytes: int = MAX_BYTES) -> bytes:
     if len(data) > max_bytes:
         raise ImageLoadError(f"the file is larger than the limit of {_size(max_bytes)}")
     return data
+
+
+_SPECIAL_FILES = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                  (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))
+
+
+def _read_path(path: Path, max_bytes: int) -> bytes:
+    """At most ``max_bytes + 1`` bytes of a regular file, refused by its size before reading."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise ImageLoadError(f"{printable(path)} is a link to a file that does not exist") from None
+        raise ImageLoadError(f"no such file: {printable(path)}") from None
+    except OSError as exc:
+        raise ImageLoadError(f"cannot read {printable(path)}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageLoadError(f"{printable(path)} is a folder, not an image file; give one image file")
+    special = next((what for test, what in _SPECIAL_FILES if test(info.st_mode)), None)
+    if special:
+        raise ImageLoadError(f"{printable(path)} is {special}, not an image file; give one image file")
+    if info.st_size > max_bytes:
+        raise ImageLoadError(f"{printable(path.name)} is {_size(info.st_size)}; the limit is {_size(max_bytes)}")
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise ImageLoadError(f"cannot read {printable(path)}: {exc.strerror or exc}") from None
 
 
 def _size(n_bytes: int) -> str:

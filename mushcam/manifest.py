@@ -18,6 +18,7 @@ import json
 import math
 import os
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -325,11 +326,31 @@ def _classes(raw_classes: Any, fail: Fail) -> tuple[ClassInfo, ...]:
         if toxicity not in TOXICITIES:
             raise fail(f"classes[{i}].toxicity", f"must be one of {', '.join(TOXICITIES)}; got {_short(toxicity)}")
         classes.append(ClassInfo(name.strip(), toxicity))
-    names = [c.name for c in classes]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    _check_unique([c.name for c in classes], fail)
+    return tuple(classes)
+
+
+def class_key(name: str) -> str:
+    """A class name as matching sees it: NFKC-normalised and case-folded (``Amanita`` =
+    ``amanita`` = ``ＡＭＡＮＩＴＡ``), the way ``--target`` and class folders are matched."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+
+
+def _check_unique(names: list[str], fail: Fail) -> None:
+    """Class names must differ after :func:`class_key`: two that collide would be one class to
+    ``class_index`` and on a case-insensitive disk, so which one is meant is refused, not guessed."""
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    duplicates = sorted(n for n, count in counts.items() if count > 1)
     if duplicates:
         raise fail("classes", f"has duplicate names: {', '.join(duplicates)}")
-    return tuple(classes)
+    seen: dict[str, str] = {}
+    for name in names:
+        first = seen.setdefault(class_key(name), name)
+        if first != name:
+            raise fail("classes", f"has {first!r} and {name!r}, which differ only in case or Unicode form; class "
+                                  "names are matched case-insensitively (--target, class folders), so rename one")
 
 
 def _input_spec(raw_input: Any, fail: Fail) -> InputSpec:

@@ -14,7 +14,7 @@ from PIL import Image
 from mushcam.cache import CamCache, default_cache_dir
 from mushcam.cam import DEFAULT_METHOD, CostEstimate, LayerProbe, estimate_cost, get_method, method_label, probe_layer
 from mushcam.catalog import LoadedModel
-from mushcam.data import scan_images
+from mushcam.data import read_bytes, scan_images
 from mushcam.exceptions import MushcamError
 from mushcam.explain import Explanation, cached_explanation, cached_only, explanation_title, render_explanation
 from mushcam.manifest import Manifest, file_safe_name
@@ -81,9 +81,9 @@ def choose_photo() -> Photo | None:
     label = dict(files)[relpath]
     path = Path(folder) / relpath
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        st.error(f"Cannot read {relpath}: {exc}")
+        data = read_bytes(path)  # stat first: a 3 GB file is refused by its size, never read
+    except MushcamError as exc:
+        st.error(f"Cannot read {relpath}: {exc}", icon="🚫")
         return None
     return Photo(path.name, data, label)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import TYPE_CHECKING
 
 from mushcam.exceptions import MushcamError
@@ -45,4 +46,21 @@ def positive_int(text: str) -> int:
     return value
 
 
-__all__ = ["positive_int", "resolve_manifest"]
+# The largest cache a command accepts: 10 TB. Far beyond any disk's map cache, and small
+# enough that the size in bytes is an ordinary integer (1e308 MB overflowed int()).
+MAX_MEGABYTES = 10_000_000
+
+
+def cache_megabytes(text: str) -> float:
+    """argparse type: a size in megabytes, positive, finite and at most :data:`MAX_MEGABYTES`."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of megabytes, got {text!r}") from None
+    if not (math.isfinite(value) and 0 < value <= MAX_MEGABYTES):
+        raise argparse.ArgumentTypeError(
+            f"must be a positive, finite number of megabytes, at most {MAX_MEGABYTES:,} (10 TB); got {text}")
+    return value
+
+
+__all__ = ["MAX_MEGABYTES", "cache_megabytes", "positive_int", "resolve_manifest"]

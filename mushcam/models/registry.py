@@ -21,6 +21,7 @@ from torch import nn
 from torchvision import models as tvm
 
 from mushcam.exceptions import MushcamError
+from mushcam.models import options as arch_options
 
 BACKBONES: tuple[str, ...] = ("resnet50", "efficientnet_b0", "mobilenet_v3_large")
 
@@ -119,21 +120,59 @@ def build_architecture(
 ) -> nn.Module:
     """``arch`` with a head for ``num_classes``, randomly initialised (``cpu``) or empty (``meta``).
 
-    ``kwargs`` go to the constructor (e.g. ``{"image_size": 64}`` for ``vit_b_16``). A
-    constructor that cannot run on ``meta`` (RegNet computes widths with tensors) is built
-    on the CPU instead.
+    ``kwargs`` go to the constructor (e.g. ``{"image_size": 64}`` for ``vit_b_16``), checked
+    first (:mod:`mushcam.models.options`: known keys, plausible numbers); whatever the
+    constructor still raises is one :class:`ArchitectureError` line. A constructor that cannot
+    run on ``meta`` (RegNet computes widths with tensors) is built on the CPU instead.
     """
     check_architecture(arch)
     options = dict(kwargs or {})
+    problem = options_problem(arch, options)
+    if problem:
+        raise ArchitectureError(problem)
     try:
         with torch.device(device):
             return _construct(arch, int(num_classes), options)
-    except TypeError as exc:
-        raise ArchitectureError(f"cannot build {arch} with kwargs {json.dumps(options)}: {exc}") from None
-    except (NotImplementedError, RuntimeError):
+    except (NotImplementedError, RuntimeError) as exc:
         if device != "meta":
-            raise
-    return _construct(arch, int(num_classes), options)
+            raise _build_error(arch, options, exc) from None
+    except Exception as exc:  # noqa: BLE001 - the builder's reaction to the entry's kwargs
+        raise _build_error(arch, options, exc) from None
+    try:
+        return _construct(arch, int(num_classes), options)
+    except Exception as exc:  # noqa: BLE001 - as above, on the CPU
+        raise _build_error(arch, options, exc) from None
+
+
+def options_problem(arch: str, kwargs: Mapping[str, Any]) -> str | None:
+    """Why ``kwargs`` cannot build ``arch`` (a reserved key, an absurd number, a key no
+    torchvision builder of it takes), or None; timm's keys are left to timm."""
+    problem = arch_options.value_problem(kwargs)
+    if problem or not kwargs or arch.startswith(TIMM_PREFIX):
+        return problem
+    return arch_options.unknown_keys_problem(arch, kwargs)
+
+
+def _build_error(arch: str, options: dict[str, Any], exc: BaseException) -> ArchitectureError:
+    """The builder's exception as one line; a wrong key names the keys the model class takes."""
+    if not options:
+        raise exc  # no input of the user's: a bug, shown as one
+    accepted: list[str] = []
+    if isinstance(exc, TypeError):
+        try:
+            accepted = (arch_options.shown_keys(type(_construct_on_meta(arch))) if arch.startswith(TIMM_PREFIX)
+                        else arch_options.torchvision_settings(arch))
+        except Exception:  # noqa: BLE001 - the hint is optional
+            accepted = []
+    return ArchitectureError(arch_options.build_failure(arch, options, exc, accepted))
+
+
+def _construct_on_meta(arch: str) -> nn.Module:
+    try:
+        with torch.device("meta"):
+            return _construct(arch, _PROBE_CLASSES, {})
+    except (NotImplementedError, RuntimeError):
+        return _construct(arch, _PROBE_CLASSES, {})
 
 
 def build_model(backbone: str, num_classes: int) -> nn.Module:
@@ -238,6 +277,7 @@ __all__ = [
     "check_architecture",
     "display_name",
     "imagenet_weights",
+    "options_problem",
     "skeleton",
     "torchvision_architectures",
 ]
