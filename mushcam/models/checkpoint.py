@@ -218,6 +218,10 @@ def find_state_dict(raw: object, name: str) -> tuple[dict[str, torch.Tensor], st
     if isinstance(raw, Mapping) and all(isinstance(v, torch.Tensor) for v in raw.values()):
         return {str(k): v for k, v in raw.items()}, ""
     if isinstance(raw, Mapping):
+        empty = [key for key in STATE_KEYS if isinstance(raw.get(key), Mapping) and not raw[key]]
+        if empty and not any(isinstance(v, Mapping) and v for v in raw.values()):
+            raise CheckpointError(f"{name} holds no tensors: its {empty[0]!r} is an empty dict; save "
+                                  "model.state_dict() again")
         for key in STATE_KEYS:
             inner = raw.get(key)
             if isinstance(inner, Mapping) and inner:

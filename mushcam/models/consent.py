@@ -56,9 +56,19 @@ class CodeConsent:
 
 def consent_reason(files: Sequence[CodeFile], warning: str = "") -> str:
     """"needs your consent to run model.py (sha256 ab12…): pass --trust-code, or press …"."""
-    shown = ", ".join(f"{f.path.name} (sha256 {f.sha256[:12]}…)" for f in files)
+    base = files[0].path.parent if files else Path()
+    names = [f"{_relative(f.path, base)} (sha256 {f.sha256[:12]}…)" for f in files]
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more files" if len(names) > 4 else "")
     return (f"needs your consent to run {shown}: pass --trust-code, or press 'Trust and run' on the Home page"
             + (f" ({warning})" if warning else ""))
+
+
+def _relative(path: Path, base: Path) -> str:
+    """``model.py``, ``layers/blocks.py``: a file of the entry's folder tree as the user knows it."""
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return path.name
 
 
 def consent_message(files: Sequence[CodeFile], model_name: str = "", code: str = "", warning: str = "") -> str:

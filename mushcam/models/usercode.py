@@ -1,15 +1,15 @@
 """Building a model from the user's own code, only when a manifest entry names it.
 
 ``"code": "thesis_models.py:MushroomClassifier", "kwargs": {"num_classes": 9}`` imports
-that file (it must lie inside the manifest's folder), calls the class with the kwargs, and
+that file (it must lie inside the manifest's folder, subfolders allowed), calls the class with the kwargs, and
 loads the checkpoint's weights strictly (wrapper prefixes such as ``module.`` and
 ``_orig_mod.`` removed).
 
 This runs the user's code, so it happens only with consent: :func:`import_class` is the one
 place a user file is imported, and it refuses (:class:`CodeConsentError`) unless the
 :class:`CodeConsent` it is given trusts the file *as it is now*: its SHA-256 and those of the
-other ``.py`` files beside it (which it could import). The consent comes from the command
-line's ``--trust-code`` or from the hashes the user trusted on the Home page
+other files it could import from its folder tree (``.py``, ``.pyc``, extension modules). The
+consent comes from the command line's ``--trust-code`` or from the hashes the user trusted on the Home page
 (:mod:`mushcam.settings`); none given means the remembered ones. The bytes that were hashed
 are the bytes that run.
 
@@ -23,6 +23,7 @@ file, the line and the error; the full traceback is kept on the exception (``det
 from __future__ import annotations
 
 import hashlib
+import importlib.machinery
 import importlib.util
 import inspect
 import os
@@ -41,6 +42,11 @@ from mushcam.models.checkpoint import CheckpointError
 from mushcam.models.consent import CodeConsent, CodeConsentError, CodeFile, check_consent
 
 MAX_CODE_BYTES = 16 * 1024 * 1024  # a model file, not a data set
+# Every file an entry's code could import is hashed for consent (.py, .pyc, .so...): at most
+# this many files, found among at most this many entries of its folder tree.
+MAX_CODE_FILES = 500
+MAX_CODE_TREE_ENTRIES = 20_000
+IMPORTABLE_SUFFIXES: tuple[str, ...] = tuple(importlib.machinery.all_suffixes())
 
 # Keys that name a file or a download in kwargs (timm's checkpoint_path loaded a zip bomb):
 # the checkpoint's own checks are the only way weights get in.
@@ -89,11 +95,42 @@ def _read_code(path: Path) -> bytes:
 
 
 def code_files(root: Path, code: str) -> list[CodeFile]:
-    """The files an entry's ``code`` would run, hashed now: its file first, then the other
-    ``.py`` files beside it (it may import them; subfolders are not covered)."""
+    """The files an entry's ``code`` could run, hashed now: its file first, then every other
+    file Python could import from its folder, subfolders included (the folder is on
+    ``sys.path`` while it is imported): ``.py``, ``.pyc`` (``__pycache__``), extension modules.
+    A change to any of them asks for consent again."""
     path = code_file(root, code)
-    siblings = sorted(p for p in path.parent.glob("*.py") if p.is_file() and p.resolve() != path)
-    return [CodeFile(p, hashlib.sha256(_read_code(p)).hexdigest()) for p in [path, *siblings]]
+    others = [p for p in importable_files(path.parent) if p.resolve() != path]
+    return [CodeFile(p, hashlib.sha256(_read_code(p)).hexdigest()) for p in [path, *others]]
+
+
+def importable_files(folder: Path) -> list[Path]:
+    """Every file under ``folder`` that an import could load, sorted; links followed once.
+
+    Only folders whose name is a Python identifier can be packages, so others (``.git``,
+    ``my-photos``) are not entered. More than :data:`MAX_CODE_TREE_ENTRIES` entries looked
+    at, or :data:`MAX_CODE_FILES` files found, is refused: a model's code has a folder of its own.
+    """
+    found: list[Path] = []
+    looked, visited = 0, set()
+    for top, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in visited:  # a link back up the tree
+            dirs[:] = []
+            continue
+        visited.add(real)
+        looked += len(dirs) + len(names)
+        dirs[:] = sorted(d for d in dirs if d.isidentifier())
+        found += [Path(top) / n for n in sorted(names) if n.endswith(IMPORTABLE_SUFFIXES) and (Path(top) / n).is_file()]
+        if looked > MAX_CODE_TREE_ENTRIES or len(found) > MAX_CODE_FILES:
+            raise UserCodeError(_crowded(folder))
+    return sorted(found)
+
+
+def _crowded(folder: Path) -> str:
+    return (f"the folder of the entry's code ({folder}) holds more than {MAX_CODE_FILES} importable files or "
+            f"{MAX_CODE_TREE_ENTRIES:,} entries; every file the code could import is hashed for consent, so put the "
+            "model's code in a folder of its own (e.g. \"code\": \"mycode/model.py:Net\")")
 
 
 def _user_line(exc: BaseException, path: Path) -> str:
@@ -148,6 +185,8 @@ def _execute(path: Path, module_name: str, source: bytes) -> Any:
     sys.modules[module_name] = module  # dataclasses and pickling look classes up here
     folder = str(path.parent)
     sys.path.insert(0, folder)
+    writes_bytecode = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True  # a new __pycache__ file would change the hashed tree, asking consent again
     try:
         exec(compile(source, str(path), "exec"), module.__dict__)  # noqa: S102 - the consented file
     except BaseException as exc:  # noqa: BLE001 - anything the user's file does at import
@@ -156,6 +195,7 @@ def _execute(path: Path, module_name: str, source: bytes) -> Any:
             raise
         raise _fail(f"importing {path.name}", exc, path) from None
     finally:
+        sys.dont_write_bytecode = writes_bytecode
         if folder in sys.path:
             sys.path.remove(folder)
     return module
@@ -282,5 +322,6 @@ __all__ = [
     "code_file",
     "code_files",
     "import_class",
+    "importable_files",
     "parse_code",
 ]
