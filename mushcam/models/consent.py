@@ -54,9 +54,12 @@ class CodeConsent:
         return self.trust_code or all(f.sha256 in self.trusted for f in files)
 
 
-def consent_reason(files: Sequence[CodeFile], warning: str = "") -> str:
-    """"needs your consent to run model.py (sha256 ab12…): pass --trust-code, or press …"."""
-    base = files[0].path.parent if files else Path()
+def consent_reason(files: Sequence[CodeFile], warning: str = "", base: Path | None = None) -> str:
+    """"needs your consent to run model.py (sha256 ab12…): pass --trust-code, or press …".
+
+    Files are named relative to ``base`` (default: the first file's folder, the code entry's
+    own), so ``layers/blocks.py`` of a package beside the model reads as such."""
+    base = base if base is not None else (files[0].path.parent if files else Path())
     names = [f"{_relative(f.path, base)} (sha256 {f.sha256[:12]}…)" for f in files]
     shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more files" if len(names) > 4 else "")
     return (f"needs your consent to run {shown}: pass --trust-code, or press 'Trust and run' on the Home page"
@@ -71,10 +74,11 @@ def _relative(path: Path, base: Path) -> str:
         return path.name
 
 
-def consent_message(files: Sequence[CodeFile], model_name: str = "", code: str = "", warning: str = "") -> str:
+def consent_message(files: Sequence[CodeFile], model_name: str = "", code: str = "", warning: str = "",
+                    base: Path | None = None) -> str:
     """"model 'x' needs your consent to run model.py (sha256 ab12…): pass --trust-code, or …"."""
     who = f"model {model_name!r}" if model_name else (f"{code!r}" if code else "this entry")
-    return f"{who} {consent_reason(files, warning)}"
+    return f"{who} {consent_reason(files, warning, base)}"
 
 
 def check_consent(files: Sequence[CodeFile], consent: CodeConsent, model_name: str = "", code: str = "") -> None:
@@ -82,7 +86,8 @@ def check_consent(files: Sequence[CodeFile], consent: CodeConsent, model_name: s
     if consent.allows(files):
         return
     untrusted = [f for f in files if f.sha256 not in consent.trusted]
-    raise CodeConsentError(consent_message(untrusted, model_name, code, consent.warning),
+    base = files[0].path.parent if files else None  # the entry's code file comes first
+    raise CodeConsentError(consent_message(untrusted, model_name, code, consent.warning, base),
                            [(f.path, f.sha256) for f in files])
 
 

@@ -187,6 +187,7 @@ def _execute(path: Path, module_name: str, source: bytes) -> Any:
     sys.path.insert(0, folder)
     writes_bytecode = sys.dont_write_bytecode
     sys.dont_write_bytecode = True  # a new __pycache__ file would change the hashed tree, asking consent again
+    before = set(sys.modules)
     try:
         exec(compile(source, str(path), "exec"), module.__dict__)  # noqa: S102 - the consented file
     except BaseException as exc:  # noqa: BLE001 - anything the user's file does at import
@@ -198,7 +199,17 @@ def _execute(path: Path, module_name: str, source: bytes) -> Any:
         sys.dont_write_bytecode = writes_bytecode
         if folder in sys.path:
             sys.path.remove(folder)
+        _forget_folder_modules(set(sys.modules) - before - {module_name}, path.parent)
     return module
+
+
+def _forget_folder_modules(names: set[str], folder: Path) -> None:
+    """Drop the modules this import loaded from the user's folder (``layers.blocks``) from
+    ``sys.modules``: another folder's ``layers`` must be its own, imported under its own consent."""
+    for name in names:
+        origin = getattr(sys.modules.get(name), "__file__", None)
+        if origin and Path(origin).resolve().is_relative_to(folder.resolve()):
+            sys.modules.pop(name, None)
 
 
 def check_kwargs_signature(cls: type, kwargs: Mapping[str, Any], code: str) -> None:
