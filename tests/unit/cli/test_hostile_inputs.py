@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 import torch
 from factories import CLASSES, make_image, write_image_folder, write_manifest
+from hostile_checkpoints import make_checkpoint, write_entry_folder, write_million_safetensors
 from PIL import Image
 from project_paths import PROJECT_ROOT
 
@@ -200,6 +201,24 @@ def _nan_blob(connection: sqlite3.Connection) -> None:
     )
 
 
+def _entry(entry: dict, kind: str | None = "tiny", classes: list[str] | None = None,
+           ) -> Callable[[World, Path], list[str]]:
+    """``explain`` of a folder whose one model ``mine`` is ``entry`` with the checkpoint ``kind``."""
+    def argv(w: World, tmp: Path) -> list[str]:
+        folder = tmp / "entry"
+        folder.mkdir()
+        if kind == "million_safetensors":
+            checkpoint = write_million_safetensors(folder / "million.safetensors").name
+        else:
+            checkpoint = make_checkpoint(kind, folder).name if kind else None
+        write_entry_folder(folder, entry, checkpoint, classes=classes)
+        return ["explain", str(w.image), "--model", "mine", "--manifest", str(folder), "--out", str(tmp / "out")]
+    return argv
+
+
+CLEAN = r"(?s)^(?!.*(UserWarning|site-packages|frame #|root:x)).*"  # no warning, C++ frame or file content
+
+
 CLI_CASES = [
     # images
     Case("images", "folder-as-image", _explain(lambda w, tmp: tmp), r"is a folder, not an image file"),
@@ -310,6 +329,32 @@ CLI_CASES = [
                          str(_manifest_text(tmp, '{"classes": ' + "9" * 5000 + "}")),
                          "--out", str(tmp / "maps")],
          r"manifest.*(more than 4,300 digits|digit|integer|number)"),
+    # checkpoints and kwargs, round two (issue 18 §2); the library's cases: unit/models/test_hostile_checkpoints_round2
+    Case("checkpoints", "empty-dict", _entry({"arch": "resnet18"}, "empty_dict"),
+         CLEAN + r"empty_dict\.pt holds no tensors: it is an empty dict"),
+    Case("checkpoints", "link-to-dev-zero", _entry({"arch": "resnet18"}, "dev_zero"),
+         CLEAN + r"dev_zero\.pt \(a link to /dev/zero\) is a character device, not a checkpoint file"),
+    Case("checkpoints", "link-to-proc-self-mem", _entry({"arch": "resnet18"}, "proc_self_mem"),
+         CLEAN + r"proc_self_mem\.pt \(a link to /proc/\d+/mem\) is a special file of the operating system"),
+    Case("checkpoints", "link-to-etc-passwd", _entry({"arch": "resnet18"}, "etc_passwd"),
+         CLEAN + r"etc_passwd\.pt: it is a text file, not a PyTorch checkpoint"),
+    Case("checkpoints", "pickle-protocol-4", _entry({"arch": "resnet18"}, "protocol4"),
+         CLEAN + r"protocol4\.pt: it was saved with pickle protocol 4, which PyTorch's safe"),
+    Case("checkpoints", "plain-pickle", _entry({"arch": "resnet18"}, "plain_pickle"),
+         CLEAN + r"a plain Python pickle \(pickle\.dump\), not a PyTorch checkpoint"),
+    Case("checkpoints", "million-safetensors", _entry({"arch": "resnet18"}, "million_safetensors"),
+         CLEAN + r"its safetensors header is 67\.1 MB \(the limit is 8\.0 MB\)"),
+    Case("checkpoints", "kwargs-unknown-key", _entry({"arch": "regnet_y_400mf", "kwargs": {"bogus": 1}}),
+         CLEAN + r"models\.mine: regnet_y_400mf does not accept kwargs 'bogus'; it accepts .*stem_width"),
+    Case("checkpoints", "kwargs-width-mult-1e300",
+         _entry({"arch": "mobilenet_v3_large", "kwargs": {"width_mult": 1e300}}),
+         CLEAN + r"models\.mine: kwargs width_mult = 1e\+300 is not a plausible architecture setting"),
+    Case("checkpoints", "classes-differ-only-in-case",
+         _entry({"arch": "resnet18"}, classes=["Amanita", "amanita", "Boletus", "Suillus"]),
+         r"has 'Amanita' and 'amanita', which differ only in case or Unicode form"),
+    Case("options", "cache-max-mb-1e308", _gradcam("--cache-max-mb", "1e308"),
+         r"argument --cache-max-mb: must be a positive, finite number of megabytes, at most 10,000,000 \(10 TB\); "
+         r"got 1e308"),
     # non-finite model outputs
     Case("non-finite", "explain-nan-weights",
          lambda w, tmp: ["explain", str(w.image), "--backbone", MODEL, "--manifest", str(w.nan_ckpt),
