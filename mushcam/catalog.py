@@ -143,7 +143,8 @@ def checkpoint_statuses(manifest: Manifest, consent: CodeConsent | None = None) 
     statuses = []
     for name, entry in manifest.models.items():
         path = manifest.checkpoint_path(name)
-        found = path.is_file()
+        # a device, a pipe or a broken link is "found": loading it says what it is, not "no file"
+        found = path.is_file() or ((path.is_symlink() or path.exists()) and not path.is_dir())
         status, reason = ("found", "") if found else ("missing", f"no file at {path}")
         if found and name in waiting:
             status, reason = "needs consent", consent_reason(waiting[name].files)

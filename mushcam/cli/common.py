@@ -6,7 +6,7 @@ import argparse
 import math
 from typing import TYPE_CHECKING
 
-from mushcam.exceptions import MushcamError
+from mushcam.exceptions import MushcamError, UsageError
 
 if TYPE_CHECKING:
     from mushcam.manifest import Manifest
@@ -51,16 +51,13 @@ def positive_int(text: str) -> int:
 MAX_MEGABYTES = 10_000_000
 
 
-def cache_megabytes(text: str) -> float:
-    """argparse type: a size in megabytes, positive, finite and at most :data:`MAX_MEGABYTES`."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of megabytes, got {text!r}") from None
+def check_megabytes(value: float, option: str) -> float:
+    """A size option in megabytes, positive, finite and at most :data:`MAX_MEGABYTES`; else a
+    :class:`UsageError` naming ``option`` (one ``error:`` line, exit 2, like every option check)."""
     if not (math.isfinite(value) and 0 < value <= MAX_MEGABYTES):
-        raise argparse.ArgumentTypeError(
-            f"must be a positive, finite number of megabytes, at most {MAX_MEGABYTES:,} (10 TB); got {text}")
+        raise UsageError(f"{option} must be a positive, finite number of megabytes, at most {MAX_MEGABYTES:,} "
+                         f"(10 TB); got {value}")
     return value
 
 
-__all__ = ["MAX_MEGABYTES", "cache_megabytes", "positive_int", "resolve_manifest"]
+__all__ = ["MAX_MEGABYTES", "check_megabytes", "positive_int", "resolve_manifest"]

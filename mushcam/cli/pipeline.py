@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 from mushcam.cache import DEFAULT_MAX_BYTES, CamCache, default_cache_dir
 from mushcam.cam import DEFAULT_METHOD, method_help, method_names
 from mushcam.catalog import with_code_consent
-from mushcam.cli.common import cache_megabytes, resolve_manifest
+from mushcam.cli.common import check_megabytes, resolve_manifest
 from mushcam.exceptions import UsageError
 from mushcam.files import write_json_atomic
 from mushcam.manifest import Manifest
@@ -72,7 +71,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
                                            "checkpoints/)")
     parser.add_argument("--cache", help="cache folder (default: $MUSHCAM_CACHE or ~/.cache/mushcam/cams, shared with "
                                         "the app)")
-    parser.add_argument("--cache-max-mb", type=cache_megabytes, default=DEFAULT_MAX_BYTES / 2**20,
+    parser.add_argument("--cache-max-mb", type=float, default=DEFAULT_MAX_BYTES / 2**20,
                         help="cache size cap; least recently used maps are evicted (default "
                              f"{DEFAULT_MAX_BYTES // 2**20})")
     parser.add_argument("--shard", metavar="k/N", help="process only shard k of N (1..N), for N independent jobs")
@@ -156,8 +155,7 @@ def check_output_options(args: argparse.Namespace) -> tuple[str, ...]:
         raise UsageError(f"--out {args.out} is a file; give a folder (it is created)")
     if not 0 <= args.png_level <= 9:
         raise UsageError(f"--png-level must be between 0 and 9; got {args.png_level}")
-    if not (math.isfinite(args.cache_max_mb) and args.cache_max_mb > 0):
-        raise UsageError(f"--cache-max-mb must be a positive, finite number of megabytes; got {args.cache_max_mb}")
+    check_megabytes(args.cache_max_mb, "--cache-max-mb")
     return views
 
 

@@ -54,6 +54,22 @@ def test_a_kwargs_key_the_architecture_lacks_is_one_box_naming_what_it_takes(
     assert checkpoint.read_bytes() == before
 
 
+@pytest.mark.parametrize(("page", "kind", "expected"), [
+    ("Home", "dev_zero", "dev_zero.pt (a link to /dev/zero) is a character device, not a checkpoint file"),
+    ("Explain", "proc_self_mem", "is a special file of the operating system, not a checkpoint file"),
+])
+def test_a_checkpoint_that_is_a_system_file_is_named_not_called_missing(
+        page: str, kind: str, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    write_entry_folder(folder, {"arch": "resnet18"}, make_checkpoint(kind, folder).name)
+    samples = write_image_folder(tmp_path / "samples", ["Amanita", "Boletus"], per_class=1)
+    at = open_page(page, folder, samples, tmp_path, monkeypatch)
+    assert not at.exception, [e.value for e in at.exception]
+    boxes = [box.value for box in at.error]
+    assert len(boxes) == 1 and expected in boxes[0], boxes
+
+
 def test_a_3_gb_sample_is_refused_from_its_size_without_reading_it(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     folder = write_manifest(tmp_path / "ckpt", backbones=("mobilenet_v3_large",))

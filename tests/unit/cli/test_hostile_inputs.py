@@ -249,12 +249,11 @@ CLI_CASES = [
     Case("options", "layer-not-4d", _explain(_good_image, "--layer", "classifier"), r"needs a 4-D feature map"),
     # options of gradcam
     Case("options", "cache-max-mb-inf", _gradcam("--cache-max-mb", "inf"),
-         r"--cache-max-mb:? must be a positive, finite"),
+         r"--cache-max-mb must be a positive, finite"),
     Case("options", "cache-max-mb-nan", _gradcam("--cache-max-mb", "nan"),
-         r"--cache-max-mb:? must be a positive, finite"),
-    Case("options", "cache-max-mb-zero", _gradcam("--cache-max-mb", "0"),
-         r"--cache-max-mb:? must be a positive, finite"),
-    Case("options", "cache-max-mb-negative", _gradcam("--cache-max-mb", "-5"), r"--cache-max-mb:? must be a positive"),
+         r"--cache-max-mb must be a positive, finite"),
+    Case("options", "cache-max-mb-zero", _gradcam("--cache-max-mb", "0"), r"--cache-max-mb must be a positive, finite"),
+    Case("options", "cache-max-mb-negative", _gradcam("--cache-max-mb", "-5"), r"--cache-max-mb must be a positive"),
     Case("options", "gradcam-batch-size-zero", _gradcam("--batch-size", "0"), r"--batch-size must be at least 1"),
     Case("options", "shard-zero", _gradcam("--shard", "0/2"), r"--shard 0/2: k must be between 1 and N"),
     Case("options", "shard-word", _gradcam("--shard", "half"), r"--shard must look like k/N"),
@@ -353,8 +352,7 @@ CLI_CASES = [
          _entry({"arch": "resnet18"}, classes=["Amanita", "amanita", "Boletus", "Suillus"]),
          r"has 'Amanita' and 'amanita', which differ only in case or Unicode form"),
     Case("options", "cache-max-mb-1e308", _gradcam("--cache-max-mb", "1e308"),
-         r"argument --cache-max-mb: must be a positive, finite number of megabytes, at most 10,000,000 \(10 TB\); "
-         r"got 1e308"),
+         r"--cache-max-mb must be a positive, finite number of megabytes, at most 10,000,000 \(10 TB\); got 1e\+308"),
     # non-finite model outputs
     Case("non-finite", "explain-nan-weights",
          lambda w, tmp: ["explain", str(w.image), "--backbone", MODEL, "--manifest", str(w.nan_ckpt),
