@@ -74,7 +74,7 @@ def value_problem(kwargs: Mapping[str, Any]) -> str | None:
 def _parameters(target: Callable[..., Any]) -> tuple[set[str], set[str], bool]:
     """Named parameters of a function or class, those with a default, and whether it takes ``**kwargs``."""
     try:
-        parameters = [p for p in inspect.signature(target).parameters.values()]
+        parameters = list(inspect.signature(target).parameters.values())
     except (TypeError, ValueError):
         return set(), set(), True
     named = [p for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]

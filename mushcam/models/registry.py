@@ -153,10 +153,11 @@ def options_problem(arch: str, kwargs: Mapping[str, Any]) -> str | None:
     return arch_options.unknown_keys_problem(arch, kwargs)
 
 
-def _build_error(arch: str, options: dict[str, Any], exc: BaseException) -> ArchitectureError:
-    """The builder's exception as one line; a wrong key names the keys the model class takes."""
+def _build_error(arch: str, options: dict[str, Any], exc: BaseException) -> BaseException:
+    """The builder's exception as one line; a wrong key names the keys the model class takes.
+    Without kwargs nothing of the user's is involved: ``exc`` itself (a bug, shown as one)."""
     if not options:
-        raise exc  # no input of the user's: a bug, shown as one
+        return exc
     accepted: list[str] = []
     if isinstance(exc, TypeError):
         try:

@@ -32,8 +32,10 @@ INFLATION_FLOOR_BYTES = 64 << 20
 MAX_TENSORS = 100_000
 MAX_SAFETENSORS_HEADER_BYTES = 8 << 20
 
-# Folders of the operating system's pseudo-files (/proc/self/mem, /dev/zero): never weights.
-SYSTEM_FOLDERS: tuple[str, ...] = ("/proc", "/sys", "/dev")
+# Folders of the operating system's pseudo-files (/proc/self/mem, /dev/stdin -> /proc/self/fd/0):
+# never weights, though stat calls them regular files. /dev's devices are caught by their type
+# (and /dev/shm holds ordinary files).
+SYSTEM_FOLDERS: tuple[str, ...] = ("/proc", "/sys")
 
 # Globals that do harm when called; their presence means the file is an attack, not a model.
 _DANGEROUS_MODULES = {
