@@ -28,6 +28,7 @@ from mushcam.finite import naming_model, require_finite
 from mushcam.manifest import InputSpec, Manifest
 from mushcam.metrics import ModelMetrics, compute_metrics, format_rate
 from mushcam.models import file_sha256
+from mushcam.models.checkpoint import what_is_there
 from mushcam.store import Predictions, RunRecord, Skipped, check_writable, save_run
 
 MAX_BATCH_SIZE = 1024
@@ -228,7 +229,8 @@ def chosen_models(manifest: Manifest, requested: Sequence[str], log: Callable[[s
         if manifest.checkpoint_path(backbone).is_file():
             chosen.append(backbone)
         else:
-            log(f"skipping {backbone}: checkpoint not found at {manifest.checkpoint_path(backbone)}")
+            path = manifest.checkpoint_path(backbone)
+            log(f"skipping {backbone}: {what_is_there(path) or f'checkpoint not found at {path}'}")
     if not chosen:
         raise FileNotFoundError("none of the manifest's checkpoints exist; nothing to evaluate")
     return chosen
@@ -334,7 +336,8 @@ def check_model_names(manifest: Manifest, names: Sequence[str]) -> list[str]:
                 "give --model one of those names"
             )
         if not manifest.checkpoint_path(name).is_file():
-            raise MushcamError(f"checkpoint for {name} not found: {manifest.checkpoint_path(name)}")
+            path = manifest.checkpoint_path(name)
+            raise MushcamError(what_is_there(path) or f"checkpoint for {name} not found: {path}")
     return chosen
 
 

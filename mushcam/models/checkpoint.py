@@ -39,7 +39,12 @@ class CheckpointError(MushcamError):
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's bytes: identifies a checkpoint in caches and result stores."""
+    """Hex SHA-256 of a file's bytes: identifies a checkpoint in caches and result stores.
+
+    Only a regular file is hashed (:func:`check_regular_file`): a link to ``/dev/zero`` would
+    be read for ever by the caches and stores that hash a checkpoint before loading it.
+    """
+    check_regular_file(Path(path))
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -95,6 +100,19 @@ def check_regular_file(path: Path) -> None:
     if special:
         raise CheckpointError(f"checkpoint {path}{link} is {special}, not a checkpoint file; point the manifest's "
                               "'checkpoint' at the .pt/.pth/.safetensors file")
+
+
+def what_is_there(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` is no checkpoint file although something is there (a folder, a device, a
+    pipe, a system pseudo-file, a broken link), in :func:`check_regular_file`'s words; None for
+    a regular file or for nothing at all (callers say "not found" their own way)."""
+    if not os.path.lexists(path):
+        return None
+    try:
+        check_regular_file(Path(path))
+    except CheckpointError as exc:
+        return str(exc)
+    return None
 
 
 def _refuse_by_kind(path: Path, kind: safety.FileKind) -> None:
@@ -306,8 +324,10 @@ __all__ = [
     "STATE_KEYS",
     "as_float32",
     "check_finite",
+    "check_regular_file",
     "file_sha256",
     "find_state_dict",
     "read_checkpoint",
     "read_weights",
+    "what_is_there",
 ]

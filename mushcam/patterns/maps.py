@@ -21,6 +21,7 @@ from mushcam.evaluate import TestImage
 from mushcam.exceptions import MushcamError
 from mushcam.manifest import Manifest
 from mushcam.methods import DEFAULT_METHOD
+from mushcam.models.checkpoint import what_is_there
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class _Maps:
         self.manifest, self.name, self.cache, self.method = manifest, name, cache, method
         path = manifest.checkpoint_path(name)
         if not path.is_file():
-            raise MushcamError(f"checkpoint for {name} not found: {path}")
+            raise MushcamError(what_is_there(path) or f"checkpoint for {name} not found: {path}")
         self.checkpoint_sha = cache.checkpoint_sha256(path)
         self.model_key = cache_digest(self.checkpoint_sha, entry_fingerprint(manifest, name))
         self.loaded: LoadedModel | None = None

@@ -22,6 +22,7 @@ from mushcam.exceptions import UsageError
 from mushcam.explain import Explanation
 from mushcam.finite import naming_model
 from mushcam.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss
+from mushcam.models.checkpoint import CheckpointError, what_is_there
 from mushcam.pipeline.config import ModelReport, PipelineConfig
 from mushcam.pipeline.device import release_memory
 from mushcam.pipeline.items import ImageItem
@@ -287,7 +288,10 @@ def run_pipeline(
         if backbone not in config.manifest.models:
             raise UsageError(f"{backbone} is not in the manifest (it lists: {', '.join(config.manifest.models)})")
         path = config.manifest.checkpoint_path(backbone)
-        if not path.is_file():
+        if not path.is_file():  # a device, pipe or broken link is said as such, not "not found"
+            reason = what_is_there(path)
+            if reason:
+                raise CheckpointError(reason)
             raise FileNotFoundError(f"checkpoint for {backbone} not found: {path}")
     config.out.mkdir(parents=True, exist_ok=True)
     reports = []

@@ -27,6 +27,7 @@ from mushcam.exceptions import MushcamError
 from mushcam.manifest import Manifest
 from mushcam.memory import peak_rss_bytes, reset_peak_rss
 from mushcam.models import file_sha256
+from mushcam.models.checkpoint import what_is_there
 from mushcam.trust import store as trust_store
 from mushcam.trust.faithfulness import FaithfulnessSettings, evaluate_map
 from mushcam.trust.sanity import method_explainer, sanity_check
@@ -62,7 +63,8 @@ def choose_models(manifest: Manifest, models: Sequence[str] | None, log: Callabl
             if name not in manifest.models:
                 raise MushcamError(f"the manifest has no model named {name!r} (models: {', '.join(manifest.models)})")
             if not manifest.checkpoint_path(name).is_file():
-                raise MushcamError(f"checkpoint for {name} not found: {manifest.checkpoint_path(name)}")
+                path = manifest.checkpoint_path(name)
+                raise MushcamError(what_is_there(path) or f"checkpoint for {name} not found: {path}")
         return chosen
     chosen = [name for name in manifest.models if manifest.checkpoint_path(name).is_file()]
     for name in manifest.models:

@@ -201,9 +201,10 @@ def _nan_blob(connection: sqlite3.Connection) -> None:
     )
 
 
-def _entry(entry: dict, kind: str | None = "tiny", classes: list[str] | None = None,
+def _entry(entry: dict, kind: str | None = "tiny", classes: list[str] | None = None, command: str = "explain",
            ) -> Callable[[World, Path], list[str]]:
-    """``explain`` of a folder whose one model ``mine`` is ``entry`` with the checkpoint ``kind``."""
+    """``command`` (explain, gradcam, evaluate) on a folder whose one model ``mine`` is ``entry``
+    with the checkpoint ``kind``."""
     def argv(w: World, tmp: Path) -> list[str]:
         folder = tmp / "entry"
         folder.mkdir()
@@ -212,6 +213,10 @@ def _entry(entry: dict, kind: str | None = "tiny", classes: list[str] | None = N
         else:
             checkpoint = make_checkpoint(kind, folder).name if kind else None
         write_entry_folder(folder, entry, checkpoint, classes=classes)
+        if command == "gradcam":
+            return ["gradcam", "--data", str(w.data), "--manifest", str(folder), "--out", str(tmp / "out")]
+        if command == "evaluate":
+            return ["evaluate", "--data", str(w.data), "--manifest", str(folder), "--out", str(tmp / "r.sqlite")]
         return ["explain", str(w.image), "--model", "mine", "--manifest", str(folder), "--out", str(tmp / "out")]
     return argv
 
@@ -333,6 +338,8 @@ CLI_CASES = [
          CLEAN + r"empty_dict\.pt holds no tensors: it is an empty dict"),
     Case("checkpoints", "link-to-dev-zero", _entry({"arch": "resnet18"}, "dev_zero"),
          CLEAN + r"dev_zero\.pt \(a link to /dev/zero\) is a character device, not a checkpoint file"),
+    Case("checkpoints", "gradcam-link-to-dev-zero", _entry({"arch": "resnet18"}, "dev_zero", command="gradcam"),
+         CLEAN + r"dev_zero\.pt \(a link to /dev/zero\) is a character device"),  # was "not found"
     Case("checkpoints", "link-to-proc-self-mem", _entry({"arch": "resnet18"}, "proc_self_mem"),
          CLEAN + r"proc_self_mem\.pt \(a link to /proc/\d+/mem\) is a special file of the operating system"),
     Case("checkpoints", "link-to-etc-passwd", _entry({"arch": "resnet18"}, "etc_passwd"),
@@ -381,6 +388,15 @@ def test_cli_answers_in_one_line_and_keeps_earlier_results(case: Case, world: Wo
     assert len([line for line in err.splitlines() if line.startswith("error:")]) <= 1
     assert world.snapshot() == before  # the earlier run's files and store are untouched
     assert not list(world.explained.glob(".*tmp"))  # no temp file left behind
+
+
+def test_evaluate_skips_a_checkpoint_that_is_a_pipe_saying_so(world: World, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Was "checkpoint not found"; opening the pipe would have blocked for ever."""
+    rc, out, err = run_cli(_entry({"arch": "resnet18"}, "fifo", command="evaluate")(world, tmp_path), capsys)
+    assert rc == 2 and "Traceback" not in out + err
+    assert re.search(r"skipping mine: checkpoint .*fifo\.pt is a named pipe \(FIFO\), not a checkpoint file", out + err)
+    assert not (tmp_path / "r.sqlite").exists()
 
 
 # ---------------------------------------------------------------- checked before any work
