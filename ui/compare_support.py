@@ -25,7 +25,7 @@ from mushcam.catalog import LoadedModel
 from mushcam.compare.comparison import Cell, Row
 from mushcam.compare.figure import short_name
 from mushcam.compare.tables import AGREEMENT_MEASURES, agreement_matrix
-from mushcam.data import LabelledImage, scan_images
+from mushcam.data import LabelledImage, read_bytes, scan_images
 from mushcam.exceptions import MushcamError
 from mushcam.explain import Explanation
 from mushcam.finite import naming_model
@@ -188,7 +188,7 @@ def images_from_folder(
 
     def load(item: LabelledImage) -> compare.CompareImage:
         if item.relpath not in loaded:
-            loaded[item.relpath] = to_compare_image(item.relpath, item.path.read_bytes(), item.label)
+            loaded[item.relpath] = to_compare_image(item.relpath, read_bytes(item.path), item.label)  # bounded
         return loaded[item.relpath]
 
     images = []
