@@ -88,3 +88,18 @@ def test_a_3_gb_sample_is_refused_from_its_size_without_reading_it(tmp_path: Pat
     at.selectbox(key="sample").set_value("Amanita/img_0.png").run()
     assert not at.exception and at.get("image")  # the page goes on with a readable photo
     assert not [box.value for box in at.error if "Cannot read" in box.value]
+
+
+def test_compare_lists_a_3_gb_sample_as_a_problem_without_reading_it(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = write_manifest(tmp_path / "ckpt", backbones=("mobilenet_v3_large",))
+    samples = write_image_folder(tmp_path / "samples", ["Amanita", "Boletus"], per_class=1)
+    with open(samples / "Amanita" / "huge.jpg", "wb") as handle:
+        handle.truncate(3 * 10**9)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    at = open_page("Compare", folder, samples, tmp_path, monkeypatch)
+    peak_rise = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+    assert not at.exception, [e.value for e in at.exception]
+    said = [box.value for box in (*at.warning, *at.error)]
+    assert any("Amanita/huge.jpg: huge.jpg is 3000.0 MB; the limit is 52.4 MB" in text for text in said), said
+    assert peak_rise < 400 and at.get("image")  # the two readable photos are still compared
