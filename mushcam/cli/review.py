@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -43,9 +42,14 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
                                                      "(perceptual hash, robust to crops and watermarks)")
     check.add_argument("root", help="dataset folder with train/, val/, test/ (each <Class>/<image>)")
     check.add_argument("--threshold", type=int, default=None, help="largest pHash distance in bits of 64 (default 12)")
-    check.add_argument("--store", help="results store: mark the near-duplicates there, for the Errors page")
-    check.add_argument("--csv", help="write every pair to this CSV file")
+    check.add_argument("--store", help="results store: mark the near-duplicates there, for the Errors page "
+                                       "(checked writable before any photo is read)")
+    check.add_argument("--csv", help="write every pair to this CSV file (checked writable before any photo is read; "
+                                     "written whole or not at all)")
     check.add_argument("--show", type=int, default=20, help="pairs listed on screen (default 20)")
+    check.add_argument("--list-skipped", action="store_true",
+                       help="list every skipped file and folder with its reason (default: counts by reason and "
+                       "10 examples)")
     check.add_argument("--no-geometric", dest="geometric", action="store_false",
                        help="hashes only: skip the second stage that matches local features (ORB + RANSAC) to find "
                        "the same find cropped, rotated, stamped or colour-shifted (it costs a few minutes per "
@@ -119,25 +123,28 @@ def run_export_labels(args: argparse.Namespace) -> int:
 
 
 def run_check_data(args: argparse.Namespace) -> int:
+    """``check-data``: outputs checked first, then the photos hashed; skipped files summarised."""
+
+    from mushcam.data import printable
+    from mushcam.files import check_output_file, write_text_atomic
     from mushcam.review import dedup
     from mushcam.review import store as review_store
+    from mushcam.store import check_writable
 
     threshold = dedup.DEFAULT_THRESHOLD if args.threshold is None else args.threshold
-    if args.store:  # fail before hashing, not after
-        review_store.load_duplicates(args.store)
     if args.show < 0:
         raise MushcamError(f"--show must be 0 or more; got {args.show}")
-    check = dedup.check_data(args.root, threshold, geometric=args.geometric)
-    print(dedup.format_check(check, args.show))
+    if args.store:  # every output is checked before the hashing, not after it
+        review_store.load_duplicates(args.store)  # it exists and is a MushCAM store
+        check_writable(args.store)  # and can be written (not read-only, not locked)
     if args.csv:
-        target = Path(args.csv).expanduser()
-        try:
-            with target.open("w", newline="", encoding="utf-8") as handle:
-                csv.writer(handle).writerows(dedup.pairs_csv_rows(check.pairs))
-        except OSError as exc:
-            raise MushcamError(f"cannot write {target}: {exc.strerror or exc}") from None
-        print(f"{len(check.pairs)} pairs written to {target}")
+        check_output_file(args.csv, "--csv")
+    check = dedup.check_data(args.root, threshold, geometric=args.geometric)
+    print(dedup.format_check(check, args.show, args.list_skipped))
+    if args.csv:
+        write_text_atomic(Path(args.csv).expanduser(), dedup.pairs_csv_text(check.pairs))
+        print(f"{len(check.pairs)} pairs written to {printable(args.csv, terminal=True)}")
     if args.store:
         review_store.save_duplicates(args.store, check.pairs)
-        print(f"near-duplicate marks saved in {args.store} (the Errors page shows them)")
+        print(f"near-duplicate marks saved in {printable(args.store, terminal=True)} (the Errors page shows them)")
     return 0
