@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
 from mushcam.catalog import with_code_consent
 from mushcam.cli.common import resolve_manifest
+from mushcam.csvfile import write_csv
 from mushcam.exceptions import MushcamError
 from mushcam.settings import add_trust_code_option
 
@@ -130,12 +130,7 @@ def run_check_data(args: argparse.Namespace) -> int:
     check = dedup.check_data(args.root, threshold, geometric=args.geometric)
     print(dedup.format_check(check, args.show))
     if args.csv:
-        target = Path(args.csv).expanduser()
-        try:
-            with target.open("w", newline="", encoding="utf-8") as handle:
-                csv.writer(handle).writerows(dedup.pairs_csv_rows(check.pairs))
-        except OSError as exc:
-            raise MushcamError(f"cannot write {target}: {exc.strerror or exc}") from None
+        target = write_csv(args.csv, dedup.pairs_csv_rows(check.pairs))
         print(f"{len(check.pairs)} pairs written to {target}")
     if args.store:
         review_store.save_duplicates(args.store, check.pairs)
