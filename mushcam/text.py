@@ -57,10 +57,15 @@ def clean_name(text: object, what: str, max_len: int) -> str:
     return name
 
 
-def clean_note(text: object, max_len: int = MAX_NOTE) -> str:
-    """A note as stored: NFC, line breaks as ``\\n``, hidden characters stripped, trimmed; refused over ``max_len``."""
+def visible_text(text: object) -> str:
+    """``text`` in NFC with line breaks as ``\\n`` and invisible or control characters (but tab, ZWJ, ZWNJ) removed."""
     note = _LINE_BREAKS.sub("\n", unicodedata.normalize("NFC", str(text)))
-    note = "".join(c for c in note if c in _KEEP_IN_NOTES or unicodedata.category(c) not in _INVISIBLE).strip()
+    return "".join(c for c in note if c in _KEEP_IN_NOTES or unicodedata.category(c) not in _INVISIBLE)
+
+
+def clean_note(text: object, max_len: int = MAX_NOTE) -> str:
+    """A note as stored: :func:`visible_text`, trimmed; refused over ``max_len`` characters."""
+    note = visible_text(text).strip()
     if len(note) > max_len:
         raise MushcamError(f"a note has at most {max_len:,} characters; this one has {len(note):,}: shorten it")
     return note

@@ -130,12 +130,14 @@ def test_reviews_written_while_evaluate_replaces_a_run(results: Path, setup: dic
     assert [r.backbone for r in store.load_store(results).runs] == ["efficientnet_b0", "mobilenet_v3_large"]
 
 
-def test_malformed_review_rows_give_one_clear_error(results: Path) -> None:
+def test_malformed_review_rows_are_skipped_with_a_named_warning(results: Path) -> None:
     rs.save_review(results, rs.Review(rs.ReviewKey("0" * 64, "m", "c"), "Ana", ("other",), image_path="A/x.png"))
     with sqlite3.connect(results) as connection:
         connection.execute("UPDATE reviews SET causes_json = '{not json'")
-    with pytest.raises(store.StoreError, match="a stored review of A/x.png has malformed causes"):
-        rs.load_reviews(results)
+    assert rs.load_reviews(results) == ()  # issue 18: skipped (was: a StoreError that stopped the whole page)
+    assert rs.read_review_data(results).warnings == (
+        "skipped 1 damaged review in the store (the review of 'A/x.png' by 'Ana': the causes are not a JSON list "
+        "of cause keys); save that review again on the Errors page",)
 
 
 def test_kappa_hand_computed() -> None:
