@@ -32,8 +32,9 @@ _LINE_BREAKS = re.compile(r"\r\n|[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 # Characters with a meaning anywhere in a line of Markdown (CommonMark, GFM tables and strikethrough,
 # Streamlit's $math$), and those that mean something only at the start of a line (headings, lists,
 # setext underlines, ordered lists).
-_MD_SPECIALS = re.compile(r"([\\`*_\[\]|~$])")
-_MD_LINE_START = re.compile(r"^([#+=-]|\d+(?=[.)]))")
+_MD_SPECIALS = re.compile(r"([\\`*\[\]|~$])")
+_MD_UNDERSCORE = re.compile(r"(?<![^\W_])_|_(?![^\W_])")  # '_' that could open or close emphasis (not img_1)
+_MD_LINE_START = re.compile(r"^([#+=-]|\d{1,9}(?=[.)](\s|$)))")
 _MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 
 
@@ -97,7 +98,7 @@ def fold(text: str) -> str:
 
 def _escape_line(line: str) -> str:
     line = "".join(_MD_ENTITIES.get(c, c) for c in line)
-    line = _MD_SPECIALS.sub(r"\\\1", line)
+    line = _MD_UNDERSCORE.sub(r"\\_", _MD_SPECIALS.sub(r"\\\1", line))
     match = _MD_LINE_START.match(line)
     if match is None:
         return line
