@@ -1,7 +1,7 @@
 """The report as one self-contained HTML file: every text HTML-escaped, every figure embedded once.
 
 Figures are embedded as WebP data URIs (:data:`HTML_WEBP_QUALITY`; lossy WebP keeps the maps'
-smooth colours at about half the bytes of JPEG), or as JPEG (:data:`HTML_JPEG_QUALITY`) where
+smooth colours in about two thirds of JPEG's bytes), or as JPEG (:data:`HTML_JPEG_QUALITY`) where
 this Pillow was built without WebP. The lossless PNGs stay in ``figures/`` beside the Markdown.
 """
 
@@ -37,8 +37,8 @@ def html_jpeg(png: bytes, quality: int = HTML_JPEG_QUALITY) -> bytes:
 
 
 def html_webp(png: bytes, quality: int = HTML_WEBP_QUALITY) -> bytes:
-    """A figure re-encoded as lossy WebP (``method=6``: Pillow's slowest, smallest encoding)."""
-    return _encode(png, "WEBP", quality=quality, method=6)
+    """A figure re-encoded as lossy WebP (``method=4``, Pillow's default; ``6`` saves 4 % and takes twice as long)."""
+    return _encode(png, "WEBP", quality=quality, method=4)
 
 
 def webp_available() -> bool:
