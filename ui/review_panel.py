@@ -286,7 +286,7 @@ def panel(path: str, run: RunRecord, table: RunTable, pick: int, reviewer: str, 
         st.selectbox("Suggested label (if the label is doubtful)", ["", *names], key="rv_suggest",
                      format_func=lambda v: v or "(none)")
         st.text_area("Note", key="rv_note", height=80, max_chars=MAX_NOTE,
-                     help=f"Plain text, at most {MAX_NOTE:,} characters; it is shown exactly as typed.")
+                     placeholder=f"Plain text, at most {MAX_NOTE:,} characters; shown exactly as typed")
         s1, s2 = st.columns(2)
         s1.form_submit_button("Save", key="rv_save", on_click=_save, args=(path, draft, keys, False),
                               disabled=not reviewer, width="stretch")
