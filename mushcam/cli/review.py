@@ -5,11 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mushcam.catalog import with_code_consent
 from mushcam.cli.common import resolve_manifest
+from mushcam.csvfile import write_csv
 from mushcam.exceptions import MushcamError
+from mushcam.files import write_text_atomic
 from mushcam.settings import add_trust_code_option
+
+if TYPE_CHECKING:
+    from mushcam.review.store import ReviewData
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -58,21 +64,30 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _write_text(path: str, text: str) -> None:
+    """``text`` to standard output ('-') or atomically to ``path`` (an earlier file stays whole on failure)."""
     if path == "-":
         sys.stdout.write(text)
         return
     target = Path(path).expanduser()
-    try:
-        target.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise MushcamError(f"cannot write {target}: {exc.strerror or exc}") from None
+    if target.is_dir():
+        raise MushcamError(f"--out {target} is a folder; give a file name")
+    write_text_atomic(target, text)
+
+
+def _read_reviews(store: str) -> ReviewData:
+    """The store's reviews, causes and marks; each damaged row skipped is a ``warning:`` line on stderr."""
+    from mushcam.review.store import read_review_data
+
+    data = read_review_data(store)
+    for warning in data.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return data
 
 
 def run_review_report(args: argparse.Namespace) -> int:
     from mushcam.cache import CamCache, default_cache_dir
     from mushcam.manifest import ManifestError
-    from mushcam.review import causes, labels, report
-    from mushcam.review import store as review_store
+    from mushcam.review import labels, report
     from mushcam.review.figures import FigureSource
     from mushcam.store import load_store
 
@@ -82,8 +97,8 @@ def run_review_report(args: argparse.Namespace) -> int:
     if args.data is not None and not Path(args.data).expanduser().is_dir():
         raise MushcamError(f"--data {args.data} is not a folder")
     contents = load_store(args.store)
-    reviews = review_store.index_reviews(review_store.load_reviews(args.store))
-    all_causes = causes.merged(review_store.load_custom_causes(args.store))
+    data = _read_reviews(args.store)
+    reviews = data.reviews
     figures = None
     source = None
     if not args.no_figures:
@@ -97,8 +112,7 @@ def run_review_report(args: argparse.Namespace) -> int:
         source = FigureSource(manifest, args.data, CamCache(default_cache_dir()))
         figures = source.figure
     try:
-        built = report.build_report(contents, reviews, all_causes, figures,
-                                    duplicates=review_store.load_duplicates(args.store),
+        built = report.build_report(contents, reviews, data.causes, figures, duplicates=data.duplicates,
                                     consensus=args.consensus, data_root=args.data)
     finally:
         if source is not None:
@@ -113,9 +127,8 @@ def run_review_report(args: argparse.Namespace) -> int:
 
 def run_export_labels(args: argparse.Namespace) -> int:
     from mushcam.review import labels
-    from mushcam.review import store as review_store
 
-    fixes = labels.label_fixes(review_store.load_reviews(args.store))
+    fixes = labels.label_fixes(_read_reviews(args.store).reviews.reviews)
     _write_text(args.out, labels.to_csv(fixes))
     if args.out != "-":
         print(f"{len(fixes)} label{'s' if len(fixes) != 1 else ''} to check written to {args.out}")
@@ -126,7 +139,7 @@ def run_check_data(args: argparse.Namespace) -> int:
     """``check-data``: outputs checked first, then the photos hashed; skipped files summarised."""
 
     from mushcam.data import printable
-    from mushcam.files import check_output_file, write_text_atomic
+    from mushcam.files import check_output_file
     from mushcam.review import dedup
     from mushcam.review import store as review_store
     from mushcam.store import check_writable
@@ -142,8 +155,8 @@ def run_check_data(args: argparse.Namespace) -> int:
     check = dedup.check_data(args.root, threshold, geometric=args.geometric)
     print(dedup.format_check(check, args.show, args.list_skipped))
     if args.csv:
-        write_text_atomic(Path(args.csv).expanduser(), dedup.pairs_csv_text(check.pairs))
-        print(f"{len(check.pairs)} pairs written to {printable(args.csv, terminal=True)}")
+        target = write_csv(args.csv, dedup.pairs_csv_rows(check.pairs))
+        print(f"{len(check.pairs)} pairs written to {printable(target, terminal=True)}")
     if args.store:
         review_store.save_duplicates(args.store, check.pairs)
         print(f"near-duplicate marks saved in {printable(args.store, terminal=True)} (the Errors page shows them)")

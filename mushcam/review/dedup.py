@@ -25,8 +25,6 @@ Skipped files are summarised by reason (:func:`format_check`); file names are pr
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import time
 from collections import Counter
@@ -332,14 +330,8 @@ def skipped_lines(label: str, what: str, items: Sequence[tuple[str, str]], examp
     return lines
 
 
-def pairs_csv_text(pairs: Sequence[NearDuplicate]) -> str:
-    """The pairs as CSV text (header first), built whole before anything is written."""
-    buffer = io.StringIO()
-    csv.writer(buffer).writerows(pairs_csv_rows(pairs))
-    return buffer.getvalue()
-
-
 def pairs_csv_rows(pairs: Sequence[NearDuplicate]) -> list[list[str]]:
+    """The pairs as CSV rows, header first (written by :func:`mushcam.csvfile.write_csv`, which guards them)."""
     return [["path", "split", "other_path", "other_split", "distance_bits", "sha256", "other_sha256"]] + [
         [p.image_path, p.split, p.other_path, p.other_split, str(p.distance), p.image_sha256, p.other_sha256]
         for p in pairs]
