@@ -246,7 +246,7 @@ def sanity_result(ctx: state.AppContext, model: str, image: state.LoadedImage, m
         bar.progress(done / total, text=f"Map {done} of {total}: about {_seconds(left)} left")
 
     result = sanity_check(loaded.model, inputs, method_explainer(layer, method), progress=progress)
-    bar.empty()
+    bar.progress(1.0, text=f"Done: {len(result.blocks) + 1} maps in {_seconds(time.perf_counter() - began)}")
     while len(results) >= MAX_KEPT_RESULTS:
         results.pop(next(iter(results)))
     results[key] = result
