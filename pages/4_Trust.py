@@ -95,7 +95,7 @@ if ctx.manifest is None or not ctx.available:
 cols = st.columns(3)
 model = cols[0].selectbox("Model", ctx.available, format_func=state.display_name, key="sanity_model")
 method = cols[1].selectbox("Method", method_names(), key="sanity_method")
-photos = list(contents.faithfulness[0].image_paths) if contents.faithfulness else []
+photos = support.offered_photos(folder, contents.faithfulness[0].image_paths) if contents.faithfulness else []
 photo = cols[2].selectbox("Photo", photos, key="sanity_photo") if photos else None
 if photo is None or folder is None:
     st.caption("The photos come from the faithfulness results' test folder: choose it in the sidebar's "

@@ -177,6 +177,20 @@ def load_image(folder: Path, relpath: str) -> state.LoadedImage:
     return state.load_uploaded(path.name, read_bytes(path))
 
 
+def offered_photos(folder: Path | None, relpaths: tuple[str, ...]) -> list[str]:
+    """The stored photos that lie under the user's folder (those outside are not offered at all)."""
+    if folder is None:
+        return []
+    offered = []
+    for relpath in relpaths:
+        try:
+            trust_paths.run_photo(folder, relpath)
+        except MushcamError:
+            continue
+        offered.append(relpath)
+    return offered
+
+
 def photo_cards(ctx: state.AppContext, run: trust_store.FaithfulnessRun, worst: list[tuple[str, float, float]],
                 folder: Path | None) -> None:
     """The least faithful photos in cards; the ones that cannot be shown are named in one warning box."""
