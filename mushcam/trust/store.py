@@ -17,7 +17,10 @@ and the settings (baseline, steps, ...): runs with another baseline live beside 
 Rows are streamed in: a run is written ``complete = 0`` and its images appended batch by
 batch (memory stays flat in the number of images); finishing it marks it complete and
 deletes the older runs of the same identity in one transaction, so readers, which see only
-complete runs, get the old run or the new one. ``curves`` is a float32 blob: deletion of the
+complete runs, get the old run or the new one. An interrupted run (Ctrl-C) is taken up
+again by the next run of the same identity and settings (:func:`resume_faithfulness`): the
+images it holds are not scored twice. Reading goes through one reader that checks every
+value (:mod:`mushcam.trust.rows`). ``curves`` is a float32 blob: deletion of the
 map and of the random map, insertion of both (each steps + 1 long), then ROAD MoRF and
 LeRF per percentage. ``spearman`` / ``ssim``: float32 per cascade step.
 """
