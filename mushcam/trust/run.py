@@ -170,9 +170,10 @@ def faithfulness_pass(
     uninterrupted one (each image's random stream depends only on the seed and its bytes).
     """
     frun_id, done_before = trust_store.resume_faithfulness(out, key, settings)
+    already = len(done_before.keys() & {item.relpath for item in images})
     if done_before:
-        log(f"{key.model} · {key.method}: resuming an interrupted run, {len(done_before)} of {len(images)} "
-            "images already scored")
+        log(f"{key.model} · {key.method}: resuming an interrupted run, {already} of {len(images)} images already "
+            "scored (a photo whose bytes changed since is scored again)")
     bar = Progress(f"{key.model} · {key.method}", len(images), progress_stream)
     start = time.perf_counter()
     done, scored, failed = 0, 0, []

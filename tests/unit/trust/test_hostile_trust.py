@@ -179,6 +179,35 @@ def test_an_interrupted_faithfulness_run_resumes_and_equals_an_uninterrupted_one
     assert load_trust(resumed).faithfulness[0].n_images == 16
 
 
+def test_a_resumed_run_over_fewer_images_keeps_only_those(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interrupted over 16 photos, rerun with --limit 4: the finished run holds exactly those 4, as a fresh run
+    of --limit 4 would, and a photo whose bytes changed since is scored again."""
+    data = write_image_folder(tmp_path / "test16", [n for n, _ in CLASSES], per_class=4, size=(48, 40))
+    fresh, resumed = tmp_path / "fresh.sqlite", tmp_path / "resumed.sqlite"
+    original = trust_run.evaluate_map
+    calls: list[int] = []
+
+    def interrupted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        if len(calls) == 9:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trust_run, "evaluate_map", interrupted)
+    assert run_cli(faithfulness_args(setup, data, resumed), capsys)[0] == 130
+    monkeypatch.setattr(trust_run, "evaluate_map", original)
+    (data / "Amanita" / "img_0.png").write_bytes((data / "Suillus" / "img_3.png").read_bytes())  # changed since
+    assert run_cli(faithfulness_args(setup, data, fresh, "--limit", "4"), capsys)[0] == 0
+    calls.clear()
+    monkeypatch.setattr(trust_run, "evaluate_map", lambda *a, **k: calls.append(1) or original(*a, **k))
+    status, out, _ = run_cli(faithfulness_args(setup, data, resumed, "--limit", "4"), capsys)
+    assert status == 0 and "2 of 4 images already scored" in out  # Amanita and Boletus img_0 were done
+    assert len(calls) == 3  # Amanita/img_0 again (its bytes changed), Gyromitra and Suillus img_0
+    assert image_rows(resumed) == image_rows(fresh) and len(image_rows(resumed)) == 4
+
+
 # --- 6. a file name that is not valid UTF-8 -------------------------------------------------------------------
 
 
