@@ -94,18 +94,22 @@ def image_sha256(data: bytes) -> str:
 
 
 def load_image(
-    source: ImageSource, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS
+    source: ImageSource, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS,
+    draft: tuple[int, int] | None = None,
 ) -> Image.Image:
-    """Decode an image into an 8-bit RGB PIL image, safely.
+    """Decode an image into an 8-bit RGB PIL image, safely: the one way MushCAM opens a photo.
 
     EXIF orientation is applied; greyscale, alpha (composited on white), palette, CMYK and
     16-bit images are converted; an animated image gives its first frame. Empty, truncated,
     non-image and oversized (decompression-bomb) inputs raise :class:`ImageLoadError`.
+    ``draft=(w, h)`` is for thumbnails: a JPEG is decoded at the smallest scale 1/1, 1/2,
+    1/4 or 1/8 that stays at least ``w x h`` (``Image.draft``; other formats decode in full).
+    The limits apply to the size the file declares, draft or not.
     """
-    return decode_image(read_bytes(source, max_bytes), max_pixels)
+    return decode_image(read_bytes(source, max_bytes), max_pixels, draft)
 
 
-def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def decode_image(data: bytes, max_pixels: int = MAX_PIXELS, draft: tuple[int, int] | None = None) -> Image.Image:
     """Decode already-read bytes; see :func:`load_image`."""
     try:
         image = Image.open(io.BytesIO(data))
@@ -124,6 +128,8 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     if width < 1 or height < 1:
         raise ImageLoadError("the image has no pixels")
     try:
+        if draft is not None:
+            image.draft(None, draft)  # JPEG: decode at a reduced scale; a no-op for other formats
         image.seek(0)  # animated GIF/WebP/TIFF: first frame
         image.load()
         image = ImageOps.exif_transpose(image)
@@ -191,14 +197,19 @@ class LabelledImage:
     label: str  # the class folder's name
 
 
-def printable(path: str | os.PathLike[str]) -> str:
+def printable(path: str | os.PathLike[str], terminal: bool = False) -> str:
     """A path as text that any file, terminal, database or web page accepts.
 
     File names are bytes on Linux; one that is not valid UTF-8 reaches Python with
     surrogate escapes, which SQLite, CSV files, JSON and Streamlit refuse. Such bytes are
-    shown as ``\\xNN`` escapes.
+    shown as ``\\xNN`` escapes. With ``terminal``, control and format characters too (ESC,
+    CR, bidi overrides: ``\\x1b``, ``\\r``, ``\\u202e``), which would recolour a terminal,
+    move its cursor or reorder the line: for names printed, never for names stored.
     """
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    if terminal and not text.isprintable():
+        text = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    return text
 
 
 def is_utf8_name(path: str | os.PathLike[str]) -> bool:

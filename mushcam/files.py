@@ -57,6 +57,29 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     write_bytes_atomic(path, data)
 
 
+def check_output_file(path: str | os.PathLike[str], what: str = "the output") -> None:
+    """Raise :class:`OutputError` now if :func:`write_bytes_atomic` could not write ``path`` later.
+
+    For a command that works for minutes before it writes: a folder given as the file, a
+    missing or read-only folder is reported before the work, not after. A temp file is
+    created in the target's folder and removed at once; ``path`` itself is not touched.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise OutputError(f"{what} {printable(path)} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise OutputError(f"cannot write {what} {printable(path)}: the folder {printable(path.parent)} does not "
+                          "exist; create it or choose another path")
+    probe = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(probe, "xb"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"cannot write {what} {printable(path)}: {exc.strerror or exc}") from None
+    finally:
+        _unlink_quietly(probe)
+
+
 def non_finite_fields(value: Any, where: str = "") -> list[str]:
     """Dotted paths of every float in ``value`` (dicts, lists, tuples) that is NaN or infinite."""
     if isinstance(value, float):
@@ -90,5 +113,6 @@ def _unlink_quietly(path: Path) -> None:
 
 
 __all__ = [
-    "OutputError", "dumps_json", "non_finite_fields", "write_bytes_atomic", "write_json_atomic", "write_text_atomic",
+    "OutputError", "check_output_file", "dumps_json", "non_finite_fields", "write_bytes_atomic", "write_json_atomic",
+    "write_text_atomic",
 ]

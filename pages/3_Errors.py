@@ -12,6 +12,7 @@ state.demo_banner(ctx)
 from mushcam import errors  # noqa: E402
 from mushcam.exceptions import MushcamError  # noqa: E402
 from mushcam.review.causes import labels_of  # noqa: E402
+from mushcam.text import markdown_text  # noqa: E402
 from ui import errors_explain as explain  # noqa: E402
 from ui import errors_filters as filters  # noqa: E402
 from ui import errors_support as support  # noqa: E402
@@ -30,7 +31,7 @@ data_root = support.data_folder_input()
 reviewer = review.reviewer_input()
 try:
     contents, version = support.load_contents(store_path)
-    reviews, causes, duplicates = review.review_data(str(store_path), version)
+    review_data = review.review_data(str(store_path), version)
 except MushcamError as exc:
     (st.info if "no results store" in str(exc) else st.error)(str(exc))
     st.stop()
@@ -38,6 +39,8 @@ if not contents.runs:
     st.info(f"{store_path} holds no runs yet.")
     st.stop()
 path_key = str(store_path)
+reviews, causes, duplicates = review_data.reviews, review_data.causes, review_data.duplicates
+review.damaged_rows(review_data)
 
 # --- dangerous errors of every model, on top ----------------------------------------------
 support.dangerous_summary(path_key, version, contents)
@@ -71,7 +74,8 @@ def row_title(i: int) -> str:
 
 pick = review.navigation(matching, listed.shown, row_title)
 true_idx = int(rows.true_idx[pick])
-st.markdown(f"#### `{rows.image_paths[pick]}` · true class **{names[true_idx]}** ({run.toxicities[true_idx]})")
+st.markdown(f"#### {markdown_text(rows.image_paths[pick])} · true class **{markdown_text(names[true_idx])}** "
+            f"({run.toxicities[true_idx]})")
 left, right = st.columns([5, 3])
 with left:
     explain.show(ctx, path_key, version, contents, run, pick, data_root)

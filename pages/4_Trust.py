@@ -26,16 +26,18 @@ from ui import store_picker  # noqa: E402
 from ui import trust_support as support  # noqa: E402
 
 store_path = store_picker.store_path_input()
+chosen_folder = support.folder_input()  # the only folder photos are read from (shared with the Errors page)
 try:
     with st.spinner("Reading the results store…"):
         contents, version = support.load_contents(store_path)
-except MushcamError as exc:
-    st.info(str(exc), icon="📂")
+except MushcamError as exc:  # a missing store: how to make one; a damaged one: which run, and what to do
+    (st.info if "no results store" in str(exc) else st.error)(str(exc), icon="📂")
     st.stop()
 path_key = str(store_path)
 
 # --- the table ----------------------------------------------------------------------------
 st.subheader("Faithfulness per model × method")
+folder = None  # where photos are read from: the user's folder, once the page has checked it
 if not contents.faithfulness:
     st.info(f"{store_path} holds no faithfulness results yet. Make them with: `python -m mushcam faithfulness "
             f"--data TEST --methods gradcam --out {store_path}`", icon="📂")
@@ -53,32 +55,26 @@ else:
     runs = support.labelled_runs(contents.faithfulness)  # label -> run
     chosen = st.multiselect("Curves of", list(runs), default=list(runs)[:6], key="trust_curves")
     if chosen:
-        labelled = [(label, support.curves_for(path_key, version, runs[label].frun_id)) for label in chosen]
-        left, right = st.columns(2)
-        left.plotly_chart(support.curves_figure("deletion", labelled), key="deletion_chart")
-        right.plotly_chart(support.curves_figure("insertion", labelled), key="insertion_chart")
-        st.caption("Solid: the map; dotted: a random map on the same grid (the floor). Deletion: lower is "
-                   "better; insertion: higher is better. A weak model's curves sit close to its floor.")
+        try:
+            labelled = [(label, support.curves_for(path_key, version, runs[label].frun_id)) for label in chosen]
+        except MushcamError as exc:
+            st.error(str(exc), icon="🚫")
+            labelled = []
+        if labelled:
+            left, right = st.columns(2)
+            left.plotly_chart(support.curves_figure("deletion", labelled), key="deletion_chart")
+            right.plotly_chart(support.curves_figure("insertion", labelled), key="insertion_chart")
+            st.caption("Solid: the map; dotted: a random map on the same grid (the floor). Deletion: lower is "
+                       "better; insertion: higher is better. A weak model's curves sit close to its floor.")
 
     # --- least faithful images ------------------------------------------------------------------
     st.subheader("Where the map is least faithful")
     picked = st.selectbox("Model × method", list(runs), key="trust_worst_run")
     run = runs[picked]
-    worst = least_faithful(run, 6)
+    folder = support.photo_folder(chosen_folder, run.key.data_root)
     st.caption("The images with the smallest insertion AUC − deletion AUC: restoring what the map marks helps "
                "little, and deleting it hurts little. Open one on the Explain page to look at it.")
-    columns = st.columns(3)
-    for i, (relpath, deletion, insertion) in enumerate(worst):
-        with columns[i % 3].container(border=True):
-            try:
-                image = support.load_image(run.key.data_root, relpath)
-                st.image(image.display, width="stretch", output_format="JPEG")
-            except MushcamError as exc:
-                st.warning(str(exc))
-            st.markdown(f"`{relpath}`  \ndeletion AUC **{deletion:.3f}** · insertion AUC **{insertion:.3f}**")
-            if st.button("Open on Explain", key=f"open_{run.frun_id}_{i}", icon="🔎",
-                         disabled=run.key.model not in ctx.available):
-                support.open_on_explain(run.key.data_root, relpath, run.key.model)
+    support.photo_cards(ctx, run, least_faithful(run, 6), folder)
 
 # --- sanity ---------------------------------------------------------------------------------
 st.subheader("Sanity check: do the maps depend on the model?")
@@ -96,24 +92,24 @@ else:
 if ctx.manifest is None or not ctx.available:
     st.info("Load checkpoints (home page) to run the sanity check on a photo here.", icon="🧩")
     st.stop()
-with st.form("sanity_one"):
-    cols = st.columns(3)
-    model = cols[0].selectbox("Model", ctx.available, format_func=state.display_name, key="sanity_model")
-    method = cols[1].selectbox("Method", method_names(), key="sanity_method")
-    photos = list(contents.faithfulness[0].image_paths) if contents.faithfulness else []
-    photo = cols[2].selectbox("Photo", photos, key="sanity_photo") if photos else None
-    submitted = st.form_submit_button("Run the sanity check", icon="🎲", disabled=photo is None)
-if photo is None:
-    st.caption("The photos come from the faithfulness results' test folder.")
-elif submitted or st.session_state.get("sanity_done"):
-    st.session_state["sanity_done"] = True
-    root = contents.faithfulness[0].key.data_root
-    try:
-        image = support.load_image(root, photo)
-        result = support.cached_sanity(ctx, model, state.model_identity(ctx, model), image.sha256, image.image, method)
-    except MushcamError as exc:
-        st.error(str(exc), icon="🚫")
-        st.stop()
+cols = st.columns(3)
+model = cols[0].selectbox("Model", ctx.available, format_func=state.display_name, key="sanity_model")
+method = cols[1].selectbox("Method", method_names(), key="sanity_method")
+photos = support.offered_photos(folder, contents.faithfulness[0].image_paths) if contents.faithfulness else []
+photo = cols[2].selectbox("Photo", photos, key="sanity_photo") if photos else None
+if photo is None or folder is None:
+    st.caption("The photos come from the faithfulness results' test folder: choose it in the sidebar's "
+               "*Image folder* field to check one of them here.")
+    st.stop()
+try:
+    st.caption(support.sanity_estimate(ctx, model, state.model_identity(ctx, model), method))
+    start = st.button("Run the sanity check", icon="🎲", key="sanity_run")
+    image = support.load_image(folder, photo)
+    result = support.sanity_result(ctx, model, image, method, start)
+except MushcamError as exc:
+    st.error(str(exc), icon="🚫")
+    st.stop()
+if result is not None:
     left, right = st.columns([1, 2])
     left.image(image.display, width="stretch", output_format="JPEG")
     right.plotly_chart(support.sanity_figure([(f"{state.display_name(model)} · {method}", result)]),

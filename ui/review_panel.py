@@ -9,6 +9,9 @@ closes and its field is empty). The
 reviewer name is remembered in the local settings folder (``rv_remembered``: the name last
 read or written there).
 Callbacks catch the library's errors and keep the message for the next run (``rv_message``).
+Everything a user typed (notes, names, cause labels) and every stored path is shown through
+:func:`mushcam.text.markdown_text`: Streamlit renders Markdown in text, captions and widget
+labels (images included), so a note is shown as the characters typed, never as markup.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from mushcam.review import labels, report
 from mushcam.review import store as review_store
 from mushcam.review.causes import LABEL_DOUBTFUL, Cause
 from mushcam.review.figures import FigureSource, model_name
-from mushcam.review.store import NearDuplicate, Review, ReviewIndex, ReviewKey
+from mushcam.review.store import MAX_REVIEWER, NearDuplicate, Review, ReviewData, ReviewIndex, ReviewKey
 from mushcam.settings import read_reviewer_name, remember_reviewer_name
 from mushcam.store import RunRecord, StoreContents
+from mushcam.text import MAX_NOTE, clean_name, markdown_text
 from ui import state
 
 REVIEWER_KEY = "reviewer"
@@ -58,7 +62,11 @@ def reviewer_input() -> str:
         state.persistent_widget(st.text_input, REVIEWER_KEY, "Reviewer name",
                                 help="Your reviews on the Errors page are saved under this name. It is remembered "
                                 "on this computer for your next visit.")
-    name = " ".join(str(st.session_state[REVIEWER_KEY]).split())
+    try:
+        name = clean_name(st.session_state[REVIEWER_KEY], "a reviewer name", MAX_REVIEWER)
+    except MushcamError as exc:  # hidden characters (a right-to-left override...) or too long: not used
+        st.sidebar.error(markdown_text(str(exc)))
+        return ""
     if name != st.session_state.get("rv_remembered"):  # typed by the user: remember it
         _remember(name)
     return name
@@ -69,15 +77,21 @@ def _remember(name: str) -> None:
     try:
         remember_reviewer_name(name)
     except (OSError, MushcamError) as exc:
-        st.sidebar.warning(f"The reviewer name could not be remembered: {exc}")
+        st.sidebar.warning(markdown_text(f"The reviewer name could not be remembered: {exc}"))
     st.session_state["rv_remembered"] = name
 
 
 @st.cache_resource(max_entries=4)
-def review_data(path: str, version: str) -> tuple[ReviewIndex, tuple[Cause, ...], dict[str, tuple[NearDuplicate, ...]]]:
-    """Reviews, the cause list (built-in + added) and near-duplicate marks, once per store version."""
-    return (review_store.index_reviews(review_store.load_reviews(path)),
-            cause_list.merged(review_store.load_custom_causes(path)), review_store.load_duplicates(path))
+def review_data(path: str, version: str) -> ReviewData:
+    """Reviews, the cause list (built-in + added), near-duplicate marks and the warnings for damaged rows,
+    read once per store version (:func:`mushcam.review.store.read_review_data`)."""
+    return review_store.read_review_data(path)
+
+
+def damaged_rows(data: ReviewData) -> None:
+    """One warning box for the rows of the store that were skipped as damaged (none when all are whole)."""
+    if data.warnings:
+        st.warning(markdown_text("Some review data could not be read and is left out: " + " ".join(data.warnings)))
 
 
 def key_of(run: RunRecord, table: RunTable, i: int) -> ReviewKey:
@@ -122,7 +136,7 @@ def progress(run: RunRecord, table: RunTable, index: ReviewIndex, reviewer: str)
     """'37 of 149 errors reviewed (you: 12)' for the chosen model, and what the last review action did."""
     message = st.session_state.pop("rv_message", None)
     if message:
-        getattr(st, message[0])(message[1])
+        getattr(st, message[0])(markdown_text(message[1]))
     name, sha = model_name(run), run.checkpoint_sha256
     by_anyone = {k.image_sha256 for k in index.by_key if k.model == name and k.checkpoint_sha256 == sha}
     by_me = {r.key.image_sha256 for r in index.reviews
@@ -253,8 +267,8 @@ def panel(path: str, run: RunRecord, table: RunTable, pick: int, reviewer: str, 
     key = key_of(run, table, pick)
     image_path = rows.image_paths[pick]
     for mark in [m for m in duplicates.get(key.image_sha256, ()) if m.other_split != m.split][:3]:
-        st.warning(f"Near-duplicate in {mark.other_split}: `{mark.other_path}` ({mark.distance} bits): "
-                   "a twin in training flatters the test score.")
+        st.warning(markdown_text(f"Near-duplicate in {mark.other_split}: {mark.other_path} ({mark.distance} bits): "
+                                 "a twin in training flatters the test score."))
     found = index.of(key)
     mine = next((r for r in found if r.reviewer == reviewer), None)
     if st.session_state.get("rv_for") != (key, reviewer, len(causes)):
@@ -268,10 +282,11 @@ def panel(path: str, run: RunRecord, table: RunTable, pick: int, reviewer: str, 
     keys = [c.key for c in causes]
     with st.form("rv_form", border=False):
         for cause in causes:
-            st.checkbox(cause.label, key=f"rv_c_{cause.key}")
+            st.checkbox(markdown_text(cause.label), key=f"rv_c_{cause.key}")
         st.selectbox("Suggested label (if the label is doubtful)", ["", *names], key="rv_suggest",
                      format_func=lambda v: v or "(none)")
-        st.text_area("Note", key="rv_note", height=80, max_chars=review_store.MAX_NOTE)
+        st.text_area("Note", key="rv_note", height=80, max_chars=MAX_NOTE,
+                     placeholder=f"Plain text, at most {MAX_NOTE:,} characters; shown exactly as typed")
         s1, s2 = st.columns(2)
         s1.form_submit_button("Save", key="rv_save", on_click=_save, args=(path, draft, keys, False),
                               disabled=not reviewer, width="stretch")
@@ -291,10 +306,11 @@ def show_reviews(found: Sequence[Review], same_photo: Sequence[Review], key: Rev
                  causes: Sequence[Cause]) -> None:
     labels_ = cause_list.labels_of(causes)
 
-    def line(r: Review) -> str:
-        text = f"**{r.reviewer}**: {', '.join(labels_.get(c, c) for c in r.causes) or '(no cause)'}"
-        text += f" → suggests **{r.suggested_label}**" if r.suggested_label else ""
-        return text + (f" — {r.note}" if r.note else "")
+    def line(r: Review) -> str:  # every stored text escaped: a note shows as typed, never as Markdown or HTML
+        causes_ = ", ".join(labels_.get(c, c) for c in r.causes) or "(no cause)"
+        text = f"**{markdown_text(r.reviewer)}**: {markdown_text(causes_)}"
+        text += f" → suggests **{markdown_text(r.suggested_label)}**" if r.suggested_label else ""
+        return text + (f" — {markdown_text(r.note)}" if r.note else "")
 
     if found:
         st.markdown(f"**Reviews of this error** ({len(found)})")
@@ -302,8 +318,8 @@ def show_reviews(found: Sequence[Review], same_photo: Sequence[Review], key: Rev
     elsewhere = [r for r in same_photo if r.key != key]
     if elsewhere:
         st.markdown("**This photo under other models**")
-        st.markdown("\n".join(f"- {state.display_name(r.key.model)} ({r.key.checkpoint_sha256[:8]}): {line(r)}"
-                              for r in elsewhere))
+        st.markdown("\n".join(f"- {markdown_text(state.display_name(r.key.model))} ({r.key.checkpoint_sha256[:8]}): "
+                              f"{line(r)}" for r in elsewhere))
 
 
 # ---------------------------------------------------------------------------------- downloads

@@ -1,25 +1,31 @@
 """Streamlit glue for the Trust page: where the store is, cached reads, figures, opening on Explain.
 
 The trust tables are read once per store-file version (``st.cache_resource``: shared and
-treated as read-only). The sanity check of one image is cached per (model identity,
-image, method). Figures are plain Plotly built from the library's numbers.
+treated as read-only), through the one reader that checks every row. Photos are read only
+under the folder the user gives (:mod:`mushcam.trust.paths`). The sanity check of one
+photo says its cost before it starts, shows a progress bar while it runs, and is kept
+for the session per (model identity, image, method). Figures are plain Plotly.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
+import torch
 
-from mushcam.data import preprocess, read_bytes, resolve_inside
+from mushcam.cam.cost import estimate_cost, probe_layer
+from mushcam.data import preprocess, read_bytes
 from mushcam.exceptions import MushcamError
 from mushcam.store import StoreError
+from mushcam.trust import paths as trust_paths
 from mushcam.trust import report as trust_report
 from mushcam.trust import store as trust_store
-from mushcam.trust.sanity import SanityResult, method_explainer, sanity_check
-from ui import state
+from mushcam.trust.sanity import SanityResult, method_explainer, randomisation_blocks, sanity_check
+from ui import errors_support, state
 
 # Session keys the Explain page reads (ui/explain_support.py): a photo opened from another page.
 EXPLAIN_FOLDER_KEY = "explain_folder"
@@ -137,28 +143,132 @@ def sanity_figure(labelled: list[tuple[str, SanityResult]]) -> go.Figure:
     return figure
 
 
-def load_image(data_root: str, relpath: str) -> state.LoadedImage:
-    """A stored image (refusing paths outside its data folder)."""
-    path = resolve_inside(data_root, relpath)
-    if not path.is_file():
-        raise MushcamError(f"image not found: {path} (has the data folder {data_root} moved?)")
+def folder_input() -> str:
+    """The sidebar's image-folder field, shared with the Errors page: the only folder photos are read from."""
+    return errors_support.data_folder_input()
+
+
+def photo_folder(chosen: str, recorded: str) -> Path | None:
+    """The folder the page reads a run's photos from, or None after one box saying why none is read.
+
+    The user's folder (``chosen``) when it is acceptable; when none is chosen yet, an offer to use
+    the folder the store records (unless that is refused: ``/``, a missing folder). Never the
+    recorded folder without the user's click: a store is a file anyone can hand over.
+    """
+    if not chosen:
+        try:
+            trust_paths.data_folder(recorded, "the folder this store records")
+        except MushcamError as exc:
+            st.error(f"{exc}. Type the test folder in the sidebar's *Image folder* field to see the photos.",
+                     icon="🚫")
+            return None
+        errors_support.use_recorded_folder(recorded)
+        return None
+    try:
+        return trust_paths.data_folder(chosen)
+    except MushcamError as exc:
+        st.error(str(exc), icon="🚫")
+        return None
+
+
+def load_image(folder: Path, relpath: str) -> state.LoadedImage:
+    """A stored photo, read only under the user's folder (:func:`mushcam.trust.paths.run_photo`)."""
+    path = trust_paths.run_photo(folder, relpath)
     return state.load_uploaded(path.name, read_bytes(path))
 
 
-@st.cache_data(show_spinner="Randomising the network block by block…", max_entries=32)
-def cached_sanity(_ctx: state.AppContext, model: str, identity: state.ModelIdentity, image_sha: str, _image: object,
-                  method: str) -> SanityResult:
-    """The sanity check of one image, computed once per (model identity, image, method)."""
+def offered_photos(folder: Path | None, relpaths: tuple[str, ...]) -> list[str]:
+    """The stored photos that lie under the user's folder (those outside are not offered at all)."""
+    if folder is None:
+        return []
+    offered = []
+    for relpath in relpaths:
+        try:
+            trust_paths.run_photo(folder, relpath)
+        except MushcamError:
+            continue
+        offered.append(relpath)
+    return offered
+
+
+def photo_cards(ctx: state.AppContext, run: trust_store.FaithfulnessRun, worst: list[tuple[str, float, float]],
+                folder: Path | None) -> None:
+    """The least faithful photos in cards; the ones that cannot be shown are named in one warning box."""
+    failed: list[str] = []
+    columns = st.columns(3)
+    for i, (relpath, deletion, insertion) in enumerate(worst):
+        with columns[i % 3].container(border=True):
+            shown = False
+            if folder is not None:
+                try:
+                    st.image(load_image(folder, relpath).display, width="stretch", output_format="JPEG")
+                    shown = True
+                except MushcamError as exc:
+                    failed.append(f"`{relpath}`: {exc}")
+            st.markdown(f"`{relpath}`  \ndeletion AUC **{deletion:.3f}** · insertion AUC **{insertion:.3f}**")
+            if st.button("Open on Explain", key=f"open_{run.frun_id}_{i}", icon="🔎",
+                         disabled=not shown or run.key.model not in ctx.available):
+                open_on_explain(str(folder), relpath, run.key.model)
+    if failed:
+        st.warning(f"{len(failed)} of these photos cannot be shown: " + "; ".join(failed[:3])
+                   + (f"; ... {len(failed) - 3} more" if len(failed) > 3 else ""), icon="📁")
+
+
+SANITY_RESULTS_KEY = "trust_sanity_results"  # this session's checks: (identity, image, method) -> result
+MAX_KEPT_RESULTS = 8
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def sanity_estimate(_ctx: state.AppContext, model: str, identity: state.ModelIdentity, method: str) -> str:
+    """What the check of one photo will cost, said before it starts: (blocks + 1) maps x the method's estimate.
+
+    seconds ~ (B + 1) x passes(K) x forward seconds (:func:`mushcam.cam.cost.estimate_cost`,
+    probed on a blank input of the manifest's size).
+    """
     assert _ctx.manifest is not None
     loaded = state.get_loaded(_ctx, model)
-    network = loaded.model
-    layer = state.cam_layer(_ctx, model, loaded)  # the manifest's layer, or the one found at load
-    inputs = preprocess(_image, _ctx.manifest.input).unsqueeze(0)
-    return sanity_check(network, inputs, method_explainer(layer, method))
+    layer = state.cam_layer(_ctx, model, loaded)
+    size = _ctx.manifest.input.size
+    cost = estimate_cost(method, probe_layer(loaded.model, torch.zeros(1, 3, size, size), layer))
+    maps = len(randomisation_blocks(loaded.model)) + 1
+    return (f"Before you start: {maps} maps ({maps - 1} randomisation steps and the trained model's), each about "
+            f"{_seconds(cost.seconds)} with {cost.label} ({cost.passes:.0f} forward passes): about "
+            f"{_seconds(maps * cost.seconds)} in all on this machine.")
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f} s" if value < 60 else f"{value / 60:.1f} min"
+
+
+def sanity_result(ctx: state.AppContext, model: str, image: state.LoadedImage, method: str,
+                  start: bool) -> SanityResult | None:
+    """This session's check of one photo: kept from an earlier click, or computed now (``start``) with a
+    progress bar (maps done / total, time left); None when it has not been asked for."""
+    assert ctx.manifest is not None
+    key = (repr(state.model_identity(ctx, model)), image.sha256, method)
+    results = st.session_state.setdefault(SANITY_RESULTS_KEY, {})
+    if key in results or not start:
+        return results.get(key)
+    loaded = state.get_loaded(ctx, model)
+    layer = state.cam_layer(ctx, model, loaded)  # the manifest's layer, or the one found at load
+    inputs = preprocess(image.image, ctx.manifest.input).unsqueeze(0)
+    bar = st.progress(0.0, text="Randomising the network block by block…")
+    began = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        left = (time.perf_counter() - began) / done * (total - done)
+        bar.progress(done / total, text=f"Map {done} of {total}: about {_seconds(left)} left")
+
+    result = sanity_check(loaded.model, inputs, method_explainer(layer, method), progress=progress)
+    bar.progress(1.0, text=f"Done: {len(result.blocks) + 1} maps in {_seconds(time.perf_counter() - began)}")
+    while len(results) >= MAX_KEPT_RESULTS:
+        results.pop(next(iter(results)))
+    results[key] = result
+    return result
 
 
 def open_on_explain(data_root: str, relpath: str, model: str) -> None:
-    """Hand a stored photo and model to the Explain page and go there."""
+    """Hand a stored photo (under the user's folder) and model to the Explain page and go there."""
     st.session_state[EXPLAIN_FOLDER_KEY] = data_root
     st.session_state["source"] = "Sample folder"
     st.session_state["sample"] = relpath

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from mushcam.exceptions import MushcamError, UsageError
@@ -37,13 +38,27 @@ def resolve_manifest(manifest_arg: str | None) -> Manifest:
 
 def positive_int(text: str) -> int:
     """argparse type: an integer of at least 1 (argparse names the option in its message)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
-    return value
+    return count_at_least(1)(text)
+
+
+def count_at_least(minimum: int) -> Callable[[str], int]:
+    """argparse type for a count option (``--limit``, ``--images``, ``--n`` ...): a whole number >= ``minimum``.
+
+    One parser for every count, so ``--limit 0`` (which once meant "all") and ``--limit -3``
+    (which once said "no images") both answer ``argument --limit: must be at least 1; got 0``.
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}; got {value}")
+        return value
+
+    parse.__name__ = f"count_at_least_{minimum}"  # argparse names the type in some messages
+    return parse
 
 
 # The largest cache a command accepts: 10 TB. Far beyond any disk's map cache, and small
@@ -60,4 +75,4 @@ def check_megabytes(value: float, option: str) -> float:
     return value
 
 
-__all__ = ["MAX_MEGABYTES", "check_megabytes", "positive_int", "resolve_manifest"]
+__all__ = ["MAX_MEGABYTES", "check_megabytes", "count_at_least", "positive_int", "resolve_manifest"]

@@ -58,8 +58,9 @@ def run_report(args: argparse.Namespace) -> int:
     from mushcam.trust.report import format_trust_report
     from mushcam.trust.store import load_trust
 
-    print(format_report(load_store(args.store), markdown=args.markdown, summary_only=args.summary))
-    trust = format_trust_report(load_trust(args.store), markdown=args.markdown)
+    contents, trust_contents = load_store(args.store), load_trust(args.store)  # both read (and checked) first
+    print(format_report(contents, markdown=args.markdown, summary_only=args.summary))
+    trust = format_trust_report(trust_contents, markdown=args.markdown)
     if trust:
         print("\n" + trust)
     return 0

@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 
 from mushcam.cache import CamCache, default_cache_dir
+from mushcam.cli.common import count_at_least
 from mushcam.exceptions import MushcamError
 from mushcam.methods import DEFAULT_METHOD
 from mushcam.patterns.cluster import DEFAULT_MAX_K
@@ -47,7 +48,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--regions", help="object boxes: a CSV (path,x0,y0,x1,y1) or a COCO JSON file")
     parser.add_argument("--propose-regions", action="store_true",
                         help="propose a box by GrabCut for every photo without one (marked 'proposed')")
-    parser.add_argument("--limit", type=int, help="only N photos, taken at even intervals over the folder")
+    parser.add_argument("--limit", type=count_at_least(1),
+                        help="only N photos, taken at even intervals over the folder")
     parser.add_argument("--cache", help="CAM cache folder (default: $MUSHCAM_CACHE or ~/.cache/mushcam/cams)")
     parser.add_argument("--seed", type=int, default=0, help="seed of k-means, NMF and the bootstrap")
     add_trust_code_option(parser)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mushcam.catalog import with_code_consent
 from mushcam.cli.common import resolve_manifest
+from mushcam.csvfile import write_csv
 from mushcam.exceptions import MushcamError
+from mushcam.files import write_text_atomic
 from mushcam.settings import add_trust_code_option
+
+if TYPE_CHECKING:
+    from mushcam.review.store import ReviewData
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -43,9 +48,14 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
                                                      "(perceptual hash, robust to crops and watermarks)")
     check.add_argument("root", help="dataset folder with train/, val/, test/ (each <Class>/<image>)")
     check.add_argument("--threshold", type=int, default=None, help="largest pHash distance in bits of 64 (default 12)")
-    check.add_argument("--store", help="results store: mark the near-duplicates there, for the Errors page")
-    check.add_argument("--csv", help="write every pair to this CSV file")
+    check.add_argument("--store", help="results store: mark the near-duplicates there, for the Errors page "
+                                       "(checked writable before any photo is read)")
+    check.add_argument("--csv", help="write every pair to this CSV file (checked writable before any photo is read; "
+                                     "written whole or not at all)")
     check.add_argument("--show", type=int, default=20, help="pairs listed on screen (default 20)")
+    check.add_argument("--list-skipped", action="store_true",
+                       help="list every skipped file and folder with its reason (default: counts by reason and "
+                       "10 examples)")
     check.add_argument("--no-geometric", dest="geometric", action="store_false",
                        help="hashes only: skip the second stage that matches local features (ORB + RANSAC) to find "
                        "the same find cropped, rotated, stamped or colour-shifted (it costs a few minutes per "
@@ -54,21 +64,30 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _write_text(path: str, text: str) -> None:
+    """``text`` to standard output ('-') or atomically to ``path`` (an earlier file stays whole on failure)."""
     if path == "-":
         sys.stdout.write(text)
         return
     target = Path(path).expanduser()
-    try:
-        target.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise MushcamError(f"cannot write {target}: {exc.strerror or exc}") from None
+    if target.is_dir():
+        raise MushcamError(f"--out {target} is a folder; give a file name")
+    write_text_atomic(target, text)
+
+
+def _read_reviews(store: str) -> ReviewData:
+    """The store's reviews, causes and marks; each damaged row skipped is a ``warning:`` line on stderr."""
+    from mushcam.review.store import read_review_data
+
+    data = read_review_data(store)
+    for warning in data.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return data
 
 
 def run_review_report(args: argparse.Namespace) -> int:
     from mushcam.cache import CamCache, default_cache_dir
     from mushcam.manifest import ManifestError
-    from mushcam.review import causes, labels, report
-    from mushcam.review import store as review_store
+    from mushcam.review import labels, report
     from mushcam.review.figures import FigureSource
     from mushcam.store import load_store
 
@@ -78,8 +97,8 @@ def run_review_report(args: argparse.Namespace) -> int:
     if args.data is not None and not Path(args.data).expanduser().is_dir():
         raise MushcamError(f"--data {args.data} is not a folder")
     contents = load_store(args.store)
-    reviews = review_store.index_reviews(review_store.load_reviews(args.store))
-    all_causes = causes.merged(review_store.load_custom_causes(args.store))
+    data = _read_reviews(args.store)
+    reviews = data.reviews
     figures = None
     source = None
     if not args.no_figures:
@@ -93,8 +112,7 @@ def run_review_report(args: argparse.Namespace) -> int:
         source = FigureSource(manifest, args.data, CamCache(default_cache_dir()))
         figures = source.figure
     try:
-        built = report.build_report(contents, reviews, all_causes, figures,
-                                    duplicates=review_store.load_duplicates(args.store),
+        built = report.build_report(contents, reviews, data.causes, figures, duplicates=data.duplicates,
                                     consensus=args.consensus, data_root=args.data)
     finally:
         if source is not None:
@@ -109,9 +127,8 @@ def run_review_report(args: argparse.Namespace) -> int:
 
 def run_export_labels(args: argparse.Namespace) -> int:
     from mushcam.review import labels
-    from mushcam.review import store as review_store
 
-    fixes = labels.label_fixes(review_store.load_reviews(args.store))
+    fixes = labels.label_fixes(_read_reviews(args.store).reviews.reviews)
     _write_text(args.out, labels.to_csv(fixes))
     if args.out != "-":
         print(f"{len(fixes)} label{'s' if len(fixes) != 1 else ''} to check written to {args.out}")
@@ -119,25 +136,28 @@ def run_export_labels(args: argparse.Namespace) -> int:
 
 
 def run_check_data(args: argparse.Namespace) -> int:
+    """``check-data``: outputs checked first, then the photos hashed; skipped files summarised."""
+
+    from mushcam.data import printable
+    from mushcam.files import check_output_file
     from mushcam.review import dedup
     from mushcam.review import store as review_store
+    from mushcam.store import check_writable
 
     threshold = dedup.DEFAULT_THRESHOLD if args.threshold is None else args.threshold
-    if args.store:  # fail before hashing, not after
-        review_store.load_duplicates(args.store)
     if args.show < 0:
         raise MushcamError(f"--show must be 0 or more; got {args.show}")
-    check = dedup.check_data(args.root, threshold, geometric=args.geometric)
-    print(dedup.format_check(check, args.show))
+    if args.store:  # every output is checked before the hashing, not after it
+        review_store.load_duplicates(args.store)  # it exists and is a MushCAM store
+        check_writable(args.store)  # and can be written (not read-only, not locked)
     if args.csv:
-        target = Path(args.csv).expanduser()
-        try:
-            with target.open("w", newline="", encoding="utf-8") as handle:
-                csv.writer(handle).writerows(dedup.pairs_csv_rows(check.pairs))
-        except OSError as exc:
-            raise MushcamError(f"cannot write {target}: {exc.strerror or exc}") from None
-        print(f"{len(check.pairs)} pairs written to {target}")
+        check_output_file(args.csv, "--csv")
+    check = dedup.check_data(args.root, threshold, geometric=args.geometric)
+    print(dedup.format_check(check, args.show, args.list_skipped))
+    if args.csv:
+        target = write_csv(args.csv, dedup.pairs_csv_rows(check.pairs))
+        print(f"{len(check.pairs)} pairs written to {printable(target, terminal=True)}")
     if args.store:
         review_store.save_duplicates(args.store, check.pairs)
-        print(f"near-duplicate marks saved in {args.store} (the Errors page shows them)")
+        print(f"near-duplicate marks saved in {printable(args.store, terminal=True)} (the Errors page shows them)")
     return 0

@@ -14,7 +14,7 @@ import torch
 
 from mushcam.cam import DEFAULT_METHOD, method_help
 from mushcam.catalog import with_code_consent
-from mushcam.cli.common import resolve_manifest
+from mushcam.cli.common import count_at_least, resolve_manifest
 from mushcam.exceptions import MushcamError
 from mushcam.settings import add_trust_code_option
 from mushcam.trust.faithfulness import BASELINES, DEFAULT_ROAD_PERCENTAGES, DEFAULT_STEPS, FaithfulnessSettings
@@ -59,8 +59,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--road-percentages", type=_percentages, default=DEFAULT_ROAD_PERCENTAGES,
                         help="ROAD removal percentages, comma-separated (default 10,...,90; 'none' to skip ROAD)")
     parser.add_argument("--batch-size", type=int, default=32, help="perturbed images per forward pass (default 32)")
-    parser.add_argument("--limit", type=int, help="only N images, taken at even intervals over the folder (every class "
-                                                  "gets its share)")
+    parser.add_argument("--limit", type=count_at_least(1),
+                        help="only N images, taken at even intervals over the folder (every class gets its share)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random maps, tie-breaking and ROAD noise")
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
     parser.add_argument("--out", required=True, help="results store (the evaluate command's file), e.g. results.sqlite")
@@ -70,7 +70,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     sanity = subparsers.add_parser("sanity", help="cascading-randomisation sanity check of one model x method")
     sanity.add_argument("images", nargs="*", help="image files (or use --data)")
     sanity.add_argument("--data", help="test folder ROOT/<Class>/<image>: check --images N of its photos")
-    sanity.add_argument("--images", dest="n_images", type=int, default=8, help="photos taken from --data (default 8)")
+    sanity.add_argument("--images", dest="n_images", type=count_at_least(1), default=8,
+                        help="photos taken from --data (default 8)")
     sanity.add_argument("--manifest", help="manifest.json or its folder")
     sanity.add_argument("--model", "--backbone", required=True, help="manifest model name")
     sanity.add_argument("--method", default=DEFAULT_METHOD, help=method_help())
@@ -100,7 +101,7 @@ def run_sanity(args: argparse.Namespace) -> int:
     from mushcam.catalog import load_catalog_entry, with_code_consent
     from mushcam.data import load_image, preprocess
     from mushcam.trust.report import format_sanity
-    from mushcam.trust.run import choose_models, sanity_over_folder
+    from mushcam.trust.run import StepProgress, choose_models, sanity_over_folder
     from mushcam.trust.sanity import method_explainer, sanity_check
     from mushcam.trust.store import RunKey, SanityRun
 
@@ -108,13 +109,16 @@ def run_sanity(args: argparse.Namespace) -> int:
     manifest = with_code_consent(resolve_manifest(args.manifest), trust_code=args.trust_code)
     if bool(args.images) == bool(args.data):
         raise MushcamError("give image files or --data FOLDER (one of the two)")
+    progress = StepProgress(f"sanity {args.model} · {args.method}")  # maps done / total, ETA, on stderr
     if args.data:
-        run = sanity_over_folder(args.data, manifest, args.out, args.model, args.method, args.n_images, args.seed)
+        run = sanity_over_folder(args.data, manifest, args.out, args.model, args.method, args.n_images, args.seed,
+                                 progress=progress)
     else:
         choose_models(manifest, [args.model], print)
         inputs = torch.stack([preprocess(load_image(p), manifest.input) for p in args.images])
         loaded = load_catalog_entry(manifest, args.model)
-        result = sanity_check(loaded.model, inputs, method_explainer(loaded.layer, args.method), seed=args.seed)
+        result = sanity_check(loaded.model, inputs, method_explainer(loaded.layer, args.method), seed=args.seed,
+                              progress=progress)
         run = SanityRun(-1, RunKey(args.model, "", "", args.method, loaded.layer), result.blocks,
                         tuple(args.images), result.spearman, result.ssim)
     result = run.result

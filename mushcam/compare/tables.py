@@ -6,12 +6,11 @@ are written as empty CSV fields.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
 from mushcam.compare.comparison import Comparison
+from mushcam.csvfile import csv_text
 from mushcam.metrics.agreement import summarise
 
 
@@ -115,15 +114,11 @@ def summary_long(comparison: Comparison) -> list[dict[str, object]]:
 
 
 def to_csv(table: Sequence[Mapping[str, object]]) -> str:
-    """CSV text of a list of records (NaN and None written as empty fields)."""
-    buffer = io.StringIO()
+    """CSV text of a list of records (NaN and None as empty fields), by :func:`mushcam.csvfile.csv_text`."""
     if not table:
         return ""
-    writer = csv.DictWriter(buffer, fieldnames=list(table[0]), lineterminator="\n")
-    writer.writeheader()
-    for record in table:
-        writer.writerow({k: _csv_value(v) for k, v in record.items()})
-    return buffer.getvalue()
+    names = list(table[0])
+    return csv_text([names, *([_csv_value(record.get(k, "")) for k in names] for record in table)])
 
 
 def _csv_value(value: object) -> object:

@@ -1,18 +1,21 @@
 """Why a model got an image wrong: the starting list of causes (the thesis's, plus three), extendable.
 
 A cause has a stable ``key`` (stored in reviews) and a ``label`` (shown). Users add causes
-by label; the key is derived from it (:func:`cause_key`), so adding the same label twice
-gives the same cause.
+by label, in any script; the key is derived from it (:func:`cause_key`). Adding the same
+label twice gives the same cause; a label that differs from an existing one only in case,
+width or spacing ("Shortcut" / "shortcut " / "ｓｈｏｒｔｃｕｔ"), or that would get its key, is
+refused with the existing cause's name (:func:`colliding`), never merged silently.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from mushcam.exceptions import MushcamError
+from mushcam.text import clean_name, fold
 
 LABEL_DOUBTFUL = "label_doubtful"
 MAX_LABEL = 80
@@ -56,23 +59,50 @@ def definition_of(cause: Cause) -> str:
     return DEFINITIONS.get(cause.key, f"Added by a reviewer: \"{cause.label}\" (no further definition).")
 
 
+def _has_letter_or_digit(text: str) -> bool:
+    return any(unicodedata.category(c)[0] in "LN" for c in text)
+
+
 def cause_key(label: str) -> str:
-    """``'Mould / rot'`` -> ``'mould_rot'``: lower-case ASCII words joined by ``_``."""
-    text = unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode("ascii").lower()
-    key = re.sub(r"[^a-z0-9]+", "_", text).strip("_")
+    """``'Mould / rot'`` -> ``'mould_rot'``; ``'Гниль'`` -> ``'гниль'``.
+
+    Lower-case ASCII words joined by ``_`` when the label's letters are Latin (accents
+    dropped: the keys of earlier stores stay the same); otherwise its NFKC, casefolded
+    letters and digits joined by ``_`` (any script: Unicode categories L* and N*).
+    """
+    ascii_text = unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode("ascii").lower()
+    key = re.sub(r"[^a-z0-9]+", "_", ascii_text).strip("_")
+    letters = sum(1 for c in unicodedata.normalize("NFKD", label) if unicodedata.category(c)[0] in "LN")
+    if not key or sum(c.isalnum() for c in key) < letters:
+        folded = unicodedata.normalize("NFKC", label).casefold()
+        key = "_".join("".join(c if unicodedata.category(c)[0] in "LN" else " " for c in folded).split())
     if not key:
         raise MushcamError(f"a cause needs letters or digits; got {label!r}")
     return key[:40]
 
 
 def new_cause(label: str) -> Cause:
-    """A user-defined cause from its label (trimmed, at most 80 characters)."""
-    label = " ".join(str(label).split())
+    """A user-defined cause from its label (cleaned by :func:`mushcam.text.clean_name`, at most 80 characters)."""
+    label = clean_name(label, "a cause name", MAX_LABEL)
     if not label:
         raise MushcamError("type a name for the new cause")
-    if len(label) > MAX_LABEL:
-        raise MushcamError(f"a cause name has at most {MAX_LABEL} characters; got {len(label)}")
+    if not _has_letter_or_digit(label):
+        raise MushcamError(f"a cause needs letters or digits; got {label!r}")
     return Cause(cause_key(label), label, builtin=False)
+
+
+def colliding(cause: Cause, existing: Sequence[Cause]) -> Cause | None:
+    """The existing cause that ``cause`` would be confused with (same folded label or same key), if any.
+
+    An existing cause with exactly the same label is no collision: adding it again is harmless.
+    """
+    for other in existing:
+        if other.label == cause.label:
+            return None
+    for other in existing:
+        if fold(other.label) == fold(cause.label) or other.key == cause.key:
+            return other
+    return None
 
 
 def merged(custom: Iterable[Cause]) -> tuple[Cause, ...]:

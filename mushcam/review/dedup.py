@@ -16,27 +16,35 @@ a pale cap on dark ground come within 12 bits of each other, so a candidate must
 match in colour: the mean absolute difference of the aligned 12x12 RGB thumbnails (0-255)
 at most ``max_colour_diff`` (the best alignment over the same sub-frames).
 
-JPEGs are decoded at reduced size (``Image.draft``): a 1,500-photo set takes seconds.
+Every photo is opened by :func:`mushcam.data.load_image` (the byte and pixel limits of the rest of
+MushCAM: a sparse 3 GB file or a PNG declaring 177 MP is skipped with the reason, never read or
+decoded), with ``draft`` so that JPEGs are decoded at reduced size: a 1,500-photo set takes seconds.
+Skipped files are summarised by reason (:func:`format_check`); file names are printed with
+:func:`mushcam.data.printable` (``terminal=True``), stored as they are (valid UTF-8 only).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
+from mushcam.data import ImageSource, image_sha256, is_utf8_name, load_image, printable, read_bytes
 from mushcam.exceptions import MushcamError
 from mushcam.review.paths import image_files
 from mushcam.review.store import NearDuplicate
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+NAME_NOT_UTF8 = "the file name is not valid UTF-8; rename the file"  # as evaluate, gradcam and compare say
+FOLDER_NOT_UTF8 = "the class folder's name is not valid UTF-8; rename it"
+SKIPPED_EXAMPLES = 10  # skipped files listed on screen (all of them with --list-skipped)
 DEFAULT_THRESHOLD = 12
 DEFAULT_COLOUR_DIFF = 24.0
 HASH_SIDE = 32
@@ -74,16 +82,15 @@ def phash(grey: np.ndarray) -> int:
     return int(_bits(low)[0])
 
 
-def thumbnail(path: str | os.PathLike[str], side: int = 160) -> np.ndarray:
-    """The photo in RGB at about ``side`` px (JPEG decoded at reduced size); EXIF rotation applied."""
-    try:
-        with Image.open(path) as image:
-            image.draft("RGB", (side, side))
-            image = ImageOps.exif_transpose(image.convert("RGB"))
-            image.thumbnail((side, side), Image.Resampling.BILINEAR)
-            return np.asarray(image, dtype=np.float32)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise MushcamError(f"cannot read {path}: {exc}") from None
+def thumbnail(source: ImageSource, side: int = 160) -> np.ndarray:
+    """The photo (a path or its bytes) in RGB at about ``side`` px, float32; EXIF rotation applied.
+
+    Opened by :func:`mushcam.data.load_image` (byte and pixel limits; JPEG decoded at reduced
+    size): a file it refuses raises :class:`mushcam.data.ImageLoadError` with the reason.
+    """
+    image = load_image(source, draft=(side, side))
+    image.thumbnail((side, side), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.float32)
 
 
 def fingerprint(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -170,6 +177,9 @@ def scan_splits(root: Path) -> tuple[list[tuple[str, Path]], list[tuple[str, str
             continue
         base = root.resolve()
         for class_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if not is_utf8_name(class_dir.name):
+                skipped.append((printable(f"{split}/{class_dir.name}"), FOLDER_NOT_UTF8))
+                continue
             resolved = class_dir.resolve()
             if resolved != base and base not in resolved.parents:
                 skipped.append((f"{split}/{class_dir.name}",
@@ -191,29 +201,22 @@ def check_data(root: str | os.PathLike[str], threshold: int = DEFAULT_THRESHOLD,
     start = time.perf_counter()
     base = Path(root).expanduser()
     if not base.is_dir():
-        raise MushcamError(f"data folder not found: {base}")
+        raise MushcamError(f"data folder not found: {printable(base, terminal=True)}")
     if not 0 <= threshold <= 32:
         raise MushcamError(f"--threshold must be between 0 and 32 bits; got {threshold}")
     files, skipped = scan_splits(base)
     if not files:
-        raise MushcamError(f"no images under {base}/train, {base}/val or {base}/test "
+        shown = printable(base, terminal=True)
+        raise MushcamError(f"no images under {shown}/train, {shown}/val or {shown}/test "
                            "(expected ROOT/<split>/<Class>/<image>)")
-    if geometric:  # the second stage builds on this module's hashes, so it is imported here, not at the top
-        from mushcam.review.matching import colour_histogram, rotated_hashes
     photos: list[_Photo] = []
     unreadable = []
     for n, (split, path) in enumerate(files, 1):
         relative = path.relative_to(base).as_posix()
         try:
-            data = path.read_bytes()
-            rgb = thumbnail(path)
+            photos.append(_photo(path, relative, split, geometric))
         except (OSError, MushcamError) as exc:
-            unreadable.append((relative, str(exc)))
-            continue
-        photo = _Photo(relative, split, hashlib.sha256(data).hexdigest(), *fingerprint(rgb))
-        if geometric:  # what the second stage proposes from, made from this decode (no second pass over the files)
-            photo.rotated, photo.histogram = rotated_hashes(rgb), colour_histogram(rgb)
-        photos.append(photo)
+            unreadable.append((printable(relative), str(exc)))
         if progress is not None:
             progress(n, len(files))
     matrix = distances(np.stack([p.hashes for p in photos])) if photos else np.zeros((0, 0), np.uint8)
@@ -233,6 +236,21 @@ def check_data(root: str | os.PathLike[str], threshold: int = DEFAULT_THRESHOLD,
     counts = {s: sum(1 for p in photos if p.split == s) for s in SPLITS if (base / s).is_dir()}
     return DataCheck(str(base), counts, tuple(pairs), threshold, max_colour_diff, time.perf_counter() - start,
                      tuple(unreadable), tuple(skipped), exact, found)
+
+
+def _photo(path: Path, relative: str, split: str, geometric: bool) -> _Photo:
+    """One file read once (size-checked before reading), hashed and fingerprinted; MushcamError with the reason
+    when it is skipped (a name that cannot be stored, too large, not an image, too many pixels)."""
+    if not is_utf8_name(relative):
+        raise MushcamError(NAME_NOT_UTF8)
+    data = read_bytes(path)
+    rgb = thumbnail(data)
+    photo = _Photo(relative, split, image_sha256(data), *fingerprint(rgb))
+    if geometric:  # what the second stage proposes from, made from this decode (no second pass over the files)
+        from mushcam.review.matching import colour_histogram, rotated_hashes  # builds on this module: imported here
+
+        photo.rotated, photo.histogram = rotated_hashes(rgb), colour_histogram(rgb)
+    return photo
 
 
 def second_stage(base: Path, photos: Sequence[_Photo], matrix: np.ndarray, pairs: list[NearDuplicate],
@@ -258,8 +276,13 @@ def second_stage(base: Path, photos: Sequence[_Photo], matrix: np.ndarray, pairs
     return reasons
 
 
-def format_check(check: DataCheck, listed: int = 20) -> str:
-    """The result as text: counts, pairs across splits, test images with a twin in training."""
+def format_check(check: DataCheck, listed: int = 20, all_skipped: bool = False) -> str:
+    """The result as text: counts, pairs across splits, test images with a twin in training, what was skipped.
+
+    Skipped folders and files are summarised (counts by reason, at most :data:`SKIPPED_EXAMPLES` of
+    each listed) unless ``all_skipped``. Every line goes through :func:`mushcam.data.printable` with
+    ``terminal=True``: a file name holding ESC or CR cannot recolour the terminal or rewrite the line.
+    """
     lines = [f"{sum(check.counts.values())} photos ({', '.join(f'{s} {n}' for s, n in check.counts.items())}) "
              f"under {check.root}; "
              f"pHash within {check.threshold} bits of 64 and colour within {check.max_colour_diff:g}; "
@@ -274,10 +297,9 @@ def format_check(check: DataCheck, listed: int = 20) -> str:
             share = len(twins) / check.counts[split] if check.counts[split] else 0.0
             lines.append(f"{split} images with a near-duplicate in {other}: {len(twins)} of {check.counts[split]} "
                          f"({share:.1%})")
-    for path, reason in check.skipped:
-        lines.append(f"not walked: {path}: {reason}")
-    for path, reason in check.unreadable:
-        lines.append(f"unreadable: {path}: {reason}")
+    examples = None if all_skipped else SKIPPED_EXAMPLES
+    lines += skipped_lines("not walked", "folders", check.skipped, examples)
+    lines += skipped_lines("unreadable", "files", check.unreadable, examples)
     if cross:
         first = "" if len(cross) <= listed else f", first {listed}"
         lines.append(f"closest pairs across splits (distance in bits){first}:")
@@ -285,10 +307,31 @@ def format_check(check: DataCheck, listed: int = 20) -> str:
                   + (f"  ({check.geometric[(p.image_path, p.other_path)]})"
                      if (p.image_path, p.other_path) in check.geometric else "")
                   for p in cross[:listed]]
-    return "\n".join(lines)
+    return "\n".join(printable(line, terminal=True) for line in lines)
+
+
+def skipped_lines(label: str, what: str, items: Sequence[tuple[str, str]], examples: int | None = SKIPPED_EXAMPLES,
+                  reasons: int = 5) -> list[str]:
+    """``label: path: reason`` for each item when they are few (or ``examples`` is None); else a summary:
+    the count by reason (the ``reasons`` most common), ``examples`` of them (one per reason first), the rest counted."""
+    if examples is None or len(items) <= examples:
+        return [f"{label}: {path}: {reason}" for path, reason in items]
+    counts = Counter(reason for _, reason in items).most_common()
+    head = "; ".join(f"{n:,} {reason}" for reason, n in counts[:reasons])
+    if len(counts) > reasons:
+        head += f"; {sum(n for _, n in counts[reasons:]):,} for {len(counts) - reasons:,} other reasons"
+    first = sorted({reason: i for i, (_, reason) in reversed(list(enumerate(items)))}.values())[:examples]
+    taken = set(first)
+    rest = (i for i in range(len(items)) if i not in taken)
+    chosen = sorted(first + [next(rest) for _ in range(examples - len(first))])
+    lines = [f"{label}: {len(items):,} {what} skipped: {head}"]
+    lines += [f"  {items[i][0]}: {items[i][1]}" for i in chosen]
+    lines.append(f"  … and {len(items) - len(chosen):,} more (--list-skipped lists them all)")
+    return lines
 
 
 def pairs_csv_rows(pairs: Sequence[NearDuplicate]) -> list[list[str]]:
+    """The pairs as CSV rows, header first (written by :func:`mushcam.csvfile.write_csv`, which guards them)."""
     return [["path", "split", "other_path", "other_split", "distance_bits", "sha256", "other_sha256"]] + [
         [p.image_path, p.split, p.other_path, p.other_split, str(p.distance), p.image_sha256, p.other_sha256]
         for p in pairs]

@@ -14,6 +14,13 @@ checkpoint replaces the run but keeps its reviews, and the same photo shows its 
 under other models too. One row per reviewer, so several reviewers never overwrite each
 other.
 
+Reading validates: SQLite keeps whatever a column is given (text in ``distance``, a blob as a
+note), so :func:`read_review_data` checks every row and skips a damaged one with a warning
+that names it (the page shows it in one box, the commands print it); the other rows are used.
+Notes longer than :data:`MAX_NOTE` (written before the limit) are read only up to it (SQL
+``substr``: memory stays bounded) and shown with "… (truncated, N characters)". Names and
+notes are cleaned on the way in (:mod:`mushcam.text`).
+
 Concurrency: every write is one short ``BEGIN IMMEDIATE`` transaction with a busy timeout
 (:data:`mushcam.store.DEFAULT_TIMEOUT`), so two sessions or processes writing at once are
 serialised by SQLite and nothing is lost. The journal stays in SQLite's default (rollback)
@@ -30,11 +37,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from mushcam.exceptions import MushcamError
-from mushcam.review.causes import LABEL_DOUBTFUL, Cause, new_cause
+from mushcam.review.causes import DEFAULT_CAUSES, LABEL_DOUBTFUL, MAX_LABEL, Cause, colliding, merged, new_cause
 from mushcam.store import StoreError, transaction
+from mushcam.text import MAX_NOTE, clean_name, clean_note, shown_note, visible_text
 
-MAX_NOTE = 4000
 MAX_REVIEWER = 60
+__all__ = ["MAX_NOTE", "MAX_REVIEWER", "StoreError"]  # re-exported: MAX_NOTE lives in mushcam.text
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS reviews (
@@ -149,12 +157,10 @@ def _has_table(connection: sqlite3.Connection, name: str) -> bool:
 
 
 def clean_reviewer(name: str) -> str:
-    """A reviewer's name, trimmed; refuses empty and over-long names."""
-    name = " ".join(str(name).split())
+    """A reviewer's name (:func:`mushcam.text.clean_name`); refuses empty, over-long and hidden-character names."""
+    name = clean_name(name, "a reviewer name", MAX_REVIEWER)
     if not name:
         raise MushcamError("set your reviewer name first (in the sidebar, or --reviewer)")
-    if len(name) > MAX_REVIEWER:
-        raise MushcamError(f"a reviewer name has at most {MAX_REVIEWER} characters")
     return name
 
 
@@ -166,12 +172,10 @@ def save_review(path: str | os.PathLike[str], review: Review, timeout: float | N
     """
     reviewer = clean_reviewer(review.reviewer)
     causes = tuple(dict.fromkeys(c for c in review.causes if c))
-    suggested = review.suggested_label.strip() if LABEL_DOUBTFUL in causes else ""
-    note = review.note.strip()
+    suggested = clean_name(review.suggested_label, "a suggested label", MAX_LABEL) if LABEL_DOUBTFUL in causes else ""
+    note = clean_note(review.note)
     if not causes and not note:
         raise MushcamError("choose at least one cause or write a note")
-    if len(note) > MAX_NOTE:
-        raise MushcamError(f"a note has at most {MAX_NOTE} characters; this one has {len(note)}")
     now = _now()
     k = review.key
     with transaction(path, write=True, timeout=timeout) as connection:
@@ -203,49 +207,151 @@ def delete_review(path: str | os.PathLike[str], key: ReviewKey, reviewer: str, t
         return cursor.rowcount > 0
 
 
+class DamagedRow(MushcamError):
+    """A store row that cannot be read as what its table holds (the message says why)."""
+
+
+def _text(value: object, column: str) -> str:
+    if not isinstance(value, str):
+        raise DamagedRow(f"{column} is {type(value).__name__}, not text")
+    return value
+
+
+_REVIEW_COLUMNS = ("image_sha256", "model", "checkpoint_sha256", "reviewer", "causes_json", "note",
+                   "suggested_label", "image_path", "true_class", "pred_class", "created_at", "updated_at")
+
+
 def _review_from_row(row: Sequence[object]) -> Review:
-    (image_sha, model, ckpt, reviewer, causes_json, note, suggested, image_path, true_class, pred_class,
-     created, updated) = row
+    """One ``reviews`` row (its note cut by ``substr``, then the note's full length) as a Review, or DamagedRow."""
+    values = dict(zip(_REVIEW_COLUMNS, row[:12], strict=True))
+    text = {c: _text(v, c) for c, v in values.items()}
     try:
-        causes = json.loads(str(causes_json))
-        if not isinstance(causes, list):
-            raise ValueError("not a list")
-    except ValueError as exc:
-        raise StoreError(f"a stored review of {image_path} has malformed causes ({exc})") from None
-    return Review(ReviewKey(str(image_sha), str(model), str(ckpt)), str(reviewer), tuple(str(c) for c in causes),
-                  str(note), str(suggested), str(image_path), str(true_class), str(pred_class), str(created),
-                  str(updated))
+        causes = json.loads(text["causes_json"])
+    except (ValueError, RecursionError):
+        causes = None
+    if not isinstance(causes, list) or not all(isinstance(c, str) for c in causes):
+        raise DamagedRow("the causes are not a JSON list of cause keys")
+    reviewer = clean_name(text["reviewer"], "the reviewer name", 10 * MAX_REVIEWER)
+    length = row[12] if isinstance(row[12], int) else len(text["note"])
+    note = shown_note(visible_text(text["note"]), length)
+    return Review(ReviewKey(text["image_sha256"], text["model"], text["checkpoint_sha256"]), reviewer, tuple(causes),
+                  note, text["suggested_label"], text["image_path"], text["true_class"], text["pred_class"],
+                  text["created_at"], text["updated_at"])
+
+
+def _mark_from_row(row: Sequence[object]) -> NearDuplicate:
+    """One ``near_duplicates`` row as a NearDuplicate (distance a whole number of bits, 0..64), or DamagedRow."""
+    columns = ("image_sha256", "image_path", "split", "other_sha256", "other_path", "other_split")
+    text = [_text(v, c) for c, v in zip(columns, row[:6], strict=True)]
+    distance = row[6]
+    if isinstance(distance, bool) or not isinstance(distance, int) or not 0 <= distance <= 64:
+        raise DamagedRow(f"distance is {distance!r}, not a whole number of bits from 0 to 64")
+    return NearDuplicate(*text, distance)
+
+
+@dataclass(frozen=True)
+class ReviewData:
+    """What the page and the report read from a store: reviews, causes, near-duplicate marks, and the
+    warnings for rows that were skipped as damaged."""
+
+    reviews: ReviewIndex
+    causes: tuple[Cause, ...]
+    duplicates: dict[str, tuple[NearDuplicate, ...]]
+    warnings: tuple[str, ...] = ()
+
+
+def _skipped(what: str, names: list[str], fix: str) -> list[str]:
+    if not names:
+        return []
+    shown = "; ".join(names[:3]) + (f"; and {len(names) - 3} more" if len(names) > 3 else "")
+    return [f"skipped {len(names)} damaged {what}{'s' if len(names) != 1 else ''} in the store ({shown}); {fix}"]
+
+
+def _read_reviews(connection: sqlite3.Connection) -> tuple[list[Review], list[str]]:
+    if not _has_table(connection, "reviews"):
+        return [], []
+    rows = connection.execute(
+        "SELECT image_sha256, model, checkpoint_sha256, reviewer, causes_json, substr(note, 1, ?),"
+        " suggested_label, image_path, true_class, pred_class, created_at, updated_at, length(note) FROM reviews"
+        " ORDER BY image_path, model, reviewer", (MAX_NOTE,)).fetchall()
+    reviews, damaged = [], []
+    for row in rows:
+        try:
+            reviews.append(_review_from_row(row))
+        except MushcamError as exc:
+            damaged.append(f"the review of {row[7]!r} by {row[3]!r}: {exc}")
+    return reviews, _skipped("review", damaged, "save that review again on the Errors page")
+
+
+def _read_causes(connection: sqlite3.Connection) -> tuple[list[Cause], list[str]]:
+    if not _has_table(connection, "review_causes"):
+        return [], []
+    found, damaged = [], []
+    for key, label in connection.execute("SELECT key, label FROM review_causes ORDER BY created_at, key"):
+        if isinstance(key, str) and isinstance(label, str) and key:
+            found.append(Cause(key, visible_text(label), builtin=False))
+        else:
+            damaged.append(f"key {key!r}: the key or label is not text")
+    return found, _skipped("added cause", damaged, "add that cause again on the Errors page")
+
+
+def _read_marks(connection: sqlite3.Connection) -> tuple[dict[str, tuple[NearDuplicate, ...]], list[str]]:
+    if not _has_table(connection, "near_duplicates"):
+        return {}, []
+    found: dict[str, list[NearDuplicate]] = {}
+    damaged = []
+    for row in connection.execute("SELECT * FROM near_duplicates ORDER BY image_sha256, distance, other_path"):
+        try:
+            mark = _mark_from_row(row)
+        except MushcamError as exc:
+            damaged.append(f"{row[1]!r} <-> {row[4]!r}: {exc}")
+            continue
+        found.setdefault(mark.image_sha256, []).append(mark)
+    marks = {k: tuple(v) for k, v in found.items()}
+    return marks, _skipped("near-duplicate mark", damaged, "run check-data --store again to rewrite the marks")
+
+
+def read_review_data(path: str | os.PathLike[str], timeout: float | None = None) -> ReviewData:
+    """Reviews, causes (built-in + added) and near-duplicate marks in one read; damaged rows skipped with warnings."""
+    with transaction(path, timeout=timeout) as connection:
+        reviews, w1 = _read_reviews(connection)
+        custom, w2 = _read_causes(connection)
+        marks, w3 = _read_marks(connection)
+    return ReviewData(index_reviews(reviews), merged(custom), marks, (*w1, *w2, *w3))
 
 
 def load_reviews(path: str | os.PathLike[str], timeout: float | None = None) -> tuple[Review, ...]:
-    """Every review in the store, ordered by image path, model, then reviewer."""
+    """Every readable review in the store, ordered by image path, model, then reviewer (damaged rows skipped)."""
     with transaction(path, timeout=timeout) as connection:
-        if not _has_table(connection, "reviews"):
-            return ()
-        rows = connection.execute(
-            "SELECT image_sha256, model, checkpoint_sha256, reviewer, causes_json, note, suggested_label,"
-            " image_path, true_class, pred_class, created_at, updated_at FROM reviews"
-            " ORDER BY image_path, model, reviewer").fetchall()
-    return tuple(_review_from_row(row) for row in rows)
+        return tuple(_read_reviews(connection)[0])
 
 
 def add_cause(path: str | os.PathLike[str], label: str, timeout: float | None = None) -> Cause:
-    """Add a cause to the store's list (kept for every reviewer); adding it again is harmless."""
+    """Add a cause to the store's list (kept for every reviewer); adding the same label again is harmless.
+
+    A label that folds to an existing one, or gets its key (:func:`mushcam.review.causes.colliding`),
+    is refused with the existing cause's name.
+    """
     cause = new_cause(label)
     with transaction(path, write=True, timeout=timeout) as connection:
         _ensure_schema(connection)
+        existing = (*DEFAULT_CAUSES, *_read_causes(connection)[0])
+        same = next((c for c in existing if c.label == cause.label), None)
+        if same is not None:
+            return same
+        other = colliding(cause, existing)
+        if other is not None:
+            raise MushcamError(f"the cause “{cause.label}” would be the same as the existing “{other.label}”; "
+                               "tick that one, or name the new cause differently")
         connection.execute("INSERT OR IGNORE INTO review_causes (key, label, created_at) VALUES (?, ?, ?)",
                            (cause.key, cause.label, _now()))
     return cause
 
 
 def load_custom_causes(path: str | os.PathLike[str], timeout: float | None = None) -> tuple[Cause, ...]:
-    """The causes users added, oldest first."""
+    """The causes users added, oldest first (damaged rows skipped)."""
     with transaction(path, timeout=timeout) as connection:
-        if not _has_table(connection, "review_causes"):
-            return ()
-        rows = connection.execute("SELECT key, label FROM review_causes ORDER BY created_at, key").fetchall()
-    return tuple(Cause(str(k), str(v), builtin=False) for k, v in rows)
+        return tuple(_read_causes(connection)[0])
 
 
 def save_duplicates(path: str | os.PathLike[str], pairs: Sequence[NearDuplicate], timeout: float | None = None) -> None:
@@ -261,15 +367,9 @@ def save_duplicates(path: str | os.PathLike[str], pairs: Sequence[NearDuplicate]
 
 
 def load_duplicates(path: str | os.PathLike[str], timeout: float | None = None) -> dict[str, tuple[NearDuplicate, ...]]:
-    """Near-duplicate marks by image SHA-256 (closest first); empty when ``check-data`` never wrote any."""
+    """Near-duplicate marks by image SHA-256 (closest first); empty when ``check-data`` never wrote any.
+
+    Damaged rows are skipped; :func:`read_review_data` says which.
+    """
     with transaction(path, timeout=timeout) as connection:
-        if not _has_table(connection, "near_duplicates"):
-            return {}
-        rows = connection.execute(
-            "SELECT * FROM near_duplicates ORDER BY image_sha256, distance, other_path"
-        ).fetchall()
-    found: dict[str, list[NearDuplicate]] = {}
-    for row in rows:
-        mark = NearDuplicate(*(str(v) for v in row[:6]), int(row[6]))
-        found.setdefault(mark.image_sha256, []).append(mark)
-    return {k: tuple(v) for k, v in found.items()}
+        return _read_marks(connection)[0]

@@ -121,6 +121,10 @@ def check_writable(path: str | os.PathLike[str], timeout: float | None = None) -
         connection.execute("BEGIN IMMEDIATE")
         try:
             _check_identity(connection, path, empty_ok=True)
+            # The write lock alone succeeds on a file SQLite opened read-only (a read-only file or folder, an
+            # immutable file, even for root): a write of the same version, rolled back below, is refused there.
+            version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+            connection.execute(f"PRAGMA user_version = {version}")
         finally:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")

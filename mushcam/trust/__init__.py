@@ -4,7 +4,9 @@
   Increase in Confidence, ROAD; a random map and the inverted map beside each real one.
 - :mod:`mushcam.trust.imputation`  — ROAD's noisy linear imputation (a sparse solve per image).
 - :mod:`mushcam.trust.sanity`      — cascading model-parameter randomisation.
-- :mod:`mushcam.trust.store`       — their tables in the results store.
+- :mod:`mushcam.trust.store`       — their tables in the results store (one reader; interrupted runs resume).
+- :mod:`mushcam.trust.rows`        — the checks that reader makes on every stored value.
+- :mod:`mushcam.trust.paths`       — where the Trust page may read a run's photos (under the user's folder).
 - :mod:`mushcam.trust.report`      — tables with bootstrap intervals.
 - :mod:`mushcam.trust.run`         — over a test folder, per model x method, streamed into the store.
 - :mod:`mushcam.trust.figure`      — the mean curves as a PNG.

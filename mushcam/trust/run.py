@@ -10,6 +10,7 @@ and the image's bytes, so a result does not depend on the order or the batch siz
 from __future__ import annotations
 
 import gc
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,15 +22,16 @@ import torch
 from mushcam.cam import METHODS, UnknownMethodError, cam, check_method
 from mushcam.catalog import load_catalog_entry
 from mushcam.data import ImageLoadError, decode_image, image_sha256, preprocess, read_bytes
-from mushcam.evaluate.predict import Progress
-from mushcam.evaluate.scan import TestImage, scan_test_set
+from mushcam.evaluate.predict import Progress, scanned_test_set
+from mushcam.evaluate.scan import TestImage
 from mushcam.exceptions import MushcamError
 from mushcam.manifest import Manifest
 from mushcam.memory import peak_rss_bytes, reset_peak_rss
 from mushcam.models import file_sha256
 from mushcam.models.checkpoint import what_is_there
 from mushcam.trust import store as trust_store
-from mushcam.trust.faithfulness import FaithfulnessSettings, evaluate_map
+from mushcam.trust.faithfulness import FaithfulnessSettings, ImageFaithfulness, evaluate_map
+from mushcam.trust.sanity import Progress as SanityProgress
 from mushcam.trust.sanity import method_explainer, sanity_check
 
 
@@ -75,17 +77,45 @@ def choose_models(manifest: Manifest, models: Sequence[str] | None, log: Callabl
     return chosen
 
 
-def _decoded(items: Sequence[TestImage], manifest: Manifest, log: Callable[[str], None]):  # noqa: ANN202
-    tensors, kept = [], []
+@dataclass(frozen=True)
+class Decoded:
+    """A batch of images read for scoring: tensors, the (item, SHA-256) they came from, and what failed."""
+
+    tensors: list[torch.Tensor]
+    kept: list[tuple[TestImage, str]]
+    failed: list[tuple[str, str]]  # (relative path, reason)
+
+
+def decode_items(items: Sequence[TestImage], manifest: Manifest, log: Callable[[str], None]) -> Decoded:
+    """Read and preprocess ``items``; an unreadable one is logged and left out with its reason."""
+    decoded = Decoded([], [], [])
     for item in items:
         try:
             data = read_bytes(item.path)
-            tensors.append(preprocess(decode_image(data), manifest.input))
+            decoded.tensors.append(preprocess(decode_image(data), manifest.input))
         except ImageLoadError as exc:
             log(f"skipped {item.relpath}: unreadable image: {exc}")
+            decoded.failed.append((item.relpath, str(exc)))
             continue
-        kept.append((item, image_sha256(data)))
-    return tensors, kept
+        decoded.kept.append((item, image_sha256(data)))
+    return decoded
+
+
+def none_readable(count: int, root: Path, failed: Sequence[tuple[str, str]]) -> MushcamError:
+    """The error when not one of ``count`` images could be read: the first reasons and what to do."""
+    reasons = "; ".join(f"{path}: {reason}" for path, reason in failed[:3])
+    more = f"; ... {len(failed) - 3} more" if len(failed) > 3 else ""
+    return ImageLoadError(f"none of the {count} images in {root} could be read: {reasons}{more}; "
+                          "replace the damaged files or choose another folder")
+
+
+def scanned_images(data_root: str | Path, manifest: Manifest, limit: int | None,
+                   log: Callable[[str], None]) -> tuple[Path, list[TestImage]]:
+    """The test folder's images (``limit`` of them, spread over the classes), the skipped files logged
+    with their reasons as ``evaluate`` logs them (a non-UTF-8 name: "rename the file")."""
+    test_set = scanned_test_set(data_root, manifest, log)
+    images = spread(list(test_set.images), limit) if limit else list(test_set.images)
+    return test_set.root, images
 
 
 def faithfulness_over_folder(
@@ -103,11 +133,9 @@ def faithfulness_over_folder(
     """Score every (model, method) on every image under ``data_root/<Class>/`` into ``out``."""
     chosen_methods = check_methods(methods)
     chosen_models = choose_models(manifest, models, log)
-    test_set = scan_test_set(data_root, manifest)
-    images = spread(list(test_set.images), limit) if limit else list(test_set.images)
-    if not images:
-        raise MushcamError(f"no images of the manifest's classes under {test_set.root}")
-    log(f"{len(images)} images in {test_set.root}; baseline {settings.baseline}, {settings.steps} steps, "
+    trust_store.check_writable(out)  # a read-only store is said now, not after the work
+    root, images = scanned_images(data_root, manifest, limit, log)
+    log(f"{len(images)} images in {root}; baseline {settings.baseline}, {settings.steps} steps, "
         f"ROAD at {', '.join(map(str, settings.road_percentages)) or 'no'} %")
     summaries = []
     for name in chosen_models:
@@ -116,7 +144,7 @@ def faithfulness_over_folder(
         loaded = load_catalog_entry(manifest, name)
         try:
             for method in chosen_methods:
-                key = trust_store.RunKey(name, digest, str(test_set.root), method, loaded.layer)
+                key = trust_store.RunKey(name, digest, str(root), method, loaded.layer)
                 summaries.append(faithfulness_pass(out, key, loaded, images, manifest, settings, cam_batch_size,
                                                    log, progress_stream))
         finally:
@@ -137,30 +165,52 @@ def faithfulness_pass(
     log: Callable[[str], None],
     progress_stream: TextIO | None,
 ) -> TrustRunSummary:
-    """One (model, method) over ``images``: each batch's maps scored and appended to the store as it goes."""
-    frun_id = trust_store.begin_faithfulness(out, key, settings)
+    """One (model, method) over ``images``: each batch's maps scored and appended to the store as it goes.
+
+    An interrupted run of the same identity and settings is resumed: the images it already
+    scored (same path, same bytes) are not scored again, and the finished run equals an
+    uninterrupted one (each image's random stream depends only on the seed and its bytes).
+    """
+    frun_id, done_before = trust_store.resume_faithfulness(out, key, settings)
+    already = len(done_before.keys() & {item.relpath for item in images})
+    if done_before:
+        log(f"{key.model} · {key.method}: resuming an interrupted run, {already} of {len(images)} images already "
+            "scored (a photo whose bytes changed since is scored again)")
     bar = Progress(f"{key.model} · {key.method}", len(images), progress_stream)
     start = time.perf_counter()
-    done = 0
+    done, scored, failed = 0, 0, []
     for first in range(0, len(images), cam_batch_size):
-        tensors, kept = _decoded(images[first:first + cam_batch_size], manifest, log)
-        rows = []
-        if tensors:
-            batch = torch.stack(tensors)
-            result = cam(loaded.model, batch, loaded.layer, None, key.method)
-            for i, (item, sha) in enumerate(kept):
-                scores = evaluate_map(loaded.model, batch[i], result.cams[i], int(result.class_idx[i]),
-                                      settings, image_generator(settings.seed, sha))
-                rows.append((item.relpath, sha, item.true_idx, scores))
+        decoded = decode_items(images[first:first + cam_batch_size], manifest, log)
+        failed.extend(decoded.failed)
+        todo = [i for i, (item, sha) in enumerate(decoded.kept) if done_before.get(item.relpath) != sha]
+        scored += len(decoded.kept)
+        if todo:
+            rows = _score_batch(loaded, key.method, decoded, todo, settings)
             trust_store.append_faithfulness(out, frun_id, rows)
         done += min(cam_batch_size, len(images) - first)
         bar.update(done)
+    if not scored:
+        raise none_readable(len(images), Path(key.data_root), failed)
     seconds = time.perf_counter() - start
-    trust_store.finish_faithfulness(out, frun_id, seconds)
+    trust_store.finish_faithfulness(out, frun_id, seconds, keep=[item.relpath for item in images])
     peak = peak_rss_bytes()
     log(f"{key.model} · {key.method}: {len(images)} images in {seconds:.1f} s"
         + (f"; peak resident memory {peak / 2**20:.0f} MB" if peak else ""))
     return TrustRunSummary(key.model, key.method, len(images), seconds, peak / 2**20 if peak else None)
+
+
+def _score_batch(loaded, method: str, decoded: Decoded, todo: Sequence[int],  # noqa: ANN001 - a catalog entry
+                 settings: FaithfulnessSettings) -> list[tuple[str, str, int, ImageFaithfulness]]:
+    """The maps of the ``todo`` images of a decoded batch, each scored: rows for the store."""
+    batch = torch.stack([decoded.tensors[i] for i in todo])
+    result = cam(loaded.model, batch, loaded.layer, None, method)
+    rows = []
+    for j, i in enumerate(todo):
+        item, sha = decoded.kept[i]
+        scores = evaluate_map(loaded.model, batch[j], result.cams[j], int(result.class_idx[j]), settings,
+                              image_generator(settings.seed, sha))
+        rows.append((item.relpath, sha, item.true_idx, scores))
+    return rows
 
 
 def sanity_over_folder(
@@ -172,24 +222,54 @@ def sanity_over_folder(
     n_images: int = 8,
     seed: int = 0,
     log: Callable[[str], None] = print,
+    progress: SanityProgress | None = None,
 ) -> trust_store.SanityRun:
-    """The sanity check of one model x method on ``n_images`` spread over the folder's classes."""
+    """The sanity check of one model x method on ``n_images`` spread over the folder's classes.
+
+    The store is checked writable before the work; a folder whose images all fail to decode
+    is one error naming the first reasons.
+    """
+    if n_images < 1:
+        raise MushcamError(f"the sanity check needs at least 1 image; got {n_images}")
     check_methods([method])
     choose_models(manifest, [model], log)
-    test_set = scan_test_set(data_root, manifest)
-    images = spread(list(test_set.images), n_images)
-    if not images:
-        raise MushcamError(f"no images of the manifest's classes under {test_set.root}")
-    tensors, kept = _decoded(images, manifest, log)
+    if out:
+        trust_store.check_writable(out)
+    root, images = scanned_images(data_root, manifest, n_images, log)
+    decoded = decode_items(images, manifest, log)
+    if not decoded.tensors:
+        raise none_readable(len(images), root, decoded.failed)
     loaded = load_catalog_entry(manifest, model)
     start = time.perf_counter()
-    result = sanity_check(loaded.model, torch.stack(tensors), method_explainer(loaded.layer, method), seed=seed)
+    result = sanity_check(loaded.model, torch.stack(decoded.tensors), method_explainer(loaded.layer, method),
+                          seed=seed, progress=progress)
     seconds = time.perf_counter() - start
     digest = file_sha256(manifest.checkpoint_path(model))
-    key = trust_store.RunKey(model, digest, str(test_set.root), method, loaded.layer)
-    paths = tuple(item.relpath for item, _ in kept)
+    key = trust_store.RunKey(model, digest, str(root), method, loaded.layer)
+    paths = tuple(item.relpath for item, _ in decoded.kept)
     srun_id = trust_store.save_sanity(out, key, paths, result, seed, seconds) if out else -1
     return trust_store.SanityRun(srun_id, key, result.blocks, paths, result.spearman, result.ssim)
+
+
+class StepProgress:
+    """The sanity check's progress on a stream: maps done / total, time so far and about how long is left.
+
+    ETA = elapsed / done x (total - done): every map of the cascade costs about the same.
+    """
+
+    def __init__(self, label: str, stream: TextIO | None = None) -> None:
+        self.label = label
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.start = time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        elapsed = time.perf_counter() - self.start
+        left = elapsed / max(done, 1) * (total - done)
+        line = (f"{self.label}: map {done}/{total} ({done / max(total, 1):.0%}), {elapsed:.1f} s so far, "
+                f"about {left:.0f} s left")
+        self.stream.write(("\r" + line + ("\n" if done >= total else "")) if self.tty else line + "\n")
+        self.stream.flush()
 
 
 def spread(items: Sequence[TestImage], n: int) -> list[TestImage]:

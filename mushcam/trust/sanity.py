@@ -46,6 +46,12 @@ SSIM_WINDOW = 7
 
 # (model, inputs N x C x H x W, class indices (N,)) -> raw maps N x h x w
 Explainer = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+# (maps done, maps in all): called after each map of the cascade
+Progress = Callable[[int, int], None]
+
+
+def _silent(done: int, total: int) -> None:
+    """The progress callback of a caller who wants none."""
 
 
 class SanityError(MushcamError):
@@ -166,13 +172,16 @@ def sanity_check(
     class_idx: int | Sequence[int] | torch.Tensor | None = None,
     blocks: Sequence[str] | None = None,
     seed: int = 0,
+    progress: Progress | None = None,
 ) -> SanityResult:
     """Cascading randomisation of a deep copy of ``model`` for a batch ``inputs`` (N x C x H x W).
 
     ``class_idx``: the class explained in every step (default: the trained model's
     prediction). ``blocks`` (input to output, default :func:`randomisation_blocks`) are
     randomised from the last one down. Random draws come from ``seed`` without touching the
-    global random state.
+    global random state. ``progress(done, total)`` is called after each of the
+    ``len(blocks) + 1`` maps (the trained model's, then one per step), so a slow method
+    (Score-CAM: one forward pass per channel, per map) says how far it is.
     """
     if inputs.dim() == 3:
         inputs = inputs.unsqueeze(0)
@@ -185,7 +194,9 @@ def sanity_check(
     else:
         classes = torch.as_tensor(class_idx, dtype=torch.long).flatten()
     grid = _compare_grid(inputs)
+    report = progress if progress is not None else _silent
     original = saliency(explainer(model, inputs, classes), grid).double().numpy()
+    report(1, len(chosen) + 1)
 
     randomised = copy.deepcopy(model)
     modules = dict(randomised.named_modules())
@@ -202,4 +213,5 @@ def sanity_check(
             for i in range(inputs.shape[0]):
                 rho[i, step] = spearman(original[i], maps[i])
                 similarity[i, step] = ssim(original[i], maps[i])
+            report(step + 2, len(chosen) + 1)
     return SanityResult(tuple(reversed(chosen)), rho, similarity)

@@ -17,24 +17,32 @@ and the settings (baseline, steps, ...): runs with another baseline live beside 
 Rows are streamed in: a run is written ``complete = 0`` and its images appended batch by
 batch (memory stays flat in the number of images); finishing it marks it complete and
 deletes the older runs of the same identity in one transaction, so readers, which see only
-complete runs, get the old run or the new one. ``curves`` is a float32 blob: deletion of the
+complete runs, get the old run or the new one. An interrupted run (Ctrl-C) is taken up
+again by the next run of the same identity and settings (:func:`resume_faithfulness`): the
+images it holds are not scored twice. Reading goes through one reader that checks every
+value (:mod:`mushcam.trust.rows`). ``curves`` is a float32 blob: deletion of the
 map and of the random map, insertion of both (each steps + 1 long), then ROAD MoRF and
 LeRF per percentage. ``spearman`` / ``ssim``: float32 per cascade step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 
 from mushcam.store import StoreError, transaction, write_transaction
+from mushcam.store import check_writable as store_check_writable
 from mushcam.store.connection import create_tables, has_tables
+from mushcam.trust import rows
 from mushcam.trust.faithfulness import FaithfulnessSettings, ImageFaithfulness
 from mushcam.trust.sanity import SanityResult
 
@@ -117,9 +125,66 @@ def begin_faithfulness(path: str | os.PathLike[str], key: RunKey, settings: Fait
             "INSERT INTO faithfulness_runs (model, checkpoint_sha256, data_root, method, layer, settings_json,"
             " started_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (key.model, key.checkpoint_sha256, key.data_root, key.method, key.layer,
-             json.dumps(settings.to_dict(), sort_keys=True), _now()),
+             _settings_text(settings), _now()),
         )
         return int(cursor.lastrowid)
+
+
+def resume_faithfulness(
+    path: str | os.PathLike[str], key: RunKey, settings: FaithfulnessSettings
+) -> tuple[int, dict[str, str]]:
+    """The run to write into and the images it already holds (image path -> image SHA-256).
+
+    An interrupted run of the same identity and settings (``complete = 0``, left by Ctrl-C
+    or a crash) is taken up again, so a rerun scores only the images it lacks; otherwise a
+    new run is begun. Its rows stay invisible to readers until :func:`finish_faithfulness`.
+    """
+    with write_transaction(path) as connection:
+        _create(connection)
+        row = connection.execute(
+            "SELECT frun_id FROM faithfulness_runs WHERE complete = 0 AND model = ? AND checkpoint_sha256 = ?"
+            " AND data_root = ? AND method = ? AND layer = ? AND settings_json = ? ORDER BY frun_id DESC LIMIT 1",
+            (key.model, key.checkpoint_sha256, key.data_root, key.method, key.layer, _settings_text(settings)),
+        ).fetchone()
+        if row is not None:
+            done = connection.execute(
+                "SELECT image_path, image_sha256 FROM faithfulness_images WHERE frun_id = ?", (row[0],)).fetchall()
+            return int(row[0]), {str(p): str(sha) for p, sha in done}
+    return begin_faithfulness(path, key, settings), {}
+
+
+def _settings_text(settings: FaithfulnessSettings) -> str:
+    return json.dumps(settings.to_dict(), sort_keys=True)
+
+
+def open_probe(path: str, flags: int) -> int:
+    """``os.open``: the one call :func:`check_writable` makes (tests stand in for it where root ignores modes)."""
+    return os.open(path, flags, 0o600)
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`StoreError` now, before any model runs, if the trust tables could not be written later.
+
+    :func:`mushcam.store.check_writable` (a folder, a foreign or newer or locked file), then
+    the file opened for writing (nothing written) and a probe file created and removed in
+    its folder, where SQLite puts its journal: a read-only file or folder is caught here,
+    not after the whole computation.
+    """
+    target = Path(path).expanduser()
+    store_check_writable(target)
+    what = "do so"
+    try:
+        if target.exists():
+            what = "the file is read-only"
+            os.close(open_probe(str(target), os.O_WRONLY))
+        what = f"its folder {target.parent} is read-only (SQLite writes its journal there)"
+        probe = target.with_name(f".{target.name}.{os.getpid()}.probe")
+        os.close(open_probe(str(probe), os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+        with contextlib.suppress(OSError):
+            probe.unlink()
+    except OSError as exc:
+        raise StoreError(f"cannot write to the results store {target}: {what} ({exc.strerror or exc}); "
+                         "make it writable or give another --out; nothing was computed") from None
 
 
 def append_faithfulness(
@@ -150,14 +215,26 @@ def append_faithfulness(
         )
 
 
-def finish_faithfulness(path: str | os.PathLike[str], frun_id: int, seconds: float) -> None:
-    """Mark a run complete and drop the older runs of the same identity, atomically."""
+def finish_faithfulness(
+    path: str | os.PathLike[str], frun_id: int, seconds: float, keep: Collection[str] | None = None
+) -> None:
+    """Mark a run complete and drop the older runs of the same identity, atomically.
+
+    ``keep``: the image paths the run was asked for; rows of other images (left by an
+    interrupted run over another image set) are dropped first. Older runs of the same
+    identity, complete or interrupted, go in the same transaction.
+    """
     with write_transaction(path) as connection:
         row = connection.execute(
             "SELECT model, checkpoint_sha256, data_root, method, layer, settings_json FROM faithfulness_runs"
             " WHERE frun_id = ?", (frun_id,)).fetchone()
         if row is None:
             raise StoreError(f"no faithfulness run {frun_id} in {path}")
+        if keep is not None:
+            wanted = set(keep)
+            stale = [(frun_id, p) for (p,) in connection.execute(
+                "SELECT image_path FROM faithfulness_images WHERE frun_id = ?", (frun_id,)) if p not in wanted]
+            connection.executemany("DELETE FROM faithfulness_images WHERE frun_id = ? AND image_path = ?", stale)
         old = [r[0] for r in connection.execute(
             "SELECT frun_id FROM faithfulness_runs WHERE model = ? AND checkpoint_sha256 = ? AND data_root = ?"
             " AND method = ? AND layer = ? AND settings_json = ? AND frun_id != ?", (*row, frun_id))]
@@ -248,50 +325,77 @@ class TrustContents:
     sanity: tuple[SanityRun, ...]
 
 
-def _float_rows(values: Sequence[object]) -> np.ndarray:
-    return np.asarray([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+_RUN_SELECT = (
+    "SELECT frun_id, model, checkpoint_sha256, data_root, method, layer, settings_json, finished_at, seconds"
+    " FROM faithfulness_runs WHERE complete = 1 ORDER BY model, method, frun_id"
+)
+_IMAGE_SELECT = (
+    f"SELECT image_path, true_idx, class_idx, {', '.join(SCALAR_COLUMNS)}, typeof(curves), length(curves)"
+    " FROM faithfulness_images WHERE frun_id = ? ORDER BY image_path"
+)
 
 
-def _float32_rows(rows: Sequence[Sequence[object]], column: int, steps: int) -> np.ndarray:
-    """One float64 row per stored little-endian float32 blob in ``column``; (0, steps) when there are none."""
-    if not rows:
-        return np.zeros((0, steps))
-    return np.stack([np.frombuffer(row[column], dtype="<f4").astype(np.float64) for row in rows])
+def _key(place: rows.RowPlace, values: Sequence[object]) -> RunKey:
+    names = ("model", "checkpoint_sha256", "data_root", "method", "layer")
+    return RunKey(*(rows.text(place, name, value) for name, value in zip(names, values, strict=True)))
+
+
+def _faithfulness_run(connection: sqlite3.Connection, record: Sequence[object]) -> FaithfulnessRun:
+    """One complete run, every row checked (:mod:`mushcam.trust.rows`); the curves are sized, not read."""
+    frun_id, model, *identity = record[:6]
+    place = rows.RowPlace("faithfulness", frun_id, model)
+    key = _key(place, (model, *identity))
+    settings = rows.faithfulness_settings(place, record[6])
+    length = rows.curve_values(settings)
+    finished = record[7] if record[7] is None else rows.text(place, "finished_at", record[7])
+    seconds = rows.number(place, "seconds", record[8])
+    paths, true_idx, class_idx, scalars = [], [], [], []
+    for image in connection.execute(_IMAGE_SELECT, (frun_id,)):
+        at = rows.RowPlace("faithfulness", frun_id, model, image[0])
+        paths.append(rows.text(at, "image_path", image[0]))
+        true_idx.append(rows.whole(at, "true_idx", image[1]))
+        class_idx.append(rows.whole(at, "class_idx", image[2]))
+        scalars.append([rows.number(at, name, v) for name, v in zip(SCALAR_COLUMNS, image[3:-2], strict=True)])
+        rows.blob_size(at, "curves", image[-2], image[-1], length)
+    values = np.asarray(scalars, dtype=np.float64).reshape(len(paths), len(SCALAR_COLUMNS))
+    return FaithfulnessRun(
+        int(frun_id), key, settings, finished or "", 0.0 if math.isnan(seconds) else seconds, tuple(paths),
+        np.asarray(true_idx, dtype=np.int64), np.asarray(class_idx, dtype=np.int64),
+        {name: values[:, i] for i, name in enumerate(SCALAR_COLUMNS)},
+    )
+
+
+def _sanity_run(connection: sqlite3.Connection, record: Sequence[object]) -> SanityRun:
+    """One sanity run, its blocks and every image's two blobs checked."""
+    srun_id, model, *identity = record[:6]
+    place = rows.RowPlace("sanity", srun_id, model)
+    key = _key(place, (model, *identity))
+    names = rows.blocks(place, record[6])
+    paths, rho, sim = [], [], []
+    for image_path, spearman_blob, ssim_blob in connection.execute(
+            "SELECT image_path, spearman, ssim FROM sanity_images WHERE srun_id = ? ORDER BY image_path", (srun_id,)):
+        at = rows.RowPlace("sanity", srun_id, model, image_path)
+        paths.append(rows.text(at, "image_path", image_path))
+        rho.append(rows.floats(at, "spearman", spearman_blob, len(names)))
+        sim.append(rows.floats(at, "ssim", ssim_blob, len(names)))
+    shape = (len(paths), len(names))
+    return SanityRun(int(srun_id), key, names, tuple(paths), np.asarray(rho).reshape(shape),
+                     np.asarray(sim).reshape(shape))
 
 
 def load_trust(path: str | os.PathLike[str]) -> TrustContents:
-    """Every complete faithfulness and sanity run of a store (empty when it has none)."""
+    """Every complete faithfulness and sanity run of a store (empty when it has none).
+
+    The one reader of the trust tables: every value is checked (:mod:`mushcam.trust.rows`),
+    so a damaged row is a :class:`StoreError` naming the run and what to do.
+    """
     with transaction(path) as connection:
         if not _has_tables(connection):
             return TrustContents((), ())
-        faithfulness = []
-        for frun_id, model, sha, root, method, layer, settings, finished, seconds in connection.execute(
-            "SELECT frun_id, model, checkpoint_sha256, data_root, method, layer, settings_json, finished_at, seconds"
-            " FROM faithfulness_runs WHERE complete = 1 ORDER BY model, method, frun_id"
-        ).fetchall():
-            rows = connection.execute(
-                f"SELECT image_path, true_idx, class_idx, {', '.join(SCALAR_COLUMNS)} FROM faithfulness_images"
-                " WHERE frun_id = ? ORDER BY image_path", (frun_id,)).fetchall()
-            columns = list(zip(*rows, strict=True)) if rows else [()] * (3 + len(SCALAR_COLUMNS))
-            faithfulness.append(FaithfulnessRun(
-                frun_id, RunKey(model, sha, root, method, layer), json.loads(settings), finished or "",
-                float(seconds or 0.0), tuple(columns[0]), np.asarray(columns[1], dtype=np.int64),
-                np.asarray(columns[2], dtype=np.int64),
-                {name: _float_rows(columns[3 + i]) for i, name in enumerate(SCALAR_COLUMNS)},
-            ))
-        sanity = []
-        for srun_id, model, sha, root, method, layer, blocks in connection.execute(
+        faithfulness = [_faithfulness_run(connection, record) for record in connection.execute(_RUN_SELECT).fetchall()]
+        sanity = [_sanity_run(connection, record) for record in connection.execute(
             "SELECT srun_id, model, checkpoint_sha256, data_root, method, layer, blocks_json FROM sanity_runs"
-            " WHERE complete = 1 ORDER BY model, method, srun_id"
-        ).fetchall():
-            rows = connection.execute(
-                "SELECT image_path, spearman, ssim FROM sanity_images WHERE srun_id = ? ORDER BY image_path",
-                (srun_id,)).fetchall()
-            steps = len(json.loads(blocks))
-            rho = _float32_rows(rows, 1, steps)
-            sim = _float32_rows(rows, 2, steps)
-            sanity.append(SanityRun(srun_id, RunKey(model, sha, root, method, layer), tuple(json.loads(blocks)),
-                                    tuple(r[0] for r in rows), rho, sim))
+            " WHERE complete = 1 ORDER BY model, method, srun_id").fetchall()]
         return TrustContents(tuple(faithfulness), tuple(sanity))
 
 
@@ -306,31 +410,43 @@ class MeanCurves:
     insertion_random: np.ndarray
 
 
+def _run_settings(connection: sqlite3.Connection, path: object, frun_id: int) -> tuple[rows.RowPlace, dict]:
+    row = connection.execute("SELECT model, settings_json FROM faithfulness_runs WHERE frun_id = ?",
+                             (frun_id,)).fetchone()
+    if row is None:
+        raise StoreError(f"no faithfulness run {frun_id} in {path}")
+    place = rows.RowPlace("faithfulness", frun_id, row[0])
+    return place, rows.faithfulness_settings(place, row[1])
+
+
+def _split(values: np.ndarray, length: int) -> tuple[np.ndarray, ...]:
+    return tuple(values[i * length:(i + 1) * length] for i in range(4))
+
+
 def mean_curves(path: str | os.PathLike[str], frun_id: int) -> MeanCurves:
-    """Average the stored curves of one run, streaming the rows (memory flat in N)."""
+    """Average the stored curves of one run, streaming the rows (memory flat in N); a damaged blob is a StoreError."""
     with transaction(path) as connection:
-        row = connection.execute("SELECT settings_json FROM faithfulness_runs WHERE frun_id = ?", (frun_id,)).fetchone()
-        if row is None:
-            raise StoreError(f"no faithfulness run {frun_id} in {path}")
-        steps = int(json.loads(row[0])["steps"])
-        length = steps + 1
+        place, settings = _run_settings(connection, path, frun_id)
+        length = int(settings["steps"]) + 1
         total = np.zeros(4 * length)
         count = 0
-        for (blob,) in connection.execute("SELECT curves FROM faithfulness_images WHERE frun_id = ?", (frun_id,)):
-            total += np.frombuffer(blob, dtype="<f4")[: 4 * length]
+        for image_path, blob in connection.execute(
+                "SELECT image_path, curves FROM faithfulness_images WHERE frun_id = ?", (frun_id,)):
+            at = rows.RowPlace(place.kind, frun_id, place.model, image_path)
+            total += rows.floats(at, "curves", blob, rows.curve_values(settings))[: 4 * length]
             count += 1
-    mean = total / max(count, 1)
-    return MeanCurves(np.linspace(0, 1, length), *(mean[i * length:(i + 1) * length] for i in range(4)))
+    return MeanCurves(np.linspace(0, 1, length), *_split(total / max(count, 1), length))
 
 
 def image_curves(path: str | os.PathLike[str], frun_id: int, image_path: str) -> MeanCurves:
     """The curves of one image of a run."""
     with transaction(path) as connection:
-        row = connection.execute(
-            "SELECT r.settings_json, i.curves FROM faithfulness_runs r JOIN faithfulness_images i USING (frun_id)"
-            " WHERE frun_id = ? AND image_path = ?", (frun_id, image_path)).fetchone()
+        place, settings = _run_settings(connection, path, frun_id)
+        row = connection.execute("SELECT curves FROM faithfulness_images WHERE frun_id = ? AND image_path = ?",
+                                 (frun_id, image_path)).fetchone()
     if row is None:
         raise StoreError(f"no image {image_path!r} in faithfulness run {frun_id}")
-    length = int(json.loads(row[0])["steps"]) + 1
-    values = np.frombuffer(row[1], dtype="<f4").astype(np.float64)
-    return MeanCurves(np.linspace(0, 1, length), *(values[i * length:(i + 1) * length] for i in range(4)))
+    at = rows.RowPlace(place.kind, frun_id, place.model, image_path)
+    values = rows.floats(at, "curves", row[0], rows.curve_values(settings))
+    length = int(settings["steps"]) + 1
+    return MeanCurves(np.linspace(0, 1, length), *_split(values, length))

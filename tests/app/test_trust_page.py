@@ -26,6 +26,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def trust_page(setup: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> AppTest:
     monkeypatch.setenv("MUSHCAM_CHECKPOINTS", str(setup["ckpt"]))
     monkeypatch.setenv("MUSHCAM_RESULTS", str(setup["store"]))
+    monkeypatch.setenv("MUSHCAM_DATA", str(setup["data"]))  # the image folder the user gives (sidebar)
     return AppTest.from_file(TRUST, default_timeout=180).run()
 
 
@@ -58,6 +59,7 @@ def test_open_on_explain_hands_over_the_photo_and_model(
 ) -> None:
     monkeypatch.setenv("MUSHCAM_CHECKPOINTS", str(setup["ckpt"]))
     monkeypatch.setenv("MUSHCAM_RESULTS", str(setup["store"]))
+    monkeypatch.setenv("MUSHCAM_DATA", str(setup["data"]))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180).run()  # from home: pages can switch
     at.switch_page("pages/4_Trust.py").run()
     at.selectbox(key="trust_worst_run").select_index(1).run()  # MobileNet
@@ -78,7 +80,8 @@ def test_open_on_explain_hands_over_the_photo_and_model(
 def test_sanity_check_of_one_photo(setup: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     at = trust_page(setup, monkeypatch)
     at.selectbox(key="sanity_model").select("mobilenet_v3_large")
-    at.button[-1].click()  # the form's submit button is the last one
+    assert "Before you start:" in "\n".join(c.value for c in at.caption)  # the cost, said before it starts
+    at.button(key="sanity_run").click()
     at.run()
     assert not at.exception
     charts = at.get("plotly_chart")
@@ -124,7 +127,8 @@ def test_a_broken_store_is_one_message(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("MUSHCAM_RESULTS", str(path))
     at = AppTest.from_file(TRUST, default_timeout=60).run()
     assert not at.exception
-    assert at.info and ("not a readable SQLite" in at.info[0].value or "no results store" in at.info[0].value)
+    boxes = [b.value for b in (*at.info, *at.error)]  # a damaged store is an error box (a missing one: info)
+    assert len(boxes) == 1 and ("not a readable SQLite" in boxes[0] or "no results store" in boxes[0])
 
 
 def test_the_store_picked_on_trust_is_the_one_errors_reads(

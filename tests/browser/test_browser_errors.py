@@ -135,7 +135,7 @@ def test_review_flow_in_chromium(tmp_path: Path) -> None:
         report_path = tmp_path / "report.html"
         download_info.value.save_as(report_path)
         text = report_path.read_text()
-        assert "cap like a bolete" in text and "data:image/jpeg;base64," in text
+        assert "cap like a bolete" in text and "data:image/webp;base64," in text
         assert exception_texts(page) == []
         screenshot(page, "review_unreviewed_only")
 

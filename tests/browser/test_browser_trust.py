@@ -15,7 +15,8 @@ expect = pytest.importorskip("playwright.sync_api").expect
 
 def test_trust_page_in_chromium(tmp_path: Path) -> None:
     setup = write_trust_setup(tmp_path, size=(160, 120))
-    env = {"MUSHCAM_CHECKPOINTS": str(setup["ckpt"]), "MUSHCAM_RESULTS": str(setup["store"])}
+    env = {"MUSHCAM_CHECKPOINTS": str(setup["ckpt"]), "MUSHCAM_RESULTS": str(setup["store"]),
+           "MUSHCAM_DATA": str(setup["data"])}  # the image folder the page reads photos from
     with running_app(env=env) as url, browser_page(height=2200) as page:
         page.goto(f"{url}/Trust")
         wait_idle(page, ready='[data-testid="stImage"] img')

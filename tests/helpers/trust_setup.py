@@ -12,10 +12,11 @@ from factories import CLASSES, write_image_folder, write_manifest
 from mushcam.cli import main
 
 
-def write_trust_setup(tmp_path: Path, size: tuple[int, int] = (72, 56)) -> dict[str, Path]:
-    """Checkpoints for two models, 8 generated photos, and a store with faithfulness + sanity results."""
+def write_trust_setup(tmp_path: Path, size: tuple[int, int] = (72, 56),
+                      backbones: tuple[str, ...] = ("efficientnet_b0", "mobilenet_v3_large")) -> dict[str, Path]:
+    """Checkpoints for two models (or ``backbones``), 8 generated photos, a store with faithfulness + sanity results."""
     ckpt = tmp_path / "ckpt"
-    write_manifest(ckpt, backbones=("efficientnet_b0", "mobilenet_v3_large"))
+    write_manifest(ckpt, backbones=backbones)
     data = write_image_folder(tmp_path / "test", [n for n, _ in CLASSES], per_class=2, size=size)
     store = tmp_path / "results.sqlite"
     assert main(["faithfulness", "--data", str(data), "--manifest", str(ckpt), "--steps", "4",

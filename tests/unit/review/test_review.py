@@ -130,12 +130,14 @@ def test_reviews_written_while_evaluate_replaces_a_run(results: Path, setup: dic
     assert [r.backbone for r in store.load_store(results).runs] == ["efficientnet_b0", "mobilenet_v3_large"]
 
 
-def test_malformed_review_rows_give_one_clear_error(results: Path) -> None:
+def test_malformed_review_rows_are_skipped_with_a_named_warning(results: Path) -> None:
     rs.save_review(results, rs.Review(rs.ReviewKey("0" * 64, "m", "c"), "Ana", ("other",), image_path="A/x.png"))
     with sqlite3.connect(results) as connection:
         connection.execute("UPDATE reviews SET causes_json = '{not json'")
-    with pytest.raises(store.StoreError, match="a stored review of A/x.png has malformed causes"):
-        rs.load_reviews(results)
+    assert rs.load_reviews(results) == ()  # issue 18: skipped (was: a StoreError that stopped the whole page)
+    assert rs.read_review_data(results).warnings == (
+        "skipped 1 damaged review in the store (the review of 'A/x.png' by 'Ana': the causes are not a JSON list "
+        "of cause keys); save that review again on the Errors page",)
 
 
 def test_kappa_hand_computed() -> None:
@@ -247,8 +249,8 @@ def test_cli_review_report_and_export(results: Path, setup: dict[str, Path], tmp
     # 3 dangerous errors + 1 example (already among them) = 3 figures, each written once and embedded
     assert len(figures) == 3
     # issue 22: each figure is shown once (the example refers to its number) and the HTML embeds it as
-    # JPEG (was: the example repeated the figure, 4 PNG embeds)
-    assert html_text.count("data:image/jpeg;base64,") == md.count("](figures/") == 3
+    # WebP (was: the example repeated the figure, 4 PNG embeds; then JPEG)
+    assert html_text.count("data:image/webp;base64,") == md.count("](figures/") == 3
     assert "data:image/png" not in html_text and "(see Figure " in md
     assert "figures/" not in html_text.replace("](figures/", "")
     assert labels.read_csv((tmp_path / "fix.csv").read_text())[0].suggested_label == "Boletus"
@@ -385,7 +387,7 @@ def test_report_provenance_reviewers_confusion_and_codebook(results: Path, tmp_p
     assert "watermark" in codebook["shortcut"]
 
 
-def test_each_figure_once_numbered_and_jpeg_in_html(results: Path) -> None:
+def test_each_figure_once_numbered_and_webp_in_html(results: Path) -> None:
     """A figure shown among the dangerous errors is referred to by number in the examples, not repeated."""
     contents = three_reviewers(results)
     made: list[str] = []
@@ -403,7 +405,9 @@ def test_each_figure_once_numbered_and_jpeg_in_html(results: Path) -> None:
     assert md.count("](figures/") == len(built.figures) and "(see Figure " in md
     for name in built.figures:
         assert md.count(f"figures/{name}.png") == 1
-    assert page.count("data:image/jpeg;base64,") == len(built.figures) and "image/png" not in page
+    assert page.count("data:image/webp;base64,") == len(built.figures) and "image/png" not in page
+    assert report.render_html(built.blocks, built.figures, webp=False).count("data:image/jpeg;base64,") == len(
+        built.figures)  # the fallback where Pillow has no WebP
     assert page.count("<figcaption>Figure ") == len(built.figures)
     assert "one colour bar" in md
 
@@ -414,6 +418,10 @@ def test_html_jpeg_is_smaller_than_png() -> None:
     png = to_png(gradient + noise)
     jpeg = report.html_jpeg(png)
     assert jpeg[:3] == b"\xff\xd8\xff" and len(jpeg) < len(png) / 2
+    webp = report.html_webp(png)
+    assert webp[:4] == b"RIFF" and webp[8:12] == b"WEBP" and len(webp) < len(jpeg)
+    assert report.html_figure(png, webp=True)[0] == "image/webp" and report.html_figure(png, webp=False)[0] == (
+        "image/jpeg")
 
 
 def test_cli_refuses_an_unknown_consensus_rule(results: Path, tmp_path: Path,
