@@ -13,11 +13,9 @@ names the field. Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from typing import Any
 
 from mushcam.exceptions import MushcamError
 from mushcam.models import BACKBONES, DEFAULT_LAYERS, DISPLAY_NAMES
+from mushcam.text import file_safe_name  # noqa: F401  (re-exported: its old home)
 from mushcam.toxicity import TOXICITIES, Toxicity
 
 RESIZE_MODES: tuple[str, ...] = ("squash", "center_crop")
@@ -187,16 +186,6 @@ def _entry_dict(entry: ModelEntry) -> dict[str, Any]:
     if entry.kwargs:
         out["kwargs"] = dict(entry.kwargs)
     return out
-
-
-def file_safe_name(name: str) -> str:
-    """A model name as a file or folder name: unchanged when it is already safe
-    (``resnet50``, ``resnet50-x4``, ``v1.2``), else its safe characters plus a short hash of
-    the name, so that ``a/b`` and ``a b`` never share a folder and ``..`` never escapes one."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".")[:60]
-    if slug == name and name:
-        return name
-    return f"{slug or 'model'}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
 
 
 def default_manifest(root: str | os.PathLike[str] = ".") -> Manifest:

@@ -20,6 +20,7 @@ shows as the characters typed and never as HTML, an image, a link or a heading;
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 
@@ -118,3 +119,13 @@ def markdown_text(text: str) -> str:
     """
     lines = [line.strip() for line in _LINE_BREAKS.sub("\n", str(text)).split("\n")]
     return "  \n".join(_escape_line(line) for line in lines if line)
+
+
+def file_safe_name(name: str) -> str:
+    """A model name as a file or folder name: unchanged when it is already safe
+    (``resnet50``, ``resnet50-x4``, ``v1.2``), else its safe characters plus a short hash of
+    the name, so that ``a/b`` and ``a b`` never share a folder and ``..`` never escapes one."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".")[:60]
+    if slug == name and name:
+        return name
+    return f"{slug or 'model'}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"

@@ -42,6 +42,7 @@ from mushcam.models.checkpoint import CheckpointError
 from mushcam.models.guess import guess_architecture
 from mushcam.models.loading import load_checkpoint
 from mushcam.models.usercode import CodeConsent, build_from_code
+from mushcam.text import file_safe_name
 
 TOLERANCE = 1e-4
 
@@ -189,6 +190,9 @@ def import_checkpoint(
 ) -> ImportResult:
     """Convert a whole pickled model into a weights-only checkpoint and its manifest entry."""
     path = Path(file)
+    if name is not None and (not name or file_safe_name(name) != name):
+        raise MushcamError(f"--name {name!r} cannot name a file: use letters, digits, '.', '_' and '-' only "
+                           f"(for example {file_safe_name(name)!r}); it names OUT/<name>.pt and the manifest entry")
     try:
         ckpt.find_state_dict(ckpt.read_checkpoint(path), path.name)
     except CheckpointError as exc:

@@ -196,3 +196,15 @@ def test_weights_only_file_needs_no_import(tmp_path: Path, capsys):
                          capsys)
     assert status == 2
     assert "already a weights-only checkpoint" in err
+
+
+@pytest.mark.parametrize("name", ["../escaped", "a/b", "..", ""])
+def test_a_name_that_is_no_file_name_is_refused_before_anything_is_read(tmp_path: Path, capsys, name: str):
+    """`--name ../x` named OUT/../x.pt: a file outside --out. It is refused, and nothing is written."""
+    out = tmp_path / "out"
+    out.mkdir()
+    status, _, err = run(["import-checkpoint", str(tmp_path / "missing.pt"), "--trust", "--out", str(out),
+                          "--name", name], capsys)
+    assert status == 2
+    assert f"--name {name!r} cannot name a file" in err and "Traceback" not in err
+    assert list(tmp_path.rglob("*.pt")) == [] and list(out.iterdir()) == []
