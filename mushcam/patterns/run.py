@@ -74,6 +74,10 @@ class PatternsResult:
     models: tuple[ModelPatterns, ...]
 
 
+def _no_progress(_label: str, _done: int, _total: int) -> None:
+    return None
+
+
 class Photos:
     """The test photos, decoded on demand (once) for their size and for GrabCut."""
 
@@ -130,9 +134,10 @@ def concept_batches(members: Sequence[str], photos: Photos, manifest: Manifest,
         yield chunk, torch.stack(inputs)
 
 
-def model_concepts(manifest: Manifest, maps: ModelMaps, photos: Photos,
-                   settings: PatternsSettings) -> tuple[ClassConcepts, ...]:
-    """DFF concepts of every class (one class's activations in memory at a time)."""
+def model_concepts(manifest: Manifest, maps: ModelMaps, photos: Photos, settings: PatternsSettings,
+                   progress: Callable[[str, int, int], None] = _no_progress) -> tuple[ClassConcepts, ...]:
+    """DFF concepts of every class (one class's activations in memory at a time); ``progress("concepts",
+    classes done, classes)`` after each class (it may raise to stop)."""
     loaded = load_catalog_entry(manifest, maps.model)
     try:
         found = []
@@ -142,6 +147,7 @@ def model_concepts(manifest: Manifest, maps: ModelMaps, photos: Photos,
                 batches = concept_batches(members, photos, manifest, settings.batch_size)
                 found.append(class_concepts(loaded.model, maps.layer or loaded.layer, batches, index, name,
                                             settings.concepts, settings.seed))
+            progress("concepts", index + 1, manifest.num_classes)
         return tuple(found)
     finally:
         del loaded
@@ -160,7 +166,13 @@ def run_patterns(
     log: Callable[[str], None] = print,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> PatternsResult:
-    """Patterns of every named model on the photos under ``data_root/<Class>/``."""
+    """Patterns of every named model on the photos under ``data_root/<Class>/``.
+
+    ``progress(label, done, total)`` is called after every map ("NAME · maps"), every class's
+    clusters ("NAME · clusters") and concepts ("NAME · concepts"); an exception raised from it
+    stops the job there (the page's Stop button does this), leaving the store as it was
+    before this model's numbers (each save is one transaction).
+    """
     if not models:
         raise MushcamError("name at least one model (--model NAME)")
     test_set = scan_test_set(data_root, manifest)
@@ -174,27 +186,30 @@ def run_patterns(
     store_path = Path(store).expanduser() if store is not None else None
     regions: dict[str, Region] = {}
     found = []
+    report = progress or _no_progress
     for number, name in enumerate(models):
-        report = (lambda done, total, n=name: progress(f"{n} · maps", done, total)) if progress else None
-        maps = collect_maps(manifest, name, images, cache, settings.method, report, log)
+        maps = collect_maps(manifest, name, images, cache, settings.method,
+                            lambda done, total, n=name: report(f"{n} · maps", done, total), log)
         log(f"{name}: {len(maps.maps)} maps ({maps.computed} computed, the rest from the cache)")
         if number == 0:
             regions = gather_regions(maps, photos, store_path, regions_file, settings.propose_regions, log)
-        found.append(_model_patterns(maps, manifest, photos, regions, settings, store_path, str(test_set.root)))
+        found.append(_model_patterns(maps, manifest, photos, regions, settings, store_path, str(test_set.root),
+                                     lambda label, done, total, n=name: report(f"{n} · {label}", done, total)))
     return PatternsResult(test_set.root, tuple(manifest.class_names), settings, regions, tuple(found))
 
 
 def _model_patterns(maps: ModelMaps, manifest: Manifest, photos: Photos, regions: Mapping[str, Region],
-                    settings: PatternsSettings, store: Path | None, data_root: str) -> ModelPatterns:
+                    settings: PatternsSettings, store: Path | None, data_root: str,
+                    progress: Callable[[str, int, int], None]) -> ModelPatterns:
     focus_by_path = photo_focus(maps, regions, photos, manifest)
     summary = summarise_focus(list(focus_by_path.values()), settings.seed) if focus_by_path else None
-    strategies = tuple(
-        class_strategies(maps, manifest.class_names, index, settings.group_by, focus_by_path, settings.max_k,
-                         settings.seed)
-        for index in range(manifest.num_classes)
-    )
-    strategies = tuple(s for s in strategies if s.clusters)
-    concepts = model_concepts(manifest, maps, photos, settings) if settings.concepts > 0 else ()
+    found = []
+    for index in range(manifest.num_classes):
+        found.append(class_strategies(maps, manifest.class_names, index, settings.group_by, focus_by_path,
+                                      settings.max_k, settings.seed))
+        progress("clusters", index + 1, manifest.num_classes)
+    strategies = tuple(s for s in found if s.clusters)
+    concepts = model_concepts(manifest, maps, photos, settings, progress) if settings.concepts > 0 else ()
     if store is not None:
         key = patterns_store.PatternsKey(maps.model, maps.checkpoint_sha256, maps.method, data_root)
         patterns_store.save_clusters(store, key, strategies)
