@@ -53,6 +53,7 @@ STAGES_KEY = "patterns_stages"  # job key -> its StageProgress (the stage shown 
 SAVED_KEY = "patterns_saved"  # the confirmation of the last saved box, shown once
 QUICK_SECONDS = 1.5
 DRAW_SIDE = 480
+DRAW_HEIGHT = 480  # the figure's height: a small photo is enlarged to it, a large one shown at most this tall
 PICTURE_WIDTH = 240
 GRID = 24  # invisible points per side of the drawing figure
 
@@ -283,7 +284,8 @@ def draw_figure(data_root: str, relpath: str, region: Region | None) -> tuple[go
     if region is not None:
         figure.add_shape(type="rect", x0=region.x0, y0=region.y0, x1=region.x1, y1=region.y1,
                          line={"color": "#00dc00", "width": 3})
-    figure.update_layout(dragmode="select", height=min(560, shown_h + 60), margin={"l": 40, "r": 10, "t": 30, "b": 30},
+    figure.update_layout(dragmode="select", newselection={"line": {"color": "#ffd400", "width": 3, "dash": "solid"}},
+                         height=DRAW_HEIGHT, margin={"l": 40, "r": 10, "t": 30, "b": 30},
                          title=f"Drag a box around the mushroom ({width} x {height} px)",
                          xaxis={"range": [0, width], "constrain": "domain", "showgrid": False},
                          yaxis={"range": [height, 0], "scaleanchor": "x", "constrain": "domain", "showgrid": False})

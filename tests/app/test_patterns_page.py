@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from factories import CLASSES, write_image_folder, write_manifest
 from project_paths import PROJECT_ROOT
@@ -109,6 +110,20 @@ def test_proposed_boxes_give_focus_numbers_and_a_reviewer_accepts_one(setup, mon
     assert any(f"Saved the box of {photo} as accepted" in s.value for s in at.success)
     accepted = [r for r in load_regions(setup["store"]).values() if r.path == photo]
     assert accepted and accepted[0].source == "accepted" and accepted[0].x0 == 1.0
+
+
+def test_concepts_are_shown_as_their_regions_in_the_photos_with_their_logit_contribution(setup, monkeypatch):
+    at = patterns_page(setup, monkeypatch)
+    select(at, "patterns_model", "mobilenet_v3_large")
+    images_before = len(at.get("image"))
+    at.number_input(key="patterns_concepts").set_value(2).run()
+    at = settled(at)
+    assert not at.exception, at.exception
+    concepts = [m.value for m in at.markdown if m.value.startswith("**Concept ")]
+    assert len(concepts) == 2 and all("% of the activation, contributes **" in c for c in concepts)
+    contributions = [float(c.split("contributes **")[1].split("**")[0]) for c in concepts]
+    assert all(np.isfinite(contributions))
+    assert len(at.get("image")) == images_before + 2  # one row per concept: its strongest photos, the concept over them
 
 
 def test_a_drawn_box_is_saved_as_drawn_with_its_pixels_and_counts_in_the_focus(setup, monkeypatch, tmp_path):
