@@ -43,9 +43,15 @@ def nmf(values: np.ndarray, k: int, iterations: int = ITERATIONS, seed: int = 0)
     """``W`` (n x k), ``H`` (k x m) >= 0 with ``values ~ W @ H`` (multiplicative updates).
 
     Rows of ``H`` are scaled to unit length (the scale moves into ``W``) and the concepts are
-    ordered by their total weight ``sum(W_k)``, largest first.
+    ordered by their total weight ``sum(W_k)``, largest first. ``values`` is divided by its
+    maximum first (and ``W`` multiplied back): the updates' guard ``EPS`` would otherwise
+    swamp the activations of a network whose values are tiny (a random one's are ~1e-11) and
+    drive every factor to 0.
     """
     v = np.clip(np.asarray(values, dtype=np.float64), 0.0, None)
+    magnitude = float(v.max()) if v.size else 0.0
+    if magnitude > 0:
+        v = v / magnitude
     n, m = v.shape
     k = max(1, min(k, n, m))
     rng = np.random.default_rng(seed)
@@ -59,7 +65,7 @@ def nmf(values: np.ndarray, k: int, iterations: int = ITERATIONS, seed: int = 0)
     norms = np.where(norms > 0, norms, 1.0)
     h, w = h / norms[:, None], w * norms[None, :]
     order = np.argsort(-w.sum(axis=0), kind="stable")
-    return w[:, order], h[order]
+    return w[:, order] * (magnitude if magnitude > 0 else 1.0), h[order]
 
 
 @dataclass(frozen=True)
@@ -132,11 +138,12 @@ def class_concepts(
     contribution = (weights * per_position).sum(axis=0) / n
     spatial = weights.reshape(n, h, w, -1)
     strength = spatial.mean(axis=(1, 2))  # n x k
-    total = max(float(weights.sum()), EPS)
+    total = float(weights.sum())
     concepts = []
     for index in range(weights.shape[1]):
         top = np.argsort(-strength[:, index], kind="stable")[:TOP_PHOTOS]
-        concepts.append(Concept(index, float(weights[:, index].sum() / total), float(contribution[index]),
+        share = float(weights[:, index].sum() / total) if total > 0 else 0.0
+        concepts.append(Concept(index, share, float(contribution[index]),
                                 tuple(paths[i] for i in top),
                                 tuple(spatial[i, :, :, index].astype(np.float32) for i in top)))
     return ClassConcepts(class_name, n, float(np.concatenate(logits).mean()), tuple(concepts))

@@ -67,6 +67,8 @@ def test_patterns_page_shows_clusters_concepts_a_drawn_box_and_opens_a_photo_on_
         assert region.box == tuple(shown)  # what was confirmed is what is stored
         assert all(abs(a - b) <= 2 for a, b in zip(region.box, DRAGGED, strict=True)), region
         wait_for_text(page, "On 1 photos with a region", timeout=120)  # the focus numbers now use it
+        page.get_by_text("On 1 photos with a region").first.scroll_into_view_if_needed()
+        screenshot(page, "patterns_box_saved")  # the stored box drawn in green on the photo
         assert exception_texts(page) == []
 
         page.get_by_role("button", name="Open on Explain").first.click()  # the photo picked beside the scatter
