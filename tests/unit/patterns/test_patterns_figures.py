@@ -61,12 +61,16 @@ def test_the_job_reports_maps_clusters_and_concepts_and_a_raise_from_progress_st
     data = write_image_folder(tmp_path / "test", [n for n, _ in CLASSES], per_class=2, size=(48, 40))
     calls: list[tuple[str, int, int]] = []
     run_patterns(data, manifest, ["mobilenet_v3_large"], CamCache(tmp_path / "cams"), tmp_path / "r.sqlite",
-                 PatternsSettings(concepts=1), log=lambda _line: None, progress=lambda *a: calls.append(a))
+                 PatternsSettings(concepts=1, propose_regions=True), log=lambda _line: None,
+                 progress=lambda *a: calls.append(a))
     n, classes = 2 * len(CLASSES), len(CLASSES)
     labels = [c[0] for c in calls]
     assert [c[1:] for c in calls if c[0].endswith("maps")] == [(i, n) for i in range(1, n + 1)]
     assert [c[1:] for c in calls if c[0].endswith("clusters")] == [(i, classes) for i in range(1, classes + 1)]
     assert [c[1:] for c in calls if c[0].endswith("concepts")] == [(i, classes) for i in range(1, classes + 1)]
+    assert [c[1:] for c in calls if c[0] == "regions"] == [(i, n) for i in range(1, n + 1)]  # each GrabCut box
+    batches = [c for c in calls if " · concepts of " in c[0]]  # before each batch of a class's photos
+    assert batches and all(done == 0 and 0 < total <= n for _, done, total in batches)
     assert labels[0] == "mobilenet_v3_large · maps" and labels[-1] == "mobilenet_v3_large · concepts"
 
     class Stop(Exception):
