@@ -141,7 +141,8 @@ def concept_batches(members: Sequence[str], photos: Photos, manifest: Manifest, 
 def model_concepts(manifest: Manifest, maps: ModelMaps, photos: Photos, settings: PatternsSettings,
                    progress: Callable[[str, int, int], None] = _no_progress) -> tuple[ClassConcepts, ...]:
     """DFF concepts of every class (one class's activations in memory at a time); ``progress("concepts of
-    CLASS", photos done, photos)`` before each batch and ``progress("concepts", classes done, classes)``
+    CLASS", photos done, photos)`` before each batch, ``progress("concepts of CLASS · factorising",
+    iterations done, iterations)`` during the NMF and ``progress("concepts", classes done, classes)``
     after each class (it may raise to stop)."""
     loaded = load_catalog_entry(manifest, maps.model)
     try:
@@ -151,8 +152,9 @@ def model_concepts(manifest: Manifest, maps: ModelMaps, photos: Photos, settings
             if members:
                 batches = concept_batches(members, photos, manifest, settings.batch_size,
                                           lambda done, total, n=name: progress(f"concepts of {n}", done, total))
-                found.append(class_concepts(loaded.model, maps.layer or loaded.layer, batches, index, name,
-                                            settings.concepts, settings.seed))
+                found.append(class_concepts(
+                    loaded.model, maps.layer or loaded.layer, batches, index, name, settings.concepts, settings.seed,
+                    lambda done, total, n=name: progress(f"concepts of {n} · factorising", done, total)))
             progress("concepts", index + 1, manifest.num_classes)
         return tuple(found)
     finally:

@@ -69,7 +69,9 @@ def test_the_job_reports_maps_clusters_and_concepts_and_a_raise_from_progress_st
     assert [c[1:] for c in calls if c[0].endswith("clusters")] == [(i, classes) for i in range(1, classes + 1)]
     assert [c[1:] for c in calls if c[0].endswith("concepts")] == [(i, classes) for i in range(1, classes + 1)]
     assert [c[1:] for c in calls if c[0] == "regions"] == [(i, n) for i in range(1, n + 1)]  # each GrabCut box
-    batches = [c for c in calls if " · concepts of " in c[0]]  # before each batch of a class's photos
+    nmf = [c[1:] for c in calls if c[0].endswith("· factorising")]  # every 20 of the NMF's 200 iterations
+    assert nmf and nmf[:10] == [(i, 200) for i in range(20, 201, 20)] and len(nmf) % 10 == 0
+    batches = [c for c in calls if " · concepts of " in c[0] and not c[0].endswith("factorising")]
     assert batches and all(done == 0 and 0 < total <= n for _, done, total in batches)
     assert labels[0] == "mobilenet_v3_large · maps" and labels[-1] == "mobilenet_v3_large · concepts"
 
