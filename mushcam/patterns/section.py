@@ -71,7 +71,7 @@ def focus_chart(focus: Sequence[StoredFocus]) -> bytes:
     its 95 % interval, and a black tick at the uniform map's share (PNG)."""
     from matplotlib.figure import Figure  # imported lazily: a section without focus rows never pays for it
 
-    figure = Figure(figsize=(7.0, 1.2 + 0.6 * len(focus)), dpi=100)
+    figure = Figure(figsize=(8.0, 1.4 + 0.6 * len(focus)), dpi=100)
     axes = figure.add_subplot()
     y = np.arange(len(focus))
     for offset, name, colour, pick in ((-0.18, "energy inside", "#1f77b4", lambda s: s.energy),
@@ -85,7 +85,7 @@ def focus_chart(focus: Sequence[StoredFocus]) -> bytes:
     axes.set_yticks(y, [f"{f.key.model} · {f.key.method}" for f in focus])
     axes.set_xlim(0, 1)
     axes.set_xlabel("share (95 % interval)")
-    axes.legend(loc="lower right", fontsize=8)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
@@ -116,7 +116,7 @@ def cluster_blocks(clusters: Sequence[StoredCluster], level: int) -> list[Block]
     groups: dict[tuple[PatternsKey, str, str], list[StoredCluster]] = {}
     for c in clusters:
         groups.setdefault((c.key, c.group_by, c.class_name), []).append(c)
-    rows = tuple((_model(key), key.method, name, "predicted" if by == "predicted" else "true",
+    rows = tuple((_model(key), key.method, name, "predicted class" if by == "predicted" else "true class",
                   str(len(members)), str(sum(m.size for m in members)), str(sum(bool(m.reasons) for m in members)))
                  for (key, by, name), members in groups.items())
     flagged = sum(bool(c.reasons) for c in clusters)
@@ -124,8 +124,8 @@ def cluster_blocks(clusters: Sequence[StoredCluster], level: int) -> list[Block]
     return [Block("h", "Strategy clusters and shortcut flags", level=level),
             Block("p", f"{len(clusters)} cluster(s) over {len(groups)} model x class group(s), on "
                        f"{', '.join(roots)}; **{flagged} flagged as a possible shortcut**."),
-            Block("table", header=("model", "method", "class", "photos of the class", "clusters", "photos",
-                                   "flagged"), rows=rows)]
+            Block("table", header=("model", "method", "class", "grouped by", "clusters", "photos", "flagged"),
+                  rows=rows)]
 
 
 def _strip(data_root: str | os.PathLike[str], paths: Sequence[str]) -> bytes | None:

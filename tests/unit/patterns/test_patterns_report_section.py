@@ -48,7 +48,7 @@ def test_the_section_summarises_focus_clusters_flags_and_regions_with_their_numb
     assert section.computed
     assert md.startswith("## Patterns across the test set\n")
     assert "| resnet50 (abababab) | gradcam | 40 | 43% (40%–45%) | 59% (53%–65%) | 40% |" in md
-    assert "| resnet50 (abababab) | gradcam | A | predicted | 2 | 4 | 1 |" in md  # 2 clusters, 4 photos, 1 flagged
+    assert "| resnet50 (abababab) | gradcam | A | predicted class | 2 | 4 | 1 |" in md  # 2 clusters, 4 photos, 1 flag
     assert "**1 flagged as a possible shortcut**" in md
     assert "**resnet50 · A · cluster 0**: 3 photos, accuracy 50%, mean confidence 75%." in md
     assert "photos: A/img_0.png, A/img_1.png, A/img_2.png" in md
