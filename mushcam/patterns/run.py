@@ -230,10 +230,14 @@ def _model_patterns(maps: ModelMaps, manifest: Manifest, photos: Photos, regions
 
 
 def progress_bars(stream=None) -> Callable[[str, int, int], None]:  # noqa: ANN001
-    """A ``progress(label, done, total)`` that draws one :class:`mushcam.evaluate.Progress` bar per label."""
+    """A ``progress(label, done, total)`` that draws one :class:`mushcam.evaluate.Progress` bar per label
+    counted in photos (the maps and the GrabCut proposals); the per-class and per-iteration reports
+    are for the page's bar and Stop."""
     bars: dict[str, Progress] = {}
 
     def update(label: str, done: int, total: int) -> None:
+        if not (label.endswith(" · maps") or label == "regions"):
+            return
         if label not in bars:
             bars[label] = Progress(label, total, stream)
         bars[label].update(done)

@@ -86,3 +86,16 @@ def test_the_job_reports_maps_clusters_and_concepts_and_a_raise_from_progress_st
         run_patterns(data, manifest, ["mobilenet_v3_large"], CamCache(tmp_path / "cams"), tmp_path / "s.sqlite",
                      PatternsSettings(concepts=0), log=lambda _line: None, progress=stop_at_clusters)
     assert not (tmp_path / "s.sqlite").exists() or load_clusters(tmp_path / "s.sqlite") == []
+
+
+def test_the_command_line_draws_bars_only_for_what_it_counts_in_photos():
+    import io
+
+    from mushcam.patterns.run import progress_bars
+
+    stream = io.StringIO()
+    report = progress_bars(stream)
+    for label, done, total in [("m · maps", 4, 4), ("regions", 4, 4), ("m · clusters", 1, 2),
+                               ("m · concepts of A", 0, 4), ("m · concepts of A · factorising", 20, 200)]:
+        report(label, done, total)
+    assert stream.getvalue() == "m · maps: 4/4 images\nregions: 4/4 images\n"
