@@ -31,7 +31,7 @@ from mushcam.exceptions import MushcamError
 from mushcam.manifest import InputSpec
 from mushcam.patterns import store as patterns_store
 from mushcam.patterns.concepts import Concept
-from mushcam.patterns.figures import concept_pictures, flat_note, map_picture, mean_map_picture
+from mushcam.patterns.figures import flat_note, map_picture, mean_map_picture
 from mushcam.patterns.regions import Region
 from mushcam.patterns.run import PatternsResult, PatternsSettings, run_patterns
 from mushcam.patterns.strategies import ClassStrategies, StrategyCluster
@@ -339,6 +339,8 @@ def photo_with_map(data_root: str, relpath: str, cam: np.ndarray, _spec: InputSp
 
 
 def concept_images(data_root: str, concept: Concept, spec: InputSpec) -> tuple[list[np.ndarray], list[str]]:
-    """Concept k in the photos where it is strongest (its weight over each photo, with its colour bar)."""
-    found = concept_pictures(Path(data_root), concept, spec, THUMB)
-    return [picture for _, picture, _ in found], [path + flat_note(scale) for path, _, scale in found]
+    """Concept k in the photos where it is strongest (its weight ``W_k`` over each photo, with its colour
+    bar), as :func:`mushcam.patterns.figures.concept_pictures` draws them, cached per photo."""
+    drawn = [photo_with_map(data_root, path, cam, spec, repr(spec), f"concept {concept.index}")
+             for path, cam in zip(concept.top_paths, concept.top_maps, strict=True)]
+    return [picture for picture, _ in drawn], [caption for _, caption in drawn]
