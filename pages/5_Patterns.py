@@ -129,6 +129,6 @@ if found.concepts:
         if cc.class_name == chosen:
             for c in cc.concepts:
                 st.markdown(f"**Concept {c.index}**: {c.share:.0%} of the activation, contributes "
-                            f"**{c.contribution:+.2f}** to the {cc.class_name} logit (mean {cc.mean_logit:+.2f})")
+                            f"**{c.contribution:+.3g}** to the {cc.class_name} logit (mean {cc.mean_logit:+.3g})")
                 pictures, captions = support.concept_images(data_root, c, spec)
                 st.image(pictures, caption=captions, width=support.PICTURE_WIDTH)
