@@ -181,6 +181,9 @@ def test_the_job_shows_its_stage_and_progress_and_stop_ends_it(setup, monkeypatc
     assert not at.exception, at.exception
     assert any(i.value.startswith("Stopped: nothing of this run was kept") for i in at.info)
     [job] = at.session_state["cam_jobs"].values()
+    deadline = time.monotonic() + 10
+    while job.running and time.monotonic() < deadline:  # the worker unwinds at its next report
+        time.sleep(0.01)
     assert job.stopped and not job.running and job.done < 2000
     assert at.button(key="patterns_restart")  # started again only on a click
 
