@@ -23,7 +23,7 @@ Streamed per class: only one class's activations (and their gradients) are held 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,29 +37,40 @@ DEFAULT_CONCEPTS = 4
 ITERATIONS = 200
 TOP_PHOTOS = 4
 EPS = 1e-9
+REPORT_EVERY = 20
 
 
-def nmf(values: np.ndarray, k: int, iterations: int = ITERATIONS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def nmf(values: np.ndarray, k: int, iterations: int = ITERATIONS, seed: int = 0,
+        progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``W`` (n x k), ``H`` (k x m) >= 0 with ``values ~ W @ H`` (multiplicative updates).
 
     Rows of ``H`` are scaled to unit length (the scale moves into ``W``) and the concepts are
-    ordered by their total weight ``sum(W_k)``, largest first.
+    ordered by their total weight ``sum(W_k)``, largest first. ``values`` is divided by its
+    maximum first (and ``W`` multiplied back): the updates' guard ``EPS`` would otherwise
+    swamp the activations of a network whose values are tiny (a random one's are ~1e-11) and
+    drive every factor to 0. ``progress(iterations done, iterations)`` every
+    :data:`REPORT_EVERY` iterations (a class of 235 photos takes seconds; it may raise to stop).
     """
     v = np.clip(np.asarray(values, dtype=np.float64), 0.0, None)
+    magnitude = float(v.max()) if v.size else 0.0
+    if magnitude > 0:
+        v = v / magnitude
     n, m = v.shape
     k = max(1, min(k, n, m))
     rng = np.random.default_rng(seed)
     scale = np.sqrt(max(v.mean(), EPS) / k)
     w = rng.uniform(0.1, 1.0, size=(n, k)) * scale
     h = rng.uniform(0.1, 1.0, size=(k, m)) * scale
-    for _ in range(iterations):
+    for step in range(iterations):
         h *= (w.T @ v) / (w.T @ w @ h + EPS)
         w *= (v @ h.T) / (w @ (h @ h.T) + EPS)
+        if progress is not None and (step + 1) % REPORT_EVERY == 0:
+            progress(step + 1, iterations)
     norms = np.linalg.norm(h, axis=1)
     norms = np.where(norms > 0, norms, 1.0)
     h, w = h / norms[:, None], w * norms[None, :]
     order = np.argsort(-w.sum(axis=0), kind="stable")
-    return w[:, order], h[order]
+    return w[:, order] * (magnitude if magnitude > 0 else 1.0), h[order]
 
 
 @dataclass(frozen=True)
@@ -113,8 +124,10 @@ def class_concepts(
     class_name: str,
     k: int = DEFAULT_CONCEPTS,
     seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ClassConcepts:
-    """Factorise the activations of one class's photos (given as batches of (paths, inputs))."""
+    """Factorise the activations of one class's photos (given as batches of (paths, inputs));
+    ``progress`` is handed to :func:`nmf`."""
     paths: list[str] = []
     acts, grads, logits = [], [], []
     for batch_paths, inputs in batches:
@@ -127,16 +140,17 @@ def class_concepts(
         return ClassConcepts(class_name, 0, float("nan"), ())
     a, g = np.concatenate(acts), np.concatenate(grads)
     n, h, w, channels = a.shape
-    weights, signatures = nmf(np.clip(a.reshape(-1, channels), 0.0, None), k, seed=seed)
+    weights, signatures = nmf(np.clip(a.reshape(-1, channels), 0.0, None), k, seed=seed, progress=progress)
     per_position = (g.reshape(-1, channels) @ signatures.T)  # (n h w) x k: dy_c/dA_p · H_k
     contribution = (weights * per_position).sum(axis=0) / n
     spatial = weights.reshape(n, h, w, -1)
     strength = spatial.mean(axis=(1, 2))  # n x k
-    total = max(float(weights.sum()), EPS)
+    total = float(weights.sum())
     concepts = []
     for index in range(weights.shape[1]):
         top = np.argsort(-strength[:, index], kind="stable")[:TOP_PHOTOS]
-        concepts.append(Concept(index, float(weights[:, index].sum() / total), float(contribution[index]),
+        share = float(weights[:, index].sum() / total) if total > 0 else 0.0
+        concepts.append(Concept(index, share, float(contribution[index]),
                                 tuple(paths[i] for i in top),
                                 tuple(spatial[i, :, :, index].astype(np.float32) for i in top)))
     return ClassConcepts(class_name, n, float(np.concatenate(logits).mean()), tuple(concepts))

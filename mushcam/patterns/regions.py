@@ -7,7 +7,7 @@ image become the box around all of them; masks are read as their boxes), and a G
 proposal (OpenCV, initialised with the central 80 % of the photo, 3 iterations on a copy at
 most 200 px on its long side; the box around the foreground). A proposal is marked
 ``"proposed"`` until a reviewer accepts or corrects it (``"accepted"``); imported boxes are
-``"imported"``.
+``"imported"``; a box a reviewer drags on the Patterns page is ``"drawn"``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from PIL import Image
 from mushcam.exceptions import MushcamError
 from mushcam.manifest import parse_json
 
-SOURCES = ("imported", "proposed", "accepted")
+SOURCES = ("imported", "proposed", "accepted", "drawn")
 PROPOSAL_SIDE = 200
 PROPOSAL_MARGIN = 0.1
 MAX_REGION_FILE_BYTES = 64 * 1024 * 1024

@@ -12,8 +12,9 @@ patterns.json::
                                "concepts": [{"concept", "share", "contribution", "top_photos"}]}]}],
      "regions": [{"path", "box": [x0, y0, x1, y1], "source"}]}
 
-The HTML embeds every picture (the clusters' mean maps and their typical photos with the
-map over them) as base64 PNG: one file that opens anywhere, offline.
+The HTML embeds every picture (the clusters' mean maps, their typical photos with the map
+over them, each concept's regions in the photos where it is strongest; every map with its
+colour bar, flat maps marked) as base64 PNG: one file that opens anywhere, offline.
 """
 
 from __future__ import annotations
@@ -25,12 +26,17 @@ from pathlib import Path
 
 import numpy as np
 
-from mushcam.data import crop_box, decode_image, read_bytes
+from mushcam.cam import method_label
 from mushcam.files import dumps_json, write_text_atomic
 from mushcam.manifest import InputSpec
+from mushcam.map_scale import colormap_caption
+from mushcam.patterns import section
+from mushcam.patterns import store as patterns_store
+from mushcam.patterns.figures import concept_pictures, flat_note, map_picture, mean_map_picture
 from mushcam.patterns.run import ModelPatterns, PatternsResult
-from mushcam.patterns.strategies import ClassStrategies, StrategyCluster
-from mushcam.render import colorize, fit_within, overlay, to_png, upsample_cam
+from mushcam.patterns.section import PatternsSection
+from mushcam.patterns.strategies import StrategyCluster
+from mushcam.render import DEFAULT_COLORMAP, to_png
 
 THUMB = 112
 
@@ -106,25 +112,29 @@ def _img(data: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}">'
 
 
+def _figure(picture: np.ndarray, caption: str) -> str:
+    """One picture with its caption (escaped), embedded as PNG."""
+    return f"<figure>{_img(to_png(picture), caption)}<figcaption>{html.escape(caption)}</figcaption></figure>"
+
+
 def photo_overlay(path: Path, cam: np.ndarray, spec: InputSpec, side: int = THUMB) -> bytes:
-    """A thumbnail of the photo with its map over it, as PNG."""
-    image = fit_within(decode_image(read_bytes(path)), side)
-    heat = upsample_cam(cam, image.size, crop_box(image.size, spec))
-    return to_png(overlay(image.convert("RGB"), heat))
+    """A thumbnail of the photo with its map over it and the map's colour bar, as PNG."""
+    return to_png(map_picture(path, cam, spec, "Grad-CAM", side)[0])
 
 
 def mean_map_png(cluster: StrategyCluster, side: int = THUMB) -> bytes:
-    """The cluster's mean map, coloured (its own maximum = top of the colour scale)."""
-    mean = cluster.mean_map / max(float(cluster.mean_map.max()), 1e-12)
-    return to_png(colorize(upsample_cam(mean, (side, side))))
+    """The cluster's mean map, coloured to its own maximum, with its colour bar, as PNG."""
+    return to_png(mean_map_picture(cluster, side)[0])
 
 
-def _cluster_html(result: PatternsResult, found: ModelPatterns, strategies: ClassStrategies,
-                  cluster: StrategyCluster, spec: InputSpec) -> str:
+def _cluster_html(result: PatternsResult, found: ModelPatterns, cluster: StrategyCluster, spec: InputSpec) -> str:
     cams = {m.relpath: m.cam for m in found.maps.maps}
-    pictures = [_img(mean_map_png(cluster), "mean map")]
+    label = method_label(found.maps.method)
+    picture, scale = mean_map_picture(cluster, THUMB)
+    pictures = [_figure(picture, "mean map" + flat_note(scale))]
     for path in cluster.typical:
-        pictures.append(_img(photo_overlay(result.data_root / path, cams[path], spec), path))
+        picture, scale = map_picture(result.data_root / path, cams[path], spec, label, THUMB)
+        pictures.append(_figure(picture, path + flat_note(scale)))
     flag = ' <span class="flag">shortcut</span>' if cluster.flags else ""
     reasons = "".join(f"<li>{html.escape(f.reason)}</li>" for f in cluster.flags)
     return (f"<div class='cluster'><h4>cluster {cluster.index}: {cluster.size} photos, accuracy "
@@ -132,19 +142,39 @@ def _cluster_html(result: PatternsResult, found: ModelPatterns, strategies: Clas
             f"<ul>{reasons}</ul><div class='row'>{''.join(pictures)}</div></div>")
 
 
+def _concepts_html(result: PatternsResult, found: ModelPatterns, spec: InputSpec) -> str:
+    parts = []
+    for cc in found.concepts:
+        parts.append(f"<h3>{html.escape(cc.class_name)}: concepts ({cc.n_photos} photos, mean logit "
+                     f"{cc.mean_logit:+.2f})</h3>")
+        for c in cc.concepts:
+            pictures = [_figure(picture, path + flat_note(scale))
+                        for path, picture, scale in concept_pictures(result.data_root, c, spec, THUMB)]
+            parts.append(f"<div class='cluster'><h4>concept {c.index}: {_pct(c.share)} of the activation, "
+                         f"contributes {c.contribution:+.2f} to the logit</h4><div class='row'>{''.join(pictures)}"
+                         "</div></div>")
+    return "".join(parts)
+
+
+_STYLE = ("body{font-family:sans-serif;margin:2em} .row{display:flex;flex-wrap:wrap;gap:6px} "
+          ".row img{height:180px} figure{margin:0} figcaption{font-size:0.8em;color:#555;max-width:260px;"
+          "overflow-wrap:anywhere} .flag{background:#c0392b;color:#fff;padding:1px 6px;border-radius:3px} "
+          ".cluster{border-top:1px solid #ddd;padding:4px 0}")
+
+
 def html_report(result: PatternsResult, spec: InputSpec) -> str:
-    """The report as one self-contained HTML page."""
+    """The report as one self-contained HTML page (every map with its colour bar)."""
     body = [f"<h1>Patterns: {html.escape(str(result.data_root))}</h1>",
-            "<p>The first picture of each cluster is its mean map; then its typical photos with their maps.</p>",
+            "<p>The first picture of each cluster is its mean map; then its typical photos with their maps. "
+            f"{html.escape(colormap_caption(DEFAULT_COLORMAP))}</p>",
             f"<h2>Focus on the object</h2><pre>{html.escape(chr(10).join(focus_lines(result)))}</pre>"]
     for found in result.models:
         body.append(f"<h2>{html.escape(found.model)}</h2>")
         for strategies in found.strategies:
             body.append(f"<h3>{html.escape(strategies.class_name)} ({strategies.k} cluster(s))</h3>")
-            body += [_cluster_html(result, found, strategies, c, spec) for c in strategies.clusters]
-    style = ("body{font-family:sans-serif;margin:2em} .row img{margin:2px} .flag{background:#c0392b;color:#fff;"
-             "padding:1px 6px;border-radius:3px} .cluster{border-top:1px solid #ddd;padding:4px 0}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>MushCAM patterns</title><style>{style}"
+            body += [_cluster_html(result, found, c, spec) for c in strategies.clusters]
+        body.append(_concepts_html(result, found, spec))
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>MushCAM patterns</title><style>{_STYLE}"
             f"</style></head><body>{''.join(body)}</body></html>\n")
 
 
@@ -157,3 +187,36 @@ def write_report(result: PatternsResult, spec: InputSpec, out: str | os.PathLike
     write_text_atomic(paths[1], markdown_report(result))
     write_text_atomic(paths[2], html_report(result, spec))
     return paths
+
+
+# ------------------------------------------------------------------------------ the review report's section
+
+SECTION_TITLE = "Patterns across the test set"
+NOT_COMPUTED = ("No patterns have been computed for this store; run python -m mushcam patterns --store {store} "
+                "--data TEST_FOLDER --model NAME --out DIR (add --propose-regions or --regions boxes.csv for the "
+                "focus on the mushroom).")
+SECTION_PHOTOS = 4  # photos shown per flagged cluster
+
+
+def patterns_report_section(store_path: str | os.PathLike[str], data_root: str | os.PathLike[str] | None = None,
+                            figure_dir: str = "figures", level: int = 2,
+                            max_photos: int = SECTION_PHOTOS) -> PatternsSection:
+    """Summarise the clusters, shortcut flags, focus numbers and object regions found in the store.
+
+    ``data_root`` (optional) is the test folder: each flagged cluster then gets a strip of up to
+    ``max_photos`` of its photos (read only under that folder). ``level`` is the heading level of
+    the section's title (its subsections are one deeper). A store without patterns gives a
+    section that says how to compute them (``computed=False``).
+    """
+    clusters, focus = patterns_store.load_clusters(store_path), patterns_store.load_focus(store_path)
+    regions = patterns_store.load_regions(store_path)
+    blocks: list[section.Block] = [section.Block("h", SECTION_TITLE, level=level)]
+    if not clusters and not focus:
+        blocks.append(section.Block("p", NOT_COMPUTED.format(store=store_path)))
+        return section.render(blocks, {}, figure_dir, computed=False)
+    figures: dict[str, bytes] = {}
+    blocks += section.focus_blocks(focus, figures, level + 1)
+    blocks += section.cluster_blocks(clusters, level + 1)
+    blocks += section.flagged_blocks(clusters, figures, data_root, max_photos, level + 1)
+    blocks += section.region_blocks(regions, level + 1)
+    return section.render(blocks, figures, figure_dir, computed=True)

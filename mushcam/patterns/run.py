@@ -74,6 +74,10 @@ class PatternsResult:
     models: tuple[ModelPatterns, ...]
 
 
+def _no_progress(_label: str, _done: int, _total: int) -> None:
+    return None
+
+
 class Photos:
     """The test photos, decoded on demand (once) for their size and for GrabCut."""
 
@@ -89,9 +93,10 @@ class Photos:
 
 def gather_regions(
     maps: ModelMaps, photos: Photos, store: Path | None, regions_file: str | Path | None, propose: bool,
-    log: Callable[[str], None],
+    log: Callable[[str], None], progress: Callable[[str, int, int], None] = _no_progress,
 ) -> dict[str, Region]:
-    """Each photo's region by path: the store's, then the file's (which wins), then proposals."""
+    """Each photo's region by path: the store's, then the file's (which wins), then proposals
+    (``progress("regions", done, total)`` after each: GrabCut takes ~0.2 s a photo)."""
     sha_of = {m.relpath: m.image_sha256 for m in maps.maps}
     path_of = {sha: path for path, sha in sha_of.items()}
     stored = patterns_store.load_regions(store) if store is not None and store.is_file() else {}
@@ -103,8 +108,9 @@ def gather_regions(
         new.extend(imported)
     if propose:
         wanted = [path for path in sha_of if path not in found and path not in {r.path for r in new}]
-        for path in wanted:
+        for done, path in enumerate(wanted, start=1):
             new.append(propose_region(decode_image(read_bytes(photos.by_path[path].path)), path))
+            progress("regions", done, len(wanted))
         log(f"{len(wanted)} region(s) proposed by GrabCut (marked 'proposed' until a reviewer accepts them)")
     for region in new:
         found[region.path] = region
@@ -121,27 +127,35 @@ def photo_focus(
             for m in maps.maps if m.relpath in regions}
 
 
-def concept_batches(members: Sequence[str], photos: Photos, manifest: Manifest,
-                    batch_size: int) -> Iterator[tuple[list[str], torch.Tensor]]:
-    """(paths, preprocessed inputs) a batch at a time."""
+def concept_batches(members: Sequence[str], photos: Photos, manifest: Manifest, batch_size: int,
+                    progress: Callable[[int, int], None] | None = None) -> Iterator[tuple[list[str], torch.Tensor]]:
+    """(paths, preprocessed inputs) a batch at a time; ``progress(photos done, photos)`` before each."""
     for first in range(0, len(members), batch_size):
+        if progress is not None:
+            progress(first, len(members))
         chunk = list(members[first:first + batch_size])
         inputs = [preprocess(decode_image(read_bytes(photos.by_path[p].path)), manifest.input) for p in chunk]
         yield chunk, torch.stack(inputs)
 
 
-def model_concepts(manifest: Manifest, maps: ModelMaps, photos: Photos,
-                   settings: PatternsSettings) -> tuple[ClassConcepts, ...]:
-    """DFF concepts of every class (one class's activations in memory at a time)."""
+def model_concepts(manifest: Manifest, maps: ModelMaps, photos: Photos, settings: PatternsSettings,
+                   progress: Callable[[str, int, int], None] = _no_progress) -> tuple[ClassConcepts, ...]:
+    """DFF concepts of every class (one class's activations in memory at a time); ``progress("concepts of
+    CLASS", photos done, photos)`` before each batch, ``progress("concepts of CLASS · factorising",
+    iterations done, iterations)`` during the NMF and ``progress("concepts", classes done, classes)``
+    after each class (it may raise to stop)."""
     loaded = load_catalog_entry(manifest, maps.model)
     try:
         found = []
         for index, name in enumerate(manifest.class_names):
             members = [m.relpath for m in class_members(maps, index, settings.group_by)]
             if members:
-                batches = concept_batches(members, photos, manifest, settings.batch_size)
-                found.append(class_concepts(loaded.model, maps.layer or loaded.layer, batches, index, name,
-                                            settings.concepts, settings.seed))
+                batches = concept_batches(members, photos, manifest, settings.batch_size,
+                                          lambda done, total, n=name: progress(f"concepts of {n}", done, total))
+                found.append(class_concepts(
+                    loaded.model, maps.layer or loaded.layer, batches, index, name, settings.concepts, settings.seed,
+                    lambda done, total, n=name: progress(f"concepts of {n} · factorising", done, total)))
+            progress("concepts", index + 1, manifest.num_classes)
         return tuple(found)
     finally:
         del loaded
@@ -160,7 +174,15 @@ def run_patterns(
     log: Callable[[str], None] = print,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> PatternsResult:
-    """Patterns of every named model on the photos under ``data_root/<Class>/``."""
+    """Patterns of every named model on the photos under ``data_root/<Class>/``.
+
+    ``progress(label, done, total)`` is called after every map ("NAME · maps"), every GrabCut
+    proposal ("regions"), every class's clusters ("NAME · clusters"), before every batch of a
+    class's concepts ("NAME · concepts of CLASS") and after each class's ("NAME · concepts"), so
+    no step runs longer than one photo or one batch without a report. An exception raised
+    from it stops the job there (the page's Stop button does this); what was already saved
+    stays (each save is one transaction) and this model's numbers are not written.
+    """
     if not models:
         raise MushcamError("name at least one model (--model NAME)")
     test_set = scan_test_set(data_root, manifest)
@@ -174,27 +196,31 @@ def run_patterns(
     store_path = Path(store).expanduser() if store is not None else None
     regions: dict[str, Region] = {}
     found = []
+    report = progress or _no_progress
     for number, name in enumerate(models):
-        report = (lambda done, total, n=name: progress(f"{n} · maps", done, total)) if progress else None
-        maps = collect_maps(manifest, name, images, cache, settings.method, report, log)
+        maps = collect_maps(manifest, name, images, cache, settings.method,
+                            lambda done, total, n=name: report(f"{n} · maps", done, total), log)
         log(f"{name}: {len(maps.maps)} maps ({maps.computed} computed, the rest from the cache)")
         if number == 0:
-            regions = gather_regions(maps, photos, store_path, regions_file, settings.propose_regions, log)
-        found.append(_model_patterns(maps, manifest, photos, regions, settings, store_path, str(test_set.root)))
+            regions = gather_regions(maps, photos, store_path, regions_file, settings.propose_regions, log,
+                                     report)
+        found.append(_model_patterns(maps, manifest, photos, regions, settings, store_path, str(test_set.root),
+                                     lambda label, done, total, n=name: report(f"{n} · {label}", done, total)))
     return PatternsResult(test_set.root, tuple(manifest.class_names), settings, regions, tuple(found))
 
 
 def _model_patterns(maps: ModelMaps, manifest: Manifest, photos: Photos, regions: Mapping[str, Region],
-                    settings: PatternsSettings, store: Path | None, data_root: str) -> ModelPatterns:
+                    settings: PatternsSettings, store: Path | None, data_root: str,
+                    progress: Callable[[str, int, int], None]) -> ModelPatterns:
     focus_by_path = photo_focus(maps, regions, photos, manifest)
     summary = summarise_focus(list(focus_by_path.values()), settings.seed) if focus_by_path else None
-    strategies = tuple(
-        class_strategies(maps, manifest.class_names, index, settings.group_by, focus_by_path, settings.max_k,
-                         settings.seed)
-        for index in range(manifest.num_classes)
-    )
-    strategies = tuple(s for s in strategies if s.clusters)
-    concepts = model_concepts(manifest, maps, photos, settings) if settings.concepts > 0 else ()
+    found = []
+    for index in range(manifest.num_classes):
+        found.append(class_strategies(maps, manifest.class_names, index, settings.group_by, focus_by_path,
+                                      settings.max_k, settings.seed))
+        progress("clusters", index + 1, manifest.num_classes)
+    strategies = tuple(s for s in found if s.clusters)
+    concepts = model_concepts(manifest, maps, photos, settings, progress) if settings.concepts > 0 else ()
     if store is not None:
         key = patterns_store.PatternsKey(maps.model, maps.checkpoint_sha256, maps.method, data_root)
         patterns_store.save_clusters(store, key, strategies)
@@ -204,10 +230,14 @@ def _model_patterns(maps: ModelMaps, manifest: Manifest, photos: Photos, regions
 
 
 def progress_bars(stream=None) -> Callable[[str, int, int], None]:  # noqa: ANN001
-    """A ``progress(label, done, total)`` that draws one :class:`mushcam.evaluate.Progress` bar per label."""
+    """A ``progress(label, done, total)`` that draws one :class:`mushcam.evaluate.Progress` bar per label
+    counted in photos (the maps and the GrabCut proposals); the per-class and per-iteration reports
+    are for the page's bar and Stop."""
     bars: dict[str, Progress] = {}
 
     def update(label: str, done: int, total: int) -> None:
+        if not (label.endswith(" · maps") or label == "regions"):
+            return
         if label not in bars:
             bars[label] = Progress(label, total, stream)
         bars[label].update(done)

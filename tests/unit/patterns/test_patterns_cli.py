@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import base64
+import io
 import json
+import re
 
 import pytest
 from factories import CLASSES, write_image_folder, write_manifest
+from PIL import Image
 
 from mushcam.cache import CamCache
 from mushcam.cli.patterns import add_cli
@@ -50,6 +54,14 @@ def test_patterns_writes_json_markdown_html_and_the_store(made, capsys):
     assert sources[f"{CLASSES[0][0]}/img_0.png"] == "imported" and "proposed" in sources.values()
     html = (out / "patterns.html").read_text(encoding="utf-8")
     assert "data:image/png;base64," in html and "<script src" not in html and "http" not in html
+    found = re.findall(r'<img alt="([^"]*)" src="data:image/png;base64,([^"]+)"', html)
+    pictures = [Image.open(io.BytesIO(base64.b64decode(data))) for _, data in found]
+    expected = (sum(1 + len(c["typical"]) for c in clusters)  # each cluster: mean map + typical photos
+                + sum(len(c["top_photos"]) for group in model["concepts"] for c in group["concepts"]))
+    assert len(pictures) == expected and any("concept 0:" in line for line in html.split("<h4>"))
+    # every map has its colour bar to its right: wider than the square mean map (1.0) or the 80 x 60 photo (1.33)
+    ratios = [(alt.startswith("mean map"), p.width / p.height) for (alt, _), p in zip(found, pictures, strict=True)]
+    assert all(ratio > (1.2 if mean else 1.5) for mean, ratio in ratios), ratios
     assert "# Patterns" in (out / "patterns.md").read_text(encoding="utf-8")
     assert len(load_regions(store)) == model["n_photos"]
     assert load_focus(store)[0].summary.n_photos == model["n_photos"]

@@ -64,3 +64,15 @@ def test_concepts_contributions_through_a_linear_head_add_up_to_the_logit():
     assert got == pytest.approx(expected, rel=5e-2)
     assert all(len(c.top_paths) == 4 and c.top_maps[0].shape == (5, 5) for c in found.concepts)
     assert sum(c.share for c in found.concepts) == pytest.approx(1.0)
+
+
+def test_tiny_activations_are_factorised_as_well_as_their_scaled_copy():
+    """A random network's activations are ~1e-11: the factors must not collapse to 0 (they did: every
+    concept had a 0 % share and an empty map on the page)."""
+    rng = np.random.default_rng(2)
+    values = rng.uniform(0, 1, size=(60, 3)) @ rng.uniform(0, 1, size=(3, 12))
+    w_big, h_big = nmf(values, 3)
+    w_tiny, h_tiny = nmf(values * 1e-11, 3)
+    assert np.allclose(h_tiny, h_big, atol=1e-6)
+    assert np.allclose(w_tiny, w_big * 1e-11, rtol=1e-5, atol=1e-17)
+    assert w_tiny.sum() > 0 and np.allclose(w_tiny @ h_tiny, values * 1e-11, rtol=0.05, atol=1e-12)
