@@ -96,6 +96,8 @@ def run_review_report(args: argparse.Namespace) -> int:
         raise MushcamError(f"--out {out} is a file; give a folder")
     if args.data is not None and not Path(args.data).expanduser().is_dir():
         raise MushcamError(f"--data {args.data} is not a folder")
+    from mushcam.patterns.report import patterns_report_section
+
     contents = load_store(args.store)
     data = _read_reviews(args.store)
     reviews = data.reviews
@@ -113,7 +115,8 @@ def run_review_report(args: argparse.Namespace) -> int:
         figures = source.figure
     try:
         built = report.build_report(contents, reviews, data.causes, figures, duplicates=data.duplicates,
-                                    consensus=args.consensus, data_root=args.data)
+                                    consensus=args.consensus, data_root=args.data,
+                                    patterns=patterns_report_section(args.store, data_root=args.data))
     finally:
         if source is not None:
             source.close()

@@ -53,6 +53,7 @@ from mushcam.review.report_sections import (
     FIGURE_METHOD,
     SECTIONS,
     FigureMaker,
+    RenderedSection,
     ReportContext,
     agreement_blocks,
     codebook_blocks,
@@ -89,13 +90,16 @@ class Report:
 def build_report(contents: StoreContents, reviews: ReviewIndex, causes: Sequence[Cause],
                  figures: FigureMaker | None = None, title: str = "Error analysis",
                  duplicates: dict[str, tuple[NearDuplicate, ...]] | None = None,
-                 consensus: str = DEFAULT_CONSENSUS, data_root: str | os.PathLike[str] | None = None) -> Report:
+                 consensus: str = DEFAULT_CONSENSUS, data_root: str | os.PathLike[str] | None = None,
+                 patterns: RenderedSection | None = None) -> Report:
     """The whole report as blocks plus the figures it uses (made once each): every section of SECTIONS in order.
 
     ``consensus``: when an error has a cause (any / majority / all of its reviewers);
-    ``data_root``: the image folder the figures were read from (stated in the provenance).
+    ``data_root``: the image folder the figures were read from (stated in the provenance);
+    ``patterns``: the patterns section (:func:`mushcam.patterns.report.patterns_report_section`), or none.
     """
-    ctx = ReportContext(contents, reviews, causes, figures, duplicates, check_consensus(consensus), title, data_root)
+    ctx = ReportContext(contents, reviews, causes, figures, duplicates, check_consensus(consensus), title, data_root,
+                        patterns)
     blocks = [block for section in SECTIONS for block in section(ctx)]
     return Report(blocks, ctx.figures, ctx.summaries)
 

@@ -18,13 +18,16 @@ BOLD = "\x02"  # opens and closes a bold span inside a block's text
 
 @dataclass(frozen=True)
 class Block:
-    """One piece of the report: ``kind`` is h1/h2/h3/p/table/figure/notes."""
+    """One piece of the report: ``kind`` is h1/h2/h3/p/table/figure/notes, or ``raw``: a part
+    another module rendered for both formats itself (``text`` its Markdown, ``html`` its HTML,
+    each already escaped there), such as the patterns section."""
 
     kind: str
     text: str = ""
     header: tuple[str, ...] = ()
     rows: tuple[tuple[str, ...], ...] = ()
     figure: str = ""  # figure name (file stem) for kind 'figure'
+    html: str = ""  # kind 'raw' only: the part as HTML
 
 
 def bold(text: str) -> str:

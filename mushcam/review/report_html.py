@@ -84,6 +84,8 @@ def render_block(block: Block, figures: dict[str, bytes], webp: bool | None = No
         return _table(block)
     if block.kind == "figure":
         return _figure(block, figures, webp)
+    if block.kind == "raw":
+        return block.html
     return ""
 
 

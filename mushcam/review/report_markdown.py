@@ -47,6 +47,8 @@ def render_block(block: Block, figure_dir: str = "figures") -> str:
         return _table(block)
     if block.kind == "figure":
         return f"![{md_cell(block.text)}]({figure_dir}/{block.figure}.png)"
+    if block.kind == "raw":
+        return block.text.strip("\n")
     return ""
 
 

@@ -13,6 +13,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -33,14 +34,23 @@ FIGURE_METHOD = "Grad-CAM"  # the method of the report's figures
 FigureMaker = Callable[[RunRecord, Predictions, int], tuple[bytes | None, str]]
 
 
+class RenderedSection(Protocol):
+    """A part of the report rendered elsewhere for both formats (the patterns section)."""
+
+    markdown: str
+    html: str
+    figures: dict[str, bytes]
+
+
 class ReportContext(Findings):
     """The findings plus what the sections share while they are written: figures made and their numbers."""
 
     def __init__(self, contents: StoreContents, reviews: ReviewIndex, causes: Sequence[Cause],
                  figures: FigureMaker | None = None, duplicates: dict[str, tuple[NearDuplicate, ...]] | None = None,
                  rule: str = "any", title: str = "Error analysis",
-                 data_root: str | os.PathLike[str] | None = None) -> None:
+                 data_root: str | os.PathLike[str] | None = None, patterns: RenderedSection | None = None) -> None:
         super().__init__(contents, reviews, causes, rule)
+        self.patterns = patterns
         self.maker, self.duplicates = figures, duplicates or {}
         self.title, self.data_root = title, data_root
         self.figures: dict[str, bytes] = {}  # figure name -> PNG, in order of first appearance
@@ -215,6 +225,16 @@ def near_duplicates_of_training(ctx: ReportContext) -> list[Block]:
     return [Block("h2", "Near-duplicates of training photos"), Block("table", header=header, rows=tuple(rows))]
 
 
+def patterns(ctx: ReportContext) -> list[Block]:
+    """What the models rely on across the test set (``python -m mushcam patterns``), when the
+    command gave it: the part is rendered by :mod:`mushcam.patterns.report`, its figures join the report's."""
+    if ctx.patterns is None:
+        return []
+    for name, png in ctx.patterns.figures.items():
+        ctx.figures.setdefault(name, png)
+    return [Block("raw", ctx.patterns.markdown, html=ctx.patterns.html)]
+
+
 def codebook(ctx: ReportContext) -> list[Block]:
     return codebook_blocks(ctx.causes)
 
@@ -234,6 +254,7 @@ SECTIONS: tuple[Section, ...] = (
     examples,
     labels_to_check,
     near_duplicates_of_training,
+    patterns,
     codebook,
 )
 
