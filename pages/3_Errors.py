@@ -81,3 +81,9 @@ with left:
     explain.show(ctx, path_key, version, contents, run, pick, data_root)
 with right:
     review.panel(path_key, run, table, pick, reviewer, causes, reviews, duplicates)
+if data_root and st.toggle("Mark the mushroom: draw its box", key="err_draw_box",
+                           help="The box is stored in the results store as this photo's object region (source "
+                           "'drawn'); the Patterns page's focus numbers (pointing game) use it."):
+    from ui.patterns_support import region_editor
+
+    region_editor(data_root, rows.image_paths[pick], rows.image_sha256[pick], store_path, key="errors_draw")

@@ -321,6 +321,19 @@ def box_editor(data_root: str, relpath: str, image_sha: str, store: Path, region
         st.rerun()
 
 
+def region_editor(data_root: str, relpath: str, image_sha: str, store: Path, key: str) -> None:
+    """:func:`box_editor` for a photo of the results store, with the box already stored for it (if any)
+    and the last save's confirmation: how the Errors page lets a reviewer mark the mushroom."""
+    saved = st.session_state.pop(SAVED_KEY, None)
+    if saved:
+        st.success(saved, icon="✅")
+    try:
+        region = patterns_store.load_regions(store).get(image_sha)
+        box_editor(data_root, relpath, image_sha, store, region, key=key)
+    except MushcamError as exc:
+        st.error(str(exc), icon="🚫")
+
+
 # ------------------------------------------------------------------------------ maps with their colour bar
 
 
