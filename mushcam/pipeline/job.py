@@ -129,7 +129,7 @@ def prepare_item(config: PipelineConfig, out_dir: Path, cache_sha: str, layer: s
     return pending
 
 
-class _ModelPass:
+class ModelPass:
     """One backbone over all images: lazy model, batches, cache, files, CSV."""
 
     def __init__(self, config: PipelineConfig, backbone: str, items: Sequence[ImageItem],
@@ -150,14 +150,23 @@ class _ModelPass:
         self.cache_warned = False
 
     # -- the pass
-    def run(self) -> ModelReport:
-        device = self.config.device
-        start_measuring(self.report, device)
-        started = time.perf_counter()
+    def prepare(self) -> None:
+        """The weights' digest, the cache's key for them and the layer (loading the model only if no entry names it)."""
         self.checkpoint_sha = self.config.cache.checkpoint_sha256(self.checkpoint)  # once per run, memoised
         self.cache_sha = cache_digest(self.checkpoint_sha, entry_fingerprint(self.manifest, self.backbone))
         if self.layer is None:  # the entry names no layer: the model says which (loaded now, not lazily)
             self._model()
+
+    def run(self, process: Callable[[csv.writer], None] | None = None) -> ModelReport:
+        """The whole pass: settings checked, every image's row into the CSV (written atomically), the report.
+
+        ``process(writer)`` writes the header and the rows; by default this process computes
+        them (:meth:`process_items`); :mod:`mushcam.distributed` passes one that gathers them from workers.
+        """
+        device = self.config.device
+        start_measuring(self.report, device)
+        started = time.perf_counter()
+        self.prepare()
         check_run_settings(self.out_dir, run_settings(self.config, self.backbone, self.checkpoint_sha, self.layer),
                             self.config.force)
         shard = self.config.shard
@@ -165,24 +174,35 @@ class _ModelPass:
         csv_tmp = self.out_dir / f".{csv_name}.{uuid.uuid4().hex}.tmp"
         try:
             with open(csv_tmp, "w", newline="", encoding="utf-8") as handle:
-                self._process_items(csv.writer(handle, lineterminator="\n"))
+                (process or self._process_items)(csv.writer(handle, lineterminator="\n"))
             os.replace(csv_tmp, self.out_dir / csv_name)
         finally:
             csv_tmp.unlink(missing_ok=True)
-            if self.model is not None:  # a full collection costs ~0.4 s here: only when there is a model to free
-                self.model = None
-                release_memory(device)
+            self.release()
         self.report.seconds = time.perf_counter() - started
         stop_measuring(self.report, device)
         return self.report
 
+    def release(self) -> None:
+        """Drop the model and give its memory back (a full collection costs ~0.4 s: only when there is one)."""
+        if self.model is not None:
+            self.model = None
+            release_memory(self.config.device)
+
     def _process_items(self, writer: csv.writer) -> None:
-        """Every image in order into batches of at most ``batch_size`` decoded images, and its CSV row."""
         writer.writerow(CSV_FIELDS)
+        self.process_items(self.items, writer, report_progress=True)
+
+    def process_items(self, items: Sequence[ImageItem], writer: csv.writer, report_progress: bool = False) -> None:
+        """``items`` in order into batches of at most ``batch_size`` decoded images; each one's CSV row to ``writer``.
+
+        Called once for the whole list by a local run, and once per batch of photos by a
+        :mod:`mushcam.distributed` worker (``writer`` then gathers the rows for the driver).
+        """
         last_progress = time.monotonic()
         queue: list[_Pending] = []
         decoded = 0  # images held in memory: at most one batch, whether to compute or only to draw
-        for done, item in enumerate(self.items, start=1):
+        for done, item in enumerate(items, start=1):
             pending = prepare_item(self.config, self.out_dir, self.cache_sha, self.layer, item, self.report.failed)
             if pending is not None:
                 queue.append(pending)
@@ -190,8 +210,8 @@ class _ModelPass:
             if decoded >= self.config.batch_size or len(queue) >= MAX_QUEUE:
                 self._flush(queue, writer)
                 queue, decoded = [], 0
-            if time.monotonic() - last_progress >= PROGRESS_SECONDS:
-                self.progress(f"{self.backbone}: {done}/{len(self.items)} images")
+            if report_progress and time.monotonic() - last_progress >= PROGRESS_SECONDS:
+                self.progress(f"{self.backbone}: {done}/{len(items)} images")
                 last_progress = time.monotonic()
         self._flush(queue, writer)
 
@@ -275,13 +295,11 @@ class _ModelPass:
         return self.model
 
 
-def run_pipeline(
-    config: PipelineConfig,
-    items: Sequence[ImageItem],
-    progress: Callable[[str], None] | None = None,
-) -> list[ModelReport]:
-    """Grad-CAM of ``items`` (already sharded) for each backbone in turn; one report per model."""
-    say = progress or (lambda message: None)
+_ModelPass = ModelPass  # the name tests patch (and older callers used)
+
+
+def check_job(config: PipelineConfig, items: Sequence[ImageItem]) -> None:
+    """Before any work: the targets, every model in the manifest with its checkpoint, the output folders made."""
     check_targets(config, items)
     for backbone in config.backbones:
         if backbone not in config.manifest.models:
@@ -290,8 +308,19 @@ def run_pipeline(
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint for {backbone} not found: {path}")
     config.out.mkdir(parents=True, exist_ok=True)
-    reports = []
     for backbone in config.backbones:
         (config.out / model_folder_name(backbone, config.method)).mkdir(parents=True, exist_ok=True)
-        reports.append(_ModelPass(config, backbone, items, say).run())
+
+
+def run_pipeline(
+    config: PipelineConfig,
+    items: Sequence[ImageItem],
+    progress: Callable[[str], None] | None = None,
+) -> list[ModelReport]:
+    """Grad-CAM of ``items`` (already sharded) for each backbone in turn; one report per model."""
+    say = progress or (lambda message: None)
+    check_job(config, items)
+    reports = []
+    for backbone in config.backbones:
+        reports.append(ModelPass(config, backbone, items, say).run())
     return reports

@@ -22,13 +22,13 @@ from mushcam.cam import METHODS, UnknownMethodError, cam, check_method
 from mushcam.catalog import load_catalog_entry
 from mushcam.data import ImageLoadError, decode_image, image_sha256, preprocess, read_bytes
 from mushcam.evaluate.predict import Progress
-from mushcam.evaluate.scan import TestImage, scan_test_set
+from mushcam.evaluate.scan import TestImage, TestSet, scan_test_set
 from mushcam.exceptions import MushcamError
 from mushcam.manifest import Manifest
 from mushcam.memory import peak_rss_bytes, reset_peak_rss
 from mushcam.models import file_sha256
 from mushcam.trust import store as trust_store
-from mushcam.trust.faithfulness import FaithfulnessSettings, evaluate_map
+from mushcam.trust.faithfulness import FaithfulnessSettings, ImageFaithfulness, evaluate_map
 from mushcam.trust.sanity import method_explainer, sanity_check
 
 
@@ -99,14 +99,8 @@ def faithfulness_over_folder(
     progress_stream: TextIO | None = None,
 ) -> list[TrustRunSummary]:
     """Score every (model, method) on every image under ``data_root/<Class>/`` into ``out``."""
-    chosen_methods = check_methods(methods)
-    chosen_models = choose_models(manifest, models, log)
-    test_set = scan_test_set(data_root, manifest)
-    images = spread(list(test_set.images), limit) if limit else list(test_set.images)
-    if not images:
-        raise MushcamError(f"no images of the manifest's classes under {test_set.root}")
-    log(f"{len(images)} images in {test_set.root}; baseline {settings.baseline}, {settings.steps} steps, "
-        f"ROAD at {', '.join(map(str, settings.road_percentages)) or 'no'} %")
+    chosen_methods, chosen_models, test_set, images = prepare_faithfulness(data_root, manifest, methods, models,
+                                                                           settings, limit, log)
     summaries = []
     for name in chosen_models:
         reset_peak_rss()  # the peak printed below is this model's own
@@ -122,6 +116,59 @@ def faithfulness_over_folder(
             gc.collect()
     log(f"results written to {out}; print them with: python -m mushcam report {out}")
     return summaries
+
+
+def prepare_faithfulness(
+    data_root: str | Path,
+    manifest: Manifest,
+    methods: Sequence[str],
+    models: Sequence[str] | None,
+    settings: FaithfulnessSettings,
+    limit: int | None,
+    log: Callable[[str], None],
+) -> tuple[list[str], list[str], TestSet, list[TestImage]]:
+    """Everything checked before any model runs: methods, models, the test set and the images scored (logged)."""
+    chosen_methods = check_methods(methods)
+    chosen_models = choose_models(manifest, models, log)
+    test_set = scan_test_set(data_root, manifest)
+    images = spread(list(test_set.images), limit) if limit else list(test_set.images)
+    if not images:
+        raise MushcamError(f"no images of the manifest's classes under {test_set.root}")
+    log(f"{len(images)} images in {test_set.root}; baseline {settings.baseline}, {settings.steps} steps, "
+        f"ROAD at {', '.join(map(str, settings.road_percentages)) or 'no'} %")
+    return chosen_methods, chosen_models, test_set, images
+
+
+FaithfulnessRow = tuple[str, str, int, ImageFaithfulness]  # image path, image SHA-256, true class, scores
+
+
+def score_batch(loaded, items: Sequence[TestImage], manifest: Manifest, method: str,  # noqa: ANN001
+                settings: FaithfulnessSettings, log: Callable[[str], None]) -> list[FaithfulnessRow]:
+    """One batch of photos: decoded, their maps in one call, each map scored (``loaded``: .model and .layer).
+
+    The unit of work of a local pass and of a :mod:`mushcam.distributed` worker alike.
+    """
+    tensors, kept = _decoded(items, manifest, log)
+    if not tensors:
+        return []
+    batch = torch.stack(tensors)
+    result = cam(loaded.model, batch, loaded.layer, None, method)
+    rows = []
+    for i, (item, sha) in enumerate(kept):
+        scores = evaluate_map(loaded.model, batch[i], result.cams[i], int(result.class_idx[i]),
+                              settings, image_generator(settings.seed, sha))
+        rows.append((item.relpath, sha, item.true_idx, scores))
+    return rows
+
+
+def finish_pass(out: str | Path, key: trust_store.RunKey, frun_id: int, n_images: int, seconds: float,
+                log: Callable[[str], None]) -> TrustRunSummary:
+    """Mark the run complete in the store, log its time and this process's peak memory; its summary."""
+    trust_store.finish_faithfulness(out, frun_id, seconds)
+    peak = peak_rss_bytes()
+    log(f"{key.model} · {key.method}: {n_images} images in {seconds:.1f} s"
+        + (f"; peak resident memory {peak / 2**20:.0f} MB" if peak else ""))
+    return TrustRunSummary(key.model, key.method, n_images, seconds, peak / 2**20 if peak else None)
 
 
 def faithfulness_pass(
@@ -141,24 +188,12 @@ def faithfulness_pass(
     start = time.perf_counter()
     done = 0
     for first in range(0, len(images), cam_batch_size):
-        tensors, kept = _decoded(images[first:first + cam_batch_size], manifest, log)
-        rows = []
-        if tensors:
-            batch = torch.stack(tensors)
-            result = cam(loaded.model, batch, loaded.layer, None, key.method)
-            for i, (item, sha) in enumerate(kept):
-                scores = evaluate_map(loaded.model, batch[i], result.cams[i], int(result.class_idx[i]),
-                                      settings, image_generator(settings.seed, sha))
-                rows.append((item.relpath, sha, item.true_idx, scores))
+        rows = score_batch(loaded, images[first:first + cam_batch_size], manifest, key.method, settings, log)
+        if rows:
             trust_store.append_faithfulness(out, frun_id, rows)
         done += min(cam_batch_size, len(images) - first)
         bar.update(done)
-    seconds = time.perf_counter() - start
-    trust_store.finish_faithfulness(out, frun_id, seconds)
-    peak = peak_rss_bytes()
-    log(f"{key.model} · {key.method}: {len(images)} images in {seconds:.1f} s"
-        + (f"; peak resident memory {peak / 2**20:.0f} MB" if peak else ""))
-    return TrustRunSummary(key.model, key.method, len(images), seconds, peak / 2**20 if peak else None)
+    return finish_pass(out, key, frun_id, len(images), time.perf_counter() - start, log)
 
 
 def sanity_over_folder(
