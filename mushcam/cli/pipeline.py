@@ -15,6 +15,7 @@ from mushcam.cache import DEFAULT_MAX_BYTES, CamCache, default_cache_dir
 from mushcam.cam import DEFAULT_METHOD, method_help, method_names
 from mushcam.catalog import with_code_consent
 from mushcam.cli.common import resolve_manifest
+from mushcam.distributed.options import add_ray_options, ray_options
 from mushcam.exceptions import UsageError
 from mushcam.files import write_json_atomic
 from mushcam.manifest import Manifest
@@ -85,6 +86,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--summary", metavar="FILE", help="also write the run's summary as JSON to FILE")
     parser.add_argument("--out", required=True, help="output folder (created)")
     add_trust_code_option(parser)
+    add_ray_options(parser)
     parser.set_defaults(handler=run_gradcam)
 
 
@@ -174,10 +176,15 @@ def run_gradcam(args: argparse.Namespace) -> int:
           f"cache {config.cache.root}", file=sys.stderr)
     started = time.perf_counter()
     startup_peak = peak_rss_bytes()  # before the per-model resets: imports, scanning
-    reports = run_pipeline(config, items, progress=lambda message: print(message, file=sys.stderr, flush=True))
+    say = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    reports, pools = _run(config, items, ray_options(args, args.device.split(":")[0]), say)
     total = time.perf_counter() - started
     peaks = [p for p in [startup_peak, *(r.peak_rss_bytes for r in reports)] if p is not None]
     print(format_summary(reports, total, config.device, config.method))
+    if pools:
+        from mushcam.distributed.progress import format_pool_reports
+
+        print(format_pool_reports(pools))
     if args.summary:
         summary = {
             "device": str(config.device),
@@ -187,6 +194,16 @@ def run_gradcam(args: argparse.Namespace) -> int:
             "rss_after_import_bytes": rss_after_import,
             "process_peak_rss_bytes": max(peaks) if peaks else None,
             "models": [{**asdict(r), "images_per_second": r.images_per_second} for r in reports],
+            **({"ray": [asdict(p) for p in pools]} if pools else {}),
         }
         write_json_atomic(Path(args.summary), summary, "the run summary")
     return 1 if any(r.failed for r in reports) else 0
+
+
+def _run(config: PipelineConfig, items: list, options, say):  # noqa: ANN001, ANN202
+    """The job here, or with ``--ray`` on Ray workers (:mod:`mushcam.distributed.gradcam`); reports and pool reports."""
+    if options is None:
+        return run_pipeline(config, items, progress=say), []
+    from mushcam.distributed.gradcam import run_pipeline_on_ray
+
+    return run_pipeline_on_ray(config, items, options, progress=say)

@@ -8,7 +8,6 @@ does (:func:`mushcam.evaluate.predict.save_evaluation`): the same rows, the same
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -67,8 +66,7 @@ class _Evaluation:
         started, digest = utc_now(), file_sha256(self.manifest.checkpoint_path(backbone))
         batches = chunks(images, self.batch_size)
         place = placement(self.ray, self.options, len(batches))
-        began = time.perf_counter()
-        pool = WorkerPool(self.ray, EvaluateWorker, (self.manifest, backbone), place, self.options, backbone)
+        pool = WorkerPool(self.ray, EvaluateWorker, (self.manifest, backbone), place, self.options, backbone, self.log)
         try:
             outputs: list[BatchOutput | None] = [None] * len(batches)
             progress = DriverProgress(backbone, len(images), self.log, self.options.progress_seconds)
@@ -76,7 +74,8 @@ class _Evaluation:
         finally:
             pool.close()
         self.pools.append(pool.report)
-        output = merge_outputs([o for o in outputs if o is not None], time.perf_counter() - began)
+        # seconds: the predictions' own time, as the local run counts it (the workers' start is in the pool report)
+        output = merge_outputs([o for o in outputs if o is not None], pool.report.seconds)
         job = EvaluationPass(backbone, self.manifest, self.test_set, self.out, self.batch_size, started, digest,
                              str(pool.infos[0].layer))
         return save_evaluation(job, output, unreadable, self.log)

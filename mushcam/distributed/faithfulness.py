@@ -64,7 +64,7 @@ def faithfulness_on_ray(
         for name in chosen_models:
             digest = file_sha256(manifest.checkpoint_path(name))
             pool = WorkerPool(ray, FaithfulnessWorker, (manifest, name, settings),
-                              placement(ray, options, len(batches)), options, name)
+                              placement(ray, options, len(batches)), options, name, log)
             try:
                 layer = str(pool.infos[0].layer)
                 for method in chosen_methods:

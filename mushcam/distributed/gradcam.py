@@ -62,7 +62,7 @@ def _one_model(ray: ModuleType, config: PipelineConfig, backbone: str, items: Se
                options: RayOptions, say: Callable[[str], None]) -> tuple[ModelReport, PoolReport]:
     batches = chunks(items, config.batch_size)
     place = placement(ray, options, len(batches))
-    pool = WorkerPool(ray, GradcamWorker, (config, backbone), place, options, backbone)
+    pool = WorkerPool(ray, GradcamWorker, (config, backbone), place, options, backbone, say)
     try:
         job = ModelPass(config, backbone, items, say)
         job.layer = job.layer or pool.infos[0].layer  # no layer in the manifest: the first worker's model said

@@ -76,7 +76,7 @@ class WorkerPool:
     """The actors of one model (``worker_class(*args)``, each with ``.info()`` and ``.run_batch(payload)``)."""
 
     def __init__(self, ray: ModuleType, worker_class: type, args: tuple[Any, ...], place: Placement,
-                 options: RayOptions, label: str) -> None:
+                 options: RayOptions, label: str, say: Callable[[str], None]) -> None:
         self.ray, self.options, self.label = ray, options, label
         remote = ray.remote(worker_class).options(
             num_cpus=place.num_cpus, num_gpus=place.num_gpus,
@@ -87,6 +87,8 @@ class WorkerPool:
         self.pids = [info.pid for info in infos]
         self.report = PoolReport(label, workers=[WorkerTally(i, info.pid, info.node, info.device, info.load_seconds)
                                                  for i, info in enumerate(infos)])
+        say(f"Ray · {label}: {len(infos)} workers started on {place.device} "
+            f"(pids {', '.join(str(p) for p in self.pids)}; nodes {', '.join(sorted({i.node for i in infos}))})")
 
     def map(self, batches: Iterable[tuple[int, Any]], on_result: Callable[[int, Any], None],
             progress: DriverProgress) -> PoolReport:
@@ -100,8 +102,8 @@ class WorkerPool:
                 pending[self.actors[worker].run_batch.remote(payload)] = (worker, index, self.pids[worker])
                 return
 
-        for worker in range(len(self.actors)):
-            for _ in range(self.options.batches_in_flight):
+        for _ in range(self.options.batches_in_flight):  # round robin: every worker gets its first batch first
+            for worker in range(len(self.actors)):
                 hand(worker)
         while pending:
             ready, _ = self.ray.wait(list(pending), num_returns=1)

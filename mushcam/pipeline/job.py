@@ -201,15 +201,18 @@ class ModelPass:
         """
         last_progress = time.monotonic()
         queue: list[_Pending] = []
-        decoded = 0  # images held in memory: at most one batch, whether to compute or only to draw
+        # photos that needed work: decoded (held in memory: at most one batch, to compute or only to draw) or
+        # unreadable. An unreadable one takes its place too, so that a run's batches are the same consecutive
+        # photos however the list is cut into batches of batch_size (mushcam.distributed gives the same maps)
+        filled = 0
         for done, item in enumerate(items, start=1):
             pending = prepare_item(self.config, self.out_dir, self.cache_sha, self.layer, item, self.report.failed)
             if pending is not None:
                 queue.append(pending)
-                decoded += pending.image is not None
-            if decoded >= self.config.batch_size or len(queue) >= MAX_QUEUE:
+            filled += pending is None or pending.image is not None
+            if filled >= self.config.batch_size or len(queue) >= MAX_QUEUE:
                 self._flush(queue, writer)
-                queue, decoded = [], 0
+                queue, filled = [], 0
             if report_progress and time.monotonic() - last_progress >= PROGRESS_SECONDS:
                 self.progress(f"{self.backbone}: {done}/{len(items)} images")
                 last_progress = time.monotonic()
