@@ -166,6 +166,7 @@ def check_output_options(args: argparse.Namespace) -> tuple[str, ...]:
 def run_gradcam(args: argparse.Namespace) -> int:
     """``python -m mushcam gradcam``: exit 0, or 1 when some images could not be processed."""
     rss_after_import = current_rss_bytes()  # torch and the rest are imported: the process's floor
+    options = ray_options(args, args.device)
     config = config_from_args(args)
     def skipped(path: str, reason: str) -> None:
         print(f"skipped {path}: {reason}", file=sys.stderr)
@@ -177,7 +178,7 @@ def run_gradcam(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     startup_peak = peak_rss_bytes()  # before the per-model resets: imports, scanning
     say = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
-    reports, pools = _run(config, items, ray_options(args, args.device.split(":")[0]), say)
+    reports, pools = _run(config, items, options, say)
     total = time.perf_counter() - started
     peaks = [p for p in [startup_peak, *(r.peak_rss_bytes for r in reports)] if p is not None]
     print(format_summary(reports, total, config.device, config.method))

@@ -18,7 +18,7 @@ from mushcam.distributed.actors import EvaluateWorker
 from mushcam.distributed.gradcam import chunks
 from mushcam.distributed.pool import PoolReport, WorkerPool
 from mushcam.distributed.progress import DriverProgress
-from mushcam.distributed.runtime import RayOptions, placement, ray_session
+from mushcam.distributed.runtime import RayOptions, placement, ray_session, require_ray
 from mushcam.evaluate.predict import (
     BatchOutput,
     EvaluationPass,
@@ -86,6 +86,7 @@ def evaluate_models_on_ray(data_root: str | Path, manifest: Manifest, out: str |
                            log: Callable[[str], None] = print) -> tuple[list[RunSummary], list[PoolReport]]:
     """:func:`mushcam.evaluate.predict.evaluate_models` on Ray: the same runs in the store; and per model where
     the time went."""
+    require_ray()  # before anything is checked or written: without Ray, say how to install it
     chosen, out, test_set = prepare_evaluation(data_root, manifest, out, list(models or []), batch_size, log)
     with ray_session(options) as ray:
         one = _Evaluation(ray, manifest, test_set, out, batch_size, options, log)

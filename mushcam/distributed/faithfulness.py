@@ -16,7 +16,7 @@ from mushcam.distributed.actors import FaithfulnessWorker
 from mushcam.distributed.gradcam import chunks
 from mushcam.distributed.pool import PoolReport, WorkerPool
 from mushcam.distributed.progress import DriverProgress
-from mushcam.distributed.runtime import RayOptions, placement, ray_session
+from mushcam.distributed.runtime import RayOptions, placement, ray_session, require_ray
 from mushcam.evaluate.scan import TestImage
 from mushcam.manifest import Manifest
 from mushcam.models import file_sha256
@@ -56,6 +56,7 @@ def faithfulness_on_ray(
     log: Callable[[str], None] = print,
 ) -> tuple[list[TrustRunSummary], list[PoolReport]]:
     """:func:`mushcam.trust.run.faithfulness_over_folder` on Ray; and per model where the time went."""
+    require_ray()  # before anything is checked or written: without Ray, say how to install it
     chosen_methods, chosen_models, test_set, images = prepare_faithfulness(data_root, manifest, methods, models,
                                                                            settings, limit, log)
     batches = chunks(images, cam_batch_size)

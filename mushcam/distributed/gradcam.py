@@ -15,7 +15,7 @@ from types import ModuleType
 from mushcam.distributed.actors import GradcamBatch, GradcamWorker
 from mushcam.distributed.pool import PoolReport, WorkerPool
 from mushcam.distributed.progress import DriverProgress
-from mushcam.distributed.runtime import RayOptions, placement, ray_session
+from mushcam.distributed.runtime import RayOptions, placement, ray_session, require_ray
 from mushcam.pipeline.config import ModelReport, PipelineConfig
 from mushcam.pipeline.items import ImageItem
 from mushcam.pipeline.job import ModelPass, check_job
@@ -82,6 +82,7 @@ def run_pipeline_on_ray(config: PipelineConfig, items: Sequence[ImageItem], opti
                         progress: Callable[[str], None] | None = None) -> tuple[list[ModelReport], list[PoolReport]]:
     """:func:`mushcam.pipeline.run_pipeline` on Ray: the same files, cache entries and CSV; one report per model,
     and per model where the time went (:class:`PoolReport`)."""
+    require_ray()  # before anything is checked or written: without Ray, say how to install it
     say = progress or (lambda message: None)
     check_job(config, items)
     reports, pools = [], []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mushcam.distributed.runtime import LOCAL, RayOptions
+from mushcam.distributed.runtime import LOCAL, RayOptions, require_ray
 
 
 def add_ray_options(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +18,8 @@ def add_ray_options(parser: argparse.ArgumentParser) -> None:
 
 
 def ray_options(args: argparse.Namespace, device: str = "auto") -> RayOptions | None:
-    """The run's :class:`RayOptions`, or None without ``--ray``."""
+    """The run's :class:`RayOptions`, or None without ``--ray`` (with it and without Ray: how to install it)."""
     if not getattr(args, "ray", None):
         return None
+    require_ray()  # before the command prints or writes anything
     return RayOptions(address=args.ray, workers=args.ray_workers, device=device)
