@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -74,6 +75,21 @@ def _package_path() -> str:
     return here if not current else f"{here}{os.pathsep}{current}"
 
 
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail at once when nothing listens at a ``HOST:PORT`` (or ``ray://HOST:PORT``) address: Ray itself would
+    keep retrying for minutes. ``auto`` (the cluster this node joined) is left to Ray."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise RayUnavailableError(
+            f"--ray {address}: nothing answers there ({exc.strerror or exc}); start the cluster's head with "
+            "`ray start --head --port 6379` and give its HOST:6379, or give --ray without an address for a "
+            "runtime on this machine") from None
+
+
 @contextmanager
 def ray_session(options: RayOptions) -> Iterator[ModuleType]:
     """Ray, connected for the ``with`` block: an already connected runtime is used (and left running),
@@ -82,6 +98,8 @@ def ray_session(options: RayOptions) -> Iterator[ModuleType]:
     if ray.is_initialized():
         yield ray
         return
+    if options.address != LOCAL:
+        check_reachable(options.address)
     try:
         if options.address == LOCAL:
             ray.init(num_cpus=options.num_cpus or os.cpu_count() or 1, include_dashboard=False,

@@ -4,7 +4,9 @@ and the predictions of several batches join as one call would give them."""
 
 from __future__ import annotations
 
+import socket
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -131,3 +133,20 @@ def test_batches_of_predictions_join_in_order_skipping_empty_ones() -> None:
     assert merged.predictions.probabilities.shape == (3, 4) and merged.skipped == bad and merged.seconds == 7.5
     empty = merge_outputs([batch([], bad)], seconds=1.0)
     assert len(empty.predictions) == 0 and empty.predictions.probabilities.shape == (0, 0)
+
+
+def test_an_address_where_nothing_listens_fails_at_once_with_the_fix(
+        capsys: pytest.CaptureFixture[str], project: tuple[Path, Path], tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="Ray is not installed (pip install -e .[ray])")
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ckpt, data = project
+    started = time.perf_counter()
+    code = main(["evaluate", "--data", str(data), "--manifest", str(ckpt), "--out", str(tmp_path / "r.sqlite"),
+                 "--ray", f"127.0.0.1:{port}"])
+    err = capsys.readouterr().err
+    assert code == 2 and time.perf_counter() - started < 10
+    assert err.startswith(f"error: --ray 127.0.0.1:{port}: nothing answers there (Connection refused)")
+    assert "ray start --head" in err and err.count("\n") == 1
+    assert not (tmp_path / "r.sqlite").exists()
