@@ -7,15 +7,17 @@ import math
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mushcam.cache import DEFAULT_MAX_BYTES, CamCache, default_cache_dir
 from mushcam.cam import DEFAULT_METHOD, method_help, method_names
 from mushcam.catalog import with_code_consent
 from mushcam.cli.common import resolve_manifest
 from mushcam.distributed.options import add_ray_options, ray_options
+from mushcam.distributed.runtime import RayOptions
 from mushcam.exceptions import UsageError
 from mushcam.files import write_json_atomic
 from mushcam.manifest import Manifest
@@ -26,14 +28,18 @@ from mushcam.pipeline.config import (
     DEFAULT_VIEWS,
     MAX_MAX_SIDE,
     VIEW_NAMES,
+    ModelReport,
     PipelineConfig,
 )
 from mushcam.pipeline.device import resolve_device
-from mushcam.pipeline.items import collect_images, parse_shard, select_shard
+from mushcam.pipeline.items import ImageItem, collect_images, parse_shard, select_shard
 from mushcam.pipeline.job import run_pipeline
 from mushcam.pipeline.summary import format_summary
 from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP
 from mushcam.settings import add_trust_code_option
+
+if TYPE_CHECKING:
+    from mushcam.distributed.pool import PoolReport
 
 
 def _split_list(values: Sequence[str] | None) -> list[str]:
@@ -177,8 +183,7 @@ def run_gradcam(args: argparse.Namespace) -> int:
           f"cache {config.cache.root}", file=sys.stderr)
     started = time.perf_counter()
     startup_peak = peak_rss_bytes()  # before the per-model resets: imports, scanning
-    say = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
-    reports, pools = _run(config, items, options, say)
+    reports, pools = _run(config, items, options, _say)
     total = time.perf_counter() - started
     peaks = [p for p in [startup_peak, *(r.peak_rss_bytes for r in reports)] if p is not None]
     print(format_summary(reports, total, config.device, config.method))
@@ -201,7 +206,12 @@ def run_gradcam(args: argparse.Namespace) -> int:
     return 1 if any(r.failed for r in reports) else 0
 
 
-def _run(config: PipelineConfig, items: list, options, say):  # noqa: ANN001, ANN202
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _run(config: PipelineConfig, items: list[ImageItem], options: RayOptions | None,
+         say: Callable[[str], None]) -> tuple[list[ModelReport], list[PoolReport]]:
     """The job here, or with ``--ray`` on Ray workers (:mod:`mushcam.distributed.gradcam`); reports and pool reports."""
     if options is None:
         return run_pipeline(config, items, progress=say), []
