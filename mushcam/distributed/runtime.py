@@ -133,8 +133,8 @@ class Placement:
 
 
 def placement(ray: ModuleType, options: RayOptions, batches: int) -> Placement:
-    """One actor per GPU when the cluster has GPUs (``num_gpus=1`` each) and the device allows, else one per CPU;
-    never more workers than batches, nor than ``options.workers`` when it is given."""
+    """One actor per GPU when the cluster has GPUs (``num_gpus=1`` and CPUs / GPUs cores each) and the device
+    allows, else one per CPU; never more workers than batches, nor than ``options.workers`` when it is given."""
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     cpus = max(1, int(resources.get("CPU", 1)))
@@ -145,4 +145,8 @@ def placement(ray: ModuleType, options: RayOptions, batches: int) -> Placement:
     workers = max(1, min(options.workers or slots, batches))
     # more workers than slots share them (fractional CPUs), rather than waiting forever for a free one
     share = min(1.0, slots / workers)
-    return Placement(workers, 1.0 if use_gpu else share, share if use_gpu else 0.0)
+    if not use_gpu:
+        return Placement(workers, share, 0.0)
+    # a GPU worker also gets its GPU's share of the CPUs: the perturbations and ROAD's imputation run on the CPU
+    # (Ray sets its OMP_NUM_THREADS to that number)
+    return Placement(workers, float(max(1, cpus // gpus)), share)

@@ -79,7 +79,7 @@ def fake_ray(**resources: float) -> SimpleNamespace:
 
 @pytest.mark.parametrize(("resources", "options", "batches", "expected"), [
     ({"CPU": 2.0}, {}, 10, (2, 1.0, 0.0, "cpu")),  # one worker per CPU
-    ({"CPU": 16.0, "GPU": 8.0}, {}, 100, (8, 1.0, 1.0, "cuda")),  # one per GPU, each with its GPU
+    ({"CPU": 16.0, "GPU": 8.0}, {}, 100, (8, 2.0, 1.0, "cuda")),  # one per GPU, each with its GPU and 2 cores
     ({"CPU": 16.0, "GPU": 8.0}, {"device": "cpu"}, 100, (16, 1.0, 0.0, "cpu")),  # --device cpu: GPUs left alone
     ({"CPU": 16.0}, {}, 3, (3, 1.0, 0.0, "cpu")),  # never more workers than batches
     ({"CPU": 2.0}, {"workers": 4}, 10, (4, 0.5, 0.0, "cpu")),  # more than the slots: they share them
