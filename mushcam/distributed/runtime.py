@@ -133,8 +133,9 @@ class Placement:
 
 
 def placement(ray: ModuleType, options: RayOptions, batches: int) -> Placement:
-    """One actor per GPU when the cluster has GPUs (``num_gpus=1`` and CPUs / GPUs cores each) and the device
-    allows, else one per CPU; never more workers than batches, nor than ``options.workers`` when it is given."""
+    """One actor per GPU when the cluster has GPUs (``num_gpus=1`` and its share of the cores each) and the device
+    allows, else one per CPU; never more workers than batches, nor than ``options.workers`` when it is given
+    (more workers than GPUs share them: 64 workers on 8 GPUs get 1/8 GPU each)."""
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     cpus = max(1, int(resources.get("CPU", 1)))
@@ -147,6 +148,7 @@ def placement(ray: ModuleType, options: RayOptions, batches: int) -> Placement:
     share = min(1.0, slots / workers)
     if not use_gpu:
         return Placement(workers, share, 0.0)
-    # a GPU worker also gets its GPU's share of the CPUs: the perturbations and ROAD's imputation run on the CPU
-    # (Ray sets its OMP_NUM_THREADS to that number)
-    return Placement(workers, float(max(1, cpus // gpus)), share)
+    # a GPU worker also gets its share of the CPUs (whole cores where there are enough): the perturbations and
+    # ROAD's imputation run on the CPU (Ray sets the worker's OMP_NUM_THREADS to that number)
+    cores = float(cpus // workers) if workers <= cpus else cpus / workers
+    return Placement(workers, cores, share)

@@ -83,6 +83,8 @@ def fake_ray(**resources: float) -> SimpleNamespace:
     ({"CPU": 16.0, "GPU": 8.0}, {"device": "cpu"}, 100, (16, 1.0, 0.0, "cpu")),  # --device cpu: GPUs left alone
     ({"CPU": 16.0}, {}, 3, (3, 1.0, 0.0, "cpu")),  # never more workers than batches
     ({"CPU": 2.0}, {"workers": 4}, 10, (4, 0.5, 0.0, "cpu")),  # more than the slots: they share them
+    # more workers than GPUs (the CPU-bound ROAD imputation wants cores): 1/8 GPU and one core each
+    ({"CPU": 64.0, "GPU": 8.0}, {"workers": 64}, 1000, (64, 1.0, 0.125, "cuda")),
 ])
 def test_placement_puts_one_worker_per_gpu_else_per_cpu(resources: dict[str, float], options: dict[str, object],
                                                         batches: int, expected: tuple[int, float, float, str]) -> None:
