@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
@@ -22,6 +23,7 @@ import torch
 from mushcam.catalog import load_catalog_entry
 from mushcam.evaluate.predict import BatchOutput, predict_images
 from mushcam.evaluate.scan import TestImage
+from mushcam.exceptions import MushcamError
 from mushcam.finite import naming_model
 from mushcam.manifest import Manifest
 from mushcam.memory import current_rss_bytes, peak_rss_bytes
@@ -61,9 +63,20 @@ class ModelWorker:
         self.device = torch.device(device)
         self.layer: str | None = None
         self.load_seconds = 0.0
+        self.failure: Exception | None = None
+
+    def setup(self, load: Callable[[], None]) -> None:
+        """Run the worker's loading; an input error is kept and raised by :meth:`info`, a task, so the driver gets
+        it as itself (an error raised while Ray builds an actor reaches the driver only as text)."""
+        try:
+            load()
+        except (MushcamError, OSError) as exc:
+            self.failure = exc
 
     def info(self) -> WorkerInfo:
-        """Who this worker is (called once when the pool starts)."""
+        """Who this worker is (called once when the pool starts); a loading error is raised here."""
+        if self.failure is not None:
+            raise self.failure
         return WorkerInfo(os.getpid(), socket.gethostname(), str(self.device), self.layer, self.load_seconds,
                           current_rss_bytes())
 
@@ -73,14 +86,14 @@ class ModelWorker:
     def stats(self, photos: int, started: float) -> BatchStats:
         return BatchStats(os.getpid(), photos, time.perf_counter() - started, peak_rss_bytes())
 
-    def load(self, manifest: Manifest, name: str) -> SimpleNamespace:
-        """The model, loaded once for this worker and moved to its device (``.model``, ``.layer``)."""
+    def load(self, manifest: Manifest, name: str) -> None:
+        """The model, loaded once for this worker and moved to its device, as ``self.loaded`` (``.model``,
+        ``.layer``)."""
         started = time.perf_counter()
         loaded = load_catalog_entry(manifest, name)
-        model = loaded.model.to(self.device)
+        self.loaded = SimpleNamespace(model=loaded.model.to(self.device), layer=loaded.layer)
         self.layer = loaded.layer
         self.load_seconds = time.perf_counter() - started
-        return SimpleNamespace(model=model, layer=loaded.layer)
 
 
 class _Rows:
@@ -118,6 +131,9 @@ class GradcamWorker(ModelWorker):
         super().__init__(device)
         self.messages: list[str] = []
         self.job = ModelPass(replace(config, device=self.device), backbone, (), self.messages.append)
+        self.setup(self._prepare)
+
+    def _prepare(self) -> None:
         started = time.perf_counter()
         self.job.prepare()  # digests; the model is loaded here only when the manifest names no layer
         self.layer = self.job.layer
@@ -141,7 +157,7 @@ class EvaluateWorker(ModelWorker):
     def __init__(self, manifest: Manifest, name: str, device: str) -> None:
         super().__init__(device)
         self.name, self.spec = name, manifest.input
-        self.loaded = self.load(manifest, name)
+        self.setup(lambda: self.load(manifest, name))
 
     def run_batch(self, items: list[TestImage]) -> tuple[BatchOutput, BatchStats]:
         started = time.perf_counter()
@@ -156,7 +172,7 @@ class FaithfulnessWorker(ModelWorker):
     def __init__(self, manifest: Manifest, name: str, settings: FaithfulnessSettings, device: str) -> None:
         super().__init__(device)
         self.manifest, self.settings = manifest, settings
-        self.loaded = self.load(manifest, name)
+        self.setup(lambda: self.load(manifest, name))
 
     def run_batch(self, work: tuple[str, list[TestImage]]) -> tuple[tuple[list[FaithfulnessRow], list[str]],
                                                                      BatchStats]:

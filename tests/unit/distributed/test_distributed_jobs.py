@@ -165,3 +165,16 @@ def test_a_killed_worker_is_restarted_and_its_batches_retried(ray_runtime: objec
     assert reports[0].images == 8 and len(reports[0].failed) == 1  # nothing lost, nothing doubled
     assert tree(tmp_path / "ray" / "out") == tree(tmp_path / "local" / "out")
     assert tree(tmp_path / "ray" / "cache", ".npz") == tree(tmp_path / "local" / "cache", ".npz")
+
+
+def test_a_model_that_cannot_be_loaded_is_the_local_runs_one_error_line(
+        ray_runtime: object, project: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt, data = project
+    broken = shutil.copytree(ckpt, tmp_path / "ckpt")
+    (broken / f"{MODELS[0]}.pt").write_bytes(b"not a checkpoint at all")
+    argv = ["evaluate", "--data", str(data), "--manifest", str(broken), "--model", MODELS[0]]
+    local_code, local_out = run_cli(capsys, [*argv, "--out", str(tmp_path / "local.sqlite")])
+    code, out = run_cli(capsys, [*argv, "--out", str(tmp_path / "ray.sqlite"), "--ray"])
+    local_error = [line for line in local_out.splitlines() if line.startswith("error:")]
+    assert code == local_code == 2 and len(local_error) == 1 and "Traceback" not in out
+    assert [line for line in out.splitlines() if line.startswith("error:")] == local_error  # raised in a worker
