@@ -129,6 +129,19 @@ def prepare_item(config: PipelineConfig, out_dir: Path, cache_sha: str, layer: s
     return pending
 
 
+def write_csv_atomically(out_dir: Path, shard: tuple[int, int] | None, fill: Callable[[csv.writer], None]) -> None:
+    """``predictions.csv`` (``predictions.shard-k-of-N.csv``) from ``fill(writer)``, via a temp file and a rename:
+    an interrupted pass leaves the previous CSV, never a partial one."""
+    csv_name = "predictions.csv" if shard is None else "predictions.shard-{}-of-{}.csv".format(*shard)
+    csv_tmp = out_dir / f".{csv_name}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(csv_tmp, "w", newline="", encoding="utf-8") as handle:
+            fill(csv.writer(handle, lineterminator="\n"))
+        os.replace(csv_tmp, out_dir / csv_name)
+    finally:
+        csv_tmp.unlink(missing_ok=True)
+
+
 class ModelPass:
     """One backbone over all images: lazy model, batches, cache, files, CSV."""
 
@@ -158,36 +171,23 @@ class ModelPass:
             self._model()
 
     def run(self, process: Callable[[csv.writer], None] | None = None) -> ModelReport:
-        """The whole pass: settings checked, every image's row into the CSV (written atomically), the report.
-
-        ``process(writer)`` writes the header and the rows; by default this process computes
-        them (:meth:`process_items`); :mod:`mushcam.distributed` passes one that gathers them from workers.
-        """
+        """The whole pass: settings checked, the CSV written by ``process(writer)`` (default: computed here by
+        :meth:`process_items`; :mod:`mushcam.distributed` gathers the rows from workers), the report."""
         device = self.config.device
         start_measuring(self.report, device)
         started = time.perf_counter()
         self.prepare()
         check_run_settings(self.out_dir, run_settings(self.config, self.backbone, self.checkpoint_sha, self.layer),
                             self.config.force)
-        shard = self.config.shard
-        csv_name = "predictions.csv" if shard is None else "predictions.shard-{}-of-{}.csv".format(*shard)
-        csv_tmp = self.out_dir / f".{csv_name}.{uuid.uuid4().hex}.tmp"
         try:
-            with open(csv_tmp, "w", newline="", encoding="utf-8") as handle:
-                (process or self._process_items)(csv.writer(handle, lineterminator="\n"))
-            os.replace(csv_tmp, self.out_dir / csv_name)
+            write_csv_atomically(self.out_dir, self.config.shard, process or self._process_items)
         finally:
-            csv_tmp.unlink(missing_ok=True)
-            self.release()
+            if self.model is not None:  # a full collection costs ~0.4 s: only when there is a model to free
+                self.model = None
+                release_memory(device)
         self.report.seconds = time.perf_counter() - started
         stop_measuring(self.report, device)
         return self.report
-
-    def release(self) -> None:
-        """Drop the model and give its memory back (a full collection costs ~0.4 s: only when there is one)."""
-        if self.model is not None:
-            self.model = None
-            release_memory(self.config.device)
 
     def _process_items(self, writer: csv.writer) -> None:
         writer.writerow(CSV_FIELDS)
