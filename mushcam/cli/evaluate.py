@@ -8,6 +8,7 @@ import torch
 
 from mushcam.catalog import with_code_consent
 from mushcam.cli.common import resolve_manifest
+from mushcam.distributed.options import add_ray_options, ray_options
 from mushcam.evaluate.predict import evaluate_models
 from mushcam.evaluate.report import format_report
 from mushcam.exceptions import MushcamError
@@ -32,6 +33,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for inference (default: torch's choice; 1 is fastest on a busy shared host)")
     add_trust_code_option(parser)
+    add_ray_options(parser)
     parser.set_defaults(handler=run_evaluate)
 
     report = subparsers.add_parser("report", help="print accuracy, per-class scores, confusion matrix and "
@@ -49,7 +51,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
             raise MushcamError(f"--threads must be at least 1; got {args.threads}")
         torch.set_num_threads(args.threads)
     manifest = with_code_consent(resolve_manifest(args.manifest), trust_code=args.trust_code)
-    evaluate_models(args.data, manifest, args.out, batch_size=args.batch_size, models=args.models)
+    options = ray_options(args)
+    if options is None:
+        evaluate_models(args.data, manifest, args.out, batch_size=args.batch_size, models=args.models)
+        return 0
+    from mushcam.distributed.evaluate import evaluate_models_on_ray
+    from mushcam.distributed.progress import format_pool_reports
+
+    _, pools = evaluate_models_on_ray(args.data, manifest, args.out, options, args.models, args.batch_size)
+    print(format_pool_reports(pools))
     return 0
 
 

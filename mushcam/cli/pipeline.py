@@ -6,14 +6,17 @@ import argparse
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mushcam.cache import DEFAULT_MAX_BYTES, CamCache, default_cache_dir
 from mushcam.cam import DEFAULT_METHOD, method_help, method_names
 from mushcam.catalog import with_code_consent
 from mushcam.cli.common import check_megabytes, resolve_manifest
+from mushcam.distributed.options import add_ray_options, ray_options
+from mushcam.distributed.runtime import RayOptions
 from mushcam.exceptions import UsageError
 from mushcam.files import write_json_atomic
 from mushcam.manifest import Manifest
@@ -24,14 +27,18 @@ from mushcam.pipeline.config import (
     DEFAULT_VIEWS,
     MAX_MAX_SIDE,
     VIEW_NAMES,
+    ModelReport,
     PipelineConfig,
 )
 from mushcam.pipeline.device import resolve_device
-from mushcam.pipeline.items import collect_images, parse_shard, select_shard
+from mushcam.pipeline.items import ImageItem, collect_images, parse_shard, select_shard
 from mushcam.pipeline.job import run_pipeline
 from mushcam.pipeline.summary import format_summary
 from mushcam.render import COLORMAPS, DEFAULT_ALPHA, DEFAULT_COLORMAP
 from mushcam.settings import add_trust_code_option
+
+if TYPE_CHECKING:
+    from mushcam.distributed.pool import PoolReport
 
 
 def _split_list(values: Sequence[str] | None) -> list[str]:
@@ -84,6 +91,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--summary", metavar="FILE", help="also write the run's summary as JSON to FILE")
     parser.add_argument("--out", required=True, help="output folder (created)")
     add_trust_code_option(parser)
+    add_ray_options(parser)
     parser.set_defaults(handler=run_gradcam)
 
 
@@ -162,6 +170,7 @@ def check_output_options(args: argparse.Namespace) -> tuple[str, ...]:
 def run_gradcam(args: argparse.Namespace) -> int:
     """``python -m mushcam gradcam``: exit 0, or 1 when some images could not be processed."""
     rss_after_import = current_rss_bytes()  # torch and the rest are imported: the process's floor
+    options = ray_options(args, args.device)
     config = config_from_args(args)
     def skipped(path: str, reason: str) -> None:
         print(f"skipped {path}: {reason}", file=sys.stderr)
@@ -172,10 +181,14 @@ def run_gradcam(args: argparse.Namespace) -> int:
           f"cache {config.cache.root}", file=sys.stderr)
     started = time.perf_counter()
     startup_peak = peak_rss_bytes()  # before the per-model resets: imports, scanning
-    reports = run_pipeline(config, items, progress=lambda message: print(message, file=sys.stderr, flush=True))
+    reports, pools = _run(config, items, options, _say)
     total = time.perf_counter() - started
     peaks = [p for p in [startup_peak, *(r.peak_rss_bytes for r in reports)] if p is not None]
     print(format_summary(reports, total, config.device, config.method))
+    if pools:
+        from mushcam.distributed.progress import format_pool_reports
+
+        print(format_pool_reports(pools))
     if args.summary:
         summary = {
             "device": str(config.device),
@@ -185,6 +198,21 @@ def run_gradcam(args: argparse.Namespace) -> int:
             "rss_after_import_bytes": rss_after_import,
             "process_peak_rss_bytes": max(peaks) if peaks else None,
             "models": [{**asdict(r), "images_per_second": r.images_per_second} for r in reports],
+            **({"ray": [asdict(p) for p in pools]} if pools else {}),
         }
         write_json_atomic(Path(args.summary), summary, "the run summary")
     return 1 if any(r.failed for r in reports) else 0
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _run(config: PipelineConfig, items: list[ImageItem], options: RayOptions | None,
+         say: Callable[[str], None]) -> tuple[list[ModelReport], list[PoolReport]]:
+    """The job here, or with ``--ray`` on Ray workers (:mod:`mushcam.distributed.gradcam`); reports and pool reports."""
+    if options is None:
+        return run_pipeline(config, items, progress=say), []
+    from mushcam.distributed.gradcam import run_pipeline_on_ray
+
+    return run_pipeline_on_ray(config, items, options, progress=say)

@@ -15,6 +15,7 @@ import torch
 from mushcam.cam import DEFAULT_METHOD, method_help
 from mushcam.catalog import with_code_consent
 from mushcam.cli.common import count_at_least, resolve_manifest
+from mushcam.distributed.options import add_ray_options, ray_options
 from mushcam.exceptions import MushcamError
 from mushcam.settings import add_trust_code_option
 from mushcam.trust.faithfulness import BASELINES, DEFAULT_ROAD_PERCENTAGES, DEFAULT_STEPS, FaithfulnessSettings
@@ -65,6 +66,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
     parser.add_argument("--out", required=True, help="results store (the evaluate command's file), e.g. results.sqlite")
     add_trust_code_option(parser)
+    add_ray_options(parser)
     parser.set_defaults(handler=run_faithfulness)
 
     sanity = subparsers.add_parser("sanity", help="cascading-randomisation sanity check of one model x method")
@@ -92,6 +94,14 @@ def run_faithfulness(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise MushcamError(f"--out {out} is a folder; give a file such as {out / 'results.sqlite'}")
     manifest = with_code_consent(resolve_manifest(args.manifest), trust_code=args.trust_code)
+    if (options := ray_options(args)) is not None:
+        from mushcam.distributed.faithfulness import faithfulness_on_ray
+        from mushcam.distributed.progress import format_pool_reports
+
+        _, pools = faithfulness_on_ray(args.data, manifest, out, args.methods.split(","), options, args.models,
+                                       settings, limit=args.limit)
+        print(format_pool_reports(pools))
+        return 0
     faithfulness_over_folder(args.data, manifest, out, args.methods.split(","), args.models,
                              settings, limit=args.limit)
     return 0

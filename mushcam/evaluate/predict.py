@@ -158,8 +158,12 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def _now() -> str:
+def utc_now() -> str:
+    """The time a run starts or ends, as the store records it (ISO 8601, seconds, UTC)."""
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+_now = utc_now
 
 
 @dataclass(frozen=True)
@@ -200,23 +204,42 @@ def evaluate_models(
     not in the manifest or has no checkpoint is an error, raised before any model runs.
     Each model's run is committed as soon as that model has finished.
     """
+    chosen, out, test_set = prepare_evaluation(data_root, manifest, out, list(models or []) + list(backbones or []),
+                                               batch_size, log)
+
+    def one(backbone: str, images: Sequence[TestImage], unreadable: Sequence[Skipped]):  # noqa: ANN202
+        return evaluate_one(backbone, manifest, images, test_set, unreadable, out, batch_size, log, progress_stream)
+
+    summaries = evaluate_each(chosen, test_set, one)
+    log(f"results written to {out}; print them with: python -m mushcam report {out}")
+    return summaries
+
+
+def prepare_evaluation(data_root: str | Path, manifest: Manifest, out: str | Path, requested: Sequence[str],
+                       batch_size: int, log: Callable[[str], None]) -> tuple[list[str], Path, TestSet]:
+    """Everything checked before any model runs: the batch size, the models, the store, the test set."""
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise MushcamError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}; got {batch_size}")
-    chosen = chosen_models(manifest, list(models or []) + list(backbones or []), log)
-    out = checked_store_path(out)
-    test_set = scanned_test_set(data_root, manifest, log)
+    chosen = chosen_models(manifest, requested, log)
+    return chosen, checked_store_path(out), scanned_test_set(data_root, manifest, log)
+
+
+OneModel = Callable[[str, Sequence[TestImage], Sequence[Skipped]], tuple[RunSummary, tuple[Skipped, ...]]]
+
+
+def evaluate_each(chosen: Sequence[str], test_set: TestSet, one: OneModel) -> list[RunSummary]:
+    """``one(model, images, unreadable so far)`` for each model in turn; an image one model could not read
+    is left out for the later ones (and counted once, as skipped, in each run)."""
     images = list(test_set.images)
     unreadable: list[Skipped] = []
     summaries = []
     for backbone in chosen:
-        summary, newly_unreadable = evaluate_one(backbone, manifest, images, test_set, unreadable, out, batch_size,
-                                                 log, progress_stream)
+        summary, newly_unreadable = one(backbone, images, unreadable)
         if newly_unreadable:
             unreadable.extend(newly_unreadable)
             bad = {s.path for s in newly_unreadable}
             images = [i for i in images if i.relpath not in bad]  # later models skip them at once
         summaries.append(summary)
-    log(f"results written to {out}; print them with: python -m mushcam report {out}")
     return summaries
 
 
@@ -292,28 +315,51 @@ def evaluate_one(
         raise
     finally:
         del model, loaded
+    return save_evaluation(EvaluationPass(backbone, manifest, test_set, out, batch_size, started, digest, layer),
+                           output, unreadable, log)
+
+
+@dataclass(frozen=True)
+class EvaluationPass:
+    """What one model's run records besides its predictions (shared by local and distributed runs)."""
+
+    backbone: str
+    manifest: Manifest
+    test_set: TestSet
+    out: Path
+    batch_size: int
+    started_at: str
+    checkpoint_sha256: str
+    layer: str
+
+
+def save_evaluation(job: EvaluationPass, output: BatchOutput, unreadable: Sequence[Skipped],
+                    log: Callable[[str], None]) -> tuple[RunSummary, tuple[Skipped, ...]]:
+    """One model's predictions saved as a run (sorted by image path); its summary and the images it could not read."""
+    manifest, test_set, backbone = job.manifest, job.test_set, job.backbone
     for item in output.skipped:
         log(f"skipped {item.path}: {item.reason}")
     skipped = test_set.skipped + tuple(unreadable) + tuple(output.skipped)
     predictions = _sorted_predictions(output.predictions)
+    checkpoint = manifest.checkpoint_path(backbone)
     run = RunRecord(
         backbone=backbone,
         checkpoint_path=str(checkpoint.resolve()),
-        checkpoint_sha256=digest,
-        layer=layer,
+        checkpoint_sha256=job.checkpoint_sha256,
+        layer=job.layer,
         arch=manifest.models[backbone].arch,
         data_root=str(test_set.root),
         manifest=manifest.to_dict(),
-        started_at=started,
+        started_at=job.started_at,
         finished_at=_now(),
         versions=library_versions(),
-        batch_size=batch_size,
+        batch_size=job.batch_size,
         seconds=output.seconds,
         n_images=len(predictions),
     )
     if len(predictions) == 0:
         raise MushcamError(f"no image under {test_set.root} could be read")
-    run_id = save_run(out, run, predictions, skipped)
+    run_id = save_run(job.out, run, predictions, skipped)
     metrics = compute_metrics(predictions.true_idx, predictions.pred_idx, manifest.class_names,
                               [c.toxicity for c in manifest.classes])
     log(

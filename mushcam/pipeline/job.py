@@ -130,7 +130,20 @@ def prepare_item(config: PipelineConfig, out_dir: Path, cache_sha: str, layer: s
     return pending
 
 
-class _ModelPass:
+def write_csv_atomically(out_dir: Path, shard: tuple[int, int] | None, fill: Callable[[csv.writer], None]) -> None:
+    """``predictions.csv`` (``predictions.shard-k-of-N.csv``) from ``fill(writer)``, via a temp file and a rename:
+    an interrupted pass leaves the previous CSV, never a partial one."""
+    csv_name = "predictions.csv" if shard is None else "predictions.shard-{}-of-{}.csv".format(*shard)
+    csv_tmp = out_dir / f".{csv_name}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(csv_tmp, "w", newline="", encoding="utf-8") as handle:
+            fill(csv.writer(handle, lineterminator="\n"))
+        os.replace(csv_tmp, out_dir / csv_name)
+    finally:
+        csv_tmp.unlink(missing_ok=True)
+
+
+class ModelPass:
     """One backbone over all images: lazy model, batches, cache, files, CSV."""
 
     def __init__(self, config: PipelineConfig, backbone: str, items: Sequence[ImageItem],
@@ -151,26 +164,26 @@ class _ModelPass:
         self.cache_warned = False
 
     # -- the pass
-    def run(self) -> ModelReport:
-        device = self.config.device
-        start_measuring(self.report, device)
-        started = time.perf_counter()
+    def prepare(self) -> None:
+        """The weights' digest, the cache's key for them and the layer (loading the model only if no entry names it)."""
         self.checkpoint_sha = self.config.cache.checkpoint_sha256(self.checkpoint)  # once per run, memoised
         self.cache_sha = cache_digest(self.checkpoint_sha, entry_fingerprint(self.manifest, self.backbone))
         if self.layer is None:  # the entry names no layer: the model says which (loaded now, not lazily)
             self._model()
+
+    def run(self, process: Callable[[csv.writer], None] | None = None) -> ModelReport:
+        """The whole pass: settings checked, the CSV written by ``process(writer)`` (default: computed here by
+        :meth:`process_items`; :mod:`mushcam.distributed` gathers the rows from workers), the report."""
+        device = self.config.device
+        start_measuring(self.report, device)
+        started = time.perf_counter()
+        self.prepare()
         check_run_settings(self.out_dir, run_settings(self.config, self.backbone, self.checkpoint_sha, self.layer),
                             self.config.force)
-        shard = self.config.shard
-        csv_name = "predictions.csv" if shard is None else "predictions.shard-{}-of-{}.csv".format(*shard)
-        csv_tmp = self.out_dir / f".{csv_name}.{uuid.uuid4().hex}.tmp"
         try:
-            with open(csv_tmp, "w", newline="", encoding="utf-8") as handle:
-                self._process_items(csv.writer(handle, lineterminator="\n"))
-            os.replace(csv_tmp, self.out_dir / csv_name)
+            write_csv_atomically(self.out_dir, self.config.shard, process or self._process_items)
         finally:
-            csv_tmp.unlink(missing_ok=True)
-            if self.model is not None:  # a full collection costs ~0.4 s here: only when there is a model to free
+            if self.model is not None:  # a full collection costs ~0.4 s: only when there is a model to free
                 self.model = None
                 release_memory(device)
         self.report.seconds = time.perf_counter() - started
@@ -178,21 +191,31 @@ class _ModelPass:
         return self.report
 
     def _process_items(self, writer: csv.writer) -> None:
-        """Every image in order into batches of at most ``batch_size`` decoded images, and its CSV row."""
         writer.writerow(CSV_FIELDS)
+        self.process_items(self.items, writer, report_progress=True)
+
+    def process_items(self, items: Sequence[ImageItem], writer: csv.writer, report_progress: bool = False) -> None:
+        """``items`` in order into batches of at most ``batch_size`` decoded images; each one's CSV row to ``writer``.
+
+        Called once for the whole list by a local run, and once per batch of photos by a
+        :mod:`mushcam.distributed` worker (``writer`` then gathers the rows for the driver).
+        """
         last_progress = time.monotonic()
         queue: list[_Pending] = []
-        decoded = 0  # images held in memory: at most one batch, whether to compute or only to draw
-        for done, item in enumerate(self.items, start=1):
+        # photos that needed work: decoded (held in memory: at most one batch, to compute or only to draw) or
+        # unreadable. An unreadable one takes its place too, so that a run's batches are the same consecutive
+        # photos however the list is cut into batches of batch_size (mushcam.distributed gives the same maps)
+        filled = 0
+        for done, item in enumerate(items, start=1):
             pending = prepare_item(self.config, self.out_dir, self.cache_sha, self.layer, item, self.report.failed)
             if pending is not None:
                 queue.append(pending)
-                decoded += pending.image is not None
-            if decoded >= self.config.batch_size or len(queue) >= MAX_QUEUE:
+            filled += pending is None or pending.image is not None
+            if filled >= self.config.batch_size or len(queue) >= MAX_QUEUE:
                 self._flush(queue, writer)
-                queue, decoded = [], 0
-            if time.monotonic() - last_progress >= PROGRESS_SECONDS:
-                self.progress(f"{self.backbone}: {done}/{len(self.items)} images")
+                queue, filled = [], 0
+            if report_progress and time.monotonic() - last_progress >= PROGRESS_SECONDS:
+                self.progress(f"{self.backbone}: {done}/{len(items)} images")
                 last_progress = time.monotonic()
         self._flush(queue, writer)
 
@@ -276,13 +299,11 @@ class _ModelPass:
         return self.model
 
 
-def run_pipeline(
-    config: PipelineConfig,
-    items: Sequence[ImageItem],
-    progress: Callable[[str], None] | None = None,
-) -> list[ModelReport]:
-    """Grad-CAM of ``items`` (already sharded) for each backbone in turn; one report per model."""
-    say = progress or (lambda message: None)
+_ModelPass = ModelPass  # the name tests patch (and older callers used)
+
+
+def check_job(config: PipelineConfig, items: Sequence[ImageItem]) -> None:
+    """Before any work: the targets, every model in the manifest with its checkpoint, the output folders made."""
     check_targets(config, items)
     for backbone in config.backbones:
         if backbone not in config.manifest.models:
@@ -294,8 +315,19 @@ def run_pipeline(
                 raise CheckpointError(reason)
             raise FileNotFoundError(f"checkpoint for {backbone} not found: {path}")
     config.out.mkdir(parents=True, exist_ok=True)
-    reports = []
     for backbone in config.backbones:
         (config.out / model_folder_name(backbone, config.method)).mkdir(parents=True, exist_ok=True)
-        reports.append(_ModelPass(config, backbone, items, say).run())
+
+
+def run_pipeline(
+    config: PipelineConfig,
+    items: Sequence[ImageItem],
+    progress: Callable[[str], None] | None = None,
+) -> list[ModelReport]:
+    """Grad-CAM of ``items`` (already sharded) for each backbone in turn; one report per model."""
+    say = progress or (lambda message: None)
+    check_job(config, items)
+    reports = []
+    for backbone in config.backbones:
+        reports.append(ModelPass(config, backbone, items, say).run())
     return reports

@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -131,12 +131,8 @@ def faithfulness_over_folder(
     progress_stream: TextIO | None = None,
 ) -> list[TrustRunSummary]:
     """Score every (model, method) on every image under ``data_root/<Class>/`` into ``out``."""
-    chosen_methods = check_methods(methods)
-    chosen_models = choose_models(manifest, models, log)
-    trust_store.check_writable(out)  # a read-only store is said now, not after the work
-    root, images = scanned_images(data_root, manifest, limit, log)
-    log(f"{len(images)} images in {root}; baseline {settings.baseline}, {settings.steps} steps, "
-        f"ROAD at {', '.join(map(str, settings.road_percentages)) or 'no'} %")
+    chosen_methods, chosen_models, root, images = prepare_faithfulness(data_root, manifest, methods, models,
+                                                                       settings, limit, log, out)
     summaries = []
     for name in chosen_models:
         reset_peak_rss()  # the peak printed below is this model's own
@@ -152,6 +148,82 @@ def faithfulness_over_folder(
             gc.collect()
     log(f"results written to {out}; print them with: python -m mushcam report {out}")
     return summaries
+
+
+def prepare_faithfulness(
+    data_root: str | Path,
+    manifest: Manifest,
+    methods: Sequence[str],
+    models: Sequence[str] | None,
+    settings: FaithfulnessSettings,
+    limit: int | None,
+    log: Callable[[str], None],
+    out: str | Path | None = None,
+) -> tuple[list[str], list[str], Path, list[TestImage]]:
+    """Everything checked before any model runs: methods, models, the store ``out`` writable, the
+    test folder and the images scored (logged, skipped files with their reasons)."""
+    chosen_methods = check_methods(methods)
+    chosen_models = choose_models(manifest, models, log)
+    if out is not None:
+        trust_store.check_writable(out)  # a read-only store is said now, not after the work
+    root, images = scanned_images(data_root, manifest, limit, log)
+    if not images:
+        raise MushcamError(f"no images of the manifest's classes under {root}")
+    log(f"{len(images)} images in {root}; baseline {settings.baseline}, {settings.steps} steps, "
+        f"ROAD at {', '.join(map(str, settings.road_percentages)) or 'no'} %")
+    return chosen_methods, chosen_models, root, images
+
+
+FaithfulnessRow = tuple[str, str, int, ImageFaithfulness]  # image path, image SHA-256, true class, scores
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    """What one batch gave: the rows to store, how many photos were read, and those that failed (path, reason)."""
+
+    rows: list[FaithfulnessRow]
+    read: int
+    failed: list[tuple[str, str]]
+
+
+def score_batch(loaded, items: Sequence[TestImage], manifest: Manifest, method: str,  # noqa: ANN001
+                settings: FaithfulnessSettings, log: Callable[[str], None],
+                done_before: Mapping[str, str] | None = None) -> ScoredBatch:
+    """One batch of photos: decoded, the maps of those not yet scored in one call, each map scored
+    (``loaded``: .model and .layer; ``done_before``: path -> SHA-256 of photos a resumed run holds).
+
+    The unit of work of a local pass and of a :mod:`mushcam.distributed` worker alike.
+    """
+    decoded = decode_items(items, manifest, log)
+    done_before = done_before or {}
+    todo = [i for i, (item, sha) in enumerate(decoded.kept) if done_before.get(item.relpath) != sha]
+    rows = _score_batch(loaded, method, decoded, todo, settings) if todo else []
+    return ScoredBatch(rows, len(decoded.kept), decoded.failed)
+
+
+def resume_pass(out: str | Path, key: trust_store.RunKey, settings: FaithfulnessSettings,
+                images: Sequence[TestImage], log: Callable[[str], None]) -> tuple[int, dict[str, str]]:
+    """The run to write into and the photos an interrupted run of the same identity already scored (logged)."""
+    frun_id, done_before = trust_store.resume_faithfulness(out, key, settings)
+    if done_before:
+        already = len(done_before.keys() & {item.relpath for item in images})
+        log(f"{key.model} · {key.method}: resuming an interrupted run, {already} of {len(images)} images already "
+            "scored (a photo whose bytes changed since is scored again)")
+    return frun_id, done_before
+
+
+def finish_pass(out: str | Path, key: trust_store.RunKey, frun_id: int, images: Sequence[TestImage],
+                seconds: float, read: int, failed: Sequence[tuple[str, str]],
+                log: Callable[[str], None]) -> TrustRunSummary:
+    """Mark the run complete (only ``images``' rows kept), log its time and this process's peak memory;
+    its summary. Not one photo read is the error :func:`none_readable`, and the run stays open."""
+    if not read:
+        raise none_readable(len(images), Path(key.data_root), failed)
+    trust_store.finish_faithfulness(out, frun_id, seconds, keep=[item.relpath for item in images])
+    peak = peak_rss_bytes()
+    log(f"{key.model} · {key.method}: {len(images)} images in {seconds:.1f} s"
+        + (f"; peak resident memory {peak / 2**20:.0f} MB" if peak else ""))
+    return TrustRunSummary(key.model, key.method, len(images), seconds, peak / 2**20 if peak else None)
 
 
 def faithfulness_pass(
@@ -171,36 +243,23 @@ def faithfulness_pass(
     scored (same path, same bytes) are not scored again, and the finished run equals an
     uninterrupted one (each image's random stream depends only on the seed and its bytes).
     """
-    frun_id, done_before = trust_store.resume_faithfulness(out, key, settings)
-    already = len(done_before.keys() & {item.relpath for item in images})
-    if done_before:
-        log(f"{key.model} · {key.method}: resuming an interrupted run, {already} of {len(images)} images already "
-            "scored (a photo whose bytes changed since is scored again)")
+    frun_id, done_before = resume_pass(out, key, settings, images, log)
     bar = Progress(f"{key.model} · {key.method}", len(images), progress_stream)
     start = time.perf_counter()
-    done, scored, failed = 0, 0, []
+    done, read, failed = 0, 0, []
     for first in range(0, len(images), cam_batch_size):
-        decoded = decode_items(images[first:first + cam_batch_size], manifest, log)
-        failed.extend(decoded.failed)
-        todo = [i for i, (item, sha) in enumerate(decoded.kept) if done_before.get(item.relpath) != sha]
-        scored += len(decoded.kept)
-        if todo:
-            rows = _score_batch(loaded, key.method, decoded, todo, settings)
-            trust_store.append_faithfulness(out, frun_id, rows)
+        batch = score_batch(loaded, images[first:first + cam_batch_size], manifest, key.method, settings, log,
+                            done_before)
+        read, failed = read + batch.read, failed + batch.failed
+        if batch.rows:
+            trust_store.append_faithfulness(out, frun_id, batch.rows)
         done += min(cam_batch_size, len(images) - first)
         bar.update(done)
-    if not scored:
-        raise none_readable(len(images), Path(key.data_root), failed)
-    seconds = time.perf_counter() - start
-    trust_store.finish_faithfulness(out, frun_id, seconds, keep=[item.relpath for item in images])
-    peak = peak_rss_bytes()
-    log(f"{key.model} · {key.method}: {len(images)} images in {seconds:.1f} s"
-        + (f"; peak resident memory {peak / 2**20:.0f} MB" if peak else ""))
-    return TrustRunSummary(key.model, key.method, len(images), seconds, peak / 2**20 if peak else None)
+    return finish_pass(out, key, frun_id, images, time.perf_counter() - start, read, failed, log)
 
 
 def _score_batch(loaded, method: str, decoded: Decoded, todo: Sequence[int],  # noqa: ANN001 - a catalog entry
-                 settings: FaithfulnessSettings) -> list[tuple[str, str, int, ImageFaithfulness]]:
+                 settings: FaithfulnessSettings) -> list[FaithfulnessRow]:
     """The maps of the ``todo`` images of a decoded batch, each scored: rows for the store."""
     batch = torch.stack([decoded.tensors[i] for i in todo])
     result = cam(loaded.model, batch, loaded.layer, None, method)
