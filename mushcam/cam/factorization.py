@@ -23,7 +23,7 @@ import torch
 from mushcam.cam.core import MapRequest
 
 DFF_CONCEPTS = 5
-DFF_ITERATIONS = 300
+DFF_ITERATIONS = 1000
 DFF_SEED = 0
 _TINY = 1e-12
 

@@ -8,7 +8,8 @@
 - CAM (Zhou et al. 2016): for a layer that feeds a global-average-pool + linear head, the class's
   weights ``W_c`` of that linear layer: map ``sum_k W_ck A_k`` (= h w times Grad-CAM's map there).
 - RefineCAM (pytorch-grad-cam's): the product over the requested layers of each layer's
-  Grad-CAM++ map, min-max normalised and resized to the input (a single layer: its Grad-CAM++).
+  Grad-CAM++ map, min-max normalised, resized to the input and min-max normalised again (as the
+  peer's per-layer maps are); a single layer gives its Grad-CAM++ map so scaled.
 - Smooth Grad-CAM++ (Omeiza 2019): ``D^p = mean_s G(X + e_s)^p`` over ``SMOOTH_SAMPLES`` noisy
   copies (e ~ N(0, SMOOTH_STD^2), seeded), ``alpha = D^2 / (2 D^2 + sum_ab A_kab D^3)``,
   ``w_k = sum_ij alpha ReLU(D^1)``; map ``sum_k w_k A_k`` on the image's own A. Each noisy copy is
@@ -105,7 +106,7 @@ def refine_cam(request: MapRequest) -> torch.Tensor:
     for name, activation in captured.activations.items():
         gradient = captured.gradients[name] if captured.gradients is not None else request.gradient
         layer_map = weighted_sum(grad_cam_pp_weights(activation, gradient), activation)
-        scaled = resized(min_max(layer_map), size)
+        scaled = min_max(resized(min_max(layer_map), size))  # the peer scales before and after resizing
         product = scaled if product is None else product * scaled
     return product
 
