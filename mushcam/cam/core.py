@@ -110,9 +110,13 @@ class LayerRecorder:
     Forwards from other threads than the creating one are ignored.
     """
 
-    def __init__(self, modules: dict[str, nn.Module], channels_last: dict[str, bool]) -> None:
+    def __init__(
+        self, modules: dict[str, nn.Module], channels_last: dict[str, bool], keep_inputs: bool = False
+    ) -> None:
         self.modules = modules
         self.channels_last = channels_last
+        self.keep_inputs = keep_inputs  # also keep each layer's (first) input, detached (LeGrad)
+        self.inputs: dict[str, torch.Tensor] = {}
         self.activations: dict[str, torch.Tensor] = {}
         self.layouts: dict[str, str] = {}
         self.thread = threading.get_ident()
@@ -122,6 +126,8 @@ class LayerRecorder:
         try:
             for name, module in self.modules.items():
                 self.handles.append(module.register_forward_hook(self._hook(name)))
+                if self.keep_inputs:
+                    self.handles.append(module.register_forward_pre_hook(self._input_hook(name)))
         except BaseException:
             self.remove()
             raise
@@ -135,6 +141,13 @@ class LayerRecorder:
         for handle in self.handles:
             handle.remove()
         self.handles.clear()
+
+    def _input_hook(self, name: str) -> Callable[[nn.Module, tuple], None]:
+        def hook(module: nn.Module, args: tuple) -> None:
+            if threading.get_ident() == self.thread and args and isinstance(args[0], torch.Tensor):
+                self.inputs[name] = args[0].detach()
+
+        return hook
 
     def _hook(self, name: str) -> Callable[[nn.Module, object, object], object]:
         def hook(module: nn.Module, inputs: object, output: object) -> object:
@@ -208,8 +221,8 @@ def prepare_inputs(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     return inputs.detach()
 
 
-def layer_recorder(model: nn.Module, layers: Sequence[str]) -> LayerRecorder:
-    """The hooks that keep each layer's output during one forward (a context manager)."""
+def layer_recorder(model: nn.Module, layers: Sequence[str], keep_inputs: bool = False) -> LayerRecorder:
+    """The hooks that keep each layer's output (and with ``keep_inputs`` its input) during one forward."""
     try:
         modules = {name: get_layer(model, name) for name in layers}
     except MushcamError:
@@ -217,7 +230,7 @@ def layer_recorder(model: nn.Module, layers: Sequence[str]) -> LayerRecorder:
     except ValueError as exc:  # an unknown layer name: the user's input
         raise GradCAMError(str(exc)) from None
     channels_last = {name: channels_last_module(model, resolve_layer(model, name)) for name in layers}
-    return LayerRecorder(modules, channels_last)
+    return LayerRecorder(modules, channels_last, keep_inputs)
 
 
 def recorded_forward(
@@ -264,6 +277,7 @@ class Capture:
     raw: dict[str, torch.Tensor]
     layouts: dict[str, str]
     hessian_products: dict[str, torch.Tensor] | None = None  # H A = d(G . A)/dA at A, when asked (ShapleyCAM)
+    layer_inputs: dict[str, torch.Tensor] | None = None  # what entered each layer, when asked (LeGrad)
 
 
 def capture(
@@ -274,6 +288,7 @@ def capture(
     gradients: bool = True,
     score: Score = class_score,
     second_order: bool = False,
+    keep_inputs: bool = False,
 ) -> Capture:
     """Run ``model`` once on ``inputs``; keep the target layers' activations (and gradients).
 
@@ -283,10 +298,11 @@ def capture(
     is its own). Costs one forward pass, plus a head-only backward pass when ``gradients`` is true.
     ``second_order`` (with ``gradients``) also keeps the Hessian-vector product ``H A`` with
     ``H = d^2 y_c / d A^2``: a second head-only backward through the first one's graph.
+    ``keep_inputs`` also keeps what entered each layer (detached), for methods that recompute a block.
     """
     layers = layer_names(layer)
     inputs = prepare_inputs(model, inputs)
-    with eval_mode(model), layer_recorder(model, layers) as recorder, torch.no_grad():
+    with eval_mode(model), layer_recorder(model, layers, keep_inputs) as recorder, torch.no_grad():
         logits, chosen = recorded_forward(model, inputs, layers, recorder, class_idx)
         leaves = [recorder.activations[name] for name in layers]
         grads, hvps = None, None
@@ -302,6 +318,7 @@ def capture(
         raw={name: leaf.detach() for name, leaf in zip(layers, leaves, strict=True)},
         layouts=dict(recorder.layouts),
         hessian_products=hvps,
+        layer_inputs=dict(recorder.inputs) if keep_inputs else None,
     )
 
 

@@ -47,7 +47,7 @@ def cam(
     score = _score_for(entry, versus)
     with eval_mode(model):
         captured = capture(model, inputs, layers, class_idx, gradients=entry.needs_gradient, score=score,
-                           second_order=entry.second_order)
+                           second_order=entry.second_order, keep_inputs=entry.layer_input)
         cams_by_layer: dict[str, torch.Tensor] = {}
         for name in layers:
             raw_map = entry.function(MapRequest(model, captured, name, batch_size, progress))

@@ -10,16 +10,15 @@ tokens z^l after the block, the block's own class score is ``s^l = heads(ln(mean
 Attention values are not multiplied in (as in the paper and torchcam). One layer gives its own
 map; torchcam averages the maps of several blocks, which is the mean of ours over those layers.
 
-Cost: the capture (one forward, no gradient), then the trunk once more up to the block, on one
-batch, stopped there, and the block alone recomputed with autograd on: the backward covers that
-block and the head, nothing before it. A model that is not a torchvision ViT, or a layer that is
+Cost: the capture (one forward, no gradient, keeping the tokens that enter the block), then the
+block alone recomputed with autograd on: the backward covers that block and the head, nothing
+before it (torchcam runs the whole forward with autograd on). A model that is not a torchvision ViT, or a layer that is
 not one of its blocks, is refused with a message.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 
 import torch
 import torch.nn.functional as F
@@ -29,33 +28,6 @@ from mushcam.cam.core import GradCAMError, MapRequest
 from mushcam.models import get_layer
 
 PREFIX_TOKENS = 1  # the class token
-
-
-class _Reached(Exception):
-    """Raised from the block's pre-hook to stop the forward once its input is known."""
-
-
-def _block_input(model: nn.Module, block: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    """The tokens entering ``block`` (the trunk run under no_grad and stopped at the block)."""
-    seen: list[torch.Tensor] = []
-    thread = threading.get_ident()
-
-    def hook(module: nn.Module, args: tuple) -> None:
-        if threading.get_ident() == thread:
-            seen.append(args[0].detach())
-            raise _Reached
-
-    handle = block.register_forward_pre_hook(hook)
-    try:
-        with torch.no_grad():
-            model(inputs)
-    except _Reached:
-        pass
-    finally:
-        handle.remove()
-    if not seen:
-        raise GradCAMError("the forward pass never reached the chosen block, so LeGrad cannot explain the output")
-    return seen[0]
 
 
 def _checked_vit(model: nn.Module, layer: str) -> tuple[nn.Module, nn.MultiheadAttention]:
@@ -86,7 +58,9 @@ def legrad(request: MapRequest) -> torch.Tensor:
     """LeGrad map of one ViT block, N x g x g (g x g the patch grid)."""
     model, captured = request.model, request.captured
     block, attention = _checked_vit(model, request.layer)
-    tokens = _block_input(model, block, captured.inputs)
+    if captured.layer_inputs is None or request.layer not in captured.layer_inputs:
+        raise GradCAMError("LeGrad needs the tokens entering the block, but the capture ran without them")
+    tokens = captured.layer_inputs[request.layer]
     with torch.enable_grad():
         probabilities, mixed = _attention(attention, block.ln_1(tokens))
         after = block.dropout(mixed) + tokens

@@ -27,7 +27,7 @@ refinecam      as gradcam (all requested layers from one capture)
 smoothgradcampp  1 + 4 (forward + head-only backward) on noisy copies
 sscam          1 forward + 35 K full forward passes
 iscam          1 forward + 10 K full forward passes
-legrad         1 forward + the trunk up to the block + that block's backward (ViT)
+legrad         1 forward + the block recomputed, and its and the head's backward (ViT)
 dff            as gradcam, + one small NMF per image
 =============  ===============================================================
 
@@ -94,6 +94,7 @@ class Method:
     target: Score | None = None  # the method's own target (Finer-CAM); None: the explained class's logit
     second_order: bool = False  # the capture also keeps the head's Hessian-vector product (ShapleyCAM)
     contrast: bool = True  # False: the method re-runs its own captures of the class's logit (no versus)
+    layer_input: bool = False  # the capture also keeps what entered the layer (LeGrad recomputes the block)
 
     @property
     def can_contrast(self) -> bool:
@@ -180,8 +181,8 @@ BUILT_IN: tuple[Method, ...] = (
            sampled_passes(SSCAM_SAMPLES)),
     Method("iscam", "IS-CAM", f"1 forward + {ISCAM_SAMPLES} full forwards per channel", False, is_cam,
            sampled_passes(ISCAM_SAMPLES)),
-    Method("legrad", "LeGrad", "1 forward + the trunk up to the block + that block's backward (ViT only)", False,
-           legrad, lambda channels: 2.0),
+    Method("legrad", "LeGrad", "1 forward + the block recomputed with autograd and its backward (ViT only)", False,
+           legrad, layer_input=True),
     Method("dff", "Deep Feature Factorization", f"{HEAD_BACKWARD}, one small NMF per image", True,
            deep_feature_factorization),
 )
