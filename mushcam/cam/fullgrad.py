@@ -53,9 +53,11 @@ def _recorded_outputs(model: nn.Module, layers: list[nn.Module], inputs: torch.T
     thread = threading.get_ident()
 
     def keep(index: int):  # noqa: ANN202
-        def hook(module: nn.Module, args: object, output: torch.Tensor) -> None:
-            if threading.get_ident() == thread:
-                outputs[index] = output
+        def hook(module: nn.Module, args: object, output: torch.Tensor) -> torch.Tensor | None:
+            if threading.get_ident() != thread:
+                return None
+            outputs[index] = output
+            return output.clone()  # an in-place activation after it (ReLU(inplace=True)) must not rebase it
         return hook
 
     handles = [layer.register_forward_hook(keep(i)) for i, layer in enumerate(layers)]

@@ -73,6 +73,16 @@ def test_method_equals_pytorch_grad_cam(scaled, batch, method):
     assert relative_error(pgc_scaling(ours, SIZE, times), theirs) < 1e-5
 
 
+def test_fullgrad_reads_a_layer_output_before_an_inplace_activation_changes_it(batch):
+    """ResNets and EfficientNets put ReLU(inplace=True) / SiLU(inplace=True) after batch norm: the
+    gradient must be the one at the batch norm's output, as the peer's tensor hooks see it."""
+    model = TinyCNN(head_scale=HEAD_SCALE)
+    model.features[2] = torch.nn.ReLU(inplace=True)
+    ours = cam(model, batch, LAYER, CLASSES, method="fullgrad").cams
+    theirs = pgc_scaled("fullgrad", model, [], batch, CLASSES)
+    assert relative_error(pgc_scaling(ours, SIZE, 1), theirs) < 1e-5
+
+
 def test_fullgrad_is_at_the_input_size_and_not_the_gradcam_map(batch):
     model = TinyCNN(head_scale=HEAD_SCALE)
     ours = cam(model, batch, LAYER, CLASSES, method="fullgrad").cams
