@@ -21,7 +21,7 @@ import pytest
 import torch
 from cam_peers import TinyCNN, grad_cam_lib_raw, pgc_scaled, pgc_scaling, tiny_vit, torchcam_maps
 
-from mushcam.cam import METHODS, cam, capture, get_method
+from mushcam.cam import METHODS, cam, capture, get_method, score_variants
 from mushcam.cam.activation import eigen_projection, kernel_projection
 from mushcam.cam.factorization import factorise, nmf
 from mushcam.exceptions import MushcamError
@@ -169,10 +169,14 @@ def test_cam_refuses_a_layer_without_a_pooled_linear_head(layer):
         cam(model, torch.zeros(1, 3, *SIZE), layer, method="cam")
 
 
+@pytest.mark.parametrize("cached", (True, False), ids=["masks-kept", "masks-per-chunk"])
 @pytest.mark.parametrize("method", ("sscam", "iscam"))
-def test_score_variants_equal_torchcam(batch, method):
+def test_score_variants_equal_torchcam(batch, method, cached, monkeypatch):
     """The same seed gives the same noise (SS-CAM draws it in torchcam's order); the unscaled head
-    keeps the softmax over channels from being one-hot."""
+    keeps the softmax over channels from being one-hot. Both mask paths: upsampled once and kept
+    (when they fit MASK_CACHE_BYTES), or made again for every chunk."""
+    if not cached:
+        monkeypatch.setattr(score_variants, "MASK_CACHE_BYTES", 0)
     model = TinyCNN(mlp=True)
     ours = cam(model, batch, LAYER, CLASSES, method=method, batch_size=7).cams
     assert relative_error(ours, torchcam_maps(method, model, LAYER, batch, CLASSES, seed=0)) < 1e-5
