@@ -2,9 +2,14 @@
 (:mod:`mushcam.cam.registry`) and :func:`cam`, which runs any of them.
 
 The methods live by kind: :mod:`mushcam.cam.gradient` (Grad-CAM, Grad-CAM++, XGrad-CAM,
-HiResCAM, LayerCAM), :mod:`mushcam.cam.activation` (Eigen-CAM), :mod:`mushcam.cam.ablation`
-and :mod:`mushcam.cam.score` (the perturbation methods Ablation-CAM and Score-CAM);
-:mod:`mushcam.cam.cost` says how long a method will take before it starts.
+HiResCAM, LayerCAM) and :mod:`mushcam.cam.gradient_more` (CAM, EigenGrad-CAM, element-wise
+Grad-CAM, ShapleyCAM, RefineCAM, Smooth Grad-CAM++), :mod:`mushcam.cam.activation` (Eigen-CAM,
+KPCA-CAM, FEM), :mod:`mushcam.cam.factorization` (Deep Feature Factorization),
+:mod:`mushcam.cam.fullgrad` (FullGrad: the one method with a whole-network backward),
+:mod:`mushcam.cam.legrad` (LeGrad, for Vision Transformers), and the perturbation methods
+:mod:`mushcam.cam.ablation`, :mod:`mushcam.cam.score` and :mod:`mushcam.cam.score_variants`
+(Ablation-CAM, Score-CAM, SS-CAM, IS-CAM); :mod:`mushcam.cam.cost` says how long a method will
+take before it starts.
 """
 
 from mushcam.cam.core import (

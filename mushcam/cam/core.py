@@ -110,9 +110,13 @@ class LayerRecorder:
     Forwards from other threads than the creating one are ignored.
     """
 
-    def __init__(self, modules: dict[str, nn.Module], channels_last: dict[str, bool]) -> None:
+    def __init__(
+        self, modules: dict[str, nn.Module], channels_last: dict[str, bool], keep_inputs: bool = False
+    ) -> None:
         self.modules = modules
         self.channels_last = channels_last
+        self.keep_inputs = keep_inputs  # also keep each layer's (first) input, detached (LeGrad)
+        self.inputs: dict[str, torch.Tensor] = {}
         self.activations: dict[str, torch.Tensor] = {}
         self.layouts: dict[str, str] = {}
         self.thread = threading.get_ident()
@@ -122,6 +126,8 @@ class LayerRecorder:
         try:
             for name, module in self.modules.items():
                 self.handles.append(module.register_forward_hook(self._hook(name)))
+                if self.keep_inputs:
+                    self.handles.append(module.register_forward_pre_hook(self._input_hook(name)))
         except BaseException:
             self.remove()
             raise
@@ -135,6 +141,13 @@ class LayerRecorder:
         for handle in self.handles:
             handle.remove()
         self.handles.clear()
+
+    def _input_hook(self, name: str) -> Callable[[nn.Module, tuple], None]:
+        def hook(module: nn.Module, args: tuple) -> None:
+            if threading.get_ident() == self.thread and args and isinstance(args[0], torch.Tensor):
+                self.inputs[name] = args[0].detach()
+
+        return hook
 
     def _hook(self, name: str) -> Callable[[nn.Module, object, object], object]:
         def hook(module: nn.Module, inputs: object, output: object) -> object:
@@ -208,8 +221,8 @@ def prepare_inputs(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     return inputs.detach()
 
 
-def layer_recorder(model: nn.Module, layers: Sequence[str]) -> LayerRecorder:
-    """The hooks that keep each layer's output during one forward (a context manager)."""
+def layer_recorder(model: nn.Module, layers: Sequence[str], keep_inputs: bool = False) -> LayerRecorder:
+    """The hooks that keep each layer's output (and with ``keep_inputs`` its input) during one forward."""
     try:
         modules = {name: get_layer(model, name) for name in layers}
     except MushcamError:
@@ -217,7 +230,7 @@ def layer_recorder(model: nn.Module, layers: Sequence[str]) -> LayerRecorder:
     except ValueError as exc:  # an unknown layer name: the user's input
         raise GradCAMError(str(exc)) from None
     channels_last = {name: channels_last_module(model, resolve_layer(model, name)) for name in layers}
-    return LayerRecorder(modules, channels_last)
+    return LayerRecorder(modules, channels_last, keep_inputs)
 
 
 def recorded_forward(
@@ -263,6 +276,8 @@ class Capture:
     inputs: torch.Tensor
     raw: dict[str, torch.Tensor]
     layouts: dict[str, str]
+    hessian_products: dict[str, torch.Tensor] | None = None  # H A = d(G . A)/dA at A, when asked (ShapleyCAM)
+    layer_inputs: dict[str, torch.Tensor] | None = None  # what entered each layer, when asked (LeGrad)
 
 
 def capture(
@@ -272,6 +287,8 @@ def capture(
     class_idx: ClassIndex = None,
     gradients: bool = True,
     score: Score = class_score,
+    second_order: bool = False,
+    keep_inputs: bool = False,
 ) -> Capture:
     """Run ``model`` once on ``inputs``; keep the target layers' activations (and gradients).
 
@@ -279,13 +296,18 @@ def capture(
     :mod:`mushcam.cam.targets` for contrasts) is differentiated with respect to the hooked
     activations only (images in a batch do not interact in eval mode, so each image's gradient
     is its own). Costs one forward pass, plus a head-only backward pass when ``gradients`` is true.
+    ``second_order`` (with ``gradients``) also keeps the Hessian-vector product ``H A`` with
+    ``H = d^2 y_c / d A^2``: a second head-only backward through the first one's graph.
+    ``keep_inputs`` also keeps what entered each layer (detached), for methods that recompute a block.
     """
     layers = layer_names(layer)
     inputs = prepare_inputs(model, inputs)
-    with eval_mode(model), layer_recorder(model, layers) as recorder, torch.no_grad():
+    with eval_mode(model), layer_recorder(model, layers, keep_inputs) as recorder, torch.no_grad():
         logits, chosen = recorded_forward(model, inputs, layers, recorder, class_idx)
         leaves = [recorder.activations[name] for name in layers]
-        grads = _head_gradients(logits, chosen, layers, leaves, recorder.layouts, score) if gradients else None
+        grads, hvps = None, None
+        if gradients:
+            grads, hvps = _head_gradients(logits, chosen, layers, leaves, recorder.layouts, score, second_order)
     return Capture(
         activations={name: as_feature_map(leaf.detach(), recorder.layouts[name])
                      for name, leaf in zip(layers, leaves, strict=True)},
@@ -295,6 +317,8 @@ def capture(
         inputs=inputs,
         raw={name: leaf.detach() for name, leaf in zip(layers, leaves, strict=True)},
         layouts=dict(recorder.layouts),
+        hessian_products=hvps,
+        layer_inputs=dict(recorder.inputs) if keep_inputs else None,
     )
 
 
@@ -305,19 +329,38 @@ def _head_gradients(
     leaves: Sequence[torch.Tensor],
     layouts: dict[str, str],
     score: Score = class_score,
-) -> dict[str, torch.Tensor]:
-    """``d (sum_n score_n) / d A`` for each hooked leaf, as feature maps (the head-only backward)."""
+    second_order: bool = False,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+    """``d (sum_n score_n) / d A`` for each hooked leaf, as feature maps (the head-only backward),
+    and with ``second_order`` the Hessian-vector products ``H A`` (None otherwise)."""
     if not logits.requires_grad:
         raise GradCAMError(f"no gradient flows from the output back to layer {layers[0]!r}")
     with torch.enable_grad():
         total = score(logits, chosen).sum()
-        found = torch.autograd.grad(total, list(leaves), allow_unused=True)
+        found = torch.autograd.grad(total, list(leaves), allow_unused=True, create_graph=second_order)
     grads = {}
     for name, gradient in zip(layers, found, strict=True):
         if gradient is None:
             raise GradCAMError(f"no gradient flows from the output back to layer {name!r}")
         grads[name] = as_feature_map(gradient.detach(), layouts[name])
-    return grads
+    hvps = _hessian_products(found, leaves, layers, layouts) if second_order else None
+    return grads, hvps
+
+
+def _hessian_products(
+    found: Sequence[torch.Tensor], leaves: Sequence[torch.Tensor], layers: Sequence[str], layouts: dict[str, str]
+) -> dict[str, torch.Tensor]:
+    """``H A`` per leaf: the gradient of ``G . A`` (A held fixed) with respect to A; 0 where the head is linear."""
+    products = {}
+    for name, gradient, leaf in zip(layers, found, leaves, strict=True):
+        product = None
+        if gradient.requires_grad:
+            with torch.enable_grad():
+                (product,) = torch.autograd.grad(gradient, leaf, grad_outputs=leaf.detach(), allow_unused=True,
+                                                 retain_graph=True)
+        product = torch.zeros_like(leaf) if product is None else product
+        products[name] = as_feature_map(product.detach(), layouts[name])
+    return products
 
 
 @dataclass(frozen=True)

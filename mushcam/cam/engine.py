@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from mushcam.cam.core import CamResult, ClassIndex, MapRequest, Progress, capture, eval_mode, layer_names
-from mushcam.cam.registry import DEFAULT_METHOD, Method, get_method
+from mushcam.cam.registry import DEFAULT_METHOD, Method, get_method, method_names
 from mushcam.cam.targets import Score, TargetError, class_score, contrast_score
 from mushcam.finite import require_finite
 
@@ -46,7 +46,8 @@ def cam(
     layers = layer_names(layer)
     score = _score_for(entry, versus)
     with eval_mode(model):
-        captured = capture(model, inputs, layers, class_idx, gradients=entry.needs_gradient, score=score)
+        captured = capture(model, inputs, layers, class_idx, gradients=entry.needs_gradient, score=score,
+                           second_order=entry.second_order, keep_inputs=entry.layer_input)
         cams_by_layer: dict[str, torch.Tensor] = {}
         for name in layers:
             raw_map = entry.function(MapRequest(model, captured, name, batch_size, progress))
@@ -65,8 +66,9 @@ def _score_for(entry: Method, versus: int | Sequence[int] | torch.Tensor | None)
     if versus is None:
         return entry.target or class_score
     if not entry.can_contrast:
+        able = ", ".join(get_method(name).label for name in method_names() if get_method(name).can_contrast)
         raise TargetError(f"{entry.label} cannot make a contrastive map: 'versus' needs a gradient method of the "
-                          "explained class's logit (Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM)")
+                          f"explained class's logit ({able})")
     return contrast_score(versus)
 
 

@@ -15,6 +15,20 @@ eigencam       1 forward (no gradient), one SVD of the h*w x K activation
 ablationcam    1 forward + ceil(K / batch_size) trunk passes on one image + the
                head on K ablated copies (see :mod:`mushcam.cam.ablation`)
 scorecam       1 forward + K full forward passes, batch_size at a time
+finercam       as gradcam
+cam            1 forward (no gradient); needs a global-average-pool + linear head
+eigengradcam   as gradcam, + one small SVD
+gradcamelementwise  as gradcam
+fullgrad       1 forward with autograd + 1 backward through the WHOLE network
+kpcacam        1 forward (no gradient), one h*w x h*w kernel eigendecomposition
+shapleycam     1 forward + 2 head-only backward passes (gradient, Hessian-vector)
+fem            1 forward (no gradient)
+refinecam      as gradcam (all requested layers from one capture)
+smoothgradcampp  1 + 4 (forward + head-only backward) on noisy copies
+sscam          1 forward + 35 K full forward passes
+iscam          1 forward + 10 K full forward passes
+legrad         1 forward + the block recomputed, and its and the head's backward (ViT)
+dff            as gradcam, + one small NMF per image
 =============  ===============================================================
 
 The registry is the one process-wide table in the engine (a plug-in point, like a codec
@@ -32,10 +46,23 @@ from dataclasses import dataclass
 import torch
 
 from mushcam.cam.ablation import ablation_cam
-from mushcam.cam.activation import eigen_cam
+from mushcam.cam.activation import eigen_cam, fem, kpca_cam
 from mushcam.cam.core import MapRequest
+from mushcam.cam.factorization import deep_feature_factorization
+from mushcam.cam.fullgrad import full_grad
 from mushcam.cam.gradient import grad_cam_map, grad_cam_pp, hires_cam, layer_cam, xgrad_cam
+from mushcam.cam.gradient_more import (
+    SMOOTH_SAMPLES,
+    class_activation_map,
+    eigen_grad_cam,
+    grad_cam_elementwise,
+    refine_cam,
+    shapley_cam,
+    smooth_grad_cam_pp,
+)
+from mushcam.cam.legrad import legrad
 from mushcam.cam.score import score_cam
+from mushcam.cam.score_variants import ISCAM_SAMPLES, SSCAM_SAMPLES, is_cam, sampled_passes, ss_cam
 from mushcam.cam.targets import Score, finer_score
 from mushcam.exceptions import MushcamError
 
@@ -65,11 +92,14 @@ class Method:
     function: Callable[[MapRequest], torch.Tensor]
     passes: Callable[[int], float] = lambda channels: 1.0
     target: Score | None = None  # the method's own target (Finer-CAM); None: the explained class's logit
+    second_order: bool = False  # the capture also keeps the head's Hessian-vector product (ShapleyCAM)
+    contrast: bool = True  # False: the method re-runs its own captures of the class's logit (no versus)
+    layer_input: bool = False  # the capture also keeps what entered the layer (LeGrad recomputes the block)
 
     @property
     def can_contrast(self) -> bool:
         """Whether the method can explain ``y_A - y_B`` (a ``versus`` class): a gradient method of the class's logit."""
-        return self.needs_gradient and self.target is None
+        return self.needs_gradient and self.target is None and self.contrast
 
     def estimated_passes(self, channels: int) -> float:
         """``passes(channels)``, at least 1."""
@@ -133,6 +163,28 @@ BUILT_IN: tuple[Method, ...] = (
            ablation_passes),
     Method("scorecam", "Score-CAM", "1 forward + 1 full forward per channel", False, score_cam, score_passes),
     Method("finercam", "Finer-CAM", HEAD_BACKWARD, True, grad_cam_map, target=finer_score()),
+    Method("cam", "CAM", "1 forward, no gradient (needs a global-average-pool + linear head)", False,
+           class_activation_map),
+    Method("eigengradcam", "EigenGrad-CAM", f"{HEAD_BACKWARD}, one small SVD", True, eigen_grad_cam),
+    Method("gradcamelementwise", "Grad-CAM (element-wise)", HEAD_BACKWARD, True, grad_cam_elementwise),
+    Method("fullgrad", "FullGrad", "1 forward with autograd + 1 backward through the whole network (not head-only)",
+           False, full_grad, lambda channels: 3.0),
+    Method("kpcacam", "KPCA-CAM", "1 forward, no gradient, one small kernel eigendecomposition", False, kpca_cam),
+    Method("shapleycam", "ShapleyCAM", "1 forward + 2 head-only backward passes (gradient, Hessian-vector product)",
+           True, shapley_cam, second_order=True),
+    Method("fem", "FEM", "1 forward, no gradient", False, fem),
+    Method("refinecam", "RefineCAM", f"{HEAD_BACKWARD} (every requested layer from one capture)", True, refine_cam),
+    Method("smoothgradcampp", "Smooth Grad-CAM++",
+           f"1 + {SMOOTH_SAMPLES} x (forward + head-only backward), on noisy copies of the image", True,
+           smooth_grad_cam_pp, lambda channels: 1.0 + SMOOTH_SAMPLES, contrast=False),
+    Method("sscam", "SS-CAM", f"1 forward + {SSCAM_SAMPLES} full forwards per channel", False, ss_cam,
+           sampled_passes(SSCAM_SAMPLES)),
+    Method("iscam", "IS-CAM", f"1 forward + {ISCAM_SAMPLES} full forwards per channel", False, is_cam,
+           sampled_passes(ISCAM_SAMPLES)),
+    Method("legrad", "LeGrad", "1 forward + the block recomputed with autograd and its backward (ViT only)", False,
+           legrad, layer_input=True),
+    Method("dff", "Deep Feature Factorization", f"{HEAD_BACKWARD}, one small NMF per image", True,
+           deep_feature_factorization),
 )
 
 REGISTRY = Registry(BUILT_IN)
