@@ -28,7 +28,7 @@ from ui import state
 
 # moved to ui.store_picker (one field shared with the Trust page); re-exported for ui/home.py
 from ui.store_picker import STORE_KEY, default_store_path, store_path_input  # noqa: F401
-from ui.table_fit import fitted
+from ui.table_fit import column_width, fitted, total_width
 
 DATA_ENV = "MUSHCAM_DATA"
 DATA_KEY = "err_data"
@@ -84,6 +84,7 @@ LIST_HELP = {
     "near-duplicate in": "another split (train, val) holds a near-duplicate of this photo",
 }
 LIST_CAPS = {"image": 120, "true class": 80, "predicted": 80, "confidence": 50, "review": 90}
+LIST_FIT_PX = 575  # the list's frame at 1440 px
 
 
 def list_columns(data: dict[str, list[object]]) -> dict[str, object]:
@@ -91,7 +92,11 @@ def list_columns(data: dict[str, list[object]]) -> dict[str, object]:
     config: dict[str, object] = {key: {"label": label} for key, label in LIST_LABELS.items()}
     config["confidence"] = st.column_config.ProgressColumn("confidence", min_value=0.0, max_value=1.0, format="%.3f")
     shown = [key for key in LIST_SHOWN if key in data and (key not in LIST_WHEN_FILLED or any(data[key]))]
-    return fitted(data, config=config, helps=LIST_HELP, caps=LIST_CAPS, shown=shown)
+    columns = fitted(data, config=config, helps=LIST_HELP, caps=LIST_CAPS, shown=shown)
+    excess = total_width(columns, row_marker=True) - LIST_FIT_PX  # with "review" or "twin in": narrow the path
+    if excess > 0 and "image" in columns:
+        columns["image"]["width"] = max(column_width("image"), columns["image"]["width"] - excess)
+    return columns
 
 
 def store_version(path: Path) -> str:
