@@ -27,7 +27,10 @@ usable = [row for row in models if row["Status"] == "loaded"]
 st.subheader(f"Models ({len(models)})")
 # A static table (not a scrolling grid): heads such as "Dropout → Linear(2048→512) → ReLU → …"
 # are shown whole, and the text can be selected and copied.
+st.markdown(home.TABLE_CSS, unsafe_allow_html=True)
 st.table(models, hide_index=True)
+if paths := home.path_rows(ctx):
+    st.caption(paths)
 home.code_consent_panel(ctx)
 unavailable = [r.name for r in model_rows if r.row["Status"] == "unavailable"]
 if ctx.demo and unavailable:
@@ -52,15 +55,15 @@ else:
         icon="✅",
     )
     st.page_link("pages/1_Explain.py", label="Explain a photo", icon="🔎")
+metrics = home.test_metrics()
+if metrics:  # the whole width: six columns with their headers whole did not fit beside the classes
+    st.subheader("Test-set metrics")
+    st.caption(f"From the results store `{metrics['path']}` (`python -m mushcam evaluate`); details on **Errors**.")
+    if metrics["error"]:
+        st.error(metrics["error"])
+    st.dataframe(metrics["rows"], hide_index=True, column_config=home.metrics_columns(metrics["rows"]))
 left, right = st.columns([3, 2], gap="large")
 with left:
-    metrics = home.test_metrics()
-    if metrics:
-        st.subheader("Test-set metrics")
-        st.caption(f"From the results store `{metrics['path']}` (`python -m mushcam evaluate`); details on **Errors**.")
-        if metrics["error"]:
-            st.error(metrics["error"])
-        st.dataframe(metrics["rows"], hide_index=True, width="stretch")
     show_health_warnings([s.name for s in ctx.statuses], ctx.label)
 
 with right:

@@ -14,7 +14,14 @@ one inference forward (so the weights and the forward's buffers are already resi
 resets the peak through /proc/self/clear_refs, makes one call, and reports VmHWM after the
 call minus VmRSS before it: the extra memory the method needs beyond a forward pass.
 (Repeated calls in one process would show ~0: the allocator reuses freed memory.)
+
+``--pipeline BEFORE_TREE [AFTER_TREE]``: photos per second of the whole ``python -m mushcam gradcam``
+command (random MobileNetV3-Large at 224 px over ``--photos`` shared test photos, fresh cache and
+output folder each time) for two checkouts, interleaved in one run, beside ``evaluate`` over the
+same photos and ``python -m mushcam --help``; wall and CPU seconds (user + system of the child),
+medians, and whether the two trees' files and cache entries are byte-identical.
 """
+
 
 from __future__ import annotations
 
@@ -176,6 +183,9 @@ def memory_child(backbone: str, variant: str, size: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pipeline", nargs="+", type=Path, metavar="TREE",
+                        help="time the gradcam command of these checkouts (before, after: default this one)")
+    parser.add_argument("--photos", type=int, default=40, help="shared test photos for --pipeline (default 40)")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=2)
@@ -183,6 +193,12 @@ def main() -> None:
     parser.add_argument("--memory-child", nargs=2, metavar=("BACKBONE", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.pipeline:
+        from bench_gradcam_pipeline import run_pipeline_benchmark
+
+        trees = [*args.pipeline, Path(__file__).resolve().parent.parent][:2]
+        run_pipeline_benchmark(trees, args.photos, args.repeats)
+        return
     if args.memory_child:
         memory_child(*args.memory_child, args.size)
         return

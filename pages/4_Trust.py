@@ -43,7 +43,10 @@ if not contents.faithfulness:
             f"--data TEST --methods gradcam --out {store_path}`", icon="📂")
 else:
     rows = support.rows_for(path_key, version)
-    st.dataframe(support.table(rows), hide_index=True, width="stretch", key="trust_table")
+    parts = support.table_tabs(support.table(rows))
+    for i, (tab, (_, columns, config)) in enumerate(zip(st.tabs([p[0] for p in parts]), parts, strict=True)):
+        tab.dataframe(columns, hide_index=True, column_config=config,
+                      key="trust_table" if i == 0 else f"trust_table_{i}")
     st.caption(
         "Mean over images, with the bootstrap 95% interval in brackets. Scores are the softmax probability of "
         "the class each map explains (the predicted one). Average Drop: how much of that probability is lost "

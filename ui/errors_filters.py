@@ -147,10 +147,8 @@ def list_and_matrix(path: str, version: str, contents: StoreContents, run: RunRe
         data = errors.display_rows(table, shown, first)
         data.update(extra_columns(shown))
         st.dataframe(support.table_data(data), hide_index=True, key="err_table", on_select=on_table_select,
-                     selection_mode="single-row",
-                     column_config={"image": st.column_config.TextColumn("image", width="medium"),
-                                    "confidence": st.column_config.ProgressColumn("confidence", min_value=0.0,
-                                                                                  max_value=1.0, format="%.3f")})
+                     selection_mode="single-row", column_order=list(support.list_columns(data)),
+                     column_config=support.list_columns(data))
     skipped = contents.skipped.get(run.run_id, ())
     if skipped:
         with st.expander(f"{len(skipped)} files were not evaluated"):

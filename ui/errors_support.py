@@ -28,6 +28,7 @@ from ui import state
 
 # moved to ui.store_picker (one field shared with the Trust page); re-exported for ui/home.py
 from ui.store_picker import STORE_KEY, default_store_path, store_path_input  # noqa: F401
+from ui.table_fit import column_width, fitted, total_width
 
 DATA_ENV = "MUSHCAM_DATA"
 DATA_KEY = "err_data"
@@ -65,6 +66,37 @@ def table_data(columns: dict[str, list[object]] | list[dict[str, object]]) -> pa
     if isinstance(columns, list):
         columns = {key: [row[key] for row in columns] for key in (columns[0] if columns else {})}
     return pa.table(columns)
+
+
+# The list sits in three fifths of the page (about 580 px at 1440 px): the columns it shows by
+# default keep their headers whole and fit (the image path is cut at 120 px: the chosen row's full
+# path heads the view below, and a double-click shows a cell whole). "kind" and "p(true class)" are
+# one click away ("Show/hide columns"); "review" and "twin in" are shown once some row has one.
+LIST_SHOWN = ("#", "image", "true class", "predicted", "confidence", "review", "near-duplicate in")
+LIST_WHEN_FILLED = ("review", "near-duplicate in")
+LIST_LABELS = {"true class": "true", "near-duplicate in": "twin in"}
+LIST_HELP = {
+    "image": "the photo's path in the image folder (double-click a cell to read it whole)",
+    "true class": "the class folder the photo is in",
+    "predicted": "the class the model chose",
+    "confidence": "the model's probability for the class it chose",
+    "review": "who reviewed the error, and the causes they gave",
+    "near-duplicate in": "another split (train, val) holds a near-duplicate of this photo",
+}
+LIST_CAPS = {"image": 120, "true class": 80, "predicted": 80, "confidence": 50, "review": 90}
+LIST_FIT_PX = 575  # the list's frame at 1440 px
+
+
+def list_columns(data: dict[str, list[object]]) -> dict[str, object]:
+    """``column_config`` of the Errors list, in display order (the keys): fitted widths and header tooltips."""
+    config: dict[str, object] = {key: {"label": label} for key, label in LIST_LABELS.items()}
+    config["confidence"] = st.column_config.ProgressColumn("confidence", min_value=0.0, max_value=1.0, format="%.3f")
+    shown = [key for key in LIST_SHOWN if key in data and (key not in LIST_WHEN_FILLED or any(data[key]))]
+    columns = fitted(data, config=config, helps=LIST_HELP, caps=LIST_CAPS, shown=shown)
+    excess = total_width(columns, row_marker=True) - LIST_FIT_PX  # with "review" or "twin in": narrow the path
+    if excess > 0 and "image" in columns:
+        columns["image"]["width"] = max(column_width("image"), columns["image"]["width"] - excess)
+    return columns
 
 
 def store_version(path: Path) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +17,18 @@ from mushcam.models import imagenet_weights_path
 from mushcam.settings import read_trusted_code, remember_trusted_code
 from mushcam.store import StoreError
 from ui import errors_support, state, store_picker
+from ui.table_fit import fitted
 
 __all__ = ["IMAGENET_FUNGI", "SAFETY_NOTE", "ModelRow", "code_consent_panel", "enable_demo", "failure_detail",
-           "model_rows", "model_table", "pending_code", "setup_help", "test_metrics", "trust_code"]
+           "metrics_columns", "model_rows", "model_table", "path_rows", "pending_code", "setup_help", "short_paths",
+           "test_metrics", "trust_code", "TABLE_CSS"]
+
+# st.table lays its columns out to their longest unbreakable word ("resnet50_finetuned_best_epoch_37.pt",
+# "mobilenet_v3_large"): the model table ran 200 px past the page at 1440 px and hid its Note column.
+# Cells may break such words anywhere; the full paths are listed under the table (path_rows).
+TABLE_CSS = ("<style>[data-testid='stTable'] :is(th, td), [data-testid='stTable'] :is(th, td) * "
+             "{overflow-wrap: anywhere !important;}</style>")
+ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s/:;,]+/)+([^\s/:;,]+)")
 
 SAFETY_NOTE = (
     "**Research tool, not a field guide.** The toxicity shown is a genus-level simplification: edibility "
@@ -112,7 +122,7 @@ def model_rows(ctx: state.AppContext) -> list[ModelRow]:
             "Head": "",
             "Recognised as": "",
             "Grad-CAM layer": status.layer or "automatic",
-            "Note": status.reason,
+            "Note": short_paths(status.reason),
         }
         error: BaseException | None = None
         runs_code = None
@@ -124,7 +134,7 @@ def model_rows(ctx: state.AppContext) -> list[ModelRow]:
                 row["Note"] = f"could not download ImageNet weights for {status.name}: not in the torch cache"
                 st.session_state.setdefault(state.DEMO_UNAVAILABLE_KEY, set()).add(status.name)
             except (MushcamError, OSError, RuntimeError) as exc:
-                row["Status"], row["Note"], error = "failed to load", first_line(exc), exc
+                row["Status"], row["Note"], error = "failed to load", short_paths(first_line(exc)), exc
             else:
                 runs_code = loaded.runs_code
                 parameters = sum(p.numel() for p in loaded.model.parameters()) / 1e6
@@ -139,6 +149,32 @@ def model_rows(ctx: state.AppContext) -> list[ModelRow]:
                 })
         rows.append(ModelRow(status.name, label, row, error, runs_code))
     return rows
+
+
+def short_paths(text: str) -> str:
+    """``text`` with each absolute path shortened to ``…/parent/name`` (the table shows the rest as notes)."""
+    def shorten(match: re.Match[str]) -> str:
+        parts = match.group(0).rstrip("/").split("/")
+        return match.group(0) if len(parts) <= 3 else "…/" + "/".join(parts[-2:])
+    return ABSOLUTE_PATH.sub(shorten, text)
+
+
+def path_rows(ctx: state.AppContext) -> str:
+    """The full paths of checkpoints outside the manifest's folder (the table shows ``…/parent/name``), or ""."""
+    outside = [f"**{ctx.label(s.name)}**: `{s.path}`" for s in ctx.statuses
+               if s.path is not None and s.path.parent != ctx.folder]
+    return "Checkpoint files outside the folder: " + "; ".join(outside) if outside else ""
+
+
+def metrics_columns(rows: list[dict[str, object]]) -> dict[str, object]:
+    """``column_config`` of the test-metrics table: widths that keep every header whole, and tooltips."""
+    columns = {key: [row[key] for row in rows] for key in (rows[0] if rows else {})}
+    return fitted(columns, helps={
+        "Test images": "photos of the test set the model was evaluated on",
+        "Macro F1": "mean of the per-class F1 scores (each class counts alike)",
+        "Poisonous → edible": "poisonous photos predicted as an edible genus: count / poisonous photos (rate)",
+        "Edible → poisonous": "edible photos predicted as a poisonous genus: count / edible photos (rate)",
+    })
 
 
 def demo_weights_help(names: list[str]) -> str:

@@ -1,39 +1,91 @@
 """``python -m mushcam <command> ...``: the parser built from the command modules, and error handling.
 
-Each module in :data:`COMMAND_MODULES` registers its sub-commands through an
-``add_cli(subparsers)`` function; the order of the tuple is the order of ``--help``. A user
-error (bad image, bad checkpoint, bad manifest...: any :class:`MushcamError`, or an OS error
-at the edge) prints one line and exits with status 2; set ``MUSHCAM_DEBUG=1`` to see the
-traceback instead.
+Each module in :data:`COMMANDS` registers its sub-commands through an ``add_cli(subparsers)``
+function; the order of the table is the order of ``--help``. Only the module of the command
+being run is imported (each imports torch and its job's modules: importing all nine took ~4.8 s
+on the 2-core host, one ~2.4 s, and ``--help`` imports none); the others are listed by name and
+help from the table, which ``tests/unit/cli/test_cli_lazy.py`` checks against the modules. A user
+error (bad image, bad checkpoint, bad manifest...: any :class:`MushcamError`, or an OS error at
+the edge) prints one line and exits with status 2; set ``MUSHCAM_DEBUG=1`` to see the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
-from mushcam.cli import checkpoint, compare, evaluate, explain, patterns, pipeline, review, train, trust
 from mushcam.exceptions import MushcamError
 
-# The modules that contribute sub-commands through ``add_cli(subparsers)``, in ``--help`` order.
-COMMAND_MODULES = (explain, checkpoint, compare, evaluate, train, pipeline, review, trust, patterns)
+# Module -> the sub-commands its add_cli registers, with their one-line help (as --help lists them).
+COMMANDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "mushcam.cli.explain": (
+        ("explain", "Grad-CAM of one image: original/heatmap/overlay/combined PNGs, cam.npy, prediction.json"),),
+    "mushcam.cli.checkpoint": (
+        ("import-checkpoint", "convert a whole pickled model (torch.save(model)) into a weights-only checkpoint + "
+                              "manifest entry"),),
+    "mushcam.cli.compare": (
+        ("compare", "the models side by side on several images: grid PNG with agreement and focus numbers, CSV"),),
+    "mushcam.cli.evaluate": (
+        ("evaluate", "run each model over a test set (ROOT/<Class>/<image>) and store every prediction in SQLite"),
+        ("report", "print accuracy, per-class scores, confusion matrix and toxicity-aware error rates")),
+    "mushcam.cli.train": (
+        ("train", "train backbones on ROOT/train, select on ROOT/val; write checkpoints + manifest.json into --out"),),
+    "mushcam.cli.pipeline": (
+        ("gradcam", "batch Grad-CAM: many images, several models, one model at a time, cached and resumable"),),
+    "mushcam.cli.review": (
+        ("review-report", "write the error analysis (Markdown + self-contained HTML) from a store's runs and reviews"),
+        ("export-labels", "CSV of errors tagged 'label doubtful': path, current label, suggested label, note, "
+                          "reviewer"),
+        ("check-data", "find near-duplicate photos across ROOT/train, val and test (perceptual hash, robust to "
+                       "crops and watermarks)")),
+    "mushcam.cli.trust": (
+        ("faithfulness", "deletion/insertion AUC, Average Drop, ROAD of every model x method over a test folder, "
+                         "into the results store"),
+        ("sanity", "cascading-randomisation sanity check of one model x method")),
+    "mushcam.cli.patterns": (
+        ("patterns", "what each model relies on across a test folder: strategy clusters, shortcut flags, focus on "
+                     "the object, concepts; Markdown + HTML + patterns.json"),),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m mushcam`` parser with every command module's sub-commands."""
+def command_module(command: str | None) -> str | None:
+    """The module that registers ``command`` (None: not a command of the table)."""
+    return next((module for module, commands in COMMANDS.items() if any(name == command for name, _ in commands)),
+                None)
+
+
+def build_parser(command: str | None = "") -> argparse.ArgumentParser:
+    """The ``python -m mushcam`` parser listing every command.
+
+    ``command`` names the one that will run: only its module is imported and its options built;
+    the others are listed by name and help. ``""`` (the default) imports every module, as before.
+    """
     parser = argparse.ArgumentParser(prog="python -m mushcam", description="MushCAM: Grad-CAM for mushroom classifiers")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMAND_MODULES:
-        module.add_cli(subparsers)
+    wanted = command_module(command)
+    for module, commands in COMMANDS.items():
+        if command == "" or module == wanted:
+            importlib.import_module(module).add_cli(subparsers)
+        else:
+            for name, help_text in commands:
+                subparsers.add_parser(name, help=help_text)
     return parser
+
+
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The sub-command in ``argv``: its first word that is not an option (the top level takes only -h)."""
+    return next((word for word in argv if not word.startswith("-")), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the command: its status, 2 for a user error, 130 for Ctrl-C."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(chosen_command(words))
+    args = parser.parse_args(words)
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
@@ -54,3 +106,10 @@ def describe_error(exc: BaseException) -> str:
         where = f": {os.fsencode(exc.filename).decode('utf-8', 'backslashreplace')}" if exc.filename else ""
         return f"{exc.strerror}{where}"
     return str(exc)
+
+
+def __getattr__(name: str) -> tuple[ModuleType, ...]:
+    """``COMMAND_MODULES``, the old public tuple of command modules: imported on first use."""
+    if name == "COMMAND_MODULES":
+        return tuple(importlib.import_module(module) for module in COMMANDS)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
