@@ -16,6 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mushcam.exceptions import MushcamError
 from mushcam.manifest import InputSpec
+from mushcam.text import terminal_safe
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 MAX_BYTES = 50 * 1024 * 1024  # 50 MB: larger than any camera JPEG
@@ -207,9 +208,7 @@ def printable(path: str | os.PathLike[str], terminal: bool = False) -> str:
     move its cursor or reorder the line: for names printed, never for names stored.
     """
     text = os.fsencode(path).decode("utf-8", "backslashreplace")
-    if terminal and not text.isprintable():
-        text = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
-    return text
+    return terminal_safe(text) if terminal else text
 
 
 def is_utf8_name(path: str | os.PathLike[str]) -> bool:

@@ -129,3 +129,12 @@ def file_safe_name(name: str) -> str:
     if slug == name and name:
         return name
     return f"{slug or 'model'}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every control or format character (ESC, CR, BEL, a bidi override) written as
+    its escape (``\\x1b``, ``\\r``, ``\\u202e``): what may be printed on a terminal, which such
+    characters would recolour, move the cursor of or reorder."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)

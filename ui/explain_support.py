@@ -12,7 +12,16 @@ import torch
 from PIL import Image
 
 from mushcam.cache import CamCache, default_cache_dir
-from mushcam.cam import DEFAULT_METHOD, CostEstimate, LayerProbe, estimate_cost, get_method, method_label, probe_layer
+from mushcam.cam import (
+    DEFAULT_METHOD,
+    CostEstimate,
+    LayerProbe,
+    contrast_labels,
+    estimate_cost,
+    get_method,
+    method_label,
+    probe_layer,
+)
 from mushcam.catalog import LoadedModel
 from mushcam.data import read_bytes, scan_images
 from mushcam.exceptions import MushcamError
@@ -123,8 +132,9 @@ def versus_selector(place: object, prediction: Explanation, manifest: Manifest, 
         help="Default: the most probable other class (the runner-up).")
     entry = get_method(method)
     if not entry.can_contrast:
-        place.caption(f"{entry.label} cannot contrast two classes: choose a gradient method "  # type: ignore[attr-defined]
-                      "(Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM). Showing its plain map.")
+        able = ", ".join(contrast_labels())
+        place.caption(f"{entry.label} cannot contrast two classes: choose one that can "  # type: ignore[attr-defined]
+                      f"({able}). Showing its plain map.")
         return None
     return versus
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from mushcam.cam.core import CamResult, ClassIndex, MapRequest, Progress, capture, eval_mode, layer_names
-from mushcam.cam.registry import DEFAULT_METHOD, Method, get_method, method_names
+from mushcam.cam.registry import DEFAULT_METHOD, Method, contrast_labels, get_method
 from mushcam.cam.targets import Score, TargetError, class_score, contrast_score
 from mushcam.finite import require_finite
 
@@ -66,7 +66,7 @@ def _score_for(entry: Method, versus: int | Sequence[int] | torch.Tensor | None)
     if versus is None:
         return entry.target or class_score
     if not entry.can_contrast:
-        able = ", ".join(get_method(name).label for name in method_names() if get_method(name).can_contrast)
+        able = ", ".join(contrast_labels())
         raise TargetError(f"{entry.label} cannot make a contrastive map: 'versus' needs a gradient method of the "
                           f"explained class's logit ({able})")
     return contrast_score(versus)

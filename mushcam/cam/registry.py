@@ -232,6 +232,11 @@ def registered(method: Method) -> Iterator[Method]:
         unregister(method.name)
 
 
+def contrast_labels() -> tuple[str, ...]:
+    """The labels of the registered methods that can explain A over B (``versus``), in registry order."""
+    return tuple(get_method(name).label for name in method_names() if get_method(name).can_contrast)
+
+
 def method_help() -> str:
     """The text of a command's ``--method`` help: "CAM method: gradcam (default), gradcampp, ... or scorecam"."""
     names = [f"{name} (default)" if name == DEFAULT_METHOD else name for name in method_names()]

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from mushcam.exceptions import MushcamError
+from mushcam.text import terminal_safe
 
 # Module -> the sub-commands its add_cli registers, with their one-line help (as --help lists them).
 COMMANDS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -101,11 +102,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def describe_error(exc: BaseException) -> str:
-    """One line for the user: the message, with an OS error's file name shown readably."""
+    """One line for the user: the message, with an OS error's file name shown readably, and every
+    control or format character a name in it carries (ESC, CR, a bidi override) escaped, so that a
+    file name cannot recolour the terminal or rewrite the line (line breaks and tabs are kept)."""
     if isinstance(exc, OSError) and not isinstance(exc, MushcamError) and exc.strerror:
         where = f": {os.fsencode(exc.filename).decode('utf-8', 'backslashreplace')}" if exc.filename else ""
-        return f"{exc.strerror}{where}"
-    return str(exc)
+        text = f"{exc.strerror}{where}"
+    else:
+        text = str(exc)
+    return "\n".join("\t".join(terminal_safe(part) for part in line.split("\t")) for line in text.split("\n"))
 
 
 def __getattr__(name: str) -> tuple[ModuleType, ...]:
