@@ -118,6 +118,19 @@ def forget_job(key: str) -> None:
         del session_jobs()[key]
 
 
+def show_progress(key: str, text: Callable[[CamJob], str], stop_key: str) -> None:
+    """The running job ``key``'s bar (``text(job)`` beside it) and its Stop button; a full rerun
+    once the job is over. The body of each page's progress fragment."""
+    job = job_for(key)
+    if job is None or not job.active:
+        st.rerun()
+        return
+    st.progress(job.fraction, text=text(job))
+    if st.button("Stop", key=stop_key, icon="⏹️"):
+        job.stop()
+        st.rerun()
+
+
 def format_seconds(seconds: float) -> str:
     """'45 s', '3 min 20 s'."""
     seconds = max(0, round(seconds))

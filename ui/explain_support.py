@@ -238,17 +238,14 @@ def _long_map_panel(ask: MapAsk, cost: CostEstimate, model_label: str, class_nam
 @st.fragment(run_every=cam_jobs.POLL_SECONDS)
 def _progress(key: str) -> None:
     """Progress of the running job, redrawn twice a second; Stop; a full rerun once it is over."""
-    job = cam_jobs.job_for(key)
-    if job is None or not job.active:
-        st.rerun()
-        return
+    cam_jobs.show_progress(key, _long_map_text, "stop_long_map")
+
+
+def _long_map_text(job: cam_jobs.CamJob) -> str:
     eta = job.eta_seconds()
-    text = (f"{job.label}: {job.done:,} of {job.total:,} channels · about {cam_jobs.format_seconds(eta)} left"
-            if eta is not None else f"{job.label}: starting…")
-    st.progress(job.fraction, text=text)
-    if st.button("Stop", key="stop_long_map", icon="⏹️"):
-        job.stop()
-        st.rerun()
+    if eta is None:
+        return f"{job.label}: starting…"
+    return f"{job.label}: {job.done:,} of {job.total:,} channels · about {cam_jobs.format_seconds(eta)} left"
 
 
 @st.fragment

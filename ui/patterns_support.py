@@ -156,18 +156,15 @@ def patterns_job(ctx: state.AppContext, folder: str, model: str, settings: Patte
 @st.fragment(run_every=cam_jobs.POLL_SECONDS)
 def _progress(key: str) -> None:
     """The running job's stage and bar, redrawn twice a second, and Stop; a full rerun once it is over."""
-    job = cam_jobs.job_for(key)
-    if job is None or not job.active:
-        st.rerun()
-        return
+    cam_jobs.show_progress(key, lambda job: _patterns_text(key, job), "patterns_stop")
+
+
+def _patterns_text(key: str, job: cam_jobs.CamJob) -> str:
     stage = st.session_state.get(STAGES_KEY, {}).get(key)
     label = stage.label if stage is not None else "starting"
     counts = f"{job.done:,} of {job.total:,}" if job.total else "starting…"
     elapsed = cam_jobs.format_seconds(time.monotonic() - job.started)
-    st.progress(job.fraction, text=f"Finding the patterns: {label} · {counts} · {elapsed} so far")
-    if st.button("Stop", key="patterns_stop", icon="⏹️"):
-        job.stop()
-        st.rerun()
+    return f"Finding the patterns: {label} · {counts} · {elapsed} so far"
 
 
 def forget_results() -> None:
