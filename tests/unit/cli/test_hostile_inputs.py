@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_run import run_cli
 from factories import CLASSES, make_image, write_image_folder, write_manifest
 from hostile_checkpoints import make_checkpoint, write_entry_folder, write_million_safetensors
 from PIL import Image
@@ -82,15 +83,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     assert main(["explain", str(image), "--backbone", MODEL, "--manifest", str(ckpt), "--out", str(explained)]) == 0
     return World(root, ckpt, nan_ckpt, image, data, store, explained)
 
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """``python -m mushcam argv`` in this process: (exit status, stdout, stderr)."""
-    try:
-        rc = main(argv)
-    except SystemExit as exc:  # argparse's own refusals
-        rc = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 # ------------------------------------------------------------------------------ CLI cases

@@ -21,24 +21,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_run import run_cli
 from factories import make_image
 from project_paths import PROJECT_ROOT
 
 from mushcam import store
-from mushcam.cli import main
 from mushcam.review import store as review_store
 
 BOMB_SIDE = 13_300  # 177 MP declared: under Pillow's own refusal (179 MP), over MushCAM's 64 MP limit
 
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """``python -m mushcam argv`` in this process: (exit status, stdout, stderr)."""
-    try:
-        rc = main(argv)
-    except SystemExit as exc:  # argparse's own refusals
-        rc = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def write_bomb_png(path: Path, side: int = BOMB_SIDE) -> None:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_run import run_cli
 from factories import CLASSES, write_image_folder
 from trust_damage import DAMAGE, damaged_copy
 from trust_setup import write_trust_setup
 
 import mushcam.trust.run as trust_run
-from mushcam.cli import main
 from mushcam.trust import store as trust_store
 from mushcam.trust.store import load_trust
 
@@ -28,15 +28,6 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One model's checkpoint, 8 photos, a store with its faithfulness and sanity runs."""
     return write_trust_setup(tmp_path_factory.mktemp("hostile-trust"), backbones=(MODEL,))
 
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """``main(argv)``'s exit status (argparse's SystemExit included), stdout and stderr."""
-    try:
-        status = main(argv)
-    except SystemExit as exc:
-        status = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def assert_one_error(status: int, err: str, pattern: str) -> None:
