@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -54,6 +56,11 @@ def test_versus_works_with_every_gradient_method_and_is_refused_elsewhere(model,
 def test_finer_cam_equals_pytorch_grad_cam_s(model, batch):
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import FinerWeightedTarget
+
+    # Finer-CAM subtracts near-equal logits, so its map is small and float32 rounding is a large
+    # part of it (a 1e-4 relative gap on CI); compare in float64, where the two must agree exactly.
+    model = copy.deepcopy(model).double()
+    batch = batch.double()
 
     ours = cam(model, batch, "layer4", None, method="finercam").cams
     # pytorch-grad-cam's FinerCAM: targets from its own rule, then its GradCAM's raw map (before scaling).
