@@ -123,8 +123,7 @@ def show_progress(key: str, text: Callable[[CamJob], str], stop_key: str) -> Non
     once the job is over. The body of each page's progress fragment."""
     job = job_for(key)
     if job is None or not job.active:
-        st.rerun()
-        return
+        st.rerun()  # raises: the rest does not run
     st.progress(job.fraction, text=text(job))
     if st.button("Stop", key=stop_key, icon="⏹️"):
         job.stop()

@@ -84,7 +84,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return World(root, ckpt, nan_ckpt, image, data, store, explained)
 
 
-
 # ------------------------------------------------------------------------------ CLI cases
 
 

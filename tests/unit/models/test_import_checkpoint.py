@@ -15,10 +15,10 @@ from types import ModuleType
 
 import pytest
 import torch
+from cli_run import run_cli
 from project_paths import PROJECT_ROOT
 
 from mushcam.catalog import load_catalog_entry
-from mushcam.cli import main
 from mushcam.manifest import load_manifest
 from mushcam.models import CheckpointError, load_model
 from mushcam.models.usercode import CodeConsent
@@ -69,12 +69,6 @@ def pickle_whole(tmp_path: Path, cls: str, main_module: bool = False) -> tuple[P
     return target, code
 
 
-def run(args: list[str], capsys) -> tuple[int, str, str]:
-    code = main(args)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 @contextmanager
 def thesis_module(code: Path) -> Iterator[ModuleType]:
     """``thesis_models`` imported from ``code`` for the block, then forgotten."""
@@ -105,7 +99,7 @@ def test_refused_without_trust_with_the_way_out_named(tmp_path: Path, capsys):
     way_out = r"import-checkpoint MushroomClassifier.pt --trust \[--code DIR\] --out DIR"
     with pytest.raises(CheckpointError, match=way_out):
         load_model("resnet18", whole)
-    status, _, err = run(["import-checkpoint", str(whole), "--out", str(tmp_path / "out")], capsys)
+    status, _, err = run_cli(["import-checkpoint", str(whole), "--out", str(tmp_path / "out")], capsys)
     assert status == 2
     assert "run again with --trust" in err
     assert not (tmp_path / "out").exists()
@@ -114,7 +108,7 @@ def test_refused_without_trust_with_the_way_out_named(tmp_path: Path, capsys):
 def test_wrapper_round_trip_gives_an_entry_that_loads_without_trust(tmp_path: Path, capsys):
     whole, code = pickle_whole(tmp_path, "MushroomClassifier")
     out = tmp_path / "out"
-    status, printed, err = run(["import-checkpoint", str(whole), "--trust", "--code", str(code), "--out", str(out),
+    status, printed, err = run_cli(["import-checkpoint", str(whole), "--trust", "--code", str(code), "--out", str(out),
                                 "--name", "thesis", "--size", "64"], capsys)
     assert status == 0, err
     assert "logits equal to the pickled model's" in printed
@@ -133,7 +127,7 @@ def test_wrapper_round_trip_gives_an_entry_that_loads_without_trust(tmp_path: Pa
 def test_unrecognisable_model_gives_a_code_entry(tmp_path: Path, capsys, main_module):
     whole, code = pickle_whole(tmp_path, "Tiny", main_module=main_module)
     out = tmp_path / "out"
-    status, printed, err = run(["import-checkpoint", str(whole), "--trust", "--code", str(code), "--out", str(out),
+    status, printed, err = run_cli(["import-checkpoint", str(whole), "--trust", "--code", str(code), "--out", str(out),
                                 "--size", "64"], capsys)
     if main_module:
         # A class pickled from __main__ is found in --code's files, but it then lives in thesis_models.
@@ -179,10 +173,10 @@ def test_malicious_pickle_never_runs(tmp_path: Path, capsys, payload):
     torch.save({"model": evil, "epoch": 1}, tmp_path / "evil.pt")
     with pytest.raises(CheckpointError, match="refused evil.pt"):
         load_model("resnet18", tmp_path / "evil.pt")
-    status, _, err = run(["import-checkpoint", str(tmp_path / "evil.pt"), "--out", str(tmp_path / "out")], capsys)
+    status, _, err = run_cli(["import-checkpoint", str(tmp_path / "evil.pt"), "--out", str(tmp_path / "out")], capsys)
     assert status == 2 and "--trust" in err
-    status, _, err = run(["import-checkpoint", str(tmp_path / "evil.pt"), "--trust", "--out", str(tmp_path / "out")],
-                         capsys)
+    status, _, err = run_cli(["import-checkpoint", str(tmp_path / "evil.pt"), "--trust", "--out",
+                              str(tmp_path / "out")], capsys)
     assert status == 2
     assert "refused evil.pt even with --trust" in err and "may be malicious" in err
     assert not target.exists()
@@ -192,7 +186,7 @@ def test_weights_only_file_needs_no_import(tmp_path: Path, capsys):
     import torchvision
 
     torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / "w.pt")
-    status, _, err = run(["import-checkpoint", str(tmp_path / "w.pt"), "--trust", "--out", str(tmp_path / "out")],
+    status, _, err = run_cli(["import-checkpoint", str(tmp_path / "w.pt"), "--trust", "--out", str(tmp_path / "out")],
                          capsys)
     assert status == 2
     assert "already a weights-only checkpoint" in err
@@ -203,7 +197,7 @@ def test_a_name_that_is_no_file_name_is_refused_before_anything_is_read(tmp_path
     """`--name ../x` named OUT/../x.pt: a file outside --out. It is refused, and nothing is written."""
     out = tmp_path / "out"
     out.mkdir()
-    status, _, err = run(["import-checkpoint", str(tmp_path / "missing.pt"), "--trust", "--out", str(out),
+    status, _, err = run_cli(["import-checkpoint", str(tmp_path / "missing.pt"), "--trust", "--out", str(out),
                           "--name", name], capsys)
     assert status == 2
     assert f"--name {name!r} cannot name a file" in err and "Traceback" not in err

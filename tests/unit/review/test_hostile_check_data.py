@@ -31,7 +31,6 @@ from mushcam.review import store as review_store
 BOMB_SIDE = 13_300  # 177 MP declared: under Pillow's own refusal (179 MP), over MushCAM's 64 MP limit
 
 
-
 def write_bomb_png(path: Path, side: int = BOMB_SIDE) -> None:
     """A valid 1-bit PNG of side x side black pixels: a few tens of kB that decode to 177 MP."""
     def chunk(kind: bytes, data: bytes) -> bytes:

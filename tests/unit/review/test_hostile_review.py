@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_run import run_cli as run_in_process
 from errors_setup import CONF, PRED, rows_for, run_record, write_errors_setup
 
-from mushcam import cli, store
+from mushcam import store
 from mushcam.compare.tables import to_csv as compare_csv
 from mushcam.csvfile import csv_text, guard_cell, read_csv_file, read_csv_text
 from mushcam.exceptions import MushcamError
@@ -59,8 +60,8 @@ def doubtful(path: Path, note: str, reviewer: str = "Ana") -> rs.Review:
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = cli.main(argv)
-    out, err = capsys.readouterr()
+    """The shared in-process runner, and no traceback on stderr."""
+    code, out, err = run_in_process(argv, capsys)
     assert "Traceback" not in err
     return code, out, err
 

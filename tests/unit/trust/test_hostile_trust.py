@@ -29,7 +29,6 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return write_trust_setup(tmp_path_factory.mktemp("hostile-trust"), backbones=(MODEL,))
 
 
-
 def assert_one_error(status: int, err: str, pattern: str) -> None:
     assert status == 2, err
     assert "Traceback" not in err
