@@ -191,3 +191,44 @@ def test_pairwise_and_summary() -> None:
     empty = summarise([math.nan])
     assert math.isnan(empty.mean) and empty.n == 0 and empty.undefined == 1
     assert focus(hot_pixel(0, 0)) == Focus(0.01, 0.0)
+
+
+def _pairs_one_by_one(maps: dict[str, np.ndarray]) -> list[tuple[float, float]]:
+    names = list(maps)
+    return [(top_region_iou(maps[a], maps[b]), spearman(maps[a], maps[b]))
+            for i, a in enumerate(names) for b in names[i + 1:]]
+
+
+def _same(got: list[tuple[float, float]], want: list[tuple[float, float]]) -> bool:
+    """Equal bit for bit, NaN where NaN."""
+    return all((x == y) or (math.isnan(x) and math.isnan(y)) for g, w in zip(got, want, strict=True)
+               for x, y in zip(g, w, strict=True))
+
+
+def test_pairwise_agreement_prepared_once_equals_each_pair_bit_for_bit() -> None:
+    rng = np.random.default_rng(3)
+    maps = {
+        "smooth": rng.random((17, 23)),
+        "ties": np.round(rng.random((17, 23)) * 4),  # many tied values: average ranks, raster-order cut
+        "sparse": np.where(rng.random((17, 23)) > 0.9, rng.random((17, 23)), 0.0),  # fewer positives than k
+        "flat": np.full((17, 23), 0.3),
+        "zero": np.zeros((17, 23)),
+        "hot": np.pad(np.ones((1, 1)), ((4, 12), (5, 17))),  # one hot pixel
+    }
+    got = [(p.iou, p.spearman) for p in pairwise_agreement(maps)]
+    want = _pairs_one_by_one(maps)
+    assert len(got) == 15 and _same(got, want)
+    assert sum(math.isnan(iou) for iou, _ in got) == 9  # every pair with the flat or the zero map
+    # the same pixels unseen in every map (a centre crop's NaN border): still the shortcut, same numbers
+    cropped = {name: np.where(np.arange(23)[None, :] < 3, np.nan, heat) for name, heat in maps.items()}
+    assert _same([(p.iou, p.spearman) for p in pairwise_agreement(cropped)], _pairs_one_by_one(cropped))
+
+
+def test_pairwise_agreement_with_different_unseen_pixels_compares_each_pair_on_its_common_pixels() -> None:
+    rng = np.random.default_rng(4)
+    a, b, c = rng.random((9, 9)), rng.random((9, 9)), rng.random((9, 9))
+    b[0, :] = np.nan  # b did not see its first row: a-b and b-c are compared without it, a-c with it
+    maps = {"a": a, "b": b, "c": c}
+    assert _same([(p.iou, p.spearman) for p in pairwise_agreement(maps)], _pairs_one_by_one(maps))
+    with pytest.raises(ValueError, match="negative"):
+        pairwise_agreement({"a": a, "bad": -c})
