@@ -138,3 +138,15 @@ def terminal_safe(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+_ASCII_SUBSTITUTES = str.maketrans({"×": "x", "→": "->", "–": "-", "—": "-", "…": "...", "·": "|"})
+
+
+def font_ascii(text: str) -> str:
+    """Text for Pillow's bundled font, which lacks most non-ASCII glyphs: user labels such as
+    'ResNet-50 (×4)' or 'Rüde' are drawn as 'ResNet-50 (x4)' and 'Rude', and '?' stands for
+    anything else rather than an empty box."""
+    text = unicodedata.normalize("NFKD", text.translate(_ASCII_SUBSTITUTES))
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return text.encode("ascii", "replace").decode("ascii")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import math
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from mushcam.render import (
     to_png,
     upsample_cam,
 )
+from mushcam.text import font_ascii
 
 PANEL_SIDE = 224  # one picture in the exported grid
 GRID_VIEWS: tuple[str, ...] = ("overlay", "heatmap")
@@ -68,20 +68,8 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-_ASCII_SUBSTITUTES = str.maketrans({"×": "x", "→": "->", "–": "-", "—": "-", "…": "...", "·": "|"})
-
-
-def _ascii(text: str) -> str:
-    """The bundled font lacks most non-ASCII glyphs: user labels such as 'ResNet-50 (×4)' or
-    'Rüde' are drawn as 'ResNet-50 (x4)' and 'Rude', and '?' stands for anything else rather
-    than an empty box."""
-    text = unicodedata.normalize("NFKD", text.translate(_ASCII_SUBSTITUTES))
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    return text.encode("ascii", "replace").decode("ascii")
-
-
 def _fit_text(draw: ImageDraw.ImageDraw, text: str, width: int, font: object) -> str:
-    text = _ascii(text)
+    text = font_ascii(text)
     if draw.textlength(text, font=font) <= width:
         return text
     while text and draw.textlength("..." + text, font=font) > width:
@@ -194,7 +182,7 @@ def render_comparison(
         y += layout.row_h
     y += layout.pad
     for text in footer:
-        draw.text((layout.pad, y), _ascii(text), fill=_TEXT, font=layout.font)
+        draw.text((layout.pad, y), font_ascii(text), fill=_TEXT, font=layout.font)
         y += layout.line
     return np.asarray(canvas)
 
@@ -242,8 +230,8 @@ def _grid_layout(comparison: Comparison, header: Sequence[str], footer: Sequence
     columns = 1 + len(comparison.backbones)
     scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     grid_w = pad + columns * (panel + pad) + bar_w + pad
-    text_w = max(scratch.textlength(_ascii(t), font=font) for t in [*header[1:], *footer]) + 2 * pad
-    width = int(max(grid_w, text_w, scratch.textlength(_ascii(header[0]), font=bold) + 2 * pad))
+    text_w = max(scratch.textlength(font_ascii(t), font=font) for t in [*header[1:], *footer]) + 2 * pad
+    width = int(max(grid_w, text_w, scratch.textlength(font_ascii(header[0]), font=bold) + 2 * pad))
     row_h = panel + 4 + CAPTION_LINES * line + pad
     header_h = pad + big + 8 + 2 * line + pad + 2 * line + 4
     footer_h = pad + len(footer) * line + pad
@@ -263,10 +251,10 @@ def _column_title(comparison: Comparison, key: str) -> tuple[str, str]:
 def _draw_header(draw: ImageDraw.ImageDraw, comparison: Comparison, header: Sequence[str], layout: _GridLayout) -> None:
     pad, panel, font = layout.pad, layout.panel, layout.font
     y = pad
-    draw.text((pad, y), _ascii(header[0]), fill=_TEXT, font=layout.bold)
+    draw.text((pad, y), font_ascii(header[0]), fill=_TEXT, font=layout.bold)
     y += layout.big + 8
     for text in header[1:]:
-        draw.text((pad, y), _ascii(text), fill=_MUTED, font=font)
+        draw.text((pad, y), font_ascii(text), fill=_MUTED, font=font)
         y += layout.line
     y += pad
     titles = [("Image", "")] + [_column_title(comparison, b) for b in comparison.backbones]
