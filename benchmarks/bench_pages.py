@@ -175,14 +175,19 @@ def other_steps(page, url: str) -> dict[str, Callable[[], float]]:
     }
 
 
-def measure(url: str) -> dict[str, float | None]:
-    """One pass over every page; a step whose element the UI lacks (or that times out) is None."""
+PAGES = ("Home", "Errors", "Trust", "Patterns", "Explain", "Compare")
+
+
+def measure(url: str, pages: tuple[str, ...] = PAGES) -> dict[str, float | None]:
+    """One pass over ``pages``; a step whose element the UI lacks (or that times out) is None."""
     times: dict[str, float | None] = {}
     with browser_support.browser_page(width=1440, height=1400) as page:
         page.set_default_timeout(20_000)
         for steps in (other_steps(page, url), explain_steps(page, url), compare_steps(page, url)):
             skip = False
             for name, step in steps.items():
+                if name.split(":")[0] not in pages:
+                    continue
                 if skip and "first render" not in name:
                     times[name] = None
                     continue
@@ -235,7 +240,12 @@ def main() -> None:
     parser.add_argument("--app-root", type=Path, default=ROOT, help="the checkout whose app is measured")
     parser.add_argument("--out", type=Path, default=ROOT / "artifacts" / "bench_pages.json")
     parser.add_argument("--label", default="", help="a note stored with the results (e.g. before / after)")
+    parser.add_argument("--pages", default=",".join(PAGES),
+                        help=f"comma-separated pages to time (default: all, {','.join(PAGES)})")
     args = parser.parse_args()
+    pages = tuple(p.strip() for p in args.pages.split(",") if p.strip())
+    if unknown := [p for p in pages if p not in PAGES]:
+        parser.error(f"unknown page(s) {', '.join(unknown)}; choose from {', '.join(PAGES)}")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed benchmark still stops its server
     if not SHARED_TEST.is_dir():
         raise SystemExit(f"needs the shared photos at {SHARED_TEST}")
@@ -248,11 +258,11 @@ def main() -> None:
         probe_before = probe_ms()
         with browser_support.running_app(env, timeout=120) as url:
             print("cold pass", flush=True)
-            cold = measure(url)
+            cold = measure(url, pages)
             warm = []
             for k in range(args.repeat):
                 print(f"warm pass {k + 1}", flush=True)
-                warm.append(measure(url))
+                warm.append(measure(url, pages))
         probe_after = probe_ms()
     result = {"label": args.label, "app_root": str(app_root), "commit": commit, "load_average": os.getloadavg(),
               "probe_ms_before": probe_before, "probe_ms_after": probe_after, "cold": cold,

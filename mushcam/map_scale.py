@@ -84,9 +84,17 @@ def colorbar(lut: np.ndarray, height: int, scale: float, label: str, flat: bool 
 
     The strip runs from the LUT's last colour (top, the value ``scale``) to its first (bottom, 0);
     the ticks give the raw values, and the rotated label names the method ("Grad-CAM", ...).
-    A flat map's bar says "flat" under its ticks.
+    A flat map's bar says "flat" under its ticks. The bar depends on nothing else, so the last
+    few are kept (read-only): moving the opacity slider redraws the views, not their bars.
     """
-    height = max(int(height), 64)
+    lut = np.ascontiguousarray(lut, dtype=np.uint8)
+    return _colorbar(lut.tobytes(), lut.shape, max(int(height), 64), float(scale), label, bool(flat))
+
+
+@functools.lru_cache(maxsize=32)
+def _colorbar(lut_bytes: bytes, lut_shape: tuple[int, ...], height: int, scale: float, label: str,
+              flat: bool) -> np.ndarray:
+    lut = np.frombuffer(lut_bytes, dtype=np.uint8).reshape(lut_shape)
     font_size = max(11, min(28, height // 22))
     strip_w = max(10, font_size)
     pad = max(4, font_size // 3)
@@ -112,7 +120,9 @@ def colorbar(lut: np.ndarray, height: int, scale: float, label: str, flat: bool 
         ImageDraw.Draw(side).text((height // 2, label_w // 2), label, fill=(60, 60, 60), font=_font(font_size),
                                   anchor="mm")
         canvas.paste(side.rotate(90, expand=True), (0, 0))
-    return np.asarray(canvas)
+    bar = np.array(canvas)
+    bar.flags.writeable = False  # shared by every caller of the cache
+    return bar
 
 
 MIN_BAR_HEIGHT = 240  # a smaller view is enlarged (nearest neighbour) first, so the bar's text stays readable

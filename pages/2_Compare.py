@@ -110,9 +110,10 @@ if not images:
     st.info("Upload one or more photos, or sample them from a test folder." if source == "upload"
             else "No images to compare yet.")
     st.stop()
+cell_key = support.cell_key(ctx, models)
 with state.shown_errors():
     comparison = compare.compute_comparison(images, names, manifest, explain, progress=progress.maps,
-                                            methods=methods)
+                                            methods=methods, memo=support.SharedCellMemo(), cell_key=cell_key)
 grid = comparison.backbones  # the columns: model x method keys
 progress.clear()
 
@@ -122,7 +123,8 @@ if len(grid) > 2:
     measure = st.radio("Agreement matrices", list(AGREEMENT_MEASURES), key="compare_agreement_measure",
                        horizontal=True, format_func=AGREEMENT_MEASURES.get,
                        help="Each photo's matrix: how much every two maps of its row agree (1 = the same).")
-support.show_grid(comparison, manifest, methods, support.Style(normalisation, view, alpha, colormap, measure))
+support.show_grid(comparison, manifest, methods, support.Style(normalisation, view, alpha, colormap, measure),
+                  cell_key)
 
 # --- numbers --------------------------------------------------------------------------
 st.subheader("Numbers")

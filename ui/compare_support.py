@@ -10,13 +10,17 @@ agreement as a small heatmap matrix.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
+from PIL import Image
 from streamlit.delta_generator import DeltaGenerator
 
 from mushcam import compare
@@ -24,6 +28,7 @@ from mushcam.cam import DEFAULT_METHOD, METHOD_LABELS, Column
 from mushcam.catalog import LoadedModel
 from mushcam.compare.comparison import Cell, Row
 from mushcam.compare.figure import short_name
+from mushcam.compare.matrix import render_agreement_matrix
 from mushcam.compare.tables import AGREEMENT_MEASURES, agreement_matrix
 from mushcam.data import LabelledImage, read_bytes, scan_images
 from mushcam.exceptions import MushcamError
@@ -36,6 +41,8 @@ from ui import state
 DISPLAY_SIDE = 320  # grid pictures on the page
 MAX_ROW_COLUMNS = 4  # more map columns than this (with several methods): one tab per method
 MATRIX_HEIGHT = 240  # px, one photo's agreement matrix
+METHOD_TAB_KEY = "compare_method_tab"  # session state: the open method tab (its label)
+CELL_MEMO_SIZE = 512  # measured cells kept (about 250 kB each, 128 MB at most: 4 x 9 columns of 12 photos)
 SAMPLE_KEY = "compare_sample_memo"  # session state: (sampling parameters, chosen relpaths)
 
 
@@ -65,6 +72,41 @@ def explainer(ctx: state.AppContext, models: dict[str, LoadedModel]) -> compare.
             )
 
     return explain
+
+
+@st.cache_resource(show_spinner=False, max_entries=CELL_MEMO_SIZE)
+def _memo_box(key: str) -> dict[str, object]:
+    """One measured cell's place in Streamlit's resource cache (least recently used dropped)."""
+    return {}
+
+
+class SharedCellMemo:
+    """Measured cells (:class:`mushcam.compare.comparison.MeasuredCell`) shared by every browser
+    session, at most :data:`CELL_MEMO_SIZE` of them: a rerun, a new session or an added method
+    measures only the maps nobody has measured yet. A cell is not changed once measured (frozen;
+    its prepared arrays are read-only)."""
+
+    def get(self, key: str) -> compare.MeasuredCell | None:
+        cell = _memo_box(key).get("cell")
+        return cell if isinstance(cell, compare.MeasuredCell) else None
+
+    def __setitem__(self, key: str, cell: compare.MeasuredCell) -> None:
+        _memo_box(key)["cell"] = cell
+
+
+def cell_key(ctx: state.AppContext, models: dict[str, LoadedModel]) -> compare.CellKeyFn:
+    """What one cell's map and verdict depend on, as one digest: the model's identity and layer,
+    the method, the photo's content, the manifest's input and classes."""
+    assert ctx.manifest is not None
+    setting = repr((ctx.manifest.input, ctx.manifest.classes))
+    models_key = {name: repr((state.model_identity(ctx, name), state.cam_layer(ctx, name, loaded)))
+                  for name, loaded in models.items()}
+
+    def key(column: Column, image: compare.CompareImage) -> str:
+        text = "\0".join((models_key[column.model], column.method, image.sha256, setting))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    return key
 
 
 def to_compare_image(name: str, data: bytes, label: str | None) -> compare.CompareImage:
@@ -209,8 +251,10 @@ __all__ = [
     "DISPLAY_SIDE",
     "MAX_ROW_COLUMNS",
     "Progress",
+    "SharedCellMemo",
     "Style",
     "agreement_figure",
+    "cell_key",
     "column_groups",
     "grid_agreement",
     "explainer",
@@ -333,20 +377,49 @@ def _cell_place(place: DeltaGenerator, cell: Cell, picture: object) -> None:
     )
 
 
+def _jpeg(picture: np.ndarray | Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    (picture if isinstance(picture, Image.Image) else Image.fromarray(picture)).convert("RGB").save(
+        buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def _thumb_jpeg(image_sha: str, _preview: Image.Image) -> tuple[Image.Image, bytes]:
+    """One photo fitted within :data:`DISPLAY_SIDE`, and as JPEG (once per photo)."""
+    thumb = compare.fit_to(_preview, DISPLAY_SIDE)
+    return thumb, _jpeg(thumb)
+
+
+@st.cache_data(show_spinner=False, max_entries=2048)
+def _cell_jpeg(cell: str, scale: float | None, view: str, alpha: float, colormap: str, _thumb: Image.Image,
+               _explanation: Explanation, _spec: object) -> bytes:
+    """One cell's picture as JPEG, drawn once per (map, scale, view, opacity, colormap): a rerun
+    or a method added draws only the pictures it has not drawn before."""
+    return _jpeg(compare.cell_picture(_thumb, _explanation, _spec, scale, view, alpha, colormap))
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _matrix_png(labels: tuple[str, ...], matrix: tuple[tuple[float, ...], ...], measure: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(render_agreement_matrix(labels, matrix, measure)).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
 def _row(comparison: compare.Comparison, index: int, columns: Sequence[str], tabbed: bool,
-         manifest: Manifest, style: Style, key: str) -> None:
+         manifest: Manifest, style: Style, key: str, cell_key: compare.CellKeyFn) -> None:
     """One photo: the original, each column's map with its marks, then the agreement (a
     one-line caption for one pair, a heatmap matrix with short axis names for more)."""
     row = comparison.rows[index]
     with st.container(border=True, key=key):
         places = st.columns([1] * (1 + len(columns)) + ([1] if len(columns) > 2 else []))
-        thumb = compare.fit_to(row.image.preview, DISPLAY_SIDE)
+        thumb, thumb_jpeg = _thumb_jpeg(row.image.sha256, row.image.preview)
         scale = row.scale(style.normalisation)
-        _image_place(places[0], row, thumb)
+        _image_place(places[0], row, thumb_jpeg)
         for place, column in zip(places[1:], columns, strict=False):
             cell = row.cells[column]
-            picture = compare.cell_picture(thumb, cell.explanation, manifest.input,
-                                           scale, style.view, style.alpha, style.colormap)
+            picture = _cell_jpeg(f"{cell_key(Column.parse(column), row.image)}:{DISPLAY_SIDE}", scale, style.view,
+                                 style.alpha, style.colormap, thumb, cell.explanation, manifest.input)
             _cell_place(place, cell, picture)
         pairs = [p for p in row.agreement if p.first in columns and p.second in columns]
         if len(pairs) == 1:
@@ -355,27 +428,35 @@ def _row(comparison: compare.Comparison, index: int, columns: Sequence[str], tab
                        f"IoU {compare.fmt(pair.iou)}, Spearman {compare.fmt(pair.spearman)}")
         elif pairs:
             matrix = agreement_matrix(comparison, columns, style.measure, row=index)
-            short = [short_name(Column.parse(c).model if tabbed else c) for c in columns]
-            places[-1].plotly_chart(agreement_figure(short, matrix, style.measure), key=f"{key}_agreement",
-                                    config={"displayModeBar": False})
+            short = tuple(short_name(Column.parse(c).model if tabbed else c) for c in columns)
+            places[-1].image(_matrix_png(short, tuple(map(tuple, matrix)), style.measure), width="stretch",
+                             caption=f"{AGREEMENT_MEASURES[style.measure]} of every two maps")
 
 
-def show_grid(comparison: compare.Comparison, manifest: Manifest, methods: Sequence[str], style: Style) -> None:
-    """The grid: rows = photos; columns = models x methods in one row, or one tab per method."""
+def show_grid(comparison: compare.Comparison, manifest: Manifest, methods: Sequence[str], style: Style,
+              cell_key: compare.CellKeyFn) -> None:
+    """The grid: rows = photos; columns = models x methods in one row, or one tab per method
+    (only the open tab is drawn)."""
     groups = column_groups(comparison, methods)
     if groups[0][0] is None:
         labels = [comparison.label(key) for key in groups[0][1]]
         _header(labels)
         for index in range(len(comparison.rows)):
-            _row(comparison, index, groups[0][1], False, manifest, style, f"compare_row_{index}")
+            _row(comparison, index, groups[0][1], False, manifest, style, f"compare_row_{index}", cell_key)
         return
-    tabs = st.tabs([METHOD_LABELS.get(method, method) for method, _ in groups])
+    # Lazy tabs: only the open tab's rows run and reach the browser (adding a method adds a tab,
+    # not 12 more rows of pictures and matrices on the page).
+    tabs = st.tabs([METHOD_LABELS.get(method, method) for method, _ in groups], key=METHOD_TAB_KEY,
+                   on_change="rerun")
     for tab, (method, columns) in zip(tabs, groups, strict=True):
+        if tab.open is False:
+            continue
         with tab:
             labels = [manifest.display_name(Column.parse(key).model) for key in columns]
             _header(labels)
             for index in range(len(comparison.rows)):
-                _row(comparison, index, columns, True, manifest, style, f"compare_row_{method}_{index}")
+                _row(comparison, index, columns, True, manifest, style, f"compare_row_{method}_{index}",
+                     cell_key)
 
 
 def grid_agreement(comparison: compare.Comparison, measure: str) -> go.Figure:

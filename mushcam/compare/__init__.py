@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from mushcam.compare.comparison import (
     NORMALISATIONS,
+    CellKeyFn,
     Comparison,
     ExplainFn,
+    MeasuredCell,
     Memo,
     column_label,
     compute_comparison,
@@ -49,8 +51,8 @@ __all__ = [
     # sample
     "DEFAULT_SAMPLE_SIZE", "CompareImage", "load_compare_image", "manifest_class", "select_sample",
     # comparison
-    "NORMALISATIONS", "Comparison", "ExplainFn", "Memo", "column_label", "compute_comparison", "outcome_with",
-    "split_column",
+    "NORMALISATIONS", "CellKeyFn", "Comparison", "ExplainFn", "MeasuredCell", "Memo", "column_label",
+    "compute_comparison", "outcome_with", "split_column",
     # tables
     "backbone_summary", "image_table", "pair_summary", "summary_long", "to_csv",
     # figure

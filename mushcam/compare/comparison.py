@@ -9,9 +9,9 @@ scale-free, so they do not depend on the display normalisation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -25,7 +25,16 @@ from mushcam.exceptions import MushcamError
 from mushcam.explain import Explanation, cached_explanation, explain_image
 from mushcam.finite import naming_model
 from mushcam.manifest import InputSpec, Manifest
-from mushcam.metrics.agreement import TOP_FRACTION, Focus, PairAgreement, focus, pairwise_agreement
+from mushcam.metrics.agreement import (
+    TOP_FRACTION,
+    Focus,
+    PairAgreement,
+    PreparedMap,
+    focus,
+    pairwise_agreement,
+    pairwise_prepared,
+    prepare_map,
+)
 from mushcam.models import DISPLAY_NAMES
 from mushcam.render import cam_scale, upsample_cam
 from mushcam.toxicity import Toxicity
@@ -73,6 +82,25 @@ class Row:
         if normalisation == "per_image":
             return None
         return max((cell.cam_max for cell in self.cells.values()), default=0.0)
+
+
+@dataclass(frozen=True)
+class MeasuredCell:
+    """One cell and its map prepared for the pairwise measures: what a memo keeps between calls."""
+
+    cell: Cell
+    prepared: PreparedMap
+
+
+CellKeyFn = Callable[[Column, CompareImage], Hashable]
+
+
+class CellMemo(Protocol):
+    """Where :func:`compute_comparison` keeps measured cells between calls (a dict will do)."""
+
+    def get(self, key: Hashable) -> MeasuredCell | None: ...
+
+    def __setitem__(self, key: Hashable, cell: MeasuredCell) -> None: ...
 
 
 def split_column(key: str) -> tuple[str, str]:
@@ -147,11 +175,16 @@ def compute_comparison(
     measure_side: int = MEASURE_SIDE,
     progress: ProgressFn | None = None,
     methods: Sequence[str] = (DEFAULT_METHOD,),
+    memo: CellMemo | None = None,
+    cell_key: CellKeyFn | None = None,
 ) -> Comparison:
     """Every backbone's map of every image (one ``explain`` call each), with focus and agreement.
 
     With several ``methods`` the columns are models x methods (:class:`mushcam.cam.Column`),
-    and ``explain`` is called as :func:`explain_column` says.
+    and ``explain`` is called as :func:`explain_column` says. With a ``memo`` and a
+    ``cell_key(column, image)`` that names everything the map depends on (the page: the
+    checkpoint's identity, the layer, the method, the photo's SHA-256), each measured cell is
+    kept there and reused by the next call: adding a method measures only its own maps.
     """
     if not backbones:
         raise MushcamError("choose at least one backbone")
@@ -170,19 +203,30 @@ def compute_comparison(
     for image in images:
         true_class = manifest_class(manifest, image.label)
         cells: dict[str, Cell] = {}
-        maps: dict[str, np.ndarray] = {}
+        prepared: dict[str, PreparedMap] = {}
         for column in columns:
             if progress is not None:
                 progress(done, total, f"{labels[column.key]} on {image.name}")
-            cells[column.key], maps[column.key] = column_cell(column, image, manifest, explain, true_class,
-                                                              measure_side)
+            key = None if memo is None or cell_key is None else (cell_key(column, image), true_class, fraction,
+                                                                  measure_side)
+            measured = memo.get(key) if memo is not None and key is not None else None
+            if measured is None:
+                cell, heat = column_cell(column, image, manifest, explain, true_class, measure_side)
+                measured = MeasuredCell(cell, prepare_map(heat, fraction))
+                if memo is not None and key is not None:
+                    memo[key] = measured
+            cells[column.key], prepared[column.key] = measured.cell, measured.prepared
             done += 1
+        pairs = pairwise_prepared(prepared)
+        if pairs is None:  # maps that do not see the same pixels: each pair on the pixels both see
+            pairs = pairwise_agreement({key: measure_map(cell.explanation.cam, image.image.size, manifest.input,
+                                                         measure_side) for key, cell in cells.items()}, fraction)
         rows.append(Row(
             image=image,
             true_class=true_class,
             true_toxicity=manifest.toxicity(true_class) if true_class is not None else None,
             cells=cells,
-            agreement=tuple(pairwise_agreement(maps, fraction)),
+            agreement=tuple(pairs),
         ))
     if progress is not None:
         progress(total, total, "done")

@@ -143,7 +143,12 @@ def test_many_columns_get_one_tab_per_method_and_agreement_matrices(app_env: Pat
     at.multiselect(key="compare_methods").set_value(["gradcam", "hirescam", "xgradcam"]).run()
     assert not at.exception, [e.message for e in at.exception]
     assert [t.label for t in at.tabs] == ["Grad-CAM", "HiResCAM", "XGrad-CAM"]
-    for tab in at.tabs:
+    for shown in ("HiResCAM", "XGrad-CAM", "Grad-CAM"):  # lazy tabs: only the open one is drawn
+        at.session_state["compare_method_tab"] = shown
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]
+        assert [len(tab.get("image")) for tab in at.tabs] == [6 if t.label == shown else 0 for t in at.tabs]
+        tab = next(t for t in at.tabs if t.label == shown)
         headers = [md.value for md in tab.markdown[:3]]
         assert headers == ["**Image**", "**EfficientNet-B0**", "**MobileNetV3-Large**"]  # the method is the tab
         assert len(tab.get("image")) == 2 * 3  # per photo: the original + 2 models

@@ -63,3 +63,20 @@ def test_a_tiny_view_is_enlarged_by_a_whole_factor_before_its_bar_is_drawn():
     out = with_colorbar(tiny, colormap_lut("jet"), 1.0, "Grad-CAM")
     assert out.shape[0] == 240  # 4 x 60
     assert np.array_equal(out[::4, :320:4], tiny)  # nearest neighbour: no new detail
+
+
+def test_a_colour_bar_is_drawn_once_per_colormap_and_scale_and_cannot_be_changed_by_a_caller() -> None:
+    from mushcam.map_scale import _colorbar
+    from mushcam.render import colormap_lut
+
+    _colorbar.cache_clear()
+    lut = colormap_lut("viridis").copy()
+    first = colorbar(lut, 240, 0.5, "Grad-CAM")
+    again = colorbar(lut, 240, 0.5, "Grad-CAM")
+    assert again is first and _colorbar.cache_info().hits == 1  # an alpha move: the same bar, not redrawn
+    with pytest.raises(ValueError):
+        first[0, 0] = 0  # read-only: a caller cannot spoil the kept bar
+    lut[-1] = (255, 0, 255)  # a changed LUT is another bar, keyed by its bytes
+    other = colorbar(lut, 240, 0.5, "Grad-CAM")
+    assert other is not first and not np.array_equal(other, first)
+    assert colorbar(colormap_lut("viridis"), 240, 0.25, "Grad-CAM") is not first  # another scale
