@@ -149,6 +149,41 @@ def test_agreement_and_focus_of_known_maps() -> None:
     assert r50.entropy < 0.8
 
 
+def test_a_memo_measures_each_cell_once_and_changes_no_number() -> None:
+    """With a memo and a cell key, a second call asks for no map, and an added method only for its own."""
+    torch.manual_seed(0)
+    cams = {(b, m, i): torch.rand(4, 4) for b in ("resnet50", "mobilenet_v3_large") for m in ("gradcam", "hirescam")
+            for i in ("sha-1", "sha-2")}
+    images = [compare.CompareImage("one.png", make_image(64, 48, seed=1), "sha-1", "amanita"),
+              compare.CompareImage("two.png", make_image(64, 48, seed=2), "sha-2", "boletus")]
+    asked: list[tuple[str, str, str]] = []
+
+    def explain(backbone: str, image: compare.CompareImage, method: str = "gradcam") -> Explanation:
+        asked.append((backbone, method, image.sha256))
+        return explanation(cams[(backbone, method, image.sha256)], 0)
+
+    def key(column: object, image: compare.CompareImage) -> tuple[str, str, str]:
+        return (column.model, column.method, image.sha256)
+
+    backbones, memo = ["resnet50", "mobilenet_v3_large"], {}
+    plain = compare.compute_comparison(images, backbones, MANIFEST, explain, methods=["gradcam", "hirescam"])
+    assert len(asked) == 8
+    asked.clear()
+    first = compare.compute_comparison(images, backbones, MANIFEST, explain, methods=["gradcam"], memo=memo,
+                                       cell_key=key)
+    assert len(asked) == 4 and len(memo) == 4
+    asked.clear()
+    again = compare.compute_comparison(images, backbones, MANIFEST, explain, methods=["gradcam"], memo=memo,
+                                       cell_key=key)
+    assert asked == [] and again.rows[0].agreement == first.rows[0].agreement
+    both = compare.compute_comparison(images, backbones, MANIFEST, explain, methods=["gradcam", "hirescam"],
+                                      memo=memo, cell_key=key)
+    assert sorted(asked) == sorted((b, "hirescam", i) for b in backbones for i in ("sha-1", "sha-2"))
+    for got, want in zip(both.rows, plain.rows, strict=True):  # the same numbers as without a memo
+        assert got.agreement == want.agreement
+        assert {k: c.focus for k, c in got.cells.items()} == {k: c.focus for k, c in want.cells.items()}
+
+
 def test_summaries_count_and_split_focus_by_outcome() -> None:
     comparison = known_comparison()
     by_backbone = {r["backbone"]: r for r in compare.backbone_summary(comparison)}
