@@ -27,7 +27,7 @@ usable = [row for row in models if row["Status"] == "loaded"]
 st.subheader(f"Models ({len(models)})")
 # A static table (not a scrolling grid): heads such as "Dropout → Linear(2048→512) → ReLU → …"
 # are shown whole, and the text can be selected and copied.
-st.markdown(home.TABLE_CSS, unsafe_allow_html=True)
+st.markdown(home.table_css(list(models[0]) if models else []), unsafe_allow_html=True)
 st.table(models, hide_index=True)
 if paths := home.path_rows(ctx):
     st.caption(paths)

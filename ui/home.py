@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,13 +22,26 @@ from ui.table_fit import fitted
 
 __all__ = ["IMAGENET_FUNGI", "SAFETY_NOTE", "ModelRow", "code_consent_panel", "enable_demo", "failure_detail",
            "metrics_columns", "model_rows", "model_table", "path_rows", "pending_code", "setup_help", "short_paths",
-           "test_metrics", "trust_code", "TABLE_CSS"]
+           "test_metrics", "trust_code", "table_css", "WHOLE_WORD_COLUMNS"]
 
 # st.table lays its columns out to their longest unbreakable word ("resnet50_finetuned_best_epoch_37.pt",
 # "mobilenet_v3_large"): the model table ran 200 px past the page at 1440 px and hid its Note column.
-# Cells may break such words anywhere; the full paths are listed under the table (path_rows).
-TABLE_CSS = ("<style>[data-testid='stTable'] :is(th, td), [data-testid='stTable'] :is(th, td) * "
-             "{overflow-wrap: anywhere !important;}</style>")
+# Cells of file names, layers and paths may break anywhere (the full paths are listed under the table,
+# path_rows); headers and the columns of words keep their words whole ("missin|g" and "Hea|d" were
+# seen when every cell could break anywhere: the browser squeezed the short columns first).
+WHOLE_WORD_COLUMNS: tuple[str, ...] = ("Model", "Status")
+
+
+def table_css(columns: Sequence[str]) -> str:
+    """The model table's CSS for a table with ``columns`` in this order (st.table draws no index)."""
+    table = "[data-testid='stTable']"
+    whole = [f"{table} th", *(f"{table} td:nth-child({columns.index(c) + 1})" for c in WHOLE_WORD_COLUMNS
+                              if c in columns)]
+    selectors = ", ".join(f"{s}, {s} *" for s in whole)
+    return (f"<style>{table} td, {table} td * {{overflow-wrap: anywhere !important;}} "
+            f"{selectors} {{overflow-wrap: break-word !important; word-break: normal !important;}}</style>")
+
+
 ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s/:;,]+/)+([^\s/:;,]+)")
 
 SAFETY_NOTE = (

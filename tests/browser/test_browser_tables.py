@@ -15,6 +15,7 @@ from browser_support import browser_page, exception_texts, running_app, screensh
 from factories import CLASSES, write_image_folder, write_manifest
 
 from mushcam.cli import main
+from ui.home import WHOLE_WORD_COLUMNS
 from ui.table_fit import HEADER_EXTRA, text_px
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -41,6 +42,30 @@ TABLES_JS = """() => Array.from(document.querySelectorAll('[data-testid="stTable
     table: frame.querySelector('table').getBoundingClientRect().width,
     cut: Array.from(frame.querySelectorAll('th, td')).filter(c => c.scrollWidth > c.clientWidth + 1)
       .map(c => c.textContent.trim())}))"""
+
+# Words split over two lines in the header cells and in the cells of the given columns (1-based):
+# a word is a run of characters between spaces and hyphens, split when its text spans two lines.
+BROKEN_WORDS_JS = """(columns) => {
+  const cells = Array.from(document.querySelectorAll('[data-testid="stTable"] th'));
+  for (const n of columns) {
+    cells.push(...document.querySelectorAll(`[data-testid="stTable"] td:nth-child(${n})`));
+  }
+  const broken = [];
+  for (const cell of cells) {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const m of node.data.matchAll(/[^\\s-]+/g)) {
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        const lines = new Set(Array.from(range.getClientRects()).filter(r => r.width > 0)
+          .map(r => Math.round(r.top)));
+        if (lines.size > 1) broken.push(m[0]);
+      }
+    }
+  }
+  return broken;
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +103,14 @@ def grid_problems(page: object, where: str, expected: int) -> list[str]:
 
 
 def table_problems(page: object) -> list[str]:
-    """What does not fit in the Home page's static table: the table past its frame, a cell cut."""
+    """What does not fit in the Home page's static table: the table past its frame, a cell cut, a
+    word broken in a header or in a column of words (ui.home.WHOLE_WORD_COLUMNS)."""
+    headers = [h.strip() for h in page.locator('[data-testid="stTable"] th').all_inner_texts()]
+    columns = [headers.index(c) + 1 for c in WHOLE_WORD_COLUMNS if c in headers]
+    problems = [] if len(columns) == len(WHOLE_WORD_COLUMNS) else [f"Home: columns {headers}"]
+    problems += [f"Home: word broken across lines: {word!r}" for word in page.evaluate(BROKEN_WORDS_JS, columns)]
     tables = page.evaluate(TABLES_JS)
-    problems = [] if len(tables) == 1 else [f"Home: {len(tables)} static tables, expected 1"]
+    problems += [] if len(tables) == 1 else [f"Home: {len(tables)} static tables, expected 1"]
     for table in tables:
         if max(table["scroll"], table["table"]) > table["client"] + 1:
             problems.append(f"Home: the model table is {table['table']:.0f} px wide in {table['client']} px")
