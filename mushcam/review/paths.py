@@ -31,12 +31,23 @@ def _inside(path: Path, base: Path) -> bool:
     return path == base or base in path.parents
 
 
+def refuse_file_system_root(resolved: Path, text: str, whose: str = "the image folder") -> None:
+    """Refuse ``/`` (or a drive) as a data folder: MushCAM never reads or walks the whole file system."""
+    if resolved == Path(resolved.anchor):
+        raise OutsideDataFolder(
+            f"{whose} is {text!r}, the whole file system, not a test folder: MushCAM does not read or walk it; "
+            "choose the folder that holds the class folders (ROOT/<Class>/<image>)"
+        )
+
+
 def dataset_file(root: str | os.PathLike[str], relpath: str) -> Path:
-    """``root / relpath`` under the rules above; raises :class:`OutsideDataFolder` or ImageLoadError."""
+    """``root / relpath`` under the rules above; raises :class:`OutsideDataFolder` (also for a
+    root that is the whole file system) or ImageLoadError."""
     base = Path(root).expanduser()
     if not base.is_dir():
         raise ImageLoadError(f"the image folder {base} does not exist; choose the folder the store was evaluated on")
     base = base.resolve()
+    refuse_file_system_root(base, str(root))
     pure = PurePosixPath(str(relpath).replace("\\", "/"))
     if not str(relpath) or "\x00" in str(relpath) or pure.is_absolute() or ".." in pure.parts:
         raise OutsideDataFolder(f"refused path outside the data folder: {relpath!r}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mushcam.review.paths import OutsideDataFolder, dataset_file
+from mushcam.review.paths import OutsideDataFolder, dataset_file, refuse_file_system_root
 
 
 def data_folder(folder: str | os.PathLike[str], whose: str = "the image folder") -> Path:
@@ -30,11 +30,7 @@ def data_folder(folder: str | os.PathLike[str], whose: str = "the image folder")
         raise OutsideDataFolder(f"{whose} is empty; give the test folder (ROOT/<Class>/<image>)")
     path = Path(text).expanduser()
     resolved = path.resolve()
-    if resolved == Path(resolved.anchor):
-        raise OutsideDataFolder(
-            f"{whose} is {text!r}, the whole file system, not a test folder: MushCAM does not read or walk it; "
-            "choose the folder that holds the class folders (ROOT/<Class>/<image>)"
-        )
+    refuse_file_system_root(resolved, text, whose)
     if not resolved.is_dir():
         raise OutsideDataFolder(f"{whose} {text!r} is not an existing folder; choose the test folder the store "
                                 "was evaluated on")

@@ -181,7 +181,9 @@ def test_compare_grid_takes_all_five_or_any_subset(app_env: dict[str, Path]) -> 
     assert at.multiselect(key="compare_backbones").value == NAMES  # all five by default
     headers = [m.value for m in at.markdown if m.value.startswith("**") and m.value.endswith("**")]
     assert [h.strip("*") for h in headers[1:6]] == LABELS
-    assert len(at.get("image")) == 2 * (1 + 5)
+    images = at.get("image")
+    assert len(images) == 2 * (1 + 5 + 1)  # per photo: the original, 5 maps, the agreement matrix
+    assert [i.proto.imgs[0].caption for i in images].count("IoU of the top regions of every two maps") == 2
     by_model = at.dataframe[0].value
     assert list(by_model["model"]) == LABELS
     assert len(at.dataframe[1].value) == 10  # 5 choose 2

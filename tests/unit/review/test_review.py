@@ -231,6 +231,11 @@ def test_dataset_file_stays_inside(tmp_path: Path) -> None:
     for bad in ("../outside.png", "/etc/passwd", "Root/etc/passwd", "A/../../outside.png"):
         with pytest.raises(OutsideDataFolder):
             dataset_file(root, bad)
+    # the whole file system as the data folder (the Errors page and review-report): refused before any
+    # lookup, so a store's relative paths cannot reach /etc/passwd through it
+    for whole in ("/", "//", "/tmp/.."):
+        with pytest.raises(OutsideDataFolder, match="the whole file system"):
+            dataset_file(whole, "etc/passwd")
 
 
 def test_cli_review_report_and_export(results: Path, setup: dict[str, Path], tmp_path: Path,
