@@ -148,8 +148,7 @@ if len(grid) > 1:
     st.dataframe(by_pair, hide_index=True, key="compare_pair_summary",
                  column_config={k: NUMBER for k, v in by_pair[0].items() if isinstance(v, float)})
 if len(grid) > 2:
-    st.plotly_chart(support.grid_agreement(comparison, measure), key="compare_grid_agreement",
-                    config={"displayModeBar": False})
+    support.show_grid_agreement(comparison, measure)
 with st.expander("Per image"):
     st.dataframe(compare.image_table(comparison), hide_index=True, key="compare_image_table")
 if st.toggle("Faithfulness of each map", key="compare_faithfulness",

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 from streamlit.delta_generator import DeltaGenerator
@@ -28,6 +27,7 @@ from mushcam.cam import DEFAULT_METHOD, METHOD_LABELS, Column
 from mushcam.catalog import LoadedModel
 from mushcam.compare.comparison import Cell, Row
 from mushcam.compare.figure import short_name
+from mushcam.compare.matrix import SCALE as MATRIX_SCALE
 from mushcam.compare.matrix import render_agreement_matrix
 from mushcam.compare.tables import AGREEMENT_MEASURES, agreement_matrix
 from mushcam.data import LabelledImage, read_bytes, scan_images
@@ -40,7 +40,6 @@ from ui import state
 
 DISPLAY_SIDE = 320  # grid pictures on the page
 MAX_ROW_COLUMNS = 4  # more map columns than this (with several methods): one tab per method
-MATRIX_HEIGHT = 240  # px, one photo's agreement matrix
 METHOD_TAB_KEY = "compare_method_tab"  # session state: the open method tab (its label)
 CELL_MEMO_SIZE = 512  # measured cells kept (about 250 kB each, 128 MB at most: 4 x 9 columns of 12 photos)
 SAMPLE_KEY = "compare_sample_memo"  # session state: (sampling parameters, chosen relpaths)
@@ -253,10 +252,9 @@ __all__ = [
     "Progress",
     "SharedCellMemo",
     "Style",
-    "agreement_figure",
     "cell_key",
     "column_groups",
-    "grid_agreement",
+    "show_grid_agreement",
     "explainer",
     "images_from_folder",
     "images_from_uploads",
@@ -331,24 +329,6 @@ def column_groups(comparison: compare.Comparison, methods: Sequence[str]) -> lis
     if len(methods) < 2 or len(grid) <= MAX_ROW_COLUMNS:
         return [(None, grid)]
     return [(method, [key for key in grid if Column.parse(key).method == method]) for method in methods]
-
-
-def agreement_figure(labels: Sequence[str], matrix: Sequence[Sequence[float]], measure: str,
-                     height: int = MATRIX_HEIGHT) -> go.Figure:
-    """A small annotated heatmap of a pairwise agreement matrix, with its colour bar ("n/a" where undefined)."""
-    low = -1.0 if measure == "spearman" else 0.0
-    figure = go.Figure(go.Heatmap(
-        z=matrix, x=list(labels), y=list(labels), zmin=low, zmax=1.0, colorscale="Blues",
-        text=[[compare.fmt(value) for value in line] for line in matrix],  # "n/a" where undefined (a flat map)
-        texttemplate="%{text}", textfont={"size": 11}, hoverongaps=False,
-        hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>",
-        colorbar={"thickness": 8, "len": 0.9, "tickfont": {"size": 9}},
-    ))
-    figure.update_layout(height=height, margin={"l": 4, "r": 4, "t": 24, "b": 4},
-                         title={"text": "IoU" if measure == "iou" else "Spearman", "font": {"size": 12}, "x": 0.5})
-    figure.update_xaxes(tickfont={"size": 9}, side="bottom", automargin=True)
-    figure.update_yaxes(tickfont={"size": 9}, autorange="reversed", automargin=True)
-    return figure
 
 
 def _header(labels: Sequence[str]) -> None:
@@ -459,11 +439,11 @@ def show_grid(comparison: compare.Comparison, manifest: Manifest, methods: Seque
                      cell_key)
 
 
-def grid_agreement(comparison: compare.Comparison, measure: str) -> go.Figure:
-    """The whole grid's agreement matrix: every column against every other, mean over the photos."""
+def show_grid_agreement(comparison: compare.Comparison, measure: str) -> None:
+    """The whole grid's agreement matrix (every column against every other, mean over the photos),
+    as a picture at its own size (drawn at twice the display size, so its text stays sharp)."""
     columns = list(comparison.backbones)
-    size = max(MATRIX_HEIGHT, 60 + 34 * len(columns))
-    figure = agreement_figure([comparison.label(key) for key in columns],
-                              agreement_matrix(comparison, columns, measure), measure, size)
-    figure.update_layout(title={"text": f"Mean {AGREEMENT_MEASURES[measure]} over {len(comparison.rows)} photos"})
-    return figure
+    matrix = agreement_matrix(comparison, columns, measure)
+    png = _matrix_png(tuple(comparison.label(key) for key in columns), tuple(map(tuple, matrix)), measure)
+    width = Image.open(io.BytesIO(png)).width // MATRIX_SCALE
+    st.image(png, width=width, caption=f"Mean {AGREEMENT_MEASURES[measure]} over {len(comparison.rows)} photos")

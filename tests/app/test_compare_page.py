@@ -7,7 +7,6 @@ MobileNetV3-Large always says Boletus (edible), EfficientNet-B0 always says Aman
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,11 +152,12 @@ def test_many_columns_get_one_tab_per_method_and_agreement_matrices(app_env: Pat
         assert headers == ["**Image**", "**EfficientNet-B0**", "**MobileNetV3-Large**"]  # the method is the tab
         assert len(tab.get("image")) == 2 * 3  # per photo: the original + 2 models
         assert len([c for c in tab.caption if c.value.startswith("Agreement:")]) == 2  # one pair: one line
-    grid = json.loads(at.get("plotly_chart")[-1].proto.spec)["data"][0]
-    assert len(grid["z"]) == 6 and all(grid["z"][i][i] == 1.0 for i in range(6))
+    captions = [i.proto.imgs[0].caption for i in at.get("image")]
+    assert captions[-1] == "Mean IoU of the top regions over 2 photos"  # the whole grid's matrix, under Numbers
+    assert captions.count("IoU of the top regions of every two maps") == 0  # one pair a photo: a line, no matrix
     at.radio(key="compare_agreement_measure").set_value("spearman").run()
     assert not at.exception
-    assert json.loads(at.get("plotly_chart")[-1].proto.spec)["data"][0]["zmin"] == -1.0
+    assert at.get("image")[-1].proto.imgs[0].caption == "Mean Spearman rank correlation over 2 photos"
 
 
 def test_folder_problems_and_upload_mode_are_explained(app_env: Path, tmp_path: Path,

@@ -130,11 +130,12 @@ def test_compare_three_by_three_reads_at_a_glance(tmp_path: Path) -> None:
         long = [t for t in texts if len(t) > LONG_TEXT]
         assert long == [], long
         # The open tab: 3 photos x (original + 3 models + the photo's agreement matrix, a picture);
-        # the other tabs are not drawn until opened; the grid's mean matrix is one chart under Numbers.
+        # the other tabs are not drawn until opened; the grid's mean matrix is a picture under Numbers.
         assert page.locator(f'[data-testid="stTabPanel"]:visible {READY}').count() == 3 * 5
         assert page.locator(f'[data-testid="stTabPanel"]:not(:visible) {READY}').count() == 0
         assert page.get_by_text("of every two maps").count() == 3
-        assert page.locator('[data-testid="stPlotlyChart"]').count() == 1
+        assert page.get_by_text("Mean IoU of the top regions over 3 photos").count() == 1
+        assert page.locator('[data-testid="stPlotlyChart"]').count() == 0  # no chart to draw on the whole page
         for label in ("ResNet-50", "EfficientNet-B0", "MobileNetV3-Large"):
             header = page.locator('[data-testid="stTabPanel"]:visible strong').filter(has_text=label).first
             box = header.bounding_box()
