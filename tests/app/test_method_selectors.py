@@ -95,7 +95,8 @@ def test_compare_methods_are_a_second_axis(env: Path):
     assert headers == ["**Image**", "**EfficientNet-B0**", "**EfficientNet-B0 · HiResCAM**",
                        "**MobileNetV3-Large**", "**MobileNetV3-Large · HiResCAM**"]
     rows = images_before // 3
-    assert len(at.get("image")) == rows * (5 + 1)  # the original + 2 models x 2 methods + the matrix per row
+    # per row: the original, 2 models x 2 methods and the row's matrix; then the whole grid's matrix
+    assert len(at.get("image")) == rows * (5 + 1) + 1
     summary = at.dataframe[0].value
     assert list(summary["model"]) == ["EfficientNet-B0", "EfficientNet-B0 · HiResCAM",
                                          "MobileNetV3-Large", "MobileNetV3-Large · HiResCAM"]

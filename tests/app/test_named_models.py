@@ -182,7 +182,7 @@ def test_compare_grid_takes_all_five_or_any_subset(app_env: dict[str, Path]) -> 
     headers = [m.value for m in at.markdown if m.value.startswith("**") and m.value.endswith("**")]
     assert [h.strip("*") for h in headers[1:6]] == LABELS
     images = at.get("image")
-    assert len(images) == 2 * (1 + 5 + 1)  # per photo: the original, 5 maps, the agreement matrix
+    assert len(images) == 2 * (1 + 5 + 1) + 1  # per photo: the original, 5 maps, its matrix; the grid's matrix
     assert [i.proto.imgs[0].caption for i in images].count("IoU of the top regions of every two maps") == 2
     by_model = at.dataframe[0].value
     assert list(by_model["model"]) == LABELS
