@@ -34,7 +34,8 @@ NORMALISATION_HELP = (
 st.title("Compare models")
 st.caption(
     "Where does each model look, image by image, and how much do they agree? One row per image, "
-    "one column per model (one tab per CAM method when they do not fit a row); numbers instead of impressions."
+    "one column per model, one tab per CAM method (methods side by side where they fit a row); numbers instead of "
+    "impressions."
 )
 
 if ctx.manifest is None:

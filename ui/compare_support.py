@@ -323,10 +323,16 @@ class Style:
 
 
 def column_groups(comparison: compare.Comparison, methods: Sequence[str]) -> list[tuple[str | None, list[str]]]:
-    """The grid's columns split for display: one group (no tab) when they fit one row
-    (at most :data:`MAX_ROW_COLUMNS`, or one method), else one tab per method, models inside."""
+    """The grid's columns split for display: one tab per method, models inside; one group with
+    no tab when several methods fit one row (at most :data:`MAX_ROW_COLUMNS` columns).
+
+    One method is one tab, named after it: the page says which method it shows, and adding a
+    second method adds a tab beside the first instead of redrawing the grid (the browser keeps
+    the open tab's pictures)."""
     grid = list(comparison.backbones)
-    if len(methods) < 2 or len(grid) <= MAX_ROW_COLUMNS:
+    if len(methods) == 1:
+        return [(methods[0], grid)]
+    if len(grid) <= MAX_ROW_COLUMNS:
         return [(None, grid)]
     return [(method, [key for key in grid if Column.parse(key).method == method]) for method in methods]
 
