@@ -202,6 +202,14 @@ def to_png(image: np.ndarray | Image.Image, compress_level: int = 6) -> bytes:
     return buffer.getvalue()
 
 
+def to_jpeg(image: np.ndarray | Image.Image, quality: int = 90) -> bytes:
+    """JPEG bytes of an RGB array or PIL image (for pictures shown on a page: photos and overlays)."""
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
+    buffer = io.BytesIO()
+    picture.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
 def fit_within(image: Image.Image, max_side: int) -> Image.Image:
     """A copy no larger than ``max_side`` on its longer side (for display and speed)."""
     if max(image.size) <= max_side:

@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 from PIL import Image
 from streamlit.delta_generator import DeltaGenerator
@@ -36,6 +35,7 @@ from mushcam.explain import Explanation
 from mushcam.finite import naming_model
 from mushcam.manifest import Manifest
 from mushcam.map_scale import map_range
+from mushcam.render import to_jpeg, to_png
 from ui import state
 
 DISPLAY_SIDE = 320  # grid pictures on the page
@@ -363,18 +363,11 @@ def _cell_place(place: DeltaGenerator, cell: Cell, picture: object) -> None:
     )
 
 
-def _jpeg(picture: np.ndarray | Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    (picture if isinstance(picture, Image.Image) else Image.fromarray(picture)).convert("RGB").save(
-        buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
-
-
 @st.cache_data(show_spinner=False, max_entries=1024)
 def _thumb_jpeg(image_sha: str, _preview: Image.Image) -> tuple[Image.Image, bytes]:
     """One photo fitted within :data:`DISPLAY_SIDE`, and as JPEG (once per photo)."""
     thumb = compare.fit_to(_preview, DISPLAY_SIDE)
-    return thumb, _jpeg(thumb)
+    return thumb, to_jpeg(thumb)
 
 
 @st.cache_data(show_spinner=False, max_entries=2048)
@@ -382,14 +375,12 @@ def _cell_jpeg(cell: str, scale: float | None, view: str, alpha: float, colormap
                _explanation: Explanation, _spec: object) -> bytes:
     """One cell's picture as JPEG, drawn once per (map, scale, view, opacity, colormap): a rerun
     or a method added draws only the pictures it has not drawn before."""
-    return _jpeg(compare.cell_picture(_thumb, _explanation, _spec, scale, view, alpha, colormap))
+    return to_jpeg(compare.cell_picture(_thumb, _explanation, _spec, scale, view, alpha, colormap))
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def _matrix_png(labels: tuple[str, ...], matrix: tuple[tuple[float, ...], ...], measure: str) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(render_agreement_matrix(labels, matrix, measure)).save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
+    return to_png(render_agreement_matrix(labels, matrix, measure))
 
 
 def _row(comparison: compare.Comparison, index: int, columns: Sequence[str], tabbed: bool,

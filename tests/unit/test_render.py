@@ -16,6 +16,7 @@ from mushcam.render import (
     colorize,
     colormap_lut,
     render_views,
+    to_jpeg,
     to_png,
     upsample_cam,
 )
@@ -91,3 +92,13 @@ def test_four_views_at_the_image_size_and_png_export():
     assert decoded.format == "PNG" and decoded.size == (views.combined.shape[1], views.combined.shape[0])
     changed = render_views(image, heat, alpha=0.9, colormap="viridis")
     assert not np.array_equal(changed.overlay, views.overlay)
+
+
+def test_to_jpeg_encodes_an_array_or_a_picture_as_rgb_jpeg() -> None:
+    array = np.zeros((20, 30, 3), dtype=np.uint8)
+    array[:, 15:] = (200, 40, 40)
+    for source in (array, Image.fromarray(array).convert("RGBA")):
+        decoded = Image.open(io.BytesIO(to_jpeg(source)))
+        assert decoded.format == "JPEG" and decoded.mode == "RGB" and decoded.size == (30, 20)
+        pixels = np.asarray(decoded).astype(int)
+        assert np.abs(pixels[:, :12] - 0).max() < 12 and np.abs(pixels[:, 18:] - (200, 40, 40)).max() < 12
