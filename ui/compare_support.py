@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +74,7 @@ def explainer(ctx: state.AppContext, models: dict[str, LoadedModel]) -> compare.
 
 
 @st.cache_resource(show_spinner=False, max_entries=CELL_MEMO_SIZE)
-def _memo_box(key: str) -> dict[str, object]:
+def _memo_box(key: Hashable) -> dict[str, object]:
     """One measured cell's place in Streamlit's resource cache (least recently used dropped)."""
     return {}
 
@@ -85,11 +85,11 @@ class SharedCellMemo:
     measures only the maps nobody has measured yet. A cell is not changed once measured (frozen;
     its prepared arrays are read-only)."""
 
-    def get(self, key: str) -> compare.MeasuredCell | None:
+    def get(self, key: Hashable) -> compare.MeasuredCell | None:
         cell = _memo_box(key).get("cell")
         return cell if isinstance(cell, compare.MeasuredCell) else None
 
-    def __setitem__(self, key: str, cell: compare.MeasuredCell) -> None:
+    def __setitem__(self, key: Hashable, cell: compare.MeasuredCell) -> None:
         _memo_box(key)["cell"] = cell
 
 
